@@ -1,0 +1,190 @@
+"""actgen's command line: the driver of the whole pipeline.
+
+The flow, one stage per module, each importing only from the ones before it:
+
+    load (YAML, safely)  ->  expr (whitelisting parser)  ->  model (frozen entities)
+    ->  rules (named, proven rewrites)  ->  derive (SymPy derivatives)  ->  properties
+    ->  prove (identities)  ->  printing (NumPy and LaTeX printers)  ->  render (templates)
+    ->  write (atomic, header-checked files)
+
+`actgen build` runs all of it; `actgen check` renders in memory and compares with the output
+folder; `actgen prove` prints the identity proofs.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from . import __version__
+
+EXIT_OK, EXIT_INTERNAL, EXIT_USER = 0, 1, 2
+REPORT = "this is a bug in actgen; please report it with the spec and the command you ran"
+
+
+class _Progress:
+    """Shows which entry is being derived once a build has taken more than a second."""
+
+    def __init__(self, stream, quiet=False):
+        self.start = time.monotonic()
+        self.stream = stream
+        self.quiet = quiet or not getattr(stream, "isatty", lambda: False)()
+        self.shown = False
+
+    def __call__(self, name):
+        if self.quiet or time.monotonic() - self.start < 1.0:
+            return
+        self.stream.write(f"\ractgen: deriving {name:<32}")
+        self.stream.flush()
+        self.shown = True
+
+    def done(self):
+        if self.shown:
+            self.stream.write("\r" + " " * 50 + "\r")
+            self.stream.flush()
+
+
+def _generate(args, progress):
+    from .model import load_spec
+    from .pipeline import derive_all
+    from .prove import check_identities
+    from .render import render_all
+    from .write import seal
+
+    spec = load_spec(args.spec)
+    derived = derive_all(spec, progress=progress)
+    proofs = check_identities(spec)
+    files = render_all(derived, args.package, proofs)
+    return {rel: seal(rel, content) for rel, content in files.items()}
+
+
+def cmd_build(args):
+    from .write import apply, plan
+
+    progress = _Progress(sys.stderr, args.quiet)
+    started = time.monotonic()
+    files = _generate(args, progress)
+    out = Path(args.out)
+    p = plan(out, files, force=args.force, owned=_owned(args))
+    apply(out, files, p)
+    progress.done()
+    if not args.quiet:
+        print(f"actgen: {len(files)} files in {out}/ ({len(p.write)} written, {len(p.unchanged)} unchanged, {len(p.remove)} removed) in {time.monotonic() - started:.1f} s")
+    return EXIT_OK
+
+
+def _owned(args):
+    from .render import OWNED_ROOTS
+
+    return [args.package] + list(OWNED_ROOTS)
+
+
+def cmd_check(args):
+    from .write import OutputError, plan, status
+
+    progress = _Progress(sys.stderr, True)
+    files = _generate(args, progress)
+    out = Path(args.out)
+    try:
+        p = plan(out, files, force=True, owned=_owned(args))
+    except OutputError as exc:
+        print(f"actgen check: stale: {str(exc).splitlines()[0]}")
+        return EXIT_USER
+    edited = [rel for rel in files if (out / rel).exists() and status(out / rel) == "edited"]
+    if edited:
+        print(f"actgen check: {out / edited[0]} was edited by hand (its content no longer matches its header's hash); run actgen build --force")
+        return EXIT_USER
+    if p.write:
+        print(f"actgen check: stale: {out / p.write[0]} differs from what `actgen build` would write ({len(p.write)} file(s) differ); run actgen build")
+        return EXIT_USER
+    if p.remove:
+        print(f"actgen check: stale: {out / p.remove[0]} would be removed by `actgen build`; run actgen build")
+        return EXIT_USER
+    print(f"actgen check: {out}/ is up to date ({len(files)} files)")
+    return EXIT_OK
+
+
+def cmd_prove(args):
+    from .model import load_spec
+    from .prove import check_identities, format_proof
+
+    spec = load_spec(args.spec)
+    proofs = check_identities(spec, names=args.names or None, raise_on_failure=False)
+    if args.names:
+        missing = sorted(set(args.names) - {p.identity.name for p in proofs})
+        if missing:
+            known = ", ".join(i.name for i in spec.identities)
+            print(f"actgen prove: unknown identity '{missing[0]}'; known identities are {known}", file=sys.stderr)
+            return EXIT_USER
+    failed = 0
+    for proof in proofs:
+        print(format_proof(proof))
+        print()
+        failed += proof.status not in ("proved", "conjecture")
+    print(f"{len(proofs) - failed} of {len(proofs)} identities proved" + (f", {failed} failed" if failed else ""))
+    return EXIT_USER if failed else EXIT_OK
+
+
+def parser():
+    top = argparse.ArgumentParser(
+        prog="actgen",
+        description="Turn YAML declarations of activation and loss functions into proven derivatives, "
+        "numerically stable NumPy code and Markdown documentation.",
+    )
+    top.add_argument("--version", action="version", version=f"actgen {__version__}")
+    sub = top.add_subparsers(dest="command", metavar="COMMAND")
+
+    def common(p):
+        p.add_argument("--spec", default="spec", help="a spec file or a folder of *.yaml files (default: spec/)")
+        p.add_argument("--out", default="generated", help="output folder (default: generated/)")
+        p.add_argument("--package", default="actgen_numpy", help="name of the generated Python package (default: actgen_numpy)")
+
+    b = sub.add_parser("build", help="derive, prove and generate the package and docs", description="Derive every function of the spec, prove its identities, and write the NumPy package and Markdown sheets into the output folder. Only files that actgen generated are ever overwritten or removed.")
+    common(b)
+    b.add_argument("--force", action="store_true", help="overwrite generated files even if they were edited by hand")
+    b.add_argument("--quiet", action="store_true", help="print nothing on success")
+    b.set_defaults(fn=cmd_build)
+    c = sub.add_parser("check", help="exit 0 if the output folder is exactly what build would write", description="Render everything in memory and compare with the output folder; exit 0 when it is up to date, 2 with a one-line reason when it is stale or edited by hand.")
+    common(c)
+    c.set_defaults(fn=cmd_check)
+    pr = sub.add_parser("prove", help="prove the spec's identities and print each proof", description="Prove every identity of the spec (or the named ones) and print its claim, assumptions and proof steps.")
+    pr.add_argument("names", nargs="*", help="identities to prove (default: all)")
+    pr.add_argument("--spec", default="spec", help="a spec file or a folder of *.yaml files (default: spec/)")
+    pr.set_defaults(fn=cmd_prove)
+    return top
+
+
+def main(argv=None):
+    from .errors import SpecError
+    from .write import OutputError
+
+    args = parser().parse_args(argv)
+    if not getattr(args, "fn", None):
+        parser().print_help()
+        return EXIT_USER
+    try:
+        return args.fn(args)
+    except SpecError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        print(f"actgen: {len(exc.problems)} problem(s) in the spec; nothing was written", file=sys.stderr)
+        return EXIT_USER
+    except OutputError as exc:
+        print(exc, file=sys.stderr)
+        print("actgen: nothing was written", file=sys.stderr)
+        return EXIT_USER
+    except KeyboardInterrupt:
+        print("actgen: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: no traceback for users
+        if os.environ.get("ACTGEN_DEBUG"):
+            raise
+        print(f"actgen: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"actgen: {REPORT} (set ACTGEN_DEBUG=1 for a traceback)", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

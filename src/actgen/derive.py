@@ -1,0 +1,308 @@
+"""Stage 5: derivatives, by SymPy, recorded step by step.
+
+For each entry of the model this module derives every function the package will contain, as
+:class:`Derivation` records: the expression SymPy's ``diff`` gives, the simplified form in stable
+primitives (:mod:`actgen.rules`), and the rules that fired. No derivative is typed anywhere.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import sympy as sp
+
+from . import model as M
+from .errors import EntryFailure
+from .primitives import elementary, logistic
+from .rules import raise_primitives
+from .symbolic import TimeBudgetExceeded, prove_equal, time_budget
+
+Y_OUT = sp.Symbol("y", real=True)  # the output of an activation, in output-form derivatives
+G = sp.IndexedBase("g", real=True)  # the incoming gradient of a vector-Jacobian product
+Z_MAX = sp.Symbol("z_max", real=True)  # max_j z[j], for max-shifted class-axis expressions
+LOGITS = M.Z
+
+
+@dataclasses.dataclass(frozen=True)
+class Derivation:
+    """One generated function: its defining expression and how it was obtained."""
+
+    name: str  # Python name in the generated package
+    kind: str  # forward, grad, grad_param, grad_from_output, vjp, jacobian, loss, loss_grad, head, head_grad
+    of: str  # the spec entry it belongs to
+    wrt: str  # the variable differentiated by ('' for forward functions)
+    raw: sp.Expr  # as written or as SymPy's diff gives it
+    expr: sp.Expr  # simplified, in stable primitives: what the docs show and the printer lowers
+    rules: tuple[str, ...]
+    note: str = ""
+
+
+def _piecewise_form(expr):
+    """Max/Min as Piecewise (so that kinks follow the branch rule), folded into one Piecewise."""
+    if expr.has(sp.Max, sp.Min):
+        expr = sp.piecewise_fold(expr.rewrite(sp.Piecewise))
+    return expr
+
+
+def simplest(expr, fired):
+    """The simplest of a few exact rearrangements of ``expr``, re-raised into stable primitives."""
+    candidates = [raise_primitives(expr, fired)]
+    for transform in (sp.factor_terms, sp.simplify, sp.expand):
+        try:
+            candidates.append(raise_primitives(transform(candidates[0]), fired))
+        except (TypeError, ValueError, NotImplementedError, RecursionError):
+            continue
+    # prefer no raw exponentials of the variable (they overflow), then fewer operations
+    def cost(e):
+        raw_exp = sum(1 for f in e.atoms(sp.exp) if f.free_symbols)
+        return (raw_exp, sp.count_ops(e), len(str(e)))
+
+    return min(candidates, key=cost)
+
+
+def derive_elementwise(act: M.Activation):
+    fired: list[str] = []
+    forward = raise_primitives(act.expr, fired)
+    out = [Derivation(act.name, "forward", act.name, "", act.expr, forward, tuple(fired))]
+    base = _piecewise_form(forward)
+    raw = sp.diff(_piecewise_form(act.expr), M.Z)
+    gfired: list[str] = []
+    grad = simplest(sp.diff(base, M.Z), gfired)
+    out.append(Derivation(f"{act.name}_grad", "grad", act.name, "z", raw, grad, tuple(gfired)))
+    for p in act.params:
+        pf: list[str] = []
+        gp = simplest(sp.diff(base, p.symbol), pf)
+        out.append(Derivation(f"{act.name}_grad_{p.name}", "grad_param", act.name, p.name, sp.diff(act.expr, p.symbol), gp, tuple(pf)))
+    of = output_form(forward, grad, raw)
+    if of is not None:
+        out.append(Derivation(f"{act.name}_grad_from_output", "grad_from_output", act.name, "z", grad, of, ()))
+    return out
+
+
+def output_form(f, fprime, raw=None, seconds=6.0):
+    """g with f'(z) = g(f(z)), proved; None when the derivative needs the input (or SymPy cannot
+    find g within ``seconds``)."""
+    try:
+        with time_budget(seconds):
+            return _output_form(f, fprime, raw)
+    except (TimeBudgetExceeded, TypeError, ValueError, NotImplementedError, RecursionError):
+        return None
+
+
+def _output_form(f, fprime, raw):
+    candidates = []
+    if isinstance(f, sp.Piecewise):
+        g = _piecewise_output_form(f, fprime)
+        if g is not None:
+            candidates.append(g)
+    else:
+        for form in (fprime, raw):
+            direct = _substitute_output(f, form) if form is not None else None
+            if direct is not None:
+                candidates.append(direct)
+        with_elementary = _solve_for_z(elementary(f))
+        for sol in with_elementary[:2]:
+            g = sp.simplify(elementary(fprime).xreplace({M.Z: sol}))
+            if not g.has(M.Z) and not g.has(sp.LambertW) and sp.count_ops(g) < 12:
+                candidates.append(raise_primitives(g))
+    for g in sorted(candidates, key=sp.count_ops):
+        if not g.free_symbols <= {Y_OUT} | {s for s in fprime.free_symbols if s != M.Z}:
+            continue
+        ok, _ = prove_equal(g.xreplace({Y_OUT: f}), fprime)
+        if ok:
+            return g
+    return None
+
+
+def _solve_for_z(f, seconds=2.0):
+    """Solutions z of y = f(z), or [] when SymPy finds none within ``seconds``."""
+    try:
+        with time_budget(seconds):
+            return sp.solve(sp.Eq(Y_OUT, f), M.Z)
+    except (NotImplementedError, TypeError, ValueError, TimeBudgetExceeded):
+        return []
+
+
+def _substitute_output(f, fprime):
+    e = fprime
+    if isinstance(f, logistic):
+        t = f.args[0]
+        e = e.xreplace({logistic(-t): 1 - logistic(t)})
+    e = sp.expand(e).xreplace({f: Y_OUT}) if f.is_Function or f.is_Pow else e.xreplace({f: Y_OUT})
+    return e if not e.has(M.Z) else None
+
+
+def _piecewise_output_form(f, fprime):
+    """Branch by branch: a branch constant in z contributes its constant derivative."""
+    fprime = _piecewise_form(fprime)
+    if not isinstance(fprime, sp.Piecewise) or len(f.args) != len(fprime.args):
+        return None
+    pieces = []
+    for (fb, cond), (gb, gcond) in zip(f.args, fprime.args):
+        if cond != gcond:
+            return None
+        if cond is sp.true:
+            image_cond = sp.true
+        elif isinstance(cond, sp.core.relational.Relational) and cond.lhs == M.Z and cond.rhs.is_number:
+            # branch conditions z > t map to y > f(t) for an increasing f (checked by the proof)
+            image_cond = cond.func(Y_OUT, fb.xreplace({M.Z: cond.rhs}))
+        else:
+            return None
+        if not gb.has(M.Z):
+            pieces.append((gb, image_cond))
+            continue
+        sub = _substitute_output(fb, gb)
+        if sub is None:
+            sols = _solve_for_z(elementary(fb))
+            if not sols:
+                return None
+            sub = sp.simplify(gb.xreplace({M.Z: sols[0]}))
+            if sub.has(M.Z):
+                return None
+        pieces.append((sub, image_cond))
+    g = sp.Piecewise(*pieces)
+    # the proof: on each branch of f, g(f(z)) must equal f'(z) with g's condition selecting it
+    for (fb, cond), (gb, _) in zip(f.args, fprime.args):
+        composed = sp.piecewise_fold(g.xreplace({Y_OUT: fb}))
+        if cond is not sp.true and isinstance(composed, sp.Piecewise):
+            composed = _select_branch(composed, cond)
+            if composed is None:
+                return None
+        ok, _ = prove_equal(composed, gb)
+        if not ok:
+            return None
+    return g
+
+
+def _select_branch(pw, cond):
+    """The branch of ``pw`` that holds under ``cond`` (z > t or z <= t style), or None."""
+    v, t = cond.lhs, cond.rhs
+    probe = sp.Symbol("probe", positive=True)
+    upper = isinstance(cond, (sp.StrictGreaterThan, sp.GreaterThan))
+    sample = t + probe if upper else t - probe
+    for value, c in pw.args:
+        decided = c.xreplace({v: sample}) if c is not sp.true else sp.true
+        try:
+            decided = sp.simplify(decided)
+        except (TypeError, ValueError):
+            return None
+        if decided is sp.true:
+            return value
+        if decided is not sp.false:
+            return None
+    return None
+
+
+# -- class-axis functions --------------------------------------------------------------------------
+
+
+def _in_range(expr, index):
+    """Drop the 'index in 1..K' conditions that SymPy's KroneckerDelta sums attach."""
+    def is_range(rel):
+        return isinstance(rel, sp.core.relational.Relational) and rel.has(index) and rel.has(M.K) or (
+            isinstance(rel, sp.core.relational.Relational) and rel.has(index) and rel.free_symbols == {index}
+        )
+
+    def fix(pw):
+        for value, cond in pw.args:
+            atoms = cond.atoms(sp.core.relational.Relational)
+            if cond is sp.true or (atoms and all(is_range(r) for r in atoms)):
+                return value
+        return pw
+
+    return expr.replace(lambda e: isinstance(e, sp.Piecewise), fix)
+
+
+def derive_vector(act: M.Activation):
+    fired: list[str] = []
+    f_i = act.expr
+    out = [Derivation(act.name, "forward", act.name, "", f_i, f_i, ())]
+    zk = M.ZV[M.KK]
+    vjp_raw = sp.Sum(G[M.I] * sp.diff(f_i, zk), (M.I, 1, M.K))
+    vjp = _in_range(vjp_raw.doit(), M.KK)
+    vjp = sp.simplify(_in_range(vjp, M.KK))
+    out.append(Derivation(f"{act.name}_vjp", "vjp", act.name, "z", vjp_raw, vjp, tuple(fired)))
+    jac_raw = sp.diff(f_i, zk)
+    jac = sp.simplify(_in_range(jac_raw.doit(), M.KK))
+    out.append(Derivation(f"{act.name}_jacobian", "jacobian", act.name, "z", jac_raw, jac, ()))
+    return out
+
+
+def derive_loss(loss: M.Loss):
+    fired: list[str] = []
+    value = raise_primitives(loss.expr, fired)
+    out = [Derivation(loss.name, "loss", loss.name, "", loss.expr, value, tuple(fired))]
+    if loss.class_axis:
+        yk = M.Y_HATV[M.KK]
+        raw = sp.diff(loss.expr, yk)
+        grad = sp.simplify(_in_range(raw.doit(), M.KK))
+        out.append(Derivation(f"{loss.name}_grad", "loss_grad", loss.name, "y_hat", raw, grad, ()))
+        for p in loss.params:
+            gp = sp.simplify(sp.diff(loss.expr, p.symbol))
+            out.append(Derivation(f"{loss.name}_grad_{p.name}", "loss_grad_param", loss.name, p.name, gp, gp, ()))
+        return out
+    base = _piecewise_form(value)
+    gfired: list[str] = []
+    grad = simplest(sp.diff(base, M.Y_HAT), gfired)
+    out.append(Derivation(f"{loss.name}_grad", "loss_grad", loss.name, "y_hat", sp.diff(_piecewise_form(loss.expr), M.Y_HAT), grad, tuple(gfired)))
+    for p in loss.params:
+        pf: list[str] = []
+        gp = simplest(sp.diff(base, p.symbol), pf)
+        out.append(Derivation(f"{loss.name}_grad_{p.name}", "loss_grad_param", loss.name, p.name, sp.diff(loss.expr, p.symbol), gp, tuple(pf)))
+    return out
+
+
+def is_identity_map(act: M.Activation) -> bool:
+    return not act.vector and sp.simplify(act.expr - M.Z) == 0
+
+
+def head_pairs(spec: M.Spec):
+    """(activation, loss) pairs of the tasks whose activation is not the identity, in order."""
+    seen = []
+    for task in spec.tasks:
+        act = spec.activation(task.output) or next(a for a in spec.activations if task.output in a.aliases)
+        for loss_name in task.losses:
+            loss = spec.loss(loss_name)
+            if is_identity_map(act) or (act, loss) in seen:
+                continue
+            if act.vector != loss.class_axis:
+                raise EntryFailure(f"task '{task.name}' pairs {'a vector' if act.vector else 'an elementwise'} activation with {'a class-axis' if loss.class_axis else 'an elementwise'} loss; pair like with like")
+            seen.append((act, loss))
+    return seen
+
+
+def derive_head(act: M.Activation, loss: M.Loss):
+    name = f"{act.name}_{loss.name}"
+    fired: list[str] = []
+    if loss.class_axis:
+        composed = loss.expr.replace(
+            lambda e: isinstance(e, sp.Indexed) and e.base == M.Y_HATV,
+            lambda e: act.expr.xreplace({M.I: e.indices[0]}),
+        )
+        # logs of probabilities: every argument is a positive ratio of exponentials
+        value = sp.expand_log(composed, force=True)
+        zk = M.ZV[M.KK]
+        raw = sp.diff(composed, zk)
+        grad = sp.simplify(sp.expand_log(_in_range(sp.diff(value, zk).doit(), M.KK), force=True))
+        return [
+            Derivation(name, "head", name, "", composed, value, ()),
+            Derivation(f"{name}_grad", "head_grad", name, "z", raw, grad, ()),
+        ]
+    composed = loss.expr.xreplace({M.Y_HAT: act.expr})
+    value = simplest(composed, fired)
+    gfired: list[str] = []
+    grad = _head_grad(sp.diff(_piecewise_form(value), M.Z), gfired)
+    return [
+        Derivation(name, "head", name, "", composed, value, tuple(fired)),
+        Derivation(f"{name}_grad", "head_grad", name, "z", sp.diff(composed, M.Z), grad, tuple(gfired)),
+    ]
+
+
+def _head_grad(expr, fired):
+    """Heads fold the loss into the activation; writing logistic(-t) as 1 - logistic(t) lets the
+    target terms cancel (sigmoid + BCE gives logistic(z) - y)."""
+    first = simplest(expr, fired)
+    folded = sp.expand(first.replace(
+        lambda e: isinstance(e, logistic) and e.args[0].could_extract_minus_sign(),
+        lambda e: 1 - logistic(-e.args[0]),
+    ))
+    return min((first, raise_primitives(folded)), key=sp.count_ops)

@@ -1,0 +1,507 @@
+"""Stage 3: the typed model. Located YAML is turned, once, into frozen dataclasses.
+
+Every entity keeps its :class:`Location`. Unknown keys are errors that list the allowed keys; all
+problems of all files are collected before anything is reported. Nothing after this module sees a
+raw mapping or an expression string.
+"""
+from __future__ import annotations
+
+import ast
+import dataclasses
+from typing import Optional
+
+import sympy as sp
+
+from . import expr as E
+from .errors import Collector, EntryFailure, Location, SpecError
+from .load import Located, SpecFile
+
+# The variables of each kind of entry. Elementwise entries use plain real symbols; class-axis
+# entries use indexed vectors over K classes with the summation indices below.
+Z = sp.Symbol("z", real=True)
+Y = sp.Symbol("y", real=True)
+Y_HAT = sp.Symbol("y_hat", real=True)
+K = sp.Symbol("K", integer=True, positive=True)
+I, J, KK, L = sp.symbols("i j k l", integer=True)
+ZV = sp.IndexedBase("z", real=True)
+YV = sp.IndexedBase("y", real=True)
+Y_HATV = sp.IndexedBase("y_hat", real=True)
+INDICES = {"i": I, "j": J, "k": KK, "l": L, "K": K}
+
+SECTIONS = ("activations", "losses", "tasks", "identities")
+ACTIVATION_KEYS = ("expr", "params", "title", "use", "pros", "cons", "layer", "aliases")
+LOSS_KEYS = ("expr", "params", "title", "use", "pros", "cons", "domain")
+TASK_KEYS = ("title", "output", "loss", "hidden", "note")
+IDENTITY_KEYS = ("claim", "assume", "explain", "conjecture", "title")
+LAYERS = ("hidden", "output", "both")
+DOMAINS = ("real", "positive", "nonnegative", "[0, 1]", "(0, 1)", "{0, 1}", "{-1, 1}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Parameter:
+    name: str
+    default: sp.Rational
+    symbol: sp.Symbol
+
+    @property
+    def default_float(self) -> float:
+        return float(self.default)
+
+
+@dataclasses.dataclass(frozen=True)
+class Prose:
+    title: str
+    use: str
+    pros: str
+    cons: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Activation:
+    """f(z) elementwise, or component i of a K-vector function when ``vector`` is true."""
+
+    name: str
+    expr: sp.Expr
+    params: tuple[Parameter, ...]
+    prose: Prose
+    layer: str
+    aliases: tuple[str, ...]
+    vector: bool
+    location: Location
+
+    @property
+    def var(self):
+        return ZV[I] if self.vector else Z
+
+
+@dataclasses.dataclass(frozen=True)
+class Loss:
+    """L(y, y_hat) for one element, or for one sample over K classes when ``class_axis`` is true."""
+
+    name: str
+    expr: sp.Expr
+    params: tuple[Parameter, ...]
+    prose: Prose
+    domain: tuple[tuple[str, str], ...]  # (variable, domain) pairs
+    class_axis: bool
+    location: Location
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    name: str
+    title: str
+    output: str
+    losses: tuple[str, ...]
+    hidden: tuple[str, ...]
+    note: str
+    location: Location
+
+
+@dataclasses.dataclass(frozen=True)
+class Identity:
+    name: str
+    title: str
+    claim: str  # the source text, shown in docs beside the rendered math
+    lhs: sp.Expr
+    rhs: sp.Expr
+    assumptions: tuple[tuple[sp.Expr, sp.Expr], ...]  # each lhs == rhs, used as a substitution
+    explain: str
+    conjecture: bool
+    location: Location
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    activations: tuple[Activation, ...]
+    losses: tuple[Loss, ...]
+    tasks: tuple[Task, ...]
+    identities: tuple[Identity, ...]
+    sources: tuple[str, ...]
+
+    def activation(self, name) -> Optional[Activation]:
+        return next((a for a in self.activations if a.name == name), None)
+
+    def loss(self, name) -> Optional[Loss]:
+        return next((l for l in self.losses if l.name == name), None)
+
+
+def _uses_subscripts(text) -> bool:
+    try:
+        tree = ast.parse(str(text).strip(), mode="eval")
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
+    return any(isinstance(n, ast.Subscript) for n in ast.walk(tree))
+
+
+class _Builder:
+    def __init__(self):
+        self.problems = Collector()
+        self.names: dict[str, Location] = {}
+        self.declared = {"activations": set(), "losses": set()}
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _mapping(self, node: Located, entry, field, what):
+        if not isinstance(node.value, dict):
+            self.problems.add(node.location, entry, field, f"expected a mapping of {what}, got {E._kind(node.value)}")
+            return {}
+        return node.value
+
+    def _check_keys(self, body, allowed, entry, location):
+        for key, value in body.items():
+            if key not in allowed:
+                self.problems.add(value.location, entry, None, f"unknown key '{key}'{E._suggest(key, allowed)}; allowed keys are {', '.join(allowed)}")
+
+    def _text(self, body, key, entry, default=""):
+        node = body.get(key)
+        if node is None:
+            return default
+        if not isinstance(node.value, str) or isinstance(node.value, bool):
+            self.problems.add(node.location, entry, key, f"expected text, got {E._kind(node.value)}")
+            return default
+        return " ".join(node.value.split())
+
+    def _name_ok(self, name, location, section):
+        if not E.valid_identifier(name):
+            self.problems.add(location, str(name), None, f"'{name}' is not a valid {section[:-1]} name; use lower-case letters, digits and underscores, starting with a letter, and no Python keyword")
+            return False
+        if name in self.names:
+            self.problems.add(location, name, None, f"name '{name}' is already declared at {self.names[name]}; give each function a distinct name")
+            return False
+        self.names[name] = location
+        self.declared[section].add(name)
+        return True
+
+    def _params(self, body, entry, reserved):
+        node = body.get("params")
+        if node is None:
+            return ()
+        out = []
+        for pname, pnode in self._mapping(node, entry, "params", "parameter names to default values").items():
+            if not E.valid_identifier(pname) or pname in reserved or pname in E.CONSTANTS or pname in E.BUILTIN_FUNCTIONS:
+                self.problems.add(pnode.location, entry, "params", f"'{pname}' cannot be a parameter name; use a lower-case identifier other than {', '.join(sorted(reserved))}")
+                continue
+            value = pnode.value
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                self.problems.add(pnode.location, entry, f"params.{pname}", f"default must be a number, got {E._kind(value)}")
+                continue
+            try:
+                default = E.parse(value, E.Scope({}))
+            except EntryFailure as exc:
+                self.problems.add(pnode.location, entry, f"params.{pname}", exc.message)
+                continue
+            assumptions = {"real": True}
+            if default > 0:
+                assumptions["positive"] = True
+            out.append(Parameter(pname, default, sp.Symbol(pname, **assumptions)))
+        return tuple(out)
+
+    def _expr(self, body, entry, location, scope):
+        node = body.get("expr")
+        if node is None:
+            self.problems.add(location, entry, "expr", "missing 'expr'; give the function as an expression")
+            return None
+        try:
+            result = E.parse(node.value, scope)
+        except EntryFailure as exc:
+            self.problems.add(node.location, entry, "expr", exc.message)
+            return None
+        except RecursionError:
+            self.problems.add(node.location, entry, "expr", "expression is too deeply nested; simplify it")
+            return None
+        if isinstance(result, (tuple, E.VectorValue)) or E.is_condition(result):
+            self.problems.add(node.location, entry, "expr", "expression must be a number-valued formula, not a condition, tuple or vector")
+            return None
+        return result
+
+    # -- sections --------------------------------------------------------------------------
+    def activation(self, name, node: Located):
+        body = self._mapping(node, name, None, "fields (expr, params, ...)")
+        if not self._name_ok(name, node.location, "activations"):
+            return None
+        self._check_keys(body, ACTIVATION_KEYS, name, node.location)
+        vector = _uses_subscripts(body["expr"].value) if "expr" in body else False
+        params = self._params(body, name, {"z", "i", "j", "k", "l", "K"})
+        variables = {p.name: p.symbol for p in params}
+        variables.update({"z": ZV, **INDICES} if vector else {"z": Z})
+        expr = self._expr(body, name, node.location, E.Scope(variables))
+        layer = self._text(body, "layer", name, "hidden")
+        if layer not in LAYERS:
+            self.problems.add(body["layer"].location, name, "layer", f"unknown layer '{layer}'; use one of {', '.join(LAYERS)}")
+        aliases = ()
+        if "aliases" in body:
+            raw = body["aliases"].value
+            if not isinstance(raw, tuple) or not all(isinstance(a.value, str) for a in raw):  # noqa: SIM102
+                self.problems.add(body["aliases"].location, name, "aliases", "expected a list of names")
+            else:
+                aliases = tuple(a.value for a in raw if self._name_ok(a.value, a.location, "activations"))
+        if expr is None:
+            return None
+        if vector:
+            free = {s for s in expr.free_symbols if s in (I, J, KK, L)}
+            if free != {I}:
+                self.problems.add(body["expr"].location, name, "expr", "a vector activation gives component i: use z[i] and sum over another index, e.g. exp(z[i]) / Sum(exp(z[j]), (j, 1, K))")
+                return None
+        elif Z not in expr.free_symbols:
+            self.problems.add(body["expr"].location, name, "expr", "the expression does not use z; an activation is a function of z")
+            return None
+        prose = Prose(self._text(body, "title", name, name.replace("_", " ").title()), self._text(body, "use", name), self._text(body, "pros", name), self._text(body, "cons", name))
+        return Activation(name, expr, params, prose, layer, aliases, vector, node.location)
+
+    def loss(self, name, node: Located):
+        body = self._mapping(node, name, None, "fields (expr, params, ...)")
+        if not self._name_ok(name, node.location, "losses"):
+            return None
+        self._check_keys(body, LOSS_KEYS, name, node.location)
+        class_axis = _uses_subscripts(body["expr"].value) if "expr" in body else False
+        params = self._params(body, name, {"y", "y_hat", "i", "j", "k", "l", "K"})
+        variables = {p.name: p.symbol for p in params}
+        variables.update({"y": YV, "y_hat": Y_HATV, **INDICES} if class_axis else {"y": Y, "y_hat": Y_HAT})
+        expr = self._expr(body, name, node.location, E.Scope(variables))
+        domain = []
+        if "domain" in body:
+            for var, dnode in self._mapping(body["domain"], name, "domain", "y / y_hat to domains").items():
+                if var not in ("y", "y_hat"):
+                    self.problems.add(dnode.location, name, "domain", f"unknown variable '{var}'; a loss's variables are y and y_hat")
+                elif str(dnode.value) not in DOMAINS:
+                    self.problems.add(dnode.location, name, f"domain.{var}", f"unknown domain '{dnode.value}'; use one of {', '.join(DOMAINS)}")
+                else:
+                    domain.append((var, str(dnode.value)))
+        if expr is None:
+            return None
+        used = {str(s) for s in expr.free_symbols} | {str(b.label) for b in expr.atoms(sp.IndexedBase)}
+        if "y_hat" not in used:
+            self.problems.add(body["expr"].location, name, "expr", "the expression does not use y_hat; a loss compares the prediction y_hat with the target y")
+            return None
+        if class_axis and {s for s in expr.free_symbols if s in (I, J, KK, L)}:
+            self.problems.add(body["expr"].location, name, "expr", "a class-axis loss is one number per sample: sum over the classes, e.g. -Sum(y[i]*log(y_hat[i]), (i, 1, K))")
+            return None
+        prose = Prose(self._text(body, "title", name, name.replace("_", " ").title()), self._text(body, "use", name), self._text(body, "pros", name), self._text(body, "cons", name))
+        return Loss(name, expr, params, prose, tuple(sorted(domain)), class_axis, node.location)
+
+    def task(self, name, node: Located):
+        body = self._mapping(node, name, None, "fields (output, loss, ...)")
+        if not E.valid_identifier(name):
+            self.problems.add(node.location, str(name), None, "task names must be lower-case identifiers")
+            return None
+        self._check_keys(body, TASK_KEYS, name, node.location)
+
+        def names(key):
+            if key not in body:
+                return ()
+            raw = body[key].value
+            if isinstance(raw, str):
+                return (raw,)
+            if isinstance(raw, tuple) and all(isinstance(x.value, str) for x in raw):
+                return tuple(x.value for x in raw)
+            self.problems.add(body[key].location, name, key, "expected a name or a list of names")
+            return ()
+
+        output = names("output")
+        if len(output) != 1:
+            self.problems.add(node.location, name, "output", "give exactly one output activation")
+            return None
+        losses = names("loss")
+        if not losses:
+            self.problems.add(node.location, name, "loss", "give the loss (or losses) for this task")
+            return None
+        return Task(name, self._text(body, "title", name, name.replace("_", " ").title()), output[0], losses, names("hidden"), self._text(body, "note", name), node.location)
+
+
+def functions_scope(activations, losses):
+    """The spec's own functions, callable by name inside identities."""
+
+    def activation_fn(act):
+        def call(*args):
+            if act.vector:
+                if len(args) != 1:
+                    raise EntryFailure(f"{act.name}(v) takes one vector; take a component with {act.name}(v)[k]")
+                return _vector_apply(act.expr, {ZV: args[0]}, I)
+            subs = _params_and_arg(act, args, act.params, (Z,))
+            return act.expr.xreplace(subs)
+
+        return call
+
+    def loss_fn(loss):
+        def call(*args):
+            if loss.class_axis:
+                if len(args) != 2:
+                    raise EntryFailure(f"{loss.name}(y, y_hat) takes two vectors")
+                return _sum_apply(loss.expr, {YV: args[0], Y_HATV: args[1]})
+            return loss.expr.xreplace(_params_and_arg(loss, args, loss.params, (Y, Y_HAT)))
+
+        return call
+
+    table = {a.name: activation_fn(a) for a in activations}
+    for a in activations:
+        for alias in a.aliases:
+            table[alias] = table[a.name]
+    table.update({l.name: loss_fn(l) for l in losses})
+    return table
+
+
+def _params_and_arg(entity, args, params, variables):
+    if len(args) != len(variables):
+        raise EntryFailure(f"{entity.name} takes {len(variables)} argument(s) ({', '.join(map(str, variables))}); its parameters keep their symbols")
+    for a in args:
+        if isinstance(a, (tuple, E.VectorValue)):
+            raise EntryFailure(f"{entity.name} takes scalar arguments")
+    return dict(zip(variables, args))
+
+
+def _as_vector(value):
+    if isinstance(value, E.VectorValue):
+        return value
+    if isinstance(value, sp.IndexedBase):
+        return E.VectorValue(lambda idx, base=value: base[idx])
+    raise EntryFailure("expected a vector (an indexed name such as z, or a list [a, b])")
+
+
+def _vector_apply(expr, bindings, free_index):
+    """Bind the vectors of a class-axis expression; returns a VectorValue over ``free_index``."""
+    vectors = {base: _as_vector(v) for base, v in bindings.items()}
+    lengths = {v.length for v in vectors.values() if v.length is not None}
+    if len(lengths) > 1:
+        raise EntryFailure("vectors of different lengths")
+    length = lengths.pop() if lengths else None
+
+    def component(idx):
+        body = expr.xreplace({free_index: idx}) if free_index is not None else expr
+        return _bind(body, vectors, length)
+
+    return E.VectorValue(component, length)
+
+
+def _sum_apply(expr, bindings):
+    return _vector_apply(expr, bindings, None).component(None)
+
+
+def _bind(body, vectors, length):
+    if length is not None:
+        body = body.xreplace({K: sp.Integer(length)}).doit()
+    return body.replace(
+        lambda e: isinstance(e, sp.Indexed) and e.base in vectors,
+        lambda e: vectors[e.base].component(e.indices[0]),
+    )
+
+
+def build(files: list[SpecFile]) -> Spec:
+    """Build the model from loaded files; raises :class:`SpecError` listing every problem."""
+    b = _Builder()
+    activations, losses, tasks, identity_nodes = [], [], [], []
+    for f in files:
+        if f.root is None:
+            continue
+        root = f.root
+        if not isinstance(root.value, dict):
+            b.problems.add(root.location, None, None, f"a spec file is a mapping with sections {', '.join(SECTIONS)}; got {E._kind(root.value)}")
+            continue
+        for section, node in root.value.items():
+            if section not in SECTIONS:
+                b.problems.add(node.location, None, None, f"unknown section '{section}'{E._suggest(section, SECTIONS)}; sections are {', '.join(SECTIONS)}")
+                continue
+            entries = b._mapping(node, None, None, f"{section} by name")
+            for name, entry in entries.items():
+                if section == "activations":
+                    activations.append(b.activation(name, entry))
+                elif section == "losses":
+                    losses.append(b.loss(name, entry))
+                elif section == "tasks":
+                    tasks.append(b.task(name, entry))
+                else:
+                    identity_nodes.append((name, entry))
+    activations = [a for a in activations if a is not None]
+    losses = [l for l in losses if l is not None]
+    tasks = [t for t in tasks if t is not None]
+    # names declared but rejected above count as known here, so one mistake is reported once
+    act_names = {a.name for a in activations} | {al for a in activations for al in a.aliases} | b.declared["activations"]
+    loss_names = {l.name for l in losses} | b.declared["losses"]
+    for t in tasks:
+        if t.output not in act_names:
+            b.problems.add(t.location, t.name, "output", f"unknown activation '{t.output}'{E._suggest(t.output, sorted(act_names))}; declare it under activations")
+        for name in t.losses:
+            if name not in loss_names:
+                b.problems.add(t.location, t.name, "loss", f"unknown loss '{name}'{E._suggest(name, sorted(loss_names))}; declare it under losses")
+        for name in t.hidden:
+            if name not in act_names:
+                b.problems.add(t.location, t.name, "hidden", f"unknown activation '{name}'{E._suggest(name, sorted(act_names))}")
+    identities = [_identity(b, name, node, activations, losses) for name, node in identity_nodes]
+    b.problems.raise_if_any()
+    by_name = lambda x: x.name  # noqa: E731 - sorted output makes builds deterministic
+    return Spec(
+        tuple(sorted(activations, key=by_name)),
+        tuple(sorted(losses, key=by_name)),
+        tuple(sorted(tasks, key=lambda t: t.location)),
+        tuple(sorted((i for i in identities if i is not None), key=by_name)),
+        tuple(sorted(f.path for f in files)),
+    )
+
+
+_DIMS = sp.symbols("m n p", integer=True, positive=True)
+IDENTITY_VARS = {
+    # affine layers, for the collapse of stacked linear layers: W2 (W1 x + b1) + b2
+    "W1": sp.MatrixSymbol("W1", _DIMS[0], _DIMS[1]), "b1": sp.MatrixSymbol("b1", _DIMS[0], 1),
+    "W2": sp.MatrixSymbol("W2", _DIMS[2], _DIMS[0]), "b2": sp.MatrixSymbol("b2", _DIMS[2], 1),
+    "x": sp.MatrixSymbol("x", _DIMS[1], 1),
+    "z": Z, "y": Y, "y_hat": Y_HAT, "z1": sp.Symbol("z1", real=True), "z2": sp.Symbol("z2", real=True),
+    "c": sp.Symbol("c", real=True), "alpha": sp.Symbol("alpha", positive=True),
+    "zv": ZV, "yv": YV, "gv": sp.IndexedBase("g", real=True), **INDICES,
+}
+
+
+def _identity(b: _Builder, name, node: Located, activations, losses):
+    body = b._mapping(node, name, None, "fields (claim, assume, explain)")
+    if not E.valid_identifier(name):
+        b.problems.add(node.location, str(name), None, "identity names must be lower-case identifiers")
+        return None
+    b._check_keys(body, IDENTITY_KEYS, name, node.location)
+    scope = E.Scope(IDENTITY_VARS, functions_scope(activations, losses), allow_equality=True, allow_diff=True)
+    if "claim" not in body:
+        b.problems.add(node.location, name, "claim", "missing 'claim'; write it as 'left == right'")
+        return None
+    claim_node = body["claim"]
+    try:
+        claim = E.parse(claim_node.value, scope)
+    except EntryFailure as exc:
+        b.problems.add(claim_node.location, name, "claim", exc.message)
+        return None
+    if not (isinstance(claim, tuple) and len(claim) == 3 and claim[0] == "=="):
+        b.problems.add(claim_node.location, name, "claim", "a claim is an equation 'left == right'")
+        return None
+    assumptions = []
+    if "assume" in body:
+        raw = body["assume"].value
+        items = raw if isinstance(raw, tuple) else (body["assume"],)
+        for item in items:
+            try:
+                parsed = E.parse(item.value, scope)
+            except EntryFailure as exc:
+                b.problems.add(item.location, name, "assume", exc.message)
+                continue
+            if not (isinstance(parsed, tuple) and parsed[0] == "=="):
+                b.problems.add(item.location, name, "assume", "an assumption is an equation 'left == right', used to substitute left by right")
+                continue
+            assumptions.append((parsed[1], parsed[2]))
+    conj = body.get("conjecture")
+    conjecture = bool(conj.value) if conj is not None and isinstance(conj.value, bool) else False
+    if conj is not None and not isinstance(conj.value, bool):
+        b.problems.add(conj.location, name, "conjecture", "expected true or false")
+    return Identity(name, b._text(body, "title", name, name.replace("_", " ").capitalize()), " ".join(str(claim_node.value).split()), claim[1], claim[2], tuple(assumptions), b._text(body, "explain", name), conjecture, node.location)
+
+
+def load_spec(spec_path) -> Spec:
+    """Load and build the model from a ``--spec`` path (file or folder)."""
+    from .load import display_path, load_file, spec_paths
+
+    problems = Collector()
+    paths = spec_paths(spec_path)
+    if not paths:
+        problems.add(Location(str(spec_path), 1), None, None, "no .yaml files found; give a spec file or a folder of them")
+    files = [load_file(p, display_path(p), problems) for p in paths]
+    try:
+        spec = build(files)
+    except SpecError as exc:
+        problems.problems.extend(exc.problems)
+        spec = None
+    problems.raise_if_any()
+    return spec

@@ -1,0 +1,109 @@
+"""The build driver's middle: derive every entry (each within a time budget) and collect failures.
+
+Results are plain records; rendering happens in :mod:`actgen.render`.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from . import model as M
+from .derive import Derivation, derive_elementwise, derive_head, derive_loss, derive_vector, head_pairs
+from .errors import Collector, EntryFailure, SpecError
+from .properties import Property, output_range
+from .symbolic import TimeBudgetExceeded, time_budget
+
+ENTRY_BUDGET_S = 60.0
+RESERVED = {"np", "axis", "reduction", "out", "g", "z", "y", "y_hat", "y_true", "y_pred", "logits"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """Everything derived for one spec entry (activation, loss or head)."""
+
+    name: str
+    kind: str  # activation | loss | head
+    derivations: tuple[Derivation, ...]
+    properties: tuple[Property, ...] = ()
+    activation: str = ""  # heads: the activation and loss they fuse
+    loss: str = ""
+
+    def get(self, kind):
+        return next((d for d in self.derivations if d.kind == kind), None)
+
+
+@dataclasses.dataclass(frozen=True)
+class Derived:
+    spec: M.Spec
+    activations: tuple[Entry, ...]
+    losses: tuple[Entry, ...]
+    heads: tuple[Entry, ...]
+
+    def entries(self):
+        return self.activations + self.losses + self.heads
+
+
+def _guard(problems, location, name, seconds, fn, *args):
+    try:
+        with time_budget(seconds):
+            return fn(*args)
+    except TimeBudgetExceeded:
+        problems.add(location, name, "expr", f"deriving and simplifying took longer than {seconds:.0f} s; simplify the expression or split it into parts")
+    except EntryFailure as exc:
+        problems.add(location, name, exc.field or "expr", exc.message)
+    except RecursionError:
+        problems.add(location, name, "expr", "expression is too deeply nested for SymPy; simplify it")
+    return None
+
+
+def derive_activation(act: M.Activation) -> Entry:
+    ds = derive_vector(act) if act.vector else derive_elementwise(act)
+    props = ()
+    if not act.vector:
+        props = (output_range(ds[0].expr, ds[1].expr, act.params),)
+    return Entry(act.name, "activation", tuple(ds), props)
+
+
+def derive_all(spec: M.Spec, budget=ENTRY_BUDGET_S, progress=None) -> Derived:
+    problems = Collector()
+    acts, losses, heads = [], [], []
+    for act in spec.activations:
+        if progress:
+            progress(act.name)
+        entry = _guard(problems, act.location, act.name, budget, derive_activation, act)
+        if entry:
+            acts.append(entry)
+    for loss in spec.losses:
+        if progress:
+            progress(loss.name)
+        ds = _guard(problems, loss.location, loss.name, budget, derive_loss, loss)
+        if ds:
+            losses.append(Entry(loss.name, "loss", tuple(ds)))
+    try:
+        pairs = head_pairs(spec)
+    except EntryFailure as exc:
+        problems.add(spec.tasks[0].location, None, None, exc.message)
+        pairs = []
+    for act, loss in pairs:
+        name = f"{act.name}_{loss.name}"
+        if progress:
+            progress(name)
+        ds = _guard(problems, loss.location, name, budget, derive_head, act, loss)
+        if ds:
+            heads.append(Entry(name, "head", tuple(ds), (), act.name, loss.name))
+    # every generated name must be unique and must not shadow the generated code's own names
+    seen = {}
+    for entry in acts + losses + heads:
+        source = spec.activation(entry.name) or spec.loss(entry.name) or spec.loss(entry.loss)
+        for d in entry.derivations:
+            if d.name in seen and seen[d.name] != entry.name:
+                problems.add(source.location, entry.name, None, f"generated function '{d.name}' clashes with one generated for '{seen[d.name]}'; rename one of the entries")
+            seen[d.name] = entry.name
+    for entity in spec.activations + spec.losses:
+        for p in entity.params:
+            if p.name in RESERVED:
+                problems.add(entity.location, entity.name, "params", f"parameter name '{p.name}' is reserved in generated code; rename it")
+    problems.raise_if_any()
+    return Derived(spec, tuple(acts), tuple(losses), tuple(heads))
+
+
+__all__ = ["Derived", "Entry", "derive_all", "SpecError"]

@@ -1,0 +1,147 @@
+"""Numerically stable primitives as SymPy functions.
+
+Each primitive is an ordinary function of analysis with a name, a derivative, a LaTeX form and a
+rewrite back to elementary functions (used by proofs). Rules in :mod:`actgen.rules` recognise the
+elementary forms and replace them by these; printers know how to evaluate each one stably.
+Because each primitive carries its own derivative, differentiating a rewritten function yields a
+derivative that is already written in stable primitives (softplus' = logistic, logistic' =
+logistic(u) logistic(-u)).
+"""
+from __future__ import annotations
+
+import sympy as sp
+
+
+class logistic(sp.Function):  # noqa: N801 - SymPy function classes are lower-case by convention
+    r"""The logistic sigmoid :math:`\sigma(u) = 1/(1 + e^{-u})`."""
+
+    nargs = 1
+
+    def fdiff(self, argindex=1):
+        u = self.args[0]
+        return logistic(u) * logistic(-u)
+
+    @classmethod
+    def eval(cls, u):
+        if u.is_zero:
+            return sp.Rational(1, 2)
+        if u is sp.oo:
+            return sp.Integer(1)
+        if u is sp.S.NegativeInfinity:
+            return sp.Integer(0)
+        return None
+
+    def _eval_rewrite_as_exp(self, u, **kwargs):
+        return 1 / (1 + sp.exp(-u))
+
+    _eval_rewrite_as_elementary = _eval_rewrite_as_exp
+
+    def _eval_is_real(self):
+        return self.args[0].is_real
+
+    def _eval_is_positive(self):
+        return True if self.args[0].is_real else None
+
+    def _latex(self, printer, exp=None):
+        body = r"\sigma\left(%s\right)" % printer._print(self.args[0])
+        return body if exp is None else r"%s^{%s}" % (body, exp)
+
+
+class softplus(sp.Function):  # noqa: N801
+    r"""Softplus :math:`\log(1 + e^{u})`."""
+
+    nargs = 1
+
+    def fdiff(self, argindex=1):
+        return logistic(self.args[0])
+
+    @classmethod
+    def eval(cls, u):
+        if u.is_zero:
+            return sp.log(2)
+        return None
+
+    def _eval_rewrite_as_exp(self, u, **kwargs):
+        return sp.log(1 + sp.exp(u))
+
+    _eval_rewrite_as_elementary = _eval_rewrite_as_exp
+
+    def _eval_is_real(self):
+        return self.args[0].is_real
+
+    def _eval_is_positive(self):
+        return True if self.args[0].is_real else None
+
+    def _latex(self, printer, exp=None):
+        body = r"\operatorname{softplus}\left(%s\right)" % printer._print(self.args[0])
+        return body if exp is None else r"%s^{%s}" % (body, exp)
+
+
+class normal_cdf(sp.Function):  # noqa: N801
+    r"""The standard normal CDF :math:`\Phi(u) = (1 + \operatorname{erf}(u/\sqrt{2}))/2`.
+
+    Evaluated without the cancellation of 1 + erf(u) for u << 0 (SciPy's ``ndtr``)."""
+
+    nargs = 1
+
+    def fdiff(self, argindex=1):
+        u = self.args[0]
+        return sp.exp(-u**2 / 2) / sp.sqrt(2 * sp.pi)
+
+    @classmethod
+    def eval(cls, u):
+        if u.is_zero:
+            return sp.Rational(1, 2)
+        return None
+
+    def _eval_rewrite_as_erf(self, u, **kwargs):
+        return (1 + sp.erf(u / sp.sqrt(2))) / 2
+
+    _eval_rewrite_as_elementary = _eval_rewrite_as_erf
+
+    def _eval_is_real(self):
+        return self.args[0].is_real
+
+    def _latex(self, printer, exp=None):
+        body = r"\Phi\left(%s\right)" % printer._print(self.args[0])
+        return body if exp is None else r"%s^{%s}" % (body, exp)
+
+
+class xlogy(sp.Function):  # noqa: N801
+    r"""x log(y), continued by 0 where x = 0 (the limit that cross-entropy needs at y = 0)."""
+
+    nargs = 2
+
+    def fdiff(self, argindex=1):
+        x, y = self.args
+        return sp.log(y) if argindex == 1 else x / y
+
+    def _eval_rewrite_as_exp(self, x, y, **kwargs):
+        return x * sp.log(y)
+
+    _eval_rewrite_as_elementary = _eval_rewrite_as_exp
+
+    def _latex(self, printer, exp=None):
+        x, y = self.args
+        body = r"%s \log\left(%s\right)" % (printer.parenthesize(x, 50), printer._print(y))
+        return body if exp is None else r"\left(%s\right)^{%s}" % (body, exp)
+
+
+class axis_sum(sp.Function):  # noqa: N801
+    """Sum of an array expression over the class axis (keeping that axis with length 1)."""
+
+    nargs = 1
+
+
+class axis_max(sp.Function):  # noqa: N801
+    """Maximum of an array over the class axis (keeping that axis with length 1)."""
+
+    nargs = 1
+
+
+PRIMITIVES = (logistic, softplus, normal_cdf, xlogy)
+
+
+def elementary(expr):
+    """Rewrite every primitive back to elementary functions (for proofs and references)."""
+    return expr.replace(lambda e: isinstance(e, PRIMITIVES), lambda e: e.rewrite("elementary"))

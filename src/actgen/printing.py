@@ -1,0 +1,274 @@
+"""Stage 6: SymPy expressions to NumPy source, and to LaTeX.
+
+:class:`ActgenNumPyPrinter` subclasses SymPy's NumPyPrinter and is strict: a node it cannot print is
+an error, never partial code. It owns every expression in the generated package; templates only
+place the printed lines. :func:`emit` lowers an expression with :func:`actgen.rules.lower`, applies
+common-subexpression elimination and returns the assignment lines and the result expression.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import sympy as sp
+from sympy.printing.latex import LatexPrinter
+from sympy.printing.numpy import NumPyPrinter
+from sympy.printing.precedence import PRECEDENCE
+
+from . import model as M
+from .primitives import axis_max, axis_sum, logistic, normal_cdf, softplus, xlogy
+from .rules import lower
+
+TOP = "top"  # a class-axis reduction used outside any sum of a Jacobian
+ROW = "row"  # index roles in Jacobians: the output component (rows) and the input one (columns)
+COL = "col"
+
+
+class ActgenNumPyPrinter(NumPyPrinter):
+    """NumPy printer for actgen's lowered expressions: ``np.`` prefix, float literals, no
+    ``select`` (nested ``where`` instead), ufuncs for Max/Min, stable primitives, class-axis sums."""
+
+    printmethod = "_actgen_numpy"
+
+    def __init__(self, axis="axis", jacobian=False):
+        super().__init__({"strict": True, "fully_qualified_modules": True})
+        self.axis = axis
+        self.jacobian = jacobian
+
+    def _module_format(self, fqn, register=True):
+        if fqn.startswith("numpy."):
+            return "np." + fqn[len("numpy."):]
+        return super()._module_format(fqn, register)
+
+    # numbers: plain Python literals stay "weak" under NumPy's promotion rules, so float32 stays float32
+    def _print_Float(self, expr):
+        return repr(float(expr))
+
+    def _print_Rational(self, expr):
+        return repr(float(expr))
+
+    def _print_Integer(self, expr):
+        return str(int(expr))
+
+    def _print_NumberSymbol(self, expr):
+        return repr(float(expr))
+
+    def _print_Exp1(self, expr):
+        return repr(float(expr))
+
+    def _print_Pi(self, expr):
+        return repr(float(expr))
+
+    def _print(self, expr, **kwargs):
+        if isinstance(expr, sp.Expr) and expr.is_number and not expr.is_Integer and expr.is_real is not False and not expr.has(sp.oo, sp.zoo, sp.nan):
+            value = float(sp.N(expr, 30))
+            return repr(value) if value >= 0 else f"({value!r})"
+        return super()._print(expr, **kwargs)
+
+    def _print_Pow(self, expr, rational=False):
+        base, exp = expr.args
+        if exp.is_Integer:
+            n = int(exp)
+            b = self.parenthesize(base, PRECEDENCE["Pow"])
+            if n == -1:
+                return f"1/{b}"
+            if n < 0:
+                return f"1/{b}**{-n}"
+            return f"{b}**{n}"
+        if exp == sp.Rational(1, 2):
+            return f"np.sqrt({self._print(base)})"
+        if exp == -sp.Rational(1, 2):
+            return f"1/np.sqrt({self._print(base)})"
+        return f"{self.parenthesize(base, PRECEDENCE['Pow'])}**{self.parenthesize(exp, PRECEDENCE['Pow'])}"
+
+    def _print_Piecewise(self, expr):
+        # nested where(): branches are already clamped to their domain by rules.CLAMP_BRANCHES
+        (value, cond), rest = expr.args[0], expr.args[1:]
+        if cond is sp.true:
+            return self._print(value)
+        other = self._print(sp.Piecewise(*rest)) if rest else "np.nan"
+        return f"np.where({self._print(cond)}, {self._print(value)}, {other})"
+
+    def _print_Relational(self, expr):
+        ops = {"==": "==", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
+        op = ops[expr.rel_op]
+        return f"({self._print(expr.lhs)} {op} {self._print(expr.rhs)})"
+
+    def _print_And(self, expr):
+        return " & ".join(f"({self._print(a)})" for a in expr.args)
+
+    def _print_Or(self, expr):
+        return " | ".join(f"({self._print(a)})" for a in expr.args)
+
+    def _print_Not(self, expr):
+        return f"~({self._print(expr.args[0])})"
+
+    def _print_BooleanTrue(self, expr):
+        return "True"
+
+    def _print_BooleanFalse(self, expr):
+        return "False"
+
+    def _minmax(self, expr, fn):
+        args = [self._print(a) for a in expr.args]
+        out = args[0]
+        for a in args[1:]:
+            out = f"np.{fn}({out}, {a})"
+        return out
+
+    def _print_Max(self, expr):
+        return self._minmax(expr, "maximum")
+
+    def _print_Min(self, expr):
+        return self._minmax(expr, "minimum")
+
+    def _print_Abs(self, expr):
+        return f"np.abs({self._print(expr.args[0])})"
+
+    def _print_sign(self, expr):
+        return f"np.sign({self._print(expr.args[0])})"
+
+    def _print_sech(self, expr):
+        return f"1/np.cosh({self._print(expr.args[0])})"
+
+    def _print_expm1(self, expr):
+        return f"np.expm1({self._print(expr.args[0])})"
+
+    def _print_log1p(self, expr):
+        return f"np.log1p({self._print(expr.args[0])})"
+
+    def _print_softplus(self, expr):
+        return f"np.logaddexp(0, {self._print(expr.args[0])})"
+
+    def _print_normal_cdf(self, expr):
+        return f"_special().ndtr({self._print(expr.args[0])})"
+
+    def _print_xlogy(self, expr):
+        return f"_special().xlogy({self._print(expr.args[0])}, {self._print(expr.args[1])})"
+
+    def _print_erf(self, expr):
+        return f"_special().erf({self._print(expr.args[0])})"
+
+    def _print_erfc(self, expr):
+        return f"_special().erfc({self._print(expr.args[0])})"
+
+    def _print_axis_sum(self, expr):
+        # inside a class-axis reduction arrays have their plain shape (..., K); only the
+        # reduction's result is broadcast against the (..., K, K) of a Jacobian
+        outer, self._in_reduction = getattr(self, "_in_reduction", False), True
+        try:
+            inner = f"np.sum({self._print(expr.args[0])}, axis={self.axis}, keepdims=True)"
+        finally:
+            self._in_reduction = outer
+        return f"{inner}[..., None]" if self.jacobian and not outer else inner
+
+    def _print_axis_max(self, expr):
+        inner = f"np.max({self._print(expr.args[0])}, axis={self.axis}, keepdims=True)"
+        return f"{inner}[..., None]" if self.jacobian and expr.args[0].name.endswith("__" + TOP) else inner
+
+    def _print_KroneckerDelta(self, expr):
+        return "_eye"
+
+    def _print_Symbol(self, expr):
+        name = expr.name
+        if name.endswith("__" + TOP):
+            return name[: -len(TOP) - 2]
+        if self.jacobian and name.endswith("__" + ROW):
+            return f"{name[:-len(ROW) - 2]}[..., :, None]"
+        if self.jacobian and name.endswith("__" + COL):
+            return f"{name[:-len(COL) - 2]}[..., None, :]"
+        return name
+
+
+def to_array(expr, free=None, base_names=None):
+    """Class-axis expression -> array expression.
+
+    ``z[i]`` with a free index becomes the array symbol ``z`` (or ``z__row``/``z__col`` in a
+    Jacobian, given ``free = {i: ROW, k: COL}``), ``Sum(t, (j, 1, K))`` becomes ``axis_sum(t)``
+    with the bound index's components as whole arrays, and ``z_max`` becomes ``axis_max(z)``.
+    """
+    free = free or {}
+
+    def convert(e, bound):
+        if isinstance(e, sp.Indexed):
+            (idx,) = e.indices
+            name = str(e.base.label)
+            if idx in bound:
+                return sp.Symbol(name, real=True)
+            if idx in free:
+                role = free[idx]
+                return sp.Symbol(f"{name}__{role}" if role else name, real=True)
+            raise ValueError(f"index {idx} of {e} is neither bound by a sum nor free")
+        if isinstance(e, sp.Sum):
+            (j, lo, hi), = e.limits
+            return axis_sum(convert(e.function, bound | {j}))
+        if e == Z_MAX:
+            # in a Jacobian the max outside a sum broadcasts over both class axes: a distinct
+            # symbol keeps CSE from sharing it with the max inside sums
+            top = not bound and any(role in (ROW, COL) for role in free.values())
+            return axis_max(sp.Symbol("z__" + TOP if top else "z", real=True))
+        if isinstance(e, sp.KroneckerDelta):
+            return e
+        if not e.args:
+            return e
+        return e.func(*[convert(a, bound) for a in e.args])
+
+    return convert(expr, frozenset())
+
+
+Z_MAX = sp.Symbol("z_max", real=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class Emitted:
+    """Printed code for one function body: assignments (name, code) and the result's code."""
+
+    assignments: tuple[tuple[str, str], ...]
+    result: str
+    rules: tuple[str, ...]
+
+
+def emit(expr, printer=None, fired=None) -> Emitted:
+    """Lower ``expr`` for NumPy, eliminate common subexpressions and print."""
+    printer = printer or ActgenNumPyPrinter()
+    fired = [] if fired is None else fired
+    lowered = lower(expr, fired)
+    replacements, (reduced,) = sp.cse([lowered], symbols=sp.numbered_symbols("_t"), order="canonical")
+    lines = tuple((str(sym), printer.doprint(value)) for sym, value in replacements)
+    return Emitted(lines, printer.doprint(reduced), tuple(fired))
+
+
+class ActgenLatexPrinter(LatexPrinter):
+    """LaTeX for docs and docstrings: long exact constants shown as decimals."""
+
+    def _print_Rational(self, expr):
+        if abs(expr.q) > 1000:
+            return self._print(sp.Float(expr, 17))
+        return super()._print_Rational(expr)
+
+    def _print_Float(self, expr):
+        return f"{float(expr):.17g}"
+
+    def _print_Symbol(self, expr, style="plain"):
+        if expr.name == "y_hat":
+            return r"\hat{y}"
+        if expr.name == "z_max":
+            return r"z_{\max}"
+        return super()._print_Symbol(expr, style)
+
+    def _print_IndexedBase(self, expr):
+        return r"\hat{y}" if str(expr.label) == "y_hat" else super()._print_IndexedBase(expr)
+
+    def _print_Indexed(self, expr):
+        base = self._print(expr.base)
+        return f"{base}_{{{','.join(self._print(i) for i in expr.indices)}}}"
+
+
+def latex(expr) -> str:
+    """LaTeX of ``expr``; exact constants with long denominators (SELU's) shown as decimals."""
+    if isinstance(expr, sp.Basic):
+        expr = expr.xreplace({r: sp.Float(r, 17) for r in expr.atoms(sp.Rational) if abs(r.q) > 1000})
+    return ActgenLatexPrinter({"mul_symbol": None, "fold_short_frac": False}).doprint(expr)
+
+
+PRIMITIVE_NAMES = {logistic: "logistic", softplus: "softplus", normal_cdf: "normal_cdf", xlogy: "xlogy"}
+VARIABLES = {"z": M.Z, "y": M.Y, "y_hat": M.Y_HAT}

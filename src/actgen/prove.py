@@ -1,0 +1,166 @@
+"""Stage 7b: identities declared in the spec, proved symbolically with recorded steps.
+
+A proof reduces ``left - right`` to the literal 0 by exact transformations
+(:func:`actgen.symbolic.prove_equal`). When that fails, the claim is evaluated at sample points
+to look for a counterexample: if one is found the claim is *false* (and the build stops, naming the
+values); if not it is *unproved*. Sampling never proves anything; it only refutes.
+"""
+from __future__ import annotations
+
+import dataclasses
+import random
+
+import sympy as sp
+
+from . import model as M
+from .derive import _in_range, _piecewise_form
+from .errors import Collector
+from .primitives import elementary
+from .symbolic import Step, TimeBudgetExceeded, prove_equal, time_budget
+
+PROOF_BUDGET_S = 30.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Proof:
+    identity: M.Identity
+    status: str  # proved | false | unproved | conjecture
+    steps: tuple[Step, ...]
+    counterexample: tuple[tuple[str, float], ...] = ()
+    sides: tuple[sp.Expr, sp.Expr] = (sp.Integer(0), sp.Integer(0))  # after differentiation and assumptions
+
+
+def _alpha_equal_sum(a, b):
+    """Sums equal up to the name of their bound index."""
+    if not (isinstance(a, sp.Sum) and isinstance(b, sp.Sum)):
+        return False
+    (ia, la, ha), (ib, lb, hb) = a.limits[0], b.limits[0]
+    return la == lb and ha == hb and a.function.xreplace({ia: ib}) == b.function
+
+
+def _assume(expr, assumptions):
+    for left, right in assumptions:
+        expr = expr.replace(lambda e, left=left: e == left or _alpha_equal_sum(e, left), lambda e, right=right: right)
+    return expr
+
+
+def _prepare(side, steps, label, assumptions):
+    expr = side
+    if expr.has(sp.Derivative):
+        # Max/Min as Piecewise first: kinks follow the same branch rule as the generated code
+        expr = expr.replace(lambda e: isinstance(e, sp.Derivative), lambda e: sp.Derivative(_piecewise_form(e.expr), *e.variables)).doit()
+        steps.append(Step(f"{label}: differentiate", expr))
+    if expr.has(sp.Sum) or expr.has(sp.KroneckerDelta):
+        done = _in_range(expr.doit(), M.KK)
+        if done != expr:
+            expr = done
+            steps.append(Step(f"{label}: evaluate sums over the classes (KroneckerDelta picks k, with 1 <= k <= K)", expr))
+        factored = sp.factor_terms(sp.expand(expr))
+        if factored != expr and factored.has(sp.Sum):
+            expr = factored
+            steps.append(Step(f"{label}: factor constants out of the sums", expr))
+    if assumptions:
+        new = _assume(expr, assumptions)
+        if new != expr:
+            expr = new
+            steps.append(Step(f"{label}: apply the assumptions", expr))
+    return expr
+
+
+def prove(identity: M.Identity, seconds=PROOF_BUDGET_S) -> Proof:
+    steps: list[Step] = []
+    try:
+        with time_budget(seconds):
+            lhs = _prepare(identity.lhs, steps, "left", identity.assumptions)
+            rhs = _prepare(identity.rhs, steps, "right", identity.assumptions)
+            if isinstance(lhs, sp.MatrixExpr) or isinstance(rhs, sp.MatrixExpr):
+                diff = sp.expand(lhs - rhs).doit()
+                steps.append(Step("expand the matrix products (distributivity, associativity)", diff))
+                ok = diff.is_ZeroMatrix or diff == 0 or (hasattr(diff, "is_zero_matrix") and diff.is_zero_matrix)
+                return Proof(identity, "proved" if ok else "unproved", tuple(steps), (), (lhs, rhs))
+            ok, more = prove_equal(lhs, rhs)
+            steps.extend(more)
+    except TimeBudgetExceeded:
+        steps.append(Step(f"stopped after {seconds:.0f} s", sp.Integer(0)))
+        ok, lhs, rhs = False, identity.lhs, identity.rhs
+    if ok:
+        return Proof(identity, "proved", tuple(steps), (), (lhs, rhs))
+    counter = counterexample(lhs, rhs)
+    if counter:
+        return Proof(identity, "false", tuple(steps), counter, (lhs, rhs))
+    return Proof(identity, "conjecture" if identity.conjecture else "unproved", tuple(steps), (), (lhs, rhs))
+
+
+def _concrete(expr, K=3):
+    """Replace the class count by K, evaluate sums, and give each vector component its own symbol."""
+    expr = expr.xreplace({M.K: K})
+    if expr.has(sp.Sum):
+        expr = expr.doit()
+    comps = {}
+
+    def comp(e):
+        key = (str(e.base.label), e.indices[0])
+        if key not in comps:
+            comps[key] = sp.Symbol(f"{key[0]}_{key[1]}", real=True)
+        return comps[key]
+
+    return expr.replace(lambda e: isinstance(e, sp.Indexed), comp)
+
+
+def counterexample(lhs, rhs, tries=40, seed=0):
+    """Values where the two sides differ clearly (evidence of falsity), or ()."""
+    if isinstance(lhs, sp.MatrixExpr) or isinstance(rhs, sp.MatrixExpr):
+        return ()
+    rng = random.Random(seed)
+    try:
+        diff = _concrete(elementary(lhs - rhs))
+    except (TypeError, ValueError, NotImplementedError):
+        return ()
+    symbols = sorted(diff.free_symbols, key=str)
+    for index_symbol in (M.I, M.J, M.KK, M.L):
+        if index_symbol in symbols:
+            symbols.remove(index_symbol)
+            diff = diff.xreplace({index_symbol: 1})
+    for _ in range(tries):
+        point = {}
+        for s in symbols:
+            if s.is_positive:
+                point[s] = sp.Rational(rng.randint(1, 40), 10)
+            else:
+                point[s] = sp.Rational(rng.randint(-30, 30), 10)
+        try:
+            value = sp.N(diff.xreplace(point), 30)
+        except (TypeError, ValueError, ZeroDivisionError):
+            continue
+        if value.is_number and value.is_finite and not value.has(sp.nan) and abs(value) > 1e-12:
+            return tuple((str(s), float(v)) for s, v in point.items())
+    return ()
+
+
+def check_identities(spec: M.Spec, names=None, raise_on_failure=True) -> tuple[Proof, ...]:
+    """Prove the spec's identities; a false or unproved claim is a spec problem at its line."""
+    proofs = tuple(prove(i) for i in spec.identities if names is None or i.name in names)
+    if raise_on_failure:
+        problems = Collector()
+        for p in proofs:
+            if p.status == "false":
+                values = ", ".join(f"{k} = {v:g}" for k, v in p.counterexample)
+                problems.add(p.identity.location, p.identity.name, "claim", f"the claim is false: the two sides differ at {values}; correct the claim")
+            elif p.status == "unproved":
+                problems.add(p.identity.location, p.identity.name, "claim", "SymPy could neither prove nor refute the claim; simplify it, add an assumption, or mark it 'conjecture: true'")
+        problems.raise_if_any()
+    return proofs
+
+
+def format_proof(proof: Proof) -> str:
+    i = proof.identity
+    lines = [f"{i.name}: {i.title}", f"  claim: {i.claim}"]
+    for left, right in i.assumptions:
+        lines.append(f"  assuming: {sp.sstr(left)} = {sp.sstr(right)}")
+    for step in proof.steps:
+        lines.append(f"  - {step.action}: {sp.sstr(step.expr)}")
+    if proof.status == "false":
+        lines.append("  FALSE: counterexample " + ", ".join(f"{k} = {v:g}" for k, v in proof.counterexample))
+    else:
+        lines.append(f"  {proof.status}")
+    return "\n".join(lines)

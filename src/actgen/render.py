@@ -1,0 +1,519 @@
+"""Stage 8: view models for the templates, and the rendered files.
+
+Templates own layout; this module prepares, for each generated function, the printed body (from
+:mod:`actgen.printing`), its docstring lines and an example whose expected output is computed
+exactly by SymPy (so the doctest checks the printed code against exact mathematics).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import jinja2
+import numpy as np
+import sympy as sp
+
+from . import __version__
+from . import model as M
+from .derive import G, Y_OUT, Derivation
+from .pipeline import Derived, Entry
+from .primitives import elementary
+from .printing import COL, ROW, Z_MAX, ActgenNumPyPrinter, Emitted, emit, latex, to_array
+from .properties import kinks
+from .rules import ALL_RULES, logsumexp, max_shift
+
+RULE_TEXT = {r.name: r.identity for r in ALL_RULES}
+RULE_TEXT["max_shift"] = "exp(z_k)/sum_j exp(z_j) = exp(z_k - max z)/sum_j exp(z_j - max z) (no overflow)"
+RULE_TEXT["logsumexp"] = "log sum_j exp(z_j) = max z + log sum_j exp(z_j - max z)"
+
+
+def environment():
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("actgen", "templates"),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=False,
+        lstrip_blocks=False,
+        autoescape=False,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class FunctionView:
+    name: str
+    signature: str
+    summary: str
+    doc_lines: tuple[str, ...]
+    prologue: tuple[str, ...]
+    body: Emitted
+    result_name: str
+    epilogue: tuple[str, ...]
+    aliases: tuple[str, ...] = ()
+
+
+# -- exact example values --------------------------------------------------------------------------
+
+
+def _exact(expr, subs):
+    value = elementary(expr).xreplace(subs)
+    value = value.doit() if value.has(sp.Sum) else value
+    return float(sp.N(value, 40))
+
+
+def _fmt_array(values):
+    # "+ 0.0" turns -0.0 into 0.0, so that signed zeros do not make doctests brittle
+    return repr(np.round(np.array(values, dtype=np.float64), 6) + 0.0)
+
+
+def _fmt_scalar(value):
+    return repr(round(float(value), 6))
+
+
+EXAMPLE_Z = (-2.0, 0.0, 2.0)
+DOMAIN_SAMPLES = {
+    "real": (0.0, 1.5), "positive": (0.5, 2.0), "nonnegative": (0.0, 2.0), "[0, 1]": (0.0, 1.0),
+    "(0, 1)": (0.2, 0.7), "{0, 1}": (0.0, 1.0), "{-1, 1}": (-1.0, 1.0),
+}
+DOMAIN_SAMPLES_HAT = {**DOMAIN_SAMPLES, "real": (0.5, -0.5)}
+
+
+def loss_examples(loss: M.Loss):
+    dom = dict(loss.domain)
+    ys = DOMAIN_SAMPLES[dom.get("y", "real")]
+    hats = DOMAIN_SAMPLES_HAT[dom.get("y_hat", "real")]
+    return ys, hats
+
+
+# -- function views --------------------------------------------------------------------------------
+
+
+def _param_sig(params):
+    return "".join(f", {p.name}={p.default_float!r}" for p in params)
+
+
+def _kw_sig(params):
+    return (", *" + _param_sig(params)) if params else ""
+
+
+def _defaults(params):
+    return {p.symbol: p.default for p in params}
+
+
+def _computed_as(rules):
+    if not rules:
+        return ()
+    lines = ["", "Computed with these rewrites (each proven equal to the formula):", ""]
+    lines += [f"- ``{name}``: {RULE_TEXT.get(name, name)}" for name in rules]
+    return tuple(lines)
+
+
+def _math(label, expr):
+    return ("", ".. math::", "", f"    {label} = {latex(expr)}")
+
+
+def _conventions(expr_for_kinks, grad, params):
+    """Kink conventions, computed: the derivative's value at each finite switching point."""
+    lines = []
+    grad = grad.xreplace(_defaults(params))
+    for point in kinks(expr_for_kinks.xreplace(_defaults(params))):
+        try:
+            value = sp.nsimplify(sp.N(grad.xreplace({M.Z: point}), 20), rational=False)
+        except (TypeError, ValueError):
+            continue
+        if value.is_number:
+            shown = sp.sstr(value) if value.is_Rational or value.is_Integer else f"{float(value):.6g}"
+            lines.append(f"z = {sp.sstr(point)}: derivative taken as {shown}")
+    if not lines:
+        return ()
+    return ("", "Convention at kinks (the branch whose condition holds at the point; defaults for parameters):", "") + tuple(f"- {l}" for l in lines)
+
+
+def activation_views(entry: Entry, act: M.Activation) -> list[FunctionView]:
+    if act.vector:
+        return vector_views(entry, act)
+    views = []
+    printer = ActgenNumPyPrinter()
+    fwd = entry.get("forward")
+    grad = entry.get("grad")
+    kw = _kw_sig(act.params)
+    defaults = _defaults(act.params)
+    conv = _conventions(act.expr, grad.expr, act.params)
+    example_in = "np.array([-2.0, 0.0, 2.0])"
+    forward_values = [_exact(act.expr, {M.Z: sp.Float(v), **defaults}) for v in EXAMPLE_Z]
+    grad_values = [_exact(grad.raw if not grad.raw.has(sp.Heaviside, sp.DiracDelta) else grad.expr, {M.Z: sp.Float(v), **defaults}) for v in EXAMPLE_Z]
+    grad_values = [_exact(grad.expr, {M.Z: sp.Float(v), **defaults}) for v in EXAMPLE_Z]
+    param_doc = tuple(f"{p.name}: parameter (default {p.default_float!r})." for p in act.params)
+    common_args = ("", "Args:", "    z: array of inputs (any shape; float32 stays float32, integers become float64).") + tuple("    " + d for d in param_doc)
+    views.append(FunctionView(
+        act.name, "z" + kw,
+        f"{act.prose.title}, elementwise.",
+        _math("f(z)", act.expr) + _math("f'(z)", grad.expr) + _computed_as(fwd.rules) + common_args
+        + ("", "Returns:", "    f(z), with the shape and dtype of z.", "", "Example:", f"    >>> np.round({act.name}({example_in}), 6) + 0.0", f"    {_fmt_array(forward_values)}"),
+        ("z = _as_float(z)",), emit(fwd.expr, printer), "out", ("return _result(out, z)",), act.aliases,
+    ))
+    views.append(FunctionView(
+        f"{act.name}_grad", "z" + kw,
+        f"Derivative of {act.name} with respect to z, elementwise.",
+        _math("f'(z)", grad.expr) + _computed_as(grad.rules) + conv + common_args
+        + ("", "Returns:", "    f'(z), with the shape and dtype of z.", "", "Example:", f"    >>> np.round({act.name}_grad({example_in}), 6) + 0.0", f"    {_fmt_array(grad_values)}"),
+        ("z = _as_float(z)",), emit(grad.expr, printer), "out", ("return _result(out, z)",), tuple(f"{a}_grad" for a in act.aliases),
+    ))
+    for d in entry.derivations:
+        if d.kind == "grad_param":
+            p = next(p for p in act.params if p.name == d.wrt)
+            values = [_exact(d.expr, {M.Z: sp.Float(v), **defaults}) for v in EXAMPLE_Z]
+            views.append(FunctionView(
+                d.name, "z" + kw,
+                f"Derivative of {act.name} with respect to its parameter {p.name}, elementwise.",
+                _math(r"\frac{\partial f}{\partial %s}" % latex(p.symbol), d.expr) + _computed_as(d.rules) + common_args
+                + ("", "Returns:", f"    df/d{p.name} at each z, with the shape and dtype of z.", "", "Example:", f"    >>> np.round({d.name}({example_in}), 6) + 0.0", f"    {_fmt_array(values)}"),
+                ("z = _as_float(z)",), emit(d.expr, printer), "out", ("return _result(out, z)",),
+            ))
+    of = entry.get("grad_from_output")
+    if of is not None:
+        lossy = of.expr.has(Y_OUT) and not isinstance(of.expr, sp.Piecewise)
+        views.append(FunctionView(
+            of.name, "y" + kw,
+            f"Derivative of {act.name}, computed from its output y = {act.name}(z).",
+            _math("f'(z)", of.expr.xreplace({Y_OUT: sp.Symbol("y")})) + ("", "where y = f(z); found and proved by actgen (f'(z) = g(f(z)))."
+            + (" Where y is rounded to a constant (e.g. y = 1.0 in float64 for large z) this form loses the information that the input-form "
+               f"{act.name}_grad keeps: prefer {act.name}_grad when z is available." if lossy else ""),)
+            + ("", "Args:", "    y: outputs of the forward function.") + tuple("    " + d for d in param_doc)
+            + ("", "Example:", f"    >>> z = {example_in}", f"    >>> bool(np.allclose({of.name}({act.name}(z)), {act.name}_grad(z)))", "    True"),
+            ("y = _as_float(y)",), emit(of.expr, printer), "out", ("return _result(out, y)",), tuple(f"{a}_grad_from_output" for a in act.aliases),
+        ))
+    return views
+
+
+def _class_axis_stable(expr):
+    fired = []
+    new, did = logsumexp(expr, M.ZV, Z_MAX)
+    if did:
+        fired.append("logsumexp")
+    new2, did2 = max_shift(new, M.ZV, Z_MAX)
+    if did2:
+        fired.append("max_shift")
+    return new2, fired
+
+
+def _vector_example(act, values):
+    n = len(values)
+    out = []
+    for i in range(1, n + 1):
+        e = act.expr.xreplace({M.I: sp.Integer(i), M.K: sp.Integer(n)}).doit()
+        e = e.replace(lambda t: isinstance(t, sp.Indexed) and t.base == M.ZV, lambda t: sp.Float(values[int(t.indices[0]) - 1]))
+        out.append(float(sp.N(e, 40)))
+    return out
+
+
+def vector_views(entry: Entry, act: M.Activation) -> list[FunctionView]:
+    fwd, vjp, jac = entry.get("forward"), entry.get("vjp"), entry.get("jacobian")
+    views = []
+    expr, fired = _class_axis_stable(fwd.expr)
+    arr = to_array(expr, {M.I: None})
+    printer = ActgenNumPyPrinter(axis="axis")
+    sample = _vector_example(act, (2.0, 1.0))
+    views.append(FunctionView(
+        act.name, "z, axis=-1",
+        f"{act.prose.title} over the class axis.",
+        _math("f(z)_i", act.expr) + _computed_as(tuple(fired))
+        + ("", "Args:", "    z: logits; the classes lie along ``axis``.", "    axis: the class axis (default: the last).", "", "Returns:", "    An array of the shape and dtype of z.",
+           "", "Example:", f"    >>> np.round({act.name}(np.array([2.0, 1.0])), 6) + 0.0", f"    {_fmt_array(sample)}"),
+        ("z = _as_float(z)",), emit(arr, printer), "out", ("return _result(out, z)",),
+    ))
+    vexpr, vfired = _class_axis_stable(vjp.expr)
+    varr = to_array(vexpr, {M.KK: None})
+    views.append(FunctionView(
+        f"{act.name}_vjp", "z, g, axis=-1",
+        f"Vector-Jacobian product of {act.name}: the gradient with respect to z given the gradient g with respect to its output.",
+        _math(r"\left(g^\top J\right)_k = \sum_i g_i \frac{\partial f_i}{\partial z_k}", vjp.expr) + _computed_as(tuple(vfired))
+        + ("", "Args:", "    z: logits; the classes lie along ``axis``.", "    g: gradient with respect to the output, broadcastable to z.", "    axis: the class axis (default: the last).",
+           "", "Example:", "    >>> z, g = np.array([2.0, 1.0, 0.5]), np.array([1.0, 0.0, 0.0])", f"    >>> bool(np.allclose({act.name}_vjp(z, g), g @ {act.name}_jacobian(z)))", "    True"),
+        ("z, g = _as_floats(z, g)",), emit(varr, printer), "out", ("return _result(out, z)",),
+    ))
+    jexpr, jfired = _class_axis_stable(jac.expr)
+    jarr = to_array(jexpr, {M.I: ROW, M.KK: COL})
+    jprinter = ActgenNumPyPrinter(axis="-1", jacobian=True)
+    views.append(FunctionView(
+        f"{act.name}_jacobian", "z",
+        f"Jacobian of {act.name} over the last axis: J[..., i, k] = d f_i / d z_k.",
+        _math(r"J_{ik} = \frac{\partial f_i}{\partial z_k}", jac.expr) + _computed_as(tuple(jfired))
+        + ("", "Args:", "    z: logits, classes along the last axis.", "", "Returns:", "    An array of shape z.shape + (K,).",
+           "", "Example:", "    >>> J = " + act.name + "_jacobian(np.array([2.0, 1.0]))", "    >>> J.shape", "    (2, 2)"),
+        ("z = _as_float(z)", "_eye = np.eye(z.shape[-1], dtype=z.dtype)"), emit(jarr, jprinter), "out", ("return np.asarray(out, dtype=z.dtype)",),
+    ))
+    return views
+
+
+def _loss_vars_doc(target="y_pred"):
+    return ("", "Args:", "    y_true: targets.", f"    {target}: predictions, broadcastable with y_true.",
+            '    reduction: "mean" (default), "sum" or "none".')
+
+
+def loss_views(entry: Entry, loss: M.Loss) -> list[FunctionView]:
+    views = []
+    value, grad = entry.get("loss"), entry.get("loss_grad")
+    kw = _param_sig(loss.params)
+    sig = f'y_true, y_pred, reduction="mean"{(", *" + kw) if kw else ""}'
+    printer = ActgenNumPyPrinter(axis="-1")
+    prologue = ("_check_reduction(reduction)", "y_hat, y = _as_floats(y_pred, y_true)")
+    defaults = _defaults(loss.params)
+    param_doc = tuple(f"    {p.name}: parameter (default {p.default_float!r})." for p in loss.params)
+    if loss.class_axis:
+        ys, hats = (0.0, 1.0, 0.0), (0.2, 0.7, 0.1)
+        example = f"np.array([{', '.join(map(repr, ys))}]), np.array([{', '.join(map(repr, hats))}])"
+        sub = {M.K: 3}
+        def at(expr, k=None):
+            e = expr.xreplace({**sub, **defaults, **({M.KK: k} if k else {})}).doit()
+            e = e.replace(lambda t: isinstance(t, sp.Indexed) and t.base == M.YV, lambda t: sp.Float(ys[int(t.indices[0]) - 1]))
+            e = e.replace(lambda t: isinstance(t, sp.Indexed) and t.base == M.Y_HATV, lambda t: sp.Float(hats[int(t.indices[0]) - 1]))
+            return float(sp.N(e, 40))
+        loss_value = at(value.expr)
+        grad_values = [at(grad.expr, k) for k in (1, 2, 3)]
+        views.append(FunctionView(
+            loss.name, sig, f"{loss.prose.title}, over the last (class) axis, reduced over samples.",
+            _math("L(y, \\hat{y})", loss.expr) + _loss_vars_doc() + param_doc + ("", "Example:", f"    >>> round(float({loss.name}({example})), 6)", f"    {_fmt_scalar(loss_value)}"),
+            prologue, emit(to_array(value.expr, {}), printer), "loss",
+            ("loss = np.asarray(loss, dtype=y_hat.dtype).reshape(y_hat.shape[:-1])", "return _reduce(loss, reduction)"),
+        ))
+        views.append(FunctionView(
+            grad.name, sig, f"Gradient of {loss.name} with respect to y_pred (scaled by 1/N samples for the mean).",
+            _math("\\frac{\\partial L}{\\partial \\hat{y}_k}", grad.expr) + _loss_vars_doc() + param_doc + ("", "Example:", f"    >>> np.round({grad.name}({example}), 6) + 0.0", f"    {_fmt_array(grad_values)}"),
+            prologue, emit(to_array(grad.expr, {M.KK: None}), printer), "grad",
+            ("return _scale(_result(grad, y_hat), reduction, y_hat.size // max(y_hat.shape[-1], 1) if y_hat.ndim else 1)",),
+        ))
+        return views
+    ys, hats = loss_examples(loss)
+    example = f"np.array([{ys[0]!r}, {ys[1]!r}]), np.array([{hats[0]!r}, {hats[1]!r}])"
+    loss_value = sum(_exact(loss.expr, {M.Y: sp.Float(a), M.Y_HAT: sp.Float(b), **defaults}) for a, b in zip(ys, hats)) / 2
+    grad_values = [_exact(grad.expr, {M.Y: sp.Float(a), M.Y_HAT: sp.Float(b), **defaults}) / 2 for a, b in zip(ys, hats)]
+    conv = _conventions(loss.expr.xreplace({M.Y: 0}).xreplace({M.Y_HAT: M.Z}) if False else sp.Integer(0), sp.Integer(0), ())
+    views.append(FunctionView(
+        loss.name, sig, f"{loss.prose.title}, elementwise, then reduced.",
+        _math("L(y, \\hat{y})", loss.expr) + _computed_as(value.rules) + _loss_vars_doc() + param_doc
+        + ("", "Example:", f"    >>> round(float({loss.name}({example})), 6)", f"    {_fmt_scalar(loss_value)}"),
+        prologue, emit(value.expr, printer), "loss", ("return _reduce(_result(loss, y_hat), reduction)",),
+    ))
+    views.append(FunctionView(
+        grad.name, sig, f"Gradient of {loss.name} with respect to y_pred (divided by N elements for the mean).",
+        _math("\\frac{\\partial L}{\\partial \\hat{y}}", grad.expr) + _computed_as(grad.rules) + conv + _loss_vars_doc() + param_doc
+        + ("", "Example:", f"    >>> np.round({grad.name}({example}), 6) + 0.0", f"    {_fmt_array(grad_values)}"),
+        prologue, emit(grad.expr, printer), "grad", ("return _scale(_result(grad, y_hat), reduction, y_hat.size)",),
+    ))
+    for d in entry.derivations:
+        if d.kind == "loss_grad_param":
+            values = sum(_exact(d.expr, {M.Y: sp.Float(a), M.Y_HAT: sp.Float(b), **defaults}) for a, b in zip(ys, hats)) / 2
+            views.append(FunctionView(
+                d.name, sig, f"Gradient of {loss.name} with respect to its parameter {d.wrt} (reduced like the loss).",
+                _math("\\frac{\\partial L}{\\partial %s}" % d.wrt, d.expr) + _computed_as(d.rules) + _loss_vars_doc() + param_doc
+                + ("", "Example:", f"    >>> round(float({d.name}({example})), 6)", f"    {_fmt_scalar(values)}"),
+                prologue, emit(d.expr, printer), "grad", ("return _reduce(_result(grad, y_hat), reduction)",),
+            ))
+    return views
+
+
+def head_views(entry: Entry, act: M.Activation, loss: M.Loss) -> list[FunctionView]:
+    value, grad = entry.get("head"), entry.get("head_grad")
+    sig = 'y_true, logits, reduction="mean"'
+    printer = ActgenNumPyPrinter(axis="-1")
+    prologue = ("_check_reduction(reduction)", "z, y = _as_floats(logits, y_true)")
+    doc_args = _loss_vars_doc("logits")
+    if loss.class_axis:
+        ys, zs = (0.0, 1.0, 0.0), (1.0, 2.0, 0.5)
+        example = f"np.array([{', '.join(map(repr, ys))}]), np.array([{', '.join(map(repr, zs))}])"
+
+        def at(expr, k=None):
+            e = expr.xreplace({M.K: 3, **({M.KK: k} if k else {})}).doit()
+            e = e.replace(lambda t: isinstance(t, sp.Indexed) and t.base == M.YV, lambda t: sp.Float(ys[int(t.indices[0]) - 1]))
+            e = e.replace(lambda t: isinstance(t, sp.Indexed) and t.base == M.ZV, lambda t: sp.Float(zs[int(t.indices[0]) - 1]))
+            return float(sp.N(e, 40))
+        vexpr, vf = _class_axis_stable(value.expr)
+        gexpr, gf = _class_axis_stable(grad.expr)
+        return [
+            FunctionView(entry.name, sig, f"{loss.prose.title} of {act.name}(logits), fused and computed from the logits.",
+                         _math("L(y, z)", value.expr) + _computed_as(tuple(vf)) + doc_args
+                         + ("", "Example:", f"    >>> round(float({entry.name}({example})), 6)", f"    {_fmt_scalar(at(value.raw))}"),
+                         prologue, emit(to_array(vexpr, {}), printer), "loss",
+                         ("loss = np.asarray(loss, dtype=z.dtype).reshape(z.shape[:-1])", "return _reduce(loss, reduction)")),
+            FunctionView(grad.name, sig, f"Gradient of {entry.name} with respect to the logits (1/N samples for the mean).",
+                         _math("\\frac{\\partial L}{\\partial z_k}", grad.expr) + _computed_as(tuple(gf)) + doc_args
+                         + ("", "Example:", f"    >>> np.round({grad.name}({example}), 6) + 0.0", f"    {_fmt_array([at(grad.expr, k) for k in (1, 2, 3)])}"),
+                         prologue, emit(to_array(gexpr, {M.KK: None}), printer), "grad",
+                         ("return _scale(_result(grad, z), reduction, z.size // max(z.shape[-1], 1) if z.ndim else 1)",)),
+        ]
+    ys, zs = (0.0, 1.0), (-1.0, 2.0)
+    example = f"np.array([{ys[0]!r}, {ys[1]!r}]), np.array([{zs[0]!r}, {zs[1]!r}])"
+    sub = lambda a, b: {M.Y: sp.Float(a), M.Z: sp.Float(b)}  # noqa: E731
+    lv = sum(_exact(value.raw, sub(a, b)) for a, b in zip(ys, zs)) / 2
+    gv = [_exact(grad.expr, sub(a, b)) / 2 for a, b in zip(ys, zs)]
+    return [
+        FunctionView(entry.name, sig, f"{loss.prose.title} of {act.name}(logits), fused and computed from the logits.",
+                     _math("L(y, z)", value.expr) + _computed_as(value.rules) + doc_args
+                     + ("", "Example:", f"    >>> round(float({entry.name}({example})), 6)", f"    {_fmt_scalar(lv)}"),
+                     prologue, emit(value.expr, printer), "loss", ("return _reduce(_result(loss, z), reduction)",)),
+        FunctionView(grad.name, sig, f"Gradient of {entry.name} with respect to the logits (1/N elements for the mean).",
+                     _math("\\frac{\\partial L}{\\partial z}", grad.expr) + _computed_as(grad.rules) + doc_args
+                     + ("", "Example:", f"    >>> np.round({grad.name}({example}), 6) + 0.0", f"    {_fmt_array(gv)}"),
+                     prologue, emit(grad.expr, printer), "grad", ("return _scale(_result(grad, z), reduction, z.size)",)),
+    ]
+
+
+# -- files -----------------------------------------------------------------------------------------
+
+
+def header(comment, sources):
+    text = f"Generated by actgen {__version__} from {', '.join(sources)}. Do not edit: run `actgen build`."
+    if comment == "#":
+        return f"# {text}"
+    return f"<!-- {text} -->"
+
+
+def render_package(derived: Derived, package: str) -> dict[str, str]:
+    """Relative path -> content, for the Python package."""
+    spec = derived.spec
+    env = environment()
+    h = header("#", spec.sources)
+    modules = {}
+    act_views = []
+    for entry in derived.activations:
+        act_views += activation_views(entry, spec.activation(entry.name))
+    loss_views_ = []
+    for entry in derived.losses:
+        loss_views_ += loss_views(entry, spec.loss(entry.name))
+    head_views_ = []
+    for entry in derived.heads:
+        head_views_ += head_views(entry, spec.activation(entry.activation), spec.loss(entry.loss))
+    groups = (
+        ("activations", "Activation functions and their derivatives.", act_views),
+        ("losses", "Loss functions and their gradients with respect to the prediction.", loss_views_),
+        ("heads", "Fused output heads: an output activation and its loss, with gradients at the logits.", head_views_),
+    )
+    names = []
+    files = {}
+    for module, doc, views in groups:
+        if not views:
+            continue
+        files[f"{package}/{module}.py"] = env.get_template("module.py.j2").render(header=h, doc=doc, functions=views)
+        exported = sorted({v.name for v in views} | {a for v in views for a in v.aliases})
+        modules[module] = exported
+        names += exported
+    files[f"{package}/_runtime.py"] = env.get_template("runtime.py.j2").render(header=h)
+    files[f"{package}/__init__.py"] = env.get_template("init.py.j2").render(
+        header=h, package=package, sources=spec.sources, modules=sorted(modules.items()), all_names=sorted(names)
+    )
+    return files
+
+
+def _range_text(entry: Entry):
+    prop = next((p for p in entry.properties if p.name == "range"), None)
+    if prop is None or not prop.known:
+        return "unknown" if prop is not None else ""
+    return prop.value.text()
+
+
+def render_cheatsheet(derived: Derived, package: str) -> str:
+    spec = derived.spec
+    acts = []
+    for entry in derived.activations:
+        act = spec.activation(entry.name)
+        of = entry.get("grad_from_output")
+        if act.vector:
+            deriv = latex(entry.get("jacobian").expr)
+            rng = "(0, 1) each, summing to 1" if entry.name == "softmax" else "see its page"
+        else:
+            deriv = latex(entry.get("grad").expr)
+            rng = _range_text(entry)
+        acts.append(dict(
+            name=act.name, title=act.prose.title, formula=latex(act.expr), derivative=deriv,
+            from_output=f"${latex(of.expr)}$" if of is not None else ("needs input" if not act.vector else "see VJP"),
+            range=rng, use=act.prose.use,
+        ))
+    losses = [dict(name=l.name, title=spec.loss(l.name).prose.title, formula=latex(spec.loss(l.name).expr), derivative=latex(l.get("loss_grad").expr), use=spec.loss(l.name).prose.use) for l in derived.losses]
+    heads = {(h.activation, h.loss): h for h in derived.heads}
+    tasks = []
+    for t in spec.tasks:
+        act = spec.activation(t.output) or next(a for a in spec.activations if t.output in a.aliases)
+        parts = []
+        for l in t.losses:
+            h = heads.get((act.name, l))
+            if h is not None:
+                parts.append(f"`{h.name}`: ${latex(h.get('head_grad').expr)}$")
+            else:
+                parts.append(f"none needed (`{l}` on the raw outputs)")
+        tasks.append(dict(title=t.title, output=act.prose.title, losses=" or ".join(spec.loss(l).prose.title for l in t.losses), head="; ".join(parts)))
+    hidden = [a.prose.title for a in spec.activations if a.layer in ("hidden", "both")]
+    output = [a.prose.title for a in spec.activations if a.layer in ("output", "both")]
+    return environment().get_template("cheatsheet.md.j2").render(
+        header=header("<!--", spec.sources), sources=spec.sources, package=package, activations=acts, losses=losses, tasks=tasks, hidden=hidden, output=output
+    )
+
+
+OWNED_ROOTS = ("cheatsheet.md", "identities.md", "catalog.json")
+
+
+def _steps_view(steps):
+    out = []
+    for s in steps:
+        text = latex(s.expr)
+        if len(text) > 1500:  # very long intermediate forms are summarised; `actgen prove` shows all
+            text = r"\text{(long expression, see actgen prove)}"
+        out.append(dict(action=s.action, latex=text))
+    return out
+
+
+def proof_view(p):
+    i = p.identity
+    return dict(
+        name=i.name, title=i.title, explain=i.explain, claim=i.claim, status=p.status,
+        lhs=latex(i.lhs), rhs=latex(i.rhs),
+        assumptions=[f"{latex(l)} = {latex(r)}" for l, r in i.assumptions],
+        steps=_steps_view(p.steps),
+    )
+
+
+def render_identities(derived: Derived, proofs) -> str:
+    spec = derived.spec
+    return environment().get_template("identities.md.j2").render(
+        header=header("<!--", spec.sources), sources=spec.sources, proofs=[proof_view(p) for p in proofs]
+    )
+
+
+def catalog(derived: Derived, package: str, proofs) -> dict:
+    """Machine-readable summary of everything generated, for other tools."""
+    spec = derived.spec
+
+    def params(entity):
+        return [dict(name=p.name, default=p.default_float) for p in entity.params]
+
+    def functions(entry):
+        return {d.kind if d.kind not in ("grad_param", "loss_grad_param") else f"grad_{d.wrt}": dict(name=d.name, latex=latex(d.expr), sympy=sp.sstr(d.expr), rules=list(d.rules)) for d in entry.derivations}
+
+    def props(entry):
+        out = {}
+        for p in entry.properties:
+            out[p.name] = dict(value=(p.value.text() if hasattr(p.value, "text") else p.value), reason=p.reason) if p.known else dict(value="unknown", reason=p.reason)
+        return out
+
+    acts = []
+    for entry in derived.activations:
+        a = spec.activation(entry.name)
+        acts.append(dict(name=a.name, title=a.prose.title, vector=a.vector, layer=a.layer, aliases=list(a.aliases), params=params(a),
+                         source=f"{a.location}", use=a.prose.use, pros=a.prose.pros, cons=a.prose.cons,
+                         functions=functions(entry), properties=props(entry)))
+    losses = []
+    for entry in derived.losses:
+        l = spec.loss(entry.name)
+        losses.append(dict(name=l.name, title=l.prose.title, class_axis=l.class_axis, params=params(l), domain=dict(l.domain),
+                           source=f"{l.location}", use=l.prose.use, pros=l.prose.pros, cons=l.prose.cons, functions=functions(entry)))
+    heads = [dict(name=h.name, activation=h.activation, loss=h.loss, functions=functions(h)) for h in derived.heads]
+    tasks = [dict(name=t.name, title=t.title, output=t.output, losses=list(t.losses), hidden=list(t.hidden), note=t.note) for t in spec.tasks]
+    identities = [dict(**{k: v for k, v in proof_view(p).items() if k != "steps"}, steps=[s["action"] for s in proof_view(p)["steps"]]) for p in proofs]
+    return dict(actgen=__version__, package=package, sources=list(spec.sources), activations=acts, losses=losses, heads=heads, tasks=tasks, identities=identities)
+
+
+def render_all(derived: Derived, package: str, proofs=()) -> dict[str, str]:
+    files = render_package(derived, package)
+    files["cheatsheet.md"] = render_cheatsheet(derived, package)
+    files["identities.md"] = render_identities(derived, proofs)
+    files["catalog.json"] = json.dumps(catalog(derived, package, proofs), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    return files

@@ -1,0 +1,426 @@
+"""Stage 4: named, proven rewrite rules on SymPy expressions.
+
+Two bundles, in the spirit of ``sympy.codegen.rewriting``:
+
+* ``RAISE`` recognises elementary forms that lose accuracy or overflow and replaces them by the
+  stable primitives of :mod:`actgen.primitives` (``log(1 + exp(u))`` -> ``softplus(u)``). It runs on
+  every function before differentiation and on every derivative after it, so a user's
+  ``log(1 + exp(2*z))/2`` gets the same treatment as the bundled softplus.
+* ``LOWER`` prepares an expression for a NumPy printer: it evaluates primitives by branch-free
+  stable formulas, restricts each Piecewise branch to the inputs that select it, and applies
+  SymPy's own ``expm1``/``log1p`` optimisations.
+
+Each rule has a name, a docstring with its identity, and a ``proof`` pair (left, right) on generic
+symbols that :func:`prove_rule` reduces to 0 symbolically (tested for every rule).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import sympy as sp
+from sympy.codegen import cfunctions
+from sympy.codegen.rewriting import expm1_opt, log1p_opt, optimize
+
+from .primitives import logistic, normal_cdf, softplus, xlogy
+from .symbolic import prove_equal
+
+a = sp.Symbol("a", real=True)
+b = sp.Symbol("b", real=True)
+c = sp.Symbol("c", real=True, nonzero=True)
+x = sp.Symbol("x", real=True)
+u = sp.Symbol("u", positive=True)
+n = sp.Symbol("n", integer=True, positive=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """A rewrite ``match(node) -> new node or None``, applied bottom-up to a fixpoint."""
+
+    name: str
+    identity: str  # the identity in plain text, for docs and docstrings
+    rewrite: Callable[[sp.Basic], sp.Basic | None]
+    proof: tuple  # ((lhs, rhs), ...) on generic symbols; each proved equal by prove_rule
+    stage: str  # "raise" or "lower"
+
+
+def _apply_once(expr, rule):
+    if not isinstance(expr, sp.Basic) or expr.is_Atom:
+        return expr, False
+    changed = False
+    args = []
+    for arg in expr.args:
+        new, did = _apply_once(arg, rule)
+        args.append(new)
+        changed |= did
+    if changed:
+        expr = expr.func(*args)
+    result = rule.rewrite(expr)
+    if result is not None and result != expr:
+        return result, True
+    return expr, changed
+
+
+def apply_rules(expr, rules, fired=None, max_rounds=12):
+    """Apply ``rules`` until nothing changes; the names that fired are appended to ``fired``."""
+    fired = [] if fired is None else fired
+    for _ in range(max_rounds):
+        any_change = False
+        for rule in rules:
+            expr, did = _apply_once(expr, rule)
+            if did:
+                any_change = True
+                if rule.name not in fired:
+                    fired.append(rule.name)
+        if not any_change:
+            break
+    return expr
+
+
+def prove_rule(rule: Rule):
+    """(ok, steps) for each proof pair of ``rule``."""
+    return [prove_equal(lhs, rhs) for lhs, rhs in rule.proof]
+
+
+# -- raise rules: recognise unstable elementary forms ----------------------------------------------
+
+
+def _logistic_from_exp(e):
+    # (1 + exp(t))**-k  ->  logistic(-t)**k
+    if e.is_Pow and e.exp.is_Integer and e.exp < 0 and e.base.is_Add and len(e.base.args) == 2:
+        one, other = sorted(e.base.args, key=lambda t: t != 1)
+        if one == 1 and isinstance(other, sp.exp):
+            return logistic(-other.args[0]) ** (-e.exp)
+    return None
+
+
+def _exp_times_logistic(e):
+    # exp(t) * logistic(-t)**k  ->  logistic(t) * logistic(-t)**(k-1)
+    if not e.is_Mul:
+        return None
+    factors = list(e.args)
+    for i, f in enumerate(factors):
+        if not isinstance(f, sp.exp):
+            continue
+        t = f.args[0]
+        for j, g in enumerate(factors):
+            base, k = (g.base, g.exp) if g.is_Pow else (g, sp.Integer(1))
+            if isinstance(base, logistic) and base.args[0] == -t and k.is_Integer and k > 0:
+                rest = [h for m, h in enumerate(factors) if m not in (i, j)]
+                return sp.Mul(*rest, logistic(t), logistic(-t) ** (k - 1))
+    return None
+
+
+def _softplus_from_log(e):
+    # log(1 + exp(t))  ->  softplus(t)
+    if isinstance(e, sp.log) and e.args[0].is_Add and len(e.args[0].args) == 2:
+        one, other = sorted(e.args[0].args, key=lambda t: t != 1)
+        if one == 1 and isinstance(other, sp.exp):
+            return softplus(other.args[0])
+    return None
+
+
+def _log_logistic(e):
+    # log(logistic(t)**k)  ->  -k softplus(-t)
+    if isinstance(e, sp.log):
+        arg = e.args[0]
+        base, k = (arg.base, arg.exp) if arg.is_Pow else (arg, sp.Integer(1))
+        if isinstance(base, logistic):
+            return -k * softplus(-base.args[0])
+    return None
+
+
+def _complement(fn, make):
+    """c + (-c) fn(t) -> make(t, c): the terms of an Add that pair a constant with -c*fn(t)."""
+
+    def rewrite(e):
+        if not e.is_Add:
+            return None
+        terms = list(e.args)
+        for i, term in enumerate(terms):
+            coeff, rest = term.as_coeff_Mul()
+            target = fn(rest)
+            if target is None:
+                continue
+            for j, other in enumerate(terms):
+                if j != i and other.is_number and other == -coeff:
+                    remaining = [t for m, t in enumerate(terms) if m not in (i, j)]
+                    return sp.Add(*remaining, make(target, other))
+        return None
+
+    return rewrite
+
+
+def _is_logistic(t):
+    return t.args[0] if isinstance(t, logistic) else None
+
+
+def _is_tanh_squared(t):
+    return t.base.args[0] if t.is_Pow and t.exp == 2 and isinstance(t.base, sp.tanh) else None
+
+
+def _is_erf(t):
+    return t.args[0] if isinstance(t, sp.erf) else None
+
+
+def _normal_cdf(e):
+    # c + c erf(t) -> 2c Phi(sqrt(2) t);  c - c erf(t) -> 2c Phi(-sqrt(2) t)
+    if not e.is_Add:
+        return None
+    terms = list(e.args)
+    for i, term in enumerate(terms):
+        coeff, rest = term.as_coeff_Mul()
+        if not isinstance(rest, sp.erf):
+            continue
+        for j, other in enumerate(terms):
+            if j != i and other.is_number and other != 0 and abs(other) == abs(coeff):
+                remaining = [t for m, t in enumerate(terms) if m not in (i, j)]
+                t = rest.args[0]
+                arg = sp.sqrt(2) * t if coeff == other else -sp.sqrt(2) * t
+                return sp.Add(*remaining, 2 * other * normal_cdf(arg))
+    return None
+
+
+def _sign_times_self(e):
+    # t sign(t) -> |t|
+    if e.is_Mul:
+        for f in e.args:
+            if isinstance(f, sp.sign) and f.args[0] in e.args:
+                rest = list(e.args)
+                rest.remove(f)
+                rest.remove(f.args[0])
+                return sp.Mul(*rest, sp.Abs(f.args[0]))
+    return None
+
+
+def _log_cosh(e):
+    # log(cosh(t)) -> |t| + softplus(-2|t|) - log 2
+    if isinstance(e, sp.log) and isinstance(e.args[0], sp.cosh):
+        t = e.args[0].args[0]
+        return sp.Abs(t) + softplus(-2 * sp.Abs(t)) - sp.log(2)
+    return None
+
+
+LOGISTIC = Rule(
+    "logistic",
+    "1/(1 + exp(-t))**k = logistic(t)**k",
+    _logistic_from_exp,
+    ((1 / (1 + sp.exp(-a)), logistic(a)), (1 / (1 + sp.exp(a)) ** 2, logistic(-a) ** 2)),
+    "raise",
+)
+EXP_TIMES_LOGISTIC = Rule(
+    "exp_times_logistic",
+    "exp(t) logistic(-t)**k = logistic(t) logistic(-t)**(k-1)",
+    _exp_times_logistic,
+    ((sp.exp(a) * logistic(-a), logistic(a)), (sp.exp(a) * logistic(-a) ** 2, logistic(a) * logistic(-a))),
+    "raise",
+)
+SOFTPLUS = Rule(
+    "softplus",
+    "log(1 + exp(t)) = softplus(t), evaluated as logaddexp(0, t)",
+    _softplus_from_log,
+    ((sp.log(1 + sp.exp(a)), softplus(a)),),
+    "raise",
+)
+LOG_LOGISTIC = Rule(
+    "log_logistic",
+    "log(logistic(t)) = -softplus(-t)",
+    _log_logistic,
+    ((sp.log(logistic(a)), -softplus(-a)),),
+    "raise",
+)
+LOGISTIC_COMPLEMENT = Rule(
+    "logistic_complement",
+    "c - c logistic(t) = c logistic(-t)",
+    _complement(_is_logistic, lambda t, k: k * logistic(-t)),
+    ((c - c * logistic(a), c * logistic(-a)),),
+    "raise",
+)
+SECH_SQUARED = Rule(
+    "sech_squared",
+    "c - c tanh(t)**2 = c sech(t)**2 (no cancellation where tanh(t) is near ±1)",
+    _complement(_is_tanh_squared, lambda t, k: k * sp.sech(t) ** 2),
+    ((c - c * sp.tanh(a) ** 2, c * sp.sech(a) ** 2),),
+    "raise",
+)
+NORMAL_CDF = Rule(
+    "normal_cdf",
+    "c + c erf(t) = 2c Phi(sqrt(2) t) and c - c erf(t) = 2c Phi(-sqrt(2) t) (no cancellation in the tails)",
+    _normal_cdf,
+    ((c + c * sp.erf(a), 2 * c * normal_cdf(sp.sqrt(2) * a)), (c - c * sp.erf(a), 2 * c * normal_cdf(-sp.sqrt(2) * a))),
+    "raise",
+)
+SIGN_TIMES_SELF = Rule(
+    "sign_times_self",
+    "t sign(t) = |t|",
+    _sign_times_self,
+    ((a * sp.sign(a), sp.Abs(a)),),
+    "raise",
+)
+LOG_COSH = Rule(
+    "log_cosh",
+    "log(cosh(t)) = |t| + softplus(-2|t|) - log(2) (no overflow of cosh)",
+    _log_cosh,
+    ((sp.log(sp.cosh(u)), u + softplus(-2 * u) - sp.log(2)), (sp.log(sp.cosh(-u)), u + softplus(-2 * u) - sp.log(2))),
+    "raise",
+)
+
+RAISE = (LOGISTIC, EXP_TIMES_LOGISTIC, SOFTPLUS, LOG_LOGISTIC, LOGISTIC_COMPLEMENT, SECH_SQUARED, NORMAL_CDF, LOG_COSH, SIGN_TIMES_SELF)
+
+
+def raise_primitives(expr, fired=None):
+    """Rewrite elementary forms into stable primitives (the RAISE bundle)."""
+    return apply_rules(expr, RAISE, fired)
+
+
+# -- lower rules: evaluate primitives and branches stably in NumPy ---------------------------------
+
+
+def _stable_logistic(e):
+    # logistic(t) = [1 if t >= 0 else exp(-|t|)] / (1 + exp(-|t|)): exp never overflows
+    if isinstance(e, logistic):
+        t = e.args[0]
+        small = sp.exp(-sp.Abs(t))
+        return sp.Piecewise((1, t >= 0), (small, True)) / (1 + small)
+    return None
+
+
+def _xlogy(e):
+    # x log(t) -> xlogy(x, t) when x is a variable quantity: 0 log 0 = 0, as cross-entropy needs
+    if not e.is_Mul:
+        return None
+    logs = [f for f in e.args if isinstance(f, sp.log)]
+    if len(logs) != 1:
+        return None
+    rest = sp.Mul(*[f for f in e.args if f is not logs[0]])
+    coeff, var_part = rest.as_coeff_Mul()
+    if var_part == 1 or not var_part.free_symbols or var_part.has(sp.log):
+        return None
+    # only where the factor can be 0 while the logarithm's argument is 0: a loss's target
+    return coeff * xlogy(var_part, logs[0].args[0])
+
+
+def _clamp_branches(e):
+    """Restrict each branch of a one-variable Piecewise to the inputs that select it.
+
+    With ``cond = (v > t)``, the selected branch only ever sees v > t, so replacing v by Max(v, t)
+    in it changes nothing where it is selected and keeps exp/log from overflowing elsewhere (NumPy
+    evaluates every branch of a ``where``).
+    """
+    if not isinstance(e, sp.Piecewise) or len(e.args) != 2 or e.args[1][1] is not sp.true:
+        return None
+    (first, cond), (second, _) = e.args
+    if not isinstance(cond, (sp.StrictGreaterThan, sp.GreaterThan, sp.StrictLessThan, sp.LessThan)):
+        return None
+    lhs, rhs = cond.lhs, cond.rhs
+    if not (lhs.is_Symbol and rhs.is_number):
+        return None
+    v = lhs
+    transcendental = (sp.exp, sp.log, sp.sinh, sp.cosh, logistic, softplus)
+    if not any(f.has(v) and f.has(*transcendental) for f in (first, second)):
+        return None
+    upper = isinstance(cond, (sp.StrictGreaterThan, sp.GreaterThan))
+    in_first = sp.Max(v, rhs) if upper else sp.Min(v, rhs)
+    in_second = sp.Min(v, rhs) if upper else sp.Max(v, rhs)
+    new_first = first.xreplace({v: in_first}) if first.has(*transcendental) else first
+    new_second = second.xreplace({v: in_second}) if second.has(*transcendental) else second
+    if new_first == first and new_second == second:
+        return None
+    return sp.Piecewise((new_first, cond), (new_second, True))
+
+
+STABLE_LOGISTIC = Rule(
+    "stable_logistic",
+    "logistic(t) = (1 if t >= 0 else exp(-|t|)) / (1 + exp(-|t|))",
+    _stable_logistic,
+    ((logistic(u), 1 / (1 + sp.exp(-u))), (logistic(-u), sp.exp(-u) / (1 + sp.exp(-u)))),
+    "lower",
+)
+CLAMP_BRANCHES = Rule(
+    "clamp_branches",
+    "Piecewise((f(v), v > t), (g(v), True)) = Piecewise((f(max(v, t)), v > t), (g(min(v, t)), True))",
+    _clamp_branches,
+    ((sp.Max(a + u, a), a + u), (sp.Min(a - u, a), a - u)),
+    "lower",
+)
+XLOGY = Rule(
+    "xlogy",
+    "x log(t) = xlogy(x, t) wherever t > 0, continued by 0 at x = 0",
+    _xlogy,
+    ((x * sp.log(u), xlogy(x, u)),),
+    "lower",
+)
+def _via_codegen(optimization):
+    def rewrite(e):
+        new = optimize(e, [optimization])
+        return new if new != e else None
+
+    return rewrite
+
+
+EXPM1 = Rule(
+    "expm1",
+    "exp(t) - 1 = expm1(t) (SymPy's codegen expm1_opt)",
+    _via_codegen(expm1_opt),
+    ((sp.exp(a) - 1, cfunctions.expm1(a)), (2 * sp.exp(3 * a) - 2, 2 * cfunctions.expm1(3 * a))),
+    "lower",
+)
+LOG1P = Rule(
+    "log1p",
+    "log(1 + t) = log1p(t) (SymPy's codegen log1p_opt)",
+    _via_codegen(log1p_opt),
+    ((sp.log(1 + u), cfunctions.log1p(u)), (sp.log(1 - 1 / (1 + u)), cfunctions.log1p(-1 / (1 + u)))),
+    "lower",
+)
+
+LOWER = (XLOGY, CLAMP_BRANCHES, STABLE_LOGISTIC)
+
+
+def lower(expr, fired=None):
+    """Prepare ``expr`` for a NumPy printer; returns the lowered expression."""
+    fired = [] if fired is None else fired
+    # branches are clamped before primitives are expanded, so the expansions stay untouched
+    expr = apply_rules(expr, (XLOGY, CLAMP_BRANCHES), fired)
+    expr = apply_rules(expr, (STABLE_LOGISTIC,), fired)
+    for rule in (EXPM1, LOG1P):  # whole-tree optimisations of sympy.codegen.rewriting
+        new = rule.rewrite(expr)
+        if new is not None:
+            expr = new
+            fired.append(rule.name)
+    return expr
+
+
+# -- class-axis rules ------------------------------------------------------------------------------
+
+
+def max_shift(expr, base, M):
+    """exp(z[x]) -> exp(z[x] - M) throughout, when that leaves ``expr`` unchanged (proved).
+
+    True exactly when ``expr`` is homogeneous of degree 0 in the exponentials (softmax and its
+    derivatives); with M = max_j z[j] no exponential can overflow.
+    """
+    shifted = expr.replace(
+        lambda e: isinstance(e, sp.exp) and any(isinstance(i, sp.Indexed) and i.base == base for i in e.args[0].atoms(sp.Indexed)),
+        lambda e: sp.exp(e.args[0] - M),
+    )
+    if shifted == expr:
+        return expr, False
+    ok, _ = prove_equal(shifted, expr)
+    return (shifted, True) if ok else (expr, False)
+
+
+def logsumexp(expr, base, M):
+    """log(Sum(exp(z[j]))) -> M + log(Sum(exp(z[j] - M))): the max-shifted log-sum-exp."""
+
+    def is_lse(e):
+        return isinstance(e, sp.log) and isinstance(e.args[0], sp.Sum) and isinstance(e.args[0].function, sp.exp)
+
+    def shift(e):
+        s = e.args[0]
+        return M + sp.log(sp.Sum(sp.exp(s.function.args[0] - M), *s.limits))
+
+    new = expr.replace(is_lse, shift)
+    return new, new != expr
+
+
+ALL_RULES = RAISE + LOWER + (EXPM1, LOG1P)

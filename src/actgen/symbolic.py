@@ -1,0 +1,120 @@
+"""Symbolic zero tests with recorded steps, shared by rule proofs and identity proofs.
+
+A difference is proved zero only by exact transformations (no numerical sampling, no
+``Expr.equals``, which may fall back on numerics). Each transformation tried is recorded.
+"""
+from __future__ import annotations
+
+import dataclasses
+import signal
+from contextlib import contextmanager
+
+import sympy as sp
+
+from .primitives import elementary
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    """One step of a proof: what was done and the expression it gave."""
+
+    action: str
+    expr: sp.Basic
+
+
+def _transforms():
+    return (
+        ("simplify", sp.simplify),
+        ("rewrite exp, then simplify", lambda e: sp.simplify(e.rewrite(sp.exp))),
+        ("expand, factor out of sums, cancel", lambda e: sp.cancel(sp.factor_terms(sp.expand(sp.powsimp(sp.expand(e), combine="exp"))))),
+        ("expand exponentials and cancel", lambda e: sp.cancel(sp.expand(e.rewrite(sp.exp), power_exp=True))),
+        ("expand logarithms (positive arguments), simplify", lambda e: sp.simplify(sp.expand_log(e, force=True))),
+        ("rewrite in erf, simplify", lambda e: sp.simplify(e.rewrite(sp.erf))),
+        ("rewrite exp, combine logarithms, simplify", lambda e: sp.simplify(sp.logcombine(sp.expand(e.rewrite(sp.exp)), force=True))),
+        ("expand special functions, simplify", lambda e: sp.simplify(sp.expand_func(e))),
+    )
+
+
+def reduce_to_zero(difference: sp.Expr, steps: list[Step]) -> bool:
+    """Try exact transformations until ``difference`` is the literal 0.
+
+    On success only the transformations that led to 0 are recorded; on failure the last result of
+    each attempt is recorded, so that a reader can see where SymPy got stuck.
+    """
+    expr = elementary(difference)
+    if expr != difference:
+        steps.append(Step("rewrite stable primitives in elementary functions", expr))
+    if expr == 0:
+        return True
+    folded = sp.piecewise_fold(expr) if expr.has(sp.Piecewise) else expr
+    if isinstance(folded, sp.Piecewise):
+        branch_steps: list[Step] = []
+        ok = True
+        for value, cond in folded.args:
+            branch_steps.append(Step(f"branch where {sp.sstr(cond)}", value))
+            ok = reduce_to_zero(value, branch_steps) and ok
+            if not ok:
+                break
+        if ok:
+            steps.extend(branch_steps)
+            return True
+    attempts = []
+    for action, fn in _transforms():
+        try:
+            result = fn(expr)
+        except (TypeError, ValueError, NotImplementedError, AttributeError, RecursionError):
+            continue
+        if result == 0:
+            steps.append(Step(action, result))
+            return True
+        attempts.append(Step(f"{action} (did not reach 0)", result))
+    steps.extend(attempts[-1:])
+    return False
+
+
+def prove_equal(lhs: sp.Expr, rhs: sp.Expr) -> tuple[bool, tuple[Step, ...]]:
+    """Whether ``lhs - rhs`` reduces to 0, with the steps taken."""
+    steps = [Step("difference of the two sides", lhs - rhs)]
+    ok = reduce_to_zero(sp.expand(lhs - rhs) if not (lhs - rhs).has(sp.Sum) else lhs - rhs, steps)
+    return ok, tuple(steps)
+
+
+class TimeBudgetExceeded(Exception):
+    pass
+
+
+_budgets: list[float] = []  # deadlines of the enclosing budgets, innermost last
+
+
+@contextmanager
+def time_budget(seconds: float):
+    """Raise :class:`TimeBudgetExceeded` in a computation that runs past ``seconds``.
+
+    Budgets nest: an inner budget never outlives the enclosing one. Uses SIGALRM, so it only acts
+    in the main thread on POSIX; elsewhere the computation simply runs unbounded.
+    """
+    import threading
+    import time
+
+    if seconds <= 0 or not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    now = time.monotonic()
+    deadline = now + seconds
+    if _budgets:
+        deadline = min(deadline, _budgets[-1])
+
+    def handler(signum, frame):
+        raise TimeBudgetExceeded()
+
+    previous = signal.signal(signal.SIGALRM, handler)
+    _budgets.append(deadline)
+    signal.setitimer(signal.ITIMER_REAL, max(deadline - now, 1e-3))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        _budgets.pop()
+        signal.signal(signal.SIGALRM, previous)
+        if _budgets:  # re-arm the enclosing budget
+            signal.setitimer(signal.ITIMER_REAL, max(_budgets[-1] - time.monotonic(), 1e-3))
