@@ -54,7 +54,7 @@ def _generate(args, progress):
     from .write import seal
 
     spec = load_spec(args.spec)
-    derived = derive_all(spec, progress=progress)
+    derived = derive_all(spec, budget=args.entry_timeout, progress=progress)
     proofs = check_identities(spec)
     files = render_all(derived, args.package, proofs)
     return {rel: seal(rel, content) for rel, content in files.items()}
@@ -127,6 +127,96 @@ def cmd_prove(args):
     return EXIT_USER if failed else EXIT_OK
 
 
+def cmd_docs(args):
+    from .docs import OWNED_ROOTS, render_docs
+    from .model import load_spec
+    from .pipeline import derive_all
+    from .prove import check_identities
+    from .write import OutputError, apply, plan, seal, status
+
+    progress = _Progress(sys.stderr, args.quiet or args.check)
+    started = time.monotonic()
+    spec = load_spec(args.spec)
+    derived = derive_all(spec, budget=args.entry_timeout, progress=progress)
+    proofs = check_identities(spec)
+    files = {rel: seal(rel, content) for rel, content in render_docs(derived, args.package, proofs).items()}
+    progress.done()
+    out = Path(args.out)
+    if args.check:
+        try:
+            p = plan(out, files, force=True, owned=list(OWNED_ROOTS))
+        except OutputError as exc:
+            print(f"actgen docs --check: stale: {str(exc).splitlines()[0]}")
+            return EXIT_USER
+        edited = [rel for rel in files if (out / rel).exists() and status(out / rel) == "edited"]
+        stale = [f"{out / edited[0]} was edited by hand"] if edited else []
+        stale += [f"{out / rel} differs from what `actgen docs` would write" for rel in p.write]
+        stale += [f"{out / rel} would be removed by `actgen docs`" for rel in p.remove]
+        if stale:
+            print(f"actgen docs --check: stale: {stale[0]} ({len(stale)} problem(s)); run actgen docs")
+            return EXIT_USER
+        print(f"actgen docs --check: {out}/ docs are up to date ({len(files)} files)")
+        return EXIT_OK
+    p = plan(out, files, force=args.force, owned=list(OWNED_ROOTS))
+    apply(out, files, p)
+    if not args.quiet:
+        print(f"actgen docs: {len(files)} files in {out}/ ({len(p.write)} written, {len(p.unchanged)} unchanged, {len(p.remove)} removed) in {time.monotonic() - started:.1f} s")
+    return EXIT_OK
+
+
+def _seconds(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number of seconds") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"'{text}' is not a positive number of seconds")
+    return value
+
+
+def _default_timeout():
+    """$ACTGEN_ENTRY_TIMEOUT, or None for pipeline.ENTRY_BUDGET_S (not imported here: sympy is slow)."""
+    try:
+        return _seconds(os.environ.get("ACTGEN_ENTRY_TIMEOUT", ""))
+    except argparse.ArgumentTypeError:
+        return None
+
+
+ACCURACY_HEADER = "<!-- Measured by `actgen accuracy`; numbers depend on the machine's NumPy/SciPy builds. -->"
+
+
+def cmd_accuracy(args):
+    import importlib
+    import numpy as np
+
+    from .accuracy import measure_all, report_json, report_markdown
+    from .model import load_spec
+    from .pipeline import derive_all
+    from .write import atomic_write
+
+    out = Path(args.out)
+    if not (out / args.package / "__init__.py").exists():
+        print(f"actgen accuracy: {out / args.package} does not exist; run actgen build first", file=sys.stderr)
+        return EXIT_USER
+    sys.path.insert(0, str(out.resolve()))
+    try:
+        package = importlib.import_module(args.package)
+    finally:
+        sys.path.pop(0)
+    derived = derive_all(load_spec(args.spec))
+    dtypes = (np.float64,) if args.float64_only else (np.float64, np.float32)
+    results = measure_all(derived, package, dtypes)
+    report = out / "accuracy.md"
+    for path, text in ((report, report_markdown(results, ACCURACY_HEADER)), (out / "accuracy.json", report_json(results))):
+        if path.exists() and ACCURACY_HEADER not in path.read_text(encoding="utf-8", errors="replace") and path.suffix == ".md":
+            print(f"actgen accuracy: {path} was not written by actgen accuracy; refusing to overwrite it", file=sys.stderr)
+            return EXIT_USER
+        atomic_write(path, text)
+    worst = max(results, key=lambda m: m.max_term_ulp)
+    print(f"actgen accuracy: {len(results)} measurements written to {report}; worst (term ulp) {worst.name} {worst.dtype}: {worst.max_term_ulp:.3g} ulp at {worst.worst_term_input:g}")
+    return EXIT_OK
+
+
 def parser():
     top = argparse.ArgumentParser(
         prog="actgen",
@@ -140,6 +230,7 @@ def parser():
         p.add_argument("--spec", default="spec", help="a spec file or a folder of *.yaml files (default: spec/)")
         p.add_argument("--out", default="generated", help="output folder (default: generated/)")
         p.add_argument("--package", default="actgen_numpy", help="name of the generated Python package (default: actgen_numpy)")
+        p.add_argument("--entry-timeout", type=_seconds, default=_default_timeout(), metavar="SECONDS", help="time budget for deriving each entry; an entry that takes longer stops the build with a message naming it (default: $ACTGEN_ENTRY_TIMEOUT or 60)")
 
     b = sub.add_parser("build", help="derive, prove and generate the package and docs", description="Derive every function of the spec, prove its identities, and write the NumPy package and Markdown sheets into the output folder. Only files that actgen generated are ever overwritten or removed.")
     common(b)
@@ -149,10 +240,20 @@ def parser():
     c = sub.add_parser("check", help="exit 0 if the output folder is exactly what build would write", description="Render everything in memory and compare with the output folder; exit 0 when it is up to date, 2 with a one-line reason when it is stale or edited by hand.")
     common(c)
     c.set_defaults(fn=cmd_check)
+    d = sub.add_parser("docs", help="generate the documentation site's pages (mkdocs)", description="Write the docs site's Markdown pages, SVG plots and diagrams into OUT/docs/ and its navigation into OUT/mkdocs_nav.yml; then `mkdocs build --strict` builds the site (mkdocs.yml at the repository root).")
+    common(d)
+    d.add_argument("--check", action="store_true", help="write nothing; exit 0 if the docs pages are exactly what `actgen docs` would write, 2 otherwise")
+    d.add_argument("--force", action="store_true", help="overwrite generated pages even if they were edited by hand")
+    d.add_argument("--quiet", action="store_true", help="print nothing on success")
+    d.set_defaults(fn=cmd_docs)
     pr = sub.add_parser("prove", help="prove the spec's identities and print each proof", description="Prove every identity of the spec (or the named ones) and print its claim, assumptions and proof steps.")
     pr.add_argument("names", nargs="*", help="identities to prove (default: all)")
     pr.add_argument("--spec", default="spec", help="a spec file or a folder of *.yaml files (default: spec/)")
     pr.set_defaults(fn=cmd_prove)
+    acc = sub.add_parser("accuracy", help="measure the generated package against an mpmath reference, in ulps", description="Import the built package from the output folder, measure every elementwise function, gradient and fused head against an independent high-precision mpmath reference over [-750, 750] and the float edges, and write accuracy.md and accuracy.json there.")
+    common(acc)
+    acc.add_argument("--float64-only", action="store_true", help="skip the float32 measurements")
+    acc.set_defaults(fn=cmd_accuracy)
     return top
 
 

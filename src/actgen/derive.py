@@ -78,7 +78,7 @@ def derive_elementwise(act: M.Activation):
     return out
 
 
-def output_form(f, fprime, raw=None, seconds=6.0):
+def output_form(f, fprime, raw=None, seconds=30.0):
     """g with f'(z) = g(f(z)), proved; None when the derivative needs the input (or SymPy cannot
     find g within ``seconds``)."""
     try:
@@ -91,9 +91,8 @@ def output_form(f, fprime, raw=None, seconds=6.0):
 def _output_form(f, fprime, raw):
     candidates = []
     if isinstance(f, sp.Piecewise):
-        g = _piecewise_output_form(f, fprime)
-        if g is not None:
-            candidates.append(g)
+        # proved branch by branch (and at the switching point) inside _piecewise_output_form
+        return _piecewise_output_form(f, fprime)
     else:
         for form in (fprime, raw):
             direct = _substitute_output(f, form) if form is not None else None
@@ -113,8 +112,15 @@ def _output_form(f, fprime, raw):
     return None
 
 
-def _solve_for_z(f, seconds=2.0):
-    """Solutions z of y = f(z), or [] when SymPy finds none within ``seconds``."""
+MAX_SOLVE_OPS = 10  # SymPy's solve on larger expressions can run for minutes (gelu_tanh)
+
+
+def _solve_for_z(f, seconds=10.0):
+    """Solutions z of y = f(z), or [] when f is too large to invert (a deterministic size limit)
+    or SymPy finds none. The time budget is only a safety net, far above what solvable cases need,
+    so that the result does not depend on the machine's speed."""
+    if sp.count_ops(f) > MAX_SOLVE_OPS or len(f.atoms(sp.Function)) > 2 or f.has(sp.Abs, sp.sign, sp.Max, sp.Min, sp.Heaviside, sp.Piecewise):
+        return []
     try:
         with time_budget(seconds):
             return sp.solve(sp.Eq(Y_OUT, f), M.Z)
@@ -160,35 +166,62 @@ def _piecewise_output_form(f, fprime):
                 return None
         pieces.append((sub, image_cond))
     g = sp.Piecewise(*pieces)
-    # the proof: on each branch of f, g(f(z)) must equal f'(z) with g's condition selecting it
+    # the proof: on each branch's domain of f, g(f(z)) must equal f'(z), with g's conditions
+    # selecting the matching branch; and at each switching point both sides must agree exactly
+    previous = None
     for (fb, cond), (gb, _) in zip(f.args, fprime.args):
+        domain = cond if cond is not sp.true else (previous.negated if previous is not None else sp.true)
         composed = sp.piecewise_fold(g.xreplace({Y_OUT: fb}))
-        if cond is not sp.true and isinstance(composed, sp.Piecewise):
-            composed = _select_branch(composed, cond)
+        if domain is not sp.true and isinstance(composed, sp.Piecewise):
+            composed = _select_branch(composed, domain)
             if composed is None:
                 return None
         ok, _ = prove_equal(composed, gb)
         if not ok:
             return None
+        if cond is not sp.true:
+            if previous is not None:
+                return None  # more than one switching condition: not handled
+            previous = cond
+            point = cond.rhs
+            at_point = g.xreplace({Y_OUT: f.xreplace({M.Z: point})})
+            if sp.simplify(at_point - fprime.xreplace({M.Z: point})) != 0:
+                return None
     return g
 
 
-def _select_branch(pw, cond):
-    """The branch of ``pw`` that holds under ``cond`` (z > t or z <= t style), or None."""
-    v, t = cond.lhs, cond.rhs
-    probe = sp.Symbol("probe", positive=True)
-    upper = isinstance(cond, (sp.StrictGreaterThan, sp.GreaterThan))
-    sample = t + probe if upper else t - probe
+def _without_constant_factor(cond):
+    """c*g(z) > 0 -> g(z) > 0 for a positive constant c (flipped for a negative one): solveset
+    cannot handle symbolic parameters, only their signs."""
+    if not isinstance(cond, sp.core.relational.Relational):
+        return cond
+    expr = cond.lhs - cond.rhs
+    const, rest = expr.as_independent(M.Z, as_Add=False)
+    if const.is_positive:
+        return cond.func(rest, 0)
+    if const.is_negative:
+        return {sp.StrictGreaterThan: sp.StrictLessThan, sp.GreaterThan: sp.LessThan, sp.StrictLessThan: sp.StrictGreaterThan, sp.LessThan: sp.GreaterThan}.get(cond.func, cond.func)(rest, 0)
+    return cond.func(expr, 0)
+
+
+def _select_branch(pw, domain):
+    """The branch of ``pw`` (conditions in z) selected everywhere on ``domain`` (a relational
+    like z > t or z <= t), decided with SymPy's solveset; None when SymPy cannot decide."""
+    domain_set = domain.as_set()
     for value, c in pw.args:
-        decided = c.xreplace({v: sample}) if c is not sp.true else sp.true
-        try:
-            decided = sp.simplify(decided)
-        except (TypeError, ValueError):
-            return None
-        if decided is sp.true:
+        if c is sp.true:
             return value
-        if decided is not sp.false:
+        try:
+            with time_budget(10.0):
+                holds = sp.solveset(_without_constant_factor(c), M.Z, domain=sp.S.Reals)
+        except (TimeBudgetExceeded, NotImplementedError, TypeError, ValueError):
             return None
+        if not isinstance(holds, sp.Set) or isinstance(holds, sp.ConditionSet):
+            return None
+        if domain_set.is_subset(holds):
+            return value
+        if sp.Intersection(domain_set, holds) != sp.S.EmptySet:
+            return None  # the branch holds on part of the domain only
     return None
 
 

@@ -8,11 +8,22 @@ import dataclasses
 class Location:
     """Where an entity comes from: a spec file and a 1-based line."""
 
-    file: str
+    file: str  # the stable name, independent of the working directory (used in generated files)
     line: int
+    shown: str = dataclasses.field(default="", compare=False)  # the path as the user gave it
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}"
+
+    @property
+    def display(self) -> str:
+        """``PATH:LINE`` with the path as given on the command line, for messages."""
+        return f"{self.shown or self.file}:{self.line}"
+
+
+def printable(text: str) -> str:
+    """Spec text echoed in a message, with control characters escaped (no terminal escapes)."""
+    return "".join(ch if ch.isprintable() or ch == " " else ascii(ch)[1:-1] for ch in str(text))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,7 +42,7 @@ class Problem:
             if self.field:
                 where += f".{self.field}"
             where += ": "
-        return f"{self.location}: {where}{self.message}"
+        return printable(f"{self.location.display}: {where}{self.message}")
 
 
 class SpecError(Exception):
@@ -40,7 +51,7 @@ class SpecError(Exception):
     MAX_PROBLEMS = 50
 
     def __init__(self, problems):
-        self.problems = tuple(sorted(problems, key=lambda p: (p.location, str(p))))[: self.MAX_PROBLEMS]
+        self.problems = tuple(sorted(problems, key=lambda p: (p.location.shown or p.location.file, p.location.line, str(p))))[: self.MAX_PROBLEMS]
         super().__init__("\n".join(str(p) for p in self.problems))
 
 

@@ -99,7 +99,9 @@ def valid_identifier(name: object) -> bool:
 def parse(text: object, scope: Scope):
     """Parse ``text`` in ``scope``; returns a SymPy object or raises :class:`EntryFailure`."""
     if isinstance(text, bool) or not isinstance(text, (str, int, float)):
-        raise EntryFailure(f"expected an expression (text or number), got {_kind(text)}")
+        raise EntryFailure(f"expected an expression (text or number), got {_kind(text)}; write it as text, e.g. z / (1 + Abs(z))")
+    if isinstance(text, float) and not math.isfinite(text):
+        raise EntryFailure(f"number {text} is not finite; use a finite number")
     if isinstance(text, (int, float)):
         text = repr(text)
     if len(text) > MAX_TEXT:
@@ -110,9 +112,10 @@ def parse(text: object, scope: Scope):
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as exc:
         col = f" at column {exc.offset}" if exc.offset else ""
-        raise EntryFailure(f"syntax error{col} in '{text.strip()}': {exc.msg}; write the expression in SymPy syntax") from None
+        shown = text.strip() if len(text.strip()) <= 60 else text.strip()[:57] + "..."
+        raise EntryFailure(f"syntax error{col} in '{shown}': {exc.msg}; write the expression in SymPy syntax") from None
     except (ValueError, RecursionError, MemoryError):
-        raise EntryFailure("expression could not be parsed (too deeply nested or invalid characters)") from None
+        raise EntryFailure("expression could not be parsed (too deeply nested or invalid characters); simplify it") from None
     count = sum(1 for _ in ast.walk(tree))
     if count > MAX_NODES:
         raise EntryFailure(f"expression has {count} syntax nodes, over the limit of {MAX_NODES}; simplify it")
@@ -120,7 +123,7 @@ def parse(text: object, scope: Scope):
 
 
 def _kind(value):
-    return {dict: "a mapping", tuple: "a list", list: "a list", type(None): "nothing", bool: "a boolean"}.get(type(value), type(value).__name__)
+    return {dict: "a mapping", tuple: "a list", list: "a list", type(None): "nothing", bool: "a boolean", int: "a number", float: "a number", str: "text"}.get(type(value), type(value).__name__)
 
 
 _BINOPS = {
@@ -142,7 +145,9 @@ class _Converter:
             raise EntryFailure(f"expression is nested more than {MAX_DEPTH} levels deep; simplify it")
         method = getattr(self, "_" + type(node).__name__, None)
         if method is None:
-            raise EntryFailure(f"'{_describe(node)}' is not allowed in an expression; use arithmetic, comparisons and calls of known functions")
+            if isinstance(node, ast.IfExp):
+                raise EntryFailure(f"conditional expression '{_describe(node)}' is not allowed in an expression; write Piecewise((value, condition), (other, True))")
+            raise EntryFailure(f"{_construct(node)} '{_describe(node)}' is not allowed in an expression; use numbers, the names in scope, + - * / **, comparisons and calls of known functions")
         return method(node, depth + 1)
 
     def _scalar(self, node, depth):
@@ -156,7 +161,9 @@ class _Converter:
     def _Constant(self, node, depth):
         value = node.value
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise EntryFailure(f"literal {value!r} is not a number; only numbers may appear in expressions")
+            what = {str: "a string", bytes: "a bytes literal", complex: "a complex number", type(None): "None", bool: "a boolean"}.get(type(value), type(value).__name__)
+            shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+            raise EntryFailure(f"literal {shown} is {what}; only real numbers may appear in expressions (use True only as the last Piecewise condition)")
         if isinstance(value, int):
             if len(str(abs(value))) > MAX_INT_DIGITS:
                 raise EntryFailure(f"integer literal has more than {MAX_INT_DIGITS} digits; use a smaller number")
@@ -179,7 +186,9 @@ class _Converter:
             return CONSTANTS[name]
         if name in self.scope.function_names():
             raise EntryFailure(f"'{name}' is a function; call it as {name}(...)")
-        raise EntryFailure(f"unknown name '{name}'{_suggest(name, self.scope.names())}; the names in scope are {', '.join(self.scope.names())}")
+        if name.startswith("_"):
+            raise EntryFailure(f"name '{name}' is not allowed (names starting with '_' are reserved); use one of the names in scope: {', '.join(self.scope.names())}")
+        raise EntryFailure(f"unknown name '{name}'{_hint(name, self.scope.names(), 'the names in scope are')}")
 
     def _UnaryOp(self, node, depth):
         if isinstance(node.op, ast.USub):
@@ -262,11 +271,14 @@ class _Converter:
         value = self.convert(target, depth)
         if isinstance(value, VectorValue):
             return value.component(index)
-        raise EntryFailure(f"'{ast.unparse(target)}' cannot be subscripted; only vectors take [index]")
+        raise EntryFailure(f"'{_describe(target)}' cannot be subscripted; only vectors take [index], e.g. z[i] in a vector activation")
 
     def _Call(self, node, depth):
         if not isinstance(node.func, ast.Name):
-            raise EntryFailure(f"only named functions can be called, not '{ast.unparse(node.func)}'")
+            if not isinstance(node.func, (ast.Attribute, ast.Call, ast.Subscript, ast.Lambda)):
+                raise EntryFailure(f"'{_describe(node.func)}' cannot be called; call a known function by name, e.g. exp(z)")
+            self.convert(node.func, depth)  # reports the construct (attribute access, lambda, ...)
+            raise EntryFailure(f"'{_describe(node.func)}' cannot be called; call a known function by name, e.g. exp(z)")
         if node.keywords:
             raise EntryFailure(f"keyword arguments are not allowed in '{ast.unparse(node)}'; pass values by position")
         name = node.func.id
@@ -284,8 +296,10 @@ class _Converter:
             try:
                 return BUILTIN_FUNCTIONS[name](*args)
             except TypeError:
-                raise EntryFailure(f"wrong number of arguments in '{ast.unparse(node)}'") from None
-        raise EntryFailure(f"unknown function '{name}'{_suggest(name, self.scope.function_names())}; known functions are {', '.join(self.scope.function_names())}")
+                raise EntryFailure(f"wrong number of arguments in '{_describe(node)}'; see the function's usual signature, e.g. exp(z), log(z), Max(a, b)") from None
+        if name.startswith("_"):
+            raise EntryFailure(f"function '{name}' is not allowed (names starting with '_' are reserved); call one of the known functions: {', '.join(self.scope.function_names())}")
+        raise EntryFailure(f"unknown function '{name}'{_hint(name, self.scope.function_names(), 'the known functions are')}")
 
     def _piecewise(self, node, depth):
         if not node.args:
@@ -304,7 +318,7 @@ class _Converter:
                     raise EntryFailure(f"'{ast.unparse(cond_node)}' is not a condition; write a comparison such as z > 0")
             pairs.append((value, cond))
         if pairs[-1][1] is not sp.true:
-            raise EntryFailure("the last Piecewise branch must have the condition True, so that every input has a value")
+            raise EntryFailure("the last Piecewise branch must have the condition True, so that every input has a value; add a last branch (value, True)")
         return sp.Piecewise(*pairs)
 
     def _sum(self, node, depth):
@@ -326,11 +340,39 @@ class _Converter:
         return sp.Derivative(expr, var)
 
 
+_CONSTRUCTS = {
+    "Attribute": "attribute access",
+    "Lambda": "lambda",
+    "ListComp": "comprehension",
+    "SetComp": "comprehension",
+    "DictComp": "comprehension",
+    "GeneratorExp": "comprehension",
+    "JoinedStr": "f-string",
+    "FormattedValue": "f-string",
+    "NamedExpr": "assignment expression (:=)",
+    "Starred": "starred argument",
+    "Dict": "dict literal",
+    "Set": "set literal",
+    "IfExp": "conditional expression",
+    "Slice": "slice",
+    "Await": "await",
+    "Yield": "yield",
+    "YieldFrom": "yield",
+}
+
+
 def _describe(node):
     try:
-        return ast.unparse(node)
+        text = ast.unparse(node)
     except Exception:  # pragma: no cover - unparse handles every node parse() produces
-        return type(node).__name__
+        text = type(node).__name__
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return text
+
+
+def _construct(node):
+    return _CONSTRUCTS.get(type(node).__name__, f"syntax '{type(node).__name__}'")
 
 
 def _suggest(name, known):
@@ -338,3 +380,12 @@ def _suggest(name, known):
     if not close:
         return ""
     return "; did you mean " + " or ".join(f"'{c}'" for c in close) + "?"
+
+
+def _hint(name, known, label):
+    """``; did you mean 'x'? The allowed keys are a, b`` (or without the question): what to do."""
+    listing = ", ".join(known)
+    suggestion = _suggest(name, list(known))
+    if suggestion:
+        return f"{suggestion} {label[0].upper()}{label[1:]} {listing}"
+    return f"; {label} {listing}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import re
 from typing import Optional
 
 import sympy as sp
@@ -34,6 +35,8 @@ LOSS_KEYS = ("expr", "params", "title", "use", "pros", "cons", "domain")
 TASK_KEYS = ("title", "output", "loss", "hidden", "note")
 IDENTITY_KEYS = ("claim", "assume", "explain", "conjecture", "title")
 LAYERS = ("hidden", "output", "both")
+# names the generated functions use for their own arguments and imports (see pipeline.RESERVED)
+GENERATED_NAMES = frozenset({"np", "axis", "reduction", "out", "g", "z", "y", "y_hat", "y_true", "y_pred", "logits"})
 DOMAINS = ("real", "positive", "nonnegative", "[0, 1]", "(0, 1)", "{0, 1}", "{-1, 1}")
 
 
@@ -126,6 +129,9 @@ class Spec:
         return next((l for l in self.losses if l.name == name), None)
 
 
+_HTML_TAG = re.compile(r"<\s*[A-Za-z/!?]")
+
+
 def _uses_subscripts(text) -> bool:
     try:
         tree = ast.parse(str(text).strip(), mode="eval")
@@ -138,41 +144,50 @@ class _Builder:
     def __init__(self):
         self.problems = Collector()
         self.names: dict[str, Location] = {}
+        self.rejected_params: list[str] = []
         self.declared = {"activations": set(), "losses": set()}
 
     # -- helpers ---------------------------------------------------------------------------
     def _mapping(self, node: Located, entry, field, what):
         if not isinstance(node.value, dict):
-            self.problems.add(node.location, entry, field, f"expected a mapping of {what}, got {E._kind(node.value)}")
+            self.problems.add(node.location, entry, field, f"expected a mapping of {what}, got {E._kind(node.value)}; write one 'key: value' per line, indented below")
             return {}
         return node.value
 
     def _check_keys(self, body, allowed, entry, location):
         for key, value in body.items():
             if key not in allowed:
-                self.problems.add(value.location, entry, None, f"unknown key '{key}'{E._suggest(key, allowed)}; allowed keys are {', '.join(allowed)}")
+                self.problems.add(value.location, entry, None, f"unknown key '{key}'{E._hint(key, allowed, 'the allowed keys are')}")
 
     def _text(self, body, key, entry, default=""):
         node = body.get(key)
         if node is None:
             return default
         if not isinstance(node.value, str) or isinstance(node.value, bool):
-            self.problems.add(node.location, entry, key, f"expected text, got {E._kind(node.value)}")
+            self.problems.add(node.location, entry, key, f"expected text, got {E._kind(node.value)}; write plain text (put it in quotes if it looks like a number)")
             return default
-        return " ".join(node.value.split())
+        text = " ".join(node.value.split())
+        # prose lands in generated docstrings and Markdown: nothing in it may end a string
+        # literal or open an HTML element there
+        bad = next((b for b in ('"""', "'''", "\\") if b in text), None) or (_HTML_TAG.search(text) or [None])[0]
+        if bad:
+            self.problems.add(node.location, entry, key, f"text may not contain {bad!r} (triple quotes, backslashes and HTML tags would leak into generated code and pages); rephrase it")
+            return default
+        return text
 
     def _name_ok(self, name, location, section):
         if not E.valid_identifier(name):
             self.problems.add(location, str(name), None, f"'{name}' is not a valid {section[:-1]} name; use lower-case letters, digits and underscores, starting with a letter, and no Python keyword")
             return False
         if name in self.names:
-            self.problems.add(location, name, None, f"name '{name}' is already declared at {self.names[name]}; give each function a distinct name")
+            self.problems.add(location, name, None, f"name '{name}' is already declared at {self.names[name].display}; give each function a distinct name")
             return False
         self.names[name] = location
         self.declared[section].add(name)
         return True
 
     def _params(self, body, entry, reserved):
+        self.rejected_params = []
         node = body.get("params")
         if node is None:
             return ()
@@ -180,15 +195,22 @@ class _Builder:
         for pname, pnode in self._mapping(node, entry, "params", "parameter names to default values").items():
             if not E.valid_identifier(pname) or pname in reserved or pname in E.CONSTANTS or pname in E.BUILTIN_FUNCTIONS:
                 self.problems.add(pnode.location, entry, "params", f"'{pname}' cannot be a parameter name; use a lower-case identifier other than {', '.join(sorted(reserved))}")
+                self.rejected_params.append(pname)
+                continue
+            if pname in GENERATED_NAMES:
+                self.problems.add(pnode.location, entry, "params", f"parameter name '{pname}' is reserved in generated code; rename it (reserved: {', '.join(sorted(GENERATED_NAMES))})")
+                self.rejected_params.append(pname)
                 continue
             value = pnode.value
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                self.problems.add(pnode.location, entry, f"params.{pname}", f"default must be a number, got {E._kind(value)}")
+                self.problems.add(pnode.location, entry, f"params.{pname}", f"default must be a number, got {E._kind(value)}; write a number such as 0.01")
+                self.rejected_params.append(pname)
                 continue
             try:
                 default = E.parse(value, E.Scope({}))
             except EntryFailure as exc:
                 self.problems.add(pnode.location, entry, f"params.{pname}", exc.message)
+                self.rejected_params.append(pname)
                 continue
             assumptions = {"real": True}
             if default > 0:
@@ -210,19 +232,23 @@ class _Builder:
             self.problems.add(node.location, entry, "expr", "expression is too deeply nested; simplify it")
             return None
         if isinstance(result, (tuple, E.VectorValue)) or E.is_condition(result):
-            self.problems.add(node.location, entry, "expr", "expression must be a number-valued formula, not a condition, tuple or vector")
+            self.problems.add(node.location, entry, "expr", "expression must be a number-valued formula, not a condition, tuple or vector; use Piecewise((value, condition), (other, True)) for a case split")
+            return None
+        if result.has(sp.zoo, sp.nan, sp.oo, -sp.oo, sp.I):
+            self.problems.add(node.location, entry, "expr", "expression is undefined, infinite or complex (a division by zero, log(0) or sqrt of a negative number); correct the formula")
             return None
         return result
 
     # -- sections --------------------------------------------------------------------------
     def activation(self, name, node: Located):
         body = self._mapping(node, name, None, "fields (expr, params, ...)")
-        if not self._name_ok(name, node.location, "activations"):
+        if not self._name_ok(name, node.location, "activations") or not isinstance(node.value, dict):
             return None
         self._check_keys(body, ACTIVATION_KEYS, name, node.location)
         vector = _uses_subscripts(body["expr"].value) if "expr" in body else False
         params = self._params(body, name, {"z", "i", "j", "k", "l", "K"})
-        variables = {p.name: p.symbol for p in params}
+        variables = {p: sp.Symbol(p, real=True) for p in self.rejected_params}
+        variables.update({p.name: p.symbol for p in params})
         variables.update({"z": ZV, **INDICES} if vector else {"z": Z})
         expr = self._expr(body, name, node.location, E.Scope(variables))
         layer = self._text(body, "layer", name, "hidden")
@@ -250,12 +276,13 @@ class _Builder:
 
     def loss(self, name, node: Located):
         body = self._mapping(node, name, None, "fields (expr, params, ...)")
-        if not self._name_ok(name, node.location, "losses"):
+        if not self._name_ok(name, node.location, "losses") or not isinstance(node.value, dict):
             return None
         self._check_keys(body, LOSS_KEYS, name, node.location)
         class_axis = _uses_subscripts(body["expr"].value) if "expr" in body else False
         params = self._params(body, name, {"y", "y_hat", "i", "j", "k", "l", "K"})
-        variables = {p.name: p.symbol for p in params}
+        variables = {p: sp.Symbol(p, real=True) for p in self.rejected_params}
+        variables.update({p.name: p.symbol for p in params})
         variables.update({"y": YV, "y_hat": Y_HATV, **INDICES} if class_axis else {"y": Y, "y_hat": Y_HAT})
         expr = self._expr(body, name, node.location, E.Scope(variables))
         domain = []
@@ -282,7 +309,9 @@ class _Builder:
     def task(self, name, node: Located):
         body = self._mapping(node, name, None, "fields (output, loss, ...)")
         if not E.valid_identifier(name):
-            self.problems.add(node.location, str(name), None, "task names must be lower-case identifiers")
+            self.problems.add(node.location, str(name), None, f"'{name}' is not a valid task name; use lower-case letters, digits and underscores, starting with a letter, and no Python keyword")
+            return None
+        if not isinstance(node.value, dict):
             return None
         self._check_keys(body, TASK_KEYS, name, node.location)
 
@@ -394,11 +423,11 @@ def build(files: list[SpecFile]) -> Spec:
             continue
         root = f.root
         if not isinstance(root.value, dict):
-            b.problems.add(root.location, None, None, f"a spec file is a mapping with sections {', '.join(SECTIONS)}; got {E._kind(root.value)}")
+            b.problems.add(root.location, None, None, f"a spec file must be a mapping of sections ({', '.join(SECTIONS)}), got {E._kind(root.value)}; start with a line such as 'activations:'")
             continue
         for section, node in root.value.items():
             if section not in SECTIONS:
-                b.problems.add(node.location, None, None, f"unknown section '{section}'{E._suggest(section, SECTIONS)}; sections are {', '.join(SECTIONS)}")
+                b.problems.add(node.location, None, None, f"unknown section '{section}'{E._hint(section, SECTIONS, 'the sections are')}")
                 continue
             entries = b._mapping(node, None, None, f"{section} by name")
             for name, entry in entries.items():
@@ -418,13 +447,13 @@ def build(files: list[SpecFile]) -> Spec:
     loss_names = {l.name for l in losses} | b.declared["losses"]
     for t in tasks:
         if t.output not in act_names:
-            b.problems.add(t.location, t.name, "output", f"unknown activation '{t.output}'{E._suggest(t.output, sorted(act_names))}; declare it under activations")
+            b.problems.add(t.location, t.name, "output", f"unknown activation '{t.output}'{E._suggest(t.output, sorted(act_names))}; declare it under activations or name a declared one")
         for name in t.losses:
             if name not in loss_names:
-                b.problems.add(t.location, t.name, "loss", f"unknown loss '{name}'{E._suggest(name, sorted(loss_names))}; declare it under losses")
+                b.problems.add(t.location, t.name, "loss", f"unknown loss '{name}'{E._suggest(name, sorted(loss_names))}; declare it under losses or name a declared one")
         for name in t.hidden:
             if name not in act_names:
-                b.problems.add(t.location, t.name, "hidden", f"unknown activation '{name}'{E._suggest(name, sorted(act_names))}")
+                b.problems.add(t.location, t.name, "hidden", f"unknown activation '{name}'{E._suggest(name, sorted(act_names))}; declare it under activations or name a declared one")
     identities = [_identity(b, name, node, activations, losses) for name, node in identity_nodes]
     b.problems.raise_if_any()
     by_name = lambda x: x.name  # noqa: E731 - sorted output makes builds deterministic
@@ -433,7 +462,7 @@ def build(files: list[SpecFile]) -> Spec:
         tuple(sorted(losses, key=by_name)),
         tuple(sorted(tasks, key=lambda t: t.location)),
         tuple(sorted((i for i in identities if i is not None), key=by_name)),
-        tuple(sorted(f.path for f in files)),
+        tuple(sorted(f.source or f.path for f in files)),
     )
 
 
@@ -452,7 +481,9 @@ IDENTITY_VARS = {
 def _identity(b: _Builder, name, node: Located, activations, losses):
     body = b._mapping(node, name, None, "fields (claim, assume, explain)")
     if not E.valid_identifier(name):
-        b.problems.add(node.location, str(name), None, "identity names must be lower-case identifiers")
+        b.problems.add(node.location, str(name), None, f"'{name}' is not a valid identity name; use lower-case letters, digits and underscores, starting with a letter, and no Python keyword")
+        return None
+    if not isinstance(node.value, dict):
         return None
     b._check_keys(body, IDENTITY_KEYS, name, node.location)
     scope = E.Scope(IDENTITY_VARS, functions_scope(activations, losses), allow_equality=True, allow_diff=True)
@@ -466,7 +497,7 @@ def _identity(b: _Builder, name, node: Located, activations, losses):
         b.problems.add(claim_node.location, name, "claim", exc.message)
         return None
     if not (isinstance(claim, tuple) and len(claim) == 3 and claim[0] == "=="):
-        b.problems.add(claim_node.location, name, "claim", "a claim is an equation 'left == right'")
+        b.problems.add(claim_node.location, name, "claim", "a claim is an equation; write it as 'left == right'")
         return None
     assumptions = []
     if "assume" in body:
@@ -491,13 +522,13 @@ def _identity(b: _Builder, name, node: Located, activations, losses):
 
 def load_spec(spec_path) -> Spec:
     """Load and build the model from a ``--spec`` path (file or folder)."""
-    from .load import display_path, load_file, spec_paths
+    from .load import display_path, load_file, source_name, spec_paths
 
     problems = Collector()
     paths = spec_paths(spec_path)
     if not paths:
         problems.add(Location(str(spec_path), 1), None, None, "no .yaml files found; give a spec file or a folder of them")
-    files = [load_file(p, display_path(p), problems) for p in paths]
+    files = [load_file(p, display_path(p), problems, source_name(spec_path, p)) for p in paths]
     try:
         spec = build(files)
     except SpecError as exc:

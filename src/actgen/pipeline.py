@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import dataclasses
 
+from . import cache
 from . import model as M
 from .derive import Derivation, derive_elementwise, derive_head, derive_loss, derive_vector, head_pairs
 from .errors import Collector, EntryFailure, SpecError
-from .properties import Property, output_range
+from .properties import Property, derive_properties
 from .symbolic import TimeBudgetExceeded, time_budget
 
-ENTRY_BUDGET_S = 60.0
+ENTRY_BUDGET_S = 60.0  # default; `actgen build --entry-timeout` or ACTGEN_ENTRY_TIMEOUT override it
 RESERVED = {"np", "axis", "reduction", "out", "g", "z", "y", "y_hat", "y_true", "y_pred", "logits"}
 
 
@@ -45,9 +46,9 @@ class Derived:
 def _guard(problems, location, name, seconds, fn, *args):
     try:
         with time_budget(seconds):
-            return fn(*args)
+            return cache.cached(fn.__name__, lambda: fn(*args), *args)
     except TimeBudgetExceeded:
-        problems.add(location, name, "expr", f"deriving and simplifying took longer than {seconds:.0f} s; simplify the expression or split it into parts")
+        problems.add(location, name, "expr", f"deriving and simplifying took longer than {seconds:g} s (the time budget per entry); simplify the expression, or raise the budget with --entry-timeout")
     except EntryFailure as exc:
         problems.add(location, name, exc.field or "expr", exc.message)
     except RecursionError:
@@ -57,13 +58,12 @@ def _guard(problems, location, name, seconds, fn, *args):
 
 def derive_activation(act: M.Activation) -> Entry:
     ds = derive_vector(act) if act.vector else derive_elementwise(act)
-    props = ()
-    if not act.vector:
-        props = (output_range(ds[0].expr, ds[1].expr, act.params),)
+    props = derive_properties(act, ds)
     return Entry(act.name, "activation", tuple(ds), props)
 
 
 def derive_all(spec: M.Spec, budget=ENTRY_BUDGET_S, progress=None) -> Derived:
+    budget = ENTRY_BUDGET_S if budget is None else budget
     problems = Collector()
     acts, losses, heads = [], [], []
     for act in spec.activations:

@@ -127,6 +127,37 @@ class xlogy(sp.Function):  # noqa: N801
         return body if exp is None else r"\left(%s\right)^{%s}" % (body, exp)
 
 
+class erfcx(sp.Function):  # noqa: N801
+    r"""The scaled complementary error function :math:`e^{u^2}\operatorname{erfc}(u)` (SciPy's ``erfcx``)."""
+
+    nargs = 1
+
+    def fdiff(self, argindex=1):
+        u = self.args[0]
+        return 2 * u * erfcx(u) - 2 / sp.sqrt(sp.pi)
+
+    def _eval_rewrite_as_erfc(self, u, **kwargs):
+        return sp.exp(u**2) * sp.erfc(u)
+
+    _eval_rewrite_as_elementary = _eval_rewrite_as_erfc
+
+
+class exp_square(sp.Function):  # noqa: N801
+    r"""exp(c u^2) for a constant c, evaluated with u^2 split exactly into two floats, so that the
+    rounding of u^2 (relative error ~u^2 eps in exp) does not spoil the result."""
+
+    nargs = 2
+
+    def fdiff(self, argindex=1):
+        u, c = self.args
+        return 2 * c * u * exp_square(u, c)
+
+    def _eval_rewrite_as_exp(self, u, c, **kwargs):
+        return sp.exp(c * u**2)
+
+    _eval_rewrite_as_elementary = _eval_rewrite_as_exp
+
+
 class axis_sum(sp.Function):  # noqa: N801
     """Sum of an array expression over the class axis (keeping that axis with length 1)."""
 
@@ -139,7 +170,7 @@ class axis_max(sp.Function):  # noqa: N801
     nargs = 1
 
 
-PRIMITIVES = (logistic, softplus, normal_cdf, xlogy)
+PRIMITIVES = (logistic, softplus, normal_cdf, xlogy, erfcx, exp_square)
 
 
 def elementary(expr):

@@ -145,6 +145,12 @@ class ActgenNumPyPrinter(NumPyPrinter):
     def _print_xlogy(self, expr):
         return f"_special().xlogy({self._print(expr.args[0])}, {self._print(expr.args[1])})"
 
+    def _print_erfcx(self, expr):
+        return f"_special().erfcx({self._print(expr.args[0])})"
+
+    def _print_exp_square(self, expr):
+        return f"_exp_square({self._print(expr.args[0])}, {self._print(expr.args[1])})"
+
     def _print_erf(self, expr):
         return f"_special().erf({self._print(expr.args[0])})"
 
@@ -255,6 +261,11 @@ class ActgenLatexPrinter(LatexPrinter):
             return r"z_{\max}"
         return super()._print_Symbol(expr, style)
 
+    def _print_Abs(self, expr, exp=None):
+        # \lvert/\rvert, not |: a bare | would split the cells of Markdown tables
+        body = r"\lvert %s \rvert" % self._print(expr.args[0])
+        return body if exp is None else r"%s^{%s}" % (body, exp)
+
     def _print_IndexedBase(self, expr):
         return r"\hat{y}" if str(expr.label) == "y_hat" else super()._print_IndexedBase(expr)
 
@@ -272,3 +283,165 @@ def latex(expr) -> str:
 
 PRIMITIVE_NAMES = {logistic: "logistic", softplus: "softplus", normal_cdf: "normal_cdf", xlogy: "xlogy"}
 VARIABLES = {"z": M.Z, "y": M.Y, "y_hat": M.Y_HAT}
+
+
+# -- in-place emission: the fewest fresh arrays for elementwise functions ----------------------------
+
+_UNARY = {sp.exp: "exp", sp.log: "log", sp.tanh: "tanh", sp.cosh: "cosh", sp.sinh: "sinh", sp.Abs: "absolute", sp.sign: "sign", sp.atan: "arctan", sp.sin: "sin", sp.cos: "cos"}
+
+
+class _InPlace:
+    """Prints an elementwise expression as a sequence of NumPy ufunc calls that reuse temporary
+    arrays through ``out=``: every 8 MB temporary a ufunc allocates costs page faults, so writing
+    into a buffer that is no longer needed is often the largest speed-up available in NumPy.
+
+    Only fresh temporaries are ever overwritten; inputs and common subexpressions that are used
+    again are read-only. Nodes without a ufunc (where, special functions) are printed by the
+    ordinary printer and their results become fresh temporaries."""
+
+    def __init__(self, printer, arrays):
+        self.printer = printer
+        self.arrays = set(arrays)  # symbols bound to arrays (inputs and CSE temporaries)
+        self.lines: list[tuple[str, str]] = []
+        self.count = 0
+
+    def is_array(self, e):
+        return bool(e.free_symbols & self.arrays)
+
+    def fresh(self):
+        self.count += 1
+        return f"_b{self.count}"
+
+    def assign(self, code):
+        name = self.fresh()
+        self.lines.append((name, code))
+        return name
+
+    def gen(self, e):
+        """(code, owned): owned means the value is in a temporary nobody else reads."""
+        if not self.is_array(e):
+            return self.printer.doprint(e), False
+        if e.is_Symbol:
+            return self.printer.doprint(e), False
+        if e.is_Add:
+            return self._nary(e, "add")
+        if e.is_Mul:
+            return self._mul(e)
+        if e.is_Pow and e.exp.is_Integer:
+            base, owned = self.gen(e.base)
+            n = int(e.exp)
+            target = base if owned else None
+            if n == 2:
+                return self._call("square", (base,), target), True
+            if n == -1:
+                return self._call("reciprocal", (base,), target), True
+            if n == 1:
+                return base, owned
+            value = self._call("power", (base, str(abs(n))), target)
+            return (self._call("reciprocal", (value,), value) if n < 0 else value), True
+        fn = _UNARY.get(e.func)
+        if fn is None and type(e).__name__ in ("expm1", "log1p"):
+            fn = type(e).__name__
+        if fn is not None:
+            arg, owned = self.gen(e.args[0])
+            return self._call(fn, (arg,), arg if owned else None), True
+        if type(e).__name__ == "softplus":
+            arg, owned = self.gen(e.args[0])
+            return self._call("logaddexp", ("0", arg), arg if owned else None), True
+        if isinstance(e, (sp.Max, sp.Min)) and len(e.args) == 2:
+            a, ao = self.gen(e.args[0])
+            b, bo = self.gen(e.args[1])
+            fn = "maximum" if isinstance(e, sp.Max) else "minimum"
+            return self._call(fn, (a, b), a if ao else (b if bo else None)), True
+        # no ufunc: print as is; a where() with constant branches is not a float temporary
+        code = self.printer.doprint(e)
+        float_result = not (isinstance(e, sp.Piecewise) and not any(self.is_array(v) for v, _ in e.args))
+        return self.assign(f"np.asarray({code})" if float_result else code), float_result
+
+    def _call(self, fn, args, target):
+        if target is None:
+            # asarray: a ufunc on a 0-d array returns a NumPy scalar, which cannot take out=
+            return self.assign(f"np.asarray(np.{fn}({', '.join(args)}))")
+        self.lines.append(("", f"np.{fn}({', '.join(args)}, out={target})"))
+        return target
+
+    def _nary(self, e, op):
+        terms = list(e.args)
+        # subtract terms with a negative coefficient instead of negating them
+        parts = []
+        for t in terms:
+            coeff, rest = t.as_coeff_Mul()
+            if op == "add" and coeff.is_number and coeff < 0 and self.is_array(rest):
+                parts.append(("subtract", -t))
+            else:
+                parts.append(("add", t))
+        parts.sort(key=lambda p: (p[0] != "add", not self.is_array(p[1])))
+        acc, owned = self.gen(parts[0][1])
+        if parts[0][0] == "subtract":
+            acc = self._call("negative", (acc,), acc if owned else None)
+            owned = True
+        for fn, t in parts[1:]:
+            code, t_owned = self.gen(t)
+            if owned:
+                acc = self._call(fn, (acc, code), acc)
+            elif t_owned and fn == "add":
+                acc = self._call(fn, (code, acc), code)
+            elif t_owned:
+                acc = self._call(fn, (acc, code), code)
+            else:
+                acc = self._call(fn, (acc, code), None)
+            owned = True
+        return acc, owned
+
+    def _mul(self, e):
+        num, den = [], []
+        for f in e.args:
+            if f.is_Pow and f.exp.is_Integer and f.exp < 0 and self.is_array(f.base):
+                den.append(f.base ** (-f.exp))
+            else:
+                num.append(f)
+        scalars = [f for f in num if not self.is_array(f)]
+        arrays = [f for f in num if self.is_array(f)]
+        if not arrays:  # scalar / array
+            acc, owned = self.gen(sp.Mul(*den))
+            acc = self._call("reciprocal", (acc,), acc if owned else None)
+            owned = True
+        else:
+            acc, owned = self.gen(arrays[0])
+            for f in arrays[1:]:
+                code, f_owned = self.gen(f)
+                target = acc if owned else (code if f_owned else None)
+                acc, owned = self._call("multiply", (acc, code), target), True
+            for d in den:
+                code, d_owned = self.gen(d)
+                target = acc if owned else (code if d_owned else None)
+                acc, owned = self._call("divide", (acc, code), target), True
+        if scalars:
+            s = self.printer.doprint(sp.Mul(*scalars))
+            if s == "-1":
+                acc = self._call("negative", (acc,), acc if owned else None)
+            else:
+                acc = self._call("multiply", (acc, s), acc if owned else None)
+            owned = True
+        return acc, owned
+
+
+def emit_inplace(expr, inputs, printer=None, fired=None) -> Emitted:
+    """Like :func:`emit`, for elementwise expressions of the array ``inputs``: ufunc calls with
+    ``out=`` into temporaries that are no longer needed (see :class:`_InPlace`)."""
+    printer = printer or ActgenNumPyPrinter()
+    fired = [] if fired is None else fired
+    lowered = lower(expr, fired)
+    replacements, (reduced,) = sp.cse([lowered], symbols=sp.numbered_symbols("_t"), order="canonical")
+    writer = _InPlace(printer, inputs)
+    lines = []
+    for sym, value in replacements:
+        if writer.is_array(value):  # constants that CSE pulled out stay Python scalars
+            writer.arrays.add(sym)
+        code, _owned = writer.gen(value)
+        lines.extend(writer.lines)
+        writer.lines = []
+        lines.append((str(sym), code))
+    code, _owned = writer.gen(reduced)
+    lines.extend(writer.lines)
+    return Emitted(tuple(lines), code, tuple(fired))

@@ -1,11 +1,26 @@
 """Stage 7: mathematical properties derived by SymPy (never typed into the spec).
 
-Each property is a :class:`Property` with a value (True/False or a formula), and a reason when
-SymPy could not decide it ("unknown" is reported, never guessed).
+Each property is a :class:`Property` with a value and a reason: for a decided property the reason
+says how it was decided, for an undecided one (value ``None``, shown as "unknown") why SymPy could
+not decide it. Nothing is guessed, and numerical sampling never decides a property.
+
+The method: f (with parameters at their spec defaults) is cut at its kinks into *pieces*, open
+intervals on which f is one elementary expression, plus its values at the kinks. On each piece
+the expression is proved smooth (every log argument positive, every fractional power's base
+positive, every denominator non-zero), so the limits at the ends of a piece exist or SymPy says
+they do not, and the sign of a derivative on a piece is decided by assumptions, by the complete
+zero set that ``solveset`` returns, or, when ``solveset`` cannot solve, by isolating the zeros
+with the next derivative (a function that is strictly monotone between consecutive zeros of its
+derivative has at most one zero there). A zero so isolated but not solved in closed form is
+located by ``nsolve`` inside its proven bracket and its value is labelled as computed.
+
+Signs of exact constants (f'(1), f(2) + f(-2), ...) are decided with SymPy's assumptions or with
+``evalf(strict=True)``, which raises rather than return digits it cannot guarantee.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import sympy as sp
 
@@ -14,18 +29,44 @@ from .derive import _piecewise_form
 from .primitives import elementary
 from .symbolic import TimeBudgetExceeded, time_budget
 
-_ERRORS = (TimeBudgetExceeded, NotImplementedError, TypeError, ValueError, RecursionError, AttributeError)
+_ERRORS = (TimeBudgetExceeded, NotImplementedError, TypeError, ValueError, RecursionError, AttributeError, IndexError, KeyError, ZeroDivisionError)
+Z = M.Z
+OO, NOO = sp.oo, sp.S.NegativeInfinity
+MAX_ORDER = 4  # continuity is checked up to C^MAX_ORDER at each kink, then C^inf by identity
+
+# the order of the properties in Entry.properties, the tables and the catalog
+NAMES = (
+    "range", "bounded_below", "bounded_above", "monotonic", "derivative_monotonic", "zero_centred",
+    "saturating", "continuity", "identity_near_origin", "odd", "even",
+)
+TITLES = {
+    "range": "Range", "bounded_below": "Bounded below", "bounded_above": "Bounded above",
+    "monotonic": "Monotonic", "derivative_monotonic": "f′ monotonic", "zero_centred": "f(0) = 0",
+    "saturating": "Saturating (f′ → 0)", "continuity": "Smoothness", "identity_near_origin": "≈ identity near 0",
+    "odd": "Odd", "even": "Even", "sums_to_one": "Sums to 1",
+}
+VECTOR_NAMES = ("range", "sums_to_one")
 
 
 @dataclasses.dataclass(frozen=True)
 class Property:
     name: str
-    value: object  # True / False / a string such as "(0, 1)"; None when unknown
-    reason: str = ""
+    value: object  # True / False / a string such as "C^1" / a Range; None when unknown
+    reason: str = ""  # how it was decided, or why it could not be
 
     @property
     def known(self):
         return self.value is not None
+
+    def text(self):
+        """Short display form: yes / no / the value / unknown."""
+        if self.value is None:
+            return "unknown"
+        if self.value is True:
+            return "yes"
+        if self.value is False:
+            return "no"
+        return self.value.text() if hasattr(self.value, "text") else str(self.value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,18 +84,41 @@ class Range:
                 return inf
             if v is sp.S.NegativeInfinity:
                 return "-" + inf
-            return sp.sstr(sp.nsimplify(v) if v.is_Float else v)
+            text = _show(v)
+            return text if unicode else text.replace("≈", "~")
 
         return f"{'[' if self.low_closed else '('}{show(self.low)}, {show(self.high)}{']' if self.high_closed else ')'}"
+
+
+class Undecided(Exception):
+    """SymPy could not decide; the message is the reason."""
 
 
 def _with_defaults(expr, params):
     return expr.xreplace({p.symbol: p.default for p in params})
 
 
-def _limit(expr, point, seconds=4.0):
-    with time_budget(seconds):
-        return sp.limit(expr, M.Z, point)
+def _defaults_note(params):
+    if not params:
+        return ""
+    return " (parameters at their spec defaults: " + ", ".join(f"{p.name} = {sp.sstr(p.default)}" for p in params) + ")"
+
+
+def _show(v):
+    """A short display of a value: exact when short, else rounded and marked with ≈."""
+    if v is OO:
+        return "∞"
+    if v is NOO:
+        return "-∞"
+    text = sp.sstr(v)
+    if v.is_Float or (len(text) > 16 and v.is_number):
+        return "≈" + sp.sstr(sp.Float(elementary(v).evalf(6), 6))
+    return text
+
+
+def _short(e, limit=120):
+    text = sp.sstr(e)
+    return text if len(text) <= limit else text[:limit] + " …"
 
 
 def kinks(expr):
@@ -79,44 +143,823 @@ def kinks(expr):
     return sorted(points, key=lambda v: float(v))
 
 
-def output_range(f, fprime, params=()) -> Property:
-    """Infimum and supremum of f over the reals, from the limits at ±∞ and the values at critical
-    points and kinks; an endpoint is closed when some finite z attains it."""
-    f = _with_defaults(f, params)
-    fprime = _with_defaults(fprime, params)
+# -- exact constants -------------------------------------------------------------------------------
+
+
+def _sign(v):
+    """Sign (1, 0, -1) of an exact constant or ±oo; None when SymPy cannot decide it."""
+    if v is OO:
+        return 1
+    if v is NOO:
+        return -1
+    v = elementary(v)
+    if v.has(sp.nan, sp.zoo, sp.AccumBounds) or v.free_symbols:
+        return None
+    if v.is_zero:
+        return 0
+    if v.is_positive:
+        return 1
+    if v.is_negative:
+        return -1
     try:
-        ends = [_limit(elementary(f), sp.S.NegativeInfinity), _limit(elementary(f), sp.oo)]
-    except _ERRORS:
-        return Property("range", None, "SymPy could not find the limits of f at ±∞")
-    if any(isinstance(e, sp.AccumBounds) or e.has(sp.nan) or not (e.is_real or e.is_infinite) for e in ends):
-        return Property("range", None, "f has no limit at ±∞ (it oscillates or SymPy could not decide)")
-    candidates = list(kinks(f))
+        n = v.evalf(30, strict=True)  # raises instead of returning digits it cannot guarantee
+    except _ERRORS + (sp.core.evalf.PrecisionExhausted,):
+        n = None
+    if n is not None and n.is_Float:
+        return 1 if n > 0 else -1
     try:
-        with time_budget(4.0):
-            crit = sp.solve(sp.Eq(elementary(_piecewise_form(fprime)), 0), M.Z)
+        if sp.simplify(v) == 0:
+            return 0
     except _ERRORS:
-        return Property("range", None, "SymPy could not solve f'(z) = 0 for the critical points")
-    if isinstance(crit, (list, tuple)):
-        candidates += [c for c in crit if c.is_real]
-    values = []
-    for c in candidates:
+        pass
+    return None
+
+
+def _cmp(a, b):
+    if a == b:
+        return 0
+    if a.is_infinite or b.is_infinite:
+        return _sign(a - b) if not (a.is_infinite and b.is_infinite) else (1 if a is OO else -1)
+    return _sign(a - b)
+
+
+def _finite_real(v):
+    return v.is_number and not v.has(sp.nan, sp.zoo, sp.AccumBounds, sp.oo, sp.S.NegativeInfinity) and v.is_real is not False
+
+
+# -- limits ----------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=4096)
+def _lim(g, point, side="+"):
+    """lim g(z) as z -> point (from ``side`` at a finite point), or raise Undecided."""
+    ge = elementary(g)
+    try:
+        # at a finite point of a smooth piece, or at ±oo when every operation has a determinate
+        # extended-real value (SymPy returns nan for 0*oo, oo - oo, 1**oo, ...): substitution
+        with time_budget(0.5):
+            v = ge.subs(Z, point)
+        if v.is_number and not v.has(sp.nan, sp.zoo, sp.AccumBounds, sp.I) and (v.is_infinite or v.is_real):
+            return v
+    except _ERRORS:
+        pass
+    try:
+        with time_budget(1.0):
+            form = sp.together(ge) if sp.count_ops(ge) < 60 else ge  # one fraction: faster for gruntz
+            v = sp.limit(form, Z, point, side) if point.is_finite else sp.limit(form, Z, point)
+    except _ERRORS:
+        raise Undecided(f"SymPy could not find the limit of {_short(g)} as z → {_show(point)}") from None
+    if isinstance(v, sp.AccumBounds) or v.has(sp.nan, sp.zoo) or not (v.is_real or v.is_infinite):
+        raise Undecided(f"{_short(g)} has no limit as z → {_show(point)}")
+    return v
+
+
+# -- pieces ----------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Pieces:
+    """f on (-oo, c1), (c1, c2), ..., (cn, oo) is exprs[0], ..., exprs[n]; f(ci) = values[i-1]."""
+
+    points: tuple
+    exprs: tuple
+    values: tuple
+
+    def interval(self, i):
+        return (self.points[i - 1] if i > 0 else NOO, self.points[i] if i < len(self.points) else OO)
+
+    def derivative(self):
+        exprs = tuple(sp.diff(g, Z) for g in self.exprs)
+        values = []
+        for i, c in enumerate(self.points):
+            # the convention of the generated code: the branch whose condition holds at c
+            owner = self.owners[i]
+            values.append(_at(exprs[owner], c))
+        return Pieces(self.points, exprs, tuple(values), self.owners)
+
+    owners: tuple = ()  # for each point, the index of the piece whose formula holds there
+
+
+def _at(g, c):
+    v = elementary(g).subs(Z, c)
+    if not _finite_real(v):
+        raise Undecided(f"{_short(g)} is not finite at z = {_show(c)}")
+    return v
+
+
+def _expand_nonsmooth(f):
+    f = _piecewise_form(f)
+    nonsmooth = (sp.Abs, sp.sign, sp.Heaviside)
+    if f.has(*nonsmooth):
+        f = f.replace(lambda e: isinstance(e, nonsmooth) and e.has(Z), lambda e: e.rewrite(sp.Piecewise))
+    return sp.piecewise_fold(f) if f.has(sp.Piecewise) else f
+
+
+def pieces_of(f) -> Pieces:
+    f = _expand_nonsmooth(f)
+    if not isinstance(f, sp.Piecewise):
+        if f.has(sp.Piecewise):
+            raise Undecided("a Piecewise inside the expression could not be folded into one")
+        return Pieces((), (f,), (), ())
+    sets, remaining = [], sp.S.Reals
+    for value, cond in f.args:
+        if cond.free_symbols - {Z}:
+            raise Undecided(f"the condition {sp.sstr(cond)} depends on more than z")
         try:
-            values.append(sp.nsimplify(f.xreplace({M.Z: c})) if not f.xreplace({M.Z: c}).is_Float else f.xreplace({M.Z: c}))
+            with time_budget(1.0):
+                s = sp.Intersection(cond.as_set(), remaining)
+                remaining = sp.Complement(remaining, s)
         except _ERRORS:
-            return Property("range", None, f"could not evaluate f at z = {c}")
-    constant_pieces = []
-    if isinstance(_piecewise_form(f), sp.Piecewise):
-        for value, cond in _piecewise_form(f).args:
-            if not value.has(M.Z) and cond is not sp.false:
-                constant_pieces.append(value)
-    attained = values + constant_pieces
+            raise Undecided(f"SymPy could not solve the condition {sp.sstr(cond)} for z") from None
+        if value.has(sp.Piecewise):
+            raise Undecided("nested Piecewise")
+        sets.append((value, s))
+    points = set()
+    for _, s in sets:
+        parts = s.args if isinstance(s, sp.Union) else (s,)
+        for part in parts:
+            if isinstance(part, sp.Interval):
+                points.update(e for e in (part.start, part.end) if e.is_finite)
+            elif isinstance(part, sp.FiniteSet):
+                points.update(part.args)
+            elif part is not sp.S.EmptySet:
+                raise Undecided(f"the branch set {part} is not a union of intervals")
+    points = sorted(points, key=lambda v: float(v))
+
+    def owner(x):
+        return next((k for k, (_, s) in enumerate(sets) if s.contains(x) is sp.true), None)
+
+    exprs, owners, values = [], [], []
+    bounds = [NOO] + points + [OO]
+    for lo, hi in zip(bounds, bounds[1:]):
+        inside = _point_in(lo, hi)
+        k = owner(inside)
+        if k is None:
+            raise Undecided(f"SymPy could not tell which branch holds at z = {inside}")
+        exprs.append(sets[k][0])
+    for c in points:
+        k = owner(c)
+        if k is None:
+            raise Undecided(f"SymPy could not tell which branch holds at z = {_show(c)}")
+        g = sets[k][0]
+        # the piece (left or right of c) with the same formula, else the point is its own piece
+        i = points.index(c)
+        owners.append(i if exprs[i] == g else i + 1 if exprs[i + 1] == g else None)
+        values.append(_at(g, c))
+    if None in owners:
+        raise Undecided("a branch holds at a single point only")
+    return Pieces(tuple(points), tuple(exprs), tuple(values), tuple(owners))
+
+
+def _point_in(lo, hi):
+    """An exact rational point inside (lo, hi)."""
+    if lo is NOO and hi is OO:
+        return sp.Integer(0)
+    if lo is NOO:
+        return sp.floor(hi) - 1
+    if hi is OO:
+        return sp.ceiling(lo) + 1
+    mid = sp.Rational(str(sp.Float((lo + hi) / 2, 15)))
+    if _cmp(mid, lo) == 1 and _cmp(hi, mid) == 1:
+        return mid
+    return (lo + hi) / 2
+
+
+def _smooth_on(g, lo, hi):
+    """Whether the elementary expression g is C^inf on (lo, hi): every building block is analytic
+    there (entire functions; log, fractional powers and quotients with a proven domain)."""
+    g = elementary(g)
+    entire = (sp.exp, sp.sin, sp.cos, sp.sinh, sp.cosh, sp.tanh, sp.sech, sp.atan, sp.asinh, sp.erf, sp.erfc)
+    for node in sp.preorder_traversal(g):
+        if not node.has(Z) or node.is_Symbol or node.is_Add or node.is_Mul or isinstance(node, entire):
+            continue
+        if node.is_Pow:
+            base, e = node.args
+            if e.has(Z):
+                if _sign_on(base, lo, hi) != 1:
+                    return False, f"the base of {sp.sstr(node)} is not proven positive"
+            elif e.is_Integer and e > 0:
+                continue
+            elif e.is_Integer:
+                if _sign_on(base, lo, hi) not in (1, -1):
+                    return False, f"the denominator {sp.sstr(base)} is not proven non-zero"
+            elif _sign_on(base, lo, hi) != 1:
+                return False, f"the base of {sp.sstr(node)} is not proven positive"
+        elif isinstance(node, sp.log):
+            if _sign_on(node.args[0], lo, hi) != 1:
+                return False, f"the argument of {sp.sstr(node)} is not proven positive"
+        else:
+            return False, f"{type(node).__name__} is not known to be smooth"
+    return True, ""
+
+
+def _sign_on(h, lo, hi):
+    """1 / -1 when h > 0 / h < 0 on all of (lo, hi) by SymPy's assumptions; 0 for h == 0; else None."""
+    if not h.has(Z):
+        return _sign(h)
+    t = sp.Dummy("t", positive=True)
+    if lo.is_finite:
+        sub = lo + t if not hi.is_finite else lo + (hi - lo) * t / (1 + t)
+    elif hi.is_finite:
+        sub = hi - t
+    else:
+        sub = None
+    forms = [h, elementary(h)]
+    if sp.count_ops(h) < 40:
+        forms.append(sp.factor_terms(sp.together(h)))
+    for form in forms:
+        e = form if sub is None else form.xreplace({Z: sub})
+        if e.is_positive:
+            return 1
+        if e.is_negative:
+            return -1
+    return None
+
+
+# -- zeros and signs on an interval ----------------------------------------------------------------
+
+
+def _zeros(h, lo, hi, depth=0):
+    """The zeros of the smooth h on (lo, hi), sorted: exact where SymPy solves, else Floats that
+    nsolve located inside a bracket proven to hold exactly one zero. Raises Undecided."""
+    if _sign_on(h, lo, hi) in (1, -1):
+        return []
+    interval = sp.Interval.open(lo, hi)
+    eq = elementary(h)
+    if sp.count_ops(eq) > 80:
+        raise Undecided(f"f′ is too large for SymPy's solvers ({sp.count_ops(eq)} operations)")
     try:
-        low = sp.Min(*ends, *attained)
-        high = sp.Max(*ends, *attained)
+        with time_budget(0.5):
+            sol = sp.solveset(eq, Z, interval)
     except _ERRORS:
-        return Property("range", None, "SymPy could not compare the candidate extremes")
-    if not (low.is_number or low.is_infinite) or not (high.is_number or high.is_infinite):
-        return Property("range", None, "the extremes depend on a parameter in a way SymPy could not order")
-    low_closed = low.is_finite and any(sp.simplify(v - low) == 0 for v in attained)
-    high_closed = high.is_finite and any(sp.simplify(v - high) == 0 for v in attained)
-    return Property("range", Range(low, high, bool(low_closed), bool(high_closed)))
+        sol = None
+    if isinstance(sol, sp.FiniteSet):
+        return sorted(sol.args, key=float)
+    if sol is sp.S.EmptySet:
+        return []
+    forms = [h]
+    if isinstance(sol, sp.ConditionSet) and isinstance(sol.condition, sp.Eq):
+        forms.append(sol.condition.lhs - sol.condition.rhs)  # an equivalent, often simpler, equation
+    elif sol is not None:
+        raise Undecided(f"{_short(h)} = 0 has infinitely many solutions ({type(sol).__name__})")
+    for eq in forms:
+        if _sign_on(sp.diff(eq, Z), lo, hi) in (1, -1):
+            return _zero_in_monotone(eq, lo, hi)
+    if depth >= 2:
+        raise Undecided(f"SymPy could not solve {_short(h)} = 0")
+    for eq in forms:
+        try:
+            splits = _zeros(sp.diff(eq, Z), lo, hi, depth + 1)
+        except Undecided:
+            continue
+        out = []
+        bounds = [lo] + splits + [hi]
+        for a, b in zip(bounds, bounds[1:]):
+            out += _zero_in_monotone(eq, a, b)
+        out += [p for p in splits if _sign(eq.subs(Z, p)) == 0]
+        return sorted(set(out), key=float)
+    raise Undecided(f"SymPy could not solve {_short(h)} = 0, nor isolate its zeros with the next derivative")
+
+
+def _zero_in_monotone(eq, a, b):
+    """The zero (at most one) of eq, strictly monotone on (a, b)."""
+    la = _lim(eq, a, "+")
+    lb = _lim(eq, b, "-")
+    sa, sb = _sign(la), _sign(lb)
+    if sa is None or sb is None:
+        raise Undecided(f"SymPy could not decide the sign of {_short(eq)} at the ends of ({_show(a)}, {_show(b)})")
+    if sa * sb >= 0:
+        return []
+    try:
+        with time_budget(0.5):
+            for s in sp.solve(eq, Z):
+                if _finite_real(s) and _cmp(s, a) == 1 and _cmp(b, s) == 1:
+                    return [s]
+    except _ERRORS:
+        pass
+    for x in sorted(WITNESS_POINTS, key=abs):  # a simple exact zero, before any numerics
+        if _cmp(x, a) == 1 and _cmp(b, x) == 1 and _sign(eq.subs(Z, x)) == 0:
+            return [x]
+    a_num = a if a.is_finite else _bracket_end(eq, b, -1, sa)
+    b_num = b if b.is_finite else _bracket_end(eq, a_num, 1, sb)
+    try:
+        with time_budget(1.0):
+            # a bracketing method: the root stays inside the proven bracket
+            root = sp.nsolve(elementary(eq), Z, (sp.N(a_num, 20), sp.N(b_num, 20)), solver="illinois", prec=20)
+    except _ERRORS + (sp.core.evalf.PrecisionExhausted,):
+        root = None
+    if root is None or not (_cmp(root, a) == 1 and _cmp(b, root) == 1):
+        raise Undecided(f"nsolve could not locate the zero of {_short(eq)} in ({_show(a)}, {_show(b)})")
+    return [sp.Float(root, 15)]
+
+
+def _bracket_end(eq, start, direction, want):
+    """A finite point beyond ``start`` where eq has the sign ``want`` (exists by the limit)."""
+    x = (sp.Integer(0) if not start.is_finite else sp.floor(start)) + direction
+    for _ in range(12):
+        if _sign(eq.subs(Z, x)) == want:
+            return x
+        x = x * 2 if x != 0 else sp.Integer(direction)
+    raise Undecided(f"could not bracket the zero of {_short(eq)}")
+
+
+def _sign_pattern(h, lo, hi):
+    """[(a, b, sign)] covering (lo, hi): h has the sign on (a, b); the zeros of h separate them."""
+    if not h.has(Z):
+        return [(lo, hi, _require(_sign(h), h))]
+    s = _sign_on(h, lo, hi)
+    if s is not None:
+        return [(lo, hi, s)]
+    zeros = _zeros(h, lo, hi)
+    bounds = [lo] + zeros + [hi]
+    out = []
+    for a, b in zip(bounds, bounds[1:]):
+        s = _sign_on(h, a, b) if not (a.is_Float or b.is_Float) else None
+        if s is None:
+            s = _require(_sign(h.subs(Z, _point_in(a, b))), h)
+        out.append((a, b, s))
+    return out
+
+
+WITNESS_POINTS = tuple(sp.Rational(n, 2) for n in (-8, -4, -3, -2, -1, 1, 2, 3, 4, 8)) + (sp.Integer(0),)
+
+
+def _witnesses(h, lo, hi):
+    """Two exact points of (lo, hi) where h is < 0 and > 0, or None."""
+    neg = pos = None
+    for x in sorted(WITNESS_POINTS):
+        if not (_cmp(x, lo) == 1 and _cmp(hi, x) == 1):
+            continue
+        v = elementary(h).subs(Z, x)
+        s = _sign(v)
+        if s == -1 and neg is None:
+            neg = (x, v)
+        elif s == 1 and pos is None:
+            pos = (x, v)
+    return (neg, pos) if neg and pos else None
+
+
+def _require(s, h):
+    if s is None:
+        raise Undecided(f"SymPy could not decide the sign of {_short(h)}")
+    return s
+
+
+# -- the analysis of one function ------------------------------------------------------------------
+
+
+class Analysis:
+    """Shared, cached facts about f used by several properties."""
+
+    def __init__(self, f, params=()):
+        self.params = params
+        self.note = _defaults_note(params)
+        self.f = _with_defaults(f, params)
+        self.pieces = pieces_of(self.f)
+        self._cache = {}
+
+    def cached(fn):  # noqa: N805 - a decorator for the methods below
+        @functools.wraps(fn)
+        def wrapper(self, *args):
+            key = (fn.__name__,) + args
+            if key not in self._cache:
+                try:
+                    self._cache[key] = ("ok", fn(self, *args))
+                except Undecided as exc:
+                    self._cache[key] = ("undecided", str(exc))
+            kind, value = self._cache[key]
+            if kind == "undecided":
+                raise Undecided(value)
+            return value
+
+        return wrapper
+
+    @cached
+    def derivative(self, order):
+        return self.pieces if order == 0 else self.derivative(order - 1).derivative()
+
+    @cached
+    def smooth(self):
+        p = self.pieces
+        for i, g in enumerate(p.exprs):
+            ok, why = _smooth_on(g, *p.interval(i))
+            if not ok:
+                raise Undecided(f"{why} on ({', '.join(map(_show, p.interval(i)))})")
+        return True
+
+    @cached
+    def end_limits(self, order):
+        """(left limit, right limit) of each piece of f^(order) at its ends."""
+        self.smooth()
+        p = self.derivative(order)
+        return tuple((_lim(g, p.interval(i)[0], "+"), _lim(g, p.interval(i)[1], "-")) for i, g in enumerate(p.exprs))
+
+    @cached
+    def pattern(self, order, i):
+        """The sign pattern of f^(order+1) on piece i."""
+        self.smooth()
+        p = self.derivative(order)
+        g = p.exprs[i]
+        if not g.has(Z):
+            lo, hi = p.interval(i)
+            return [(lo, hi, 0)]
+        try:
+            with time_budget(PATTERN_BUDGET_S):
+                return _sign_pattern(sp.diff(g, Z), *p.interval(i))
+        except TimeBudgetExceeded:
+            raise Undecided(f"SymPy did not find the zeros of f{chr(0x2032) * (order + 1)} within {PATTERN_BUDGET_S} s") from None
+
+    @cached
+    def continuity(self):
+        """(order, reason): the largest k with f in C^k (-1: discontinuous; None: C^inf)."""
+        self.smooth()
+        p = self.pieces
+        worst, where = None, ""
+        for k, c in enumerate(p.points):
+            left, right = p.exprs[k], p.exprs[k + 1]
+            if sp.expand(left - right) == 0:
+                continue
+            order = None
+            for m in range(MAX_ORDER + 1):
+                dl = _lim(sp.diff(left, Z, m), c, "-")
+                dr = _lim(sp.diff(right, Z, m), c, "+")
+                same = _cmp(dl, dr)
+                if same is None:
+                    raise Undecided(f"SymPy could not compare the one-sided limits of f^({m}) at z = {_show(c)}")
+                if m == 0 and same == 0:
+                    same = _cmp(dl, p.values[k])
+                if same != 0:
+                    order = m - 1
+                    break
+            if order is None:
+                raise Undecided(f"the branches at z = {_show(c)} agree up to f^({MAX_ORDER}) but SymPy could not prove them equal")
+            if worst is None or order < worst:
+                worst, where = order, f"at z = {_show(c)} the one-sided {_nth(order + 1)} differ"
+        return worst, where
+
+
+def _nth(m):
+    return "values" if m == 0 else "derivatives" if m == 1 else f"derivatives of order {m}"
+
+
+# -- the properties --------------------------------------------------------------------------------
+
+
+def _undecided(name, fn):
+    def run(a, *args):
+        try:
+            with time_budget(PROPERTY_BUDGET_S):
+                return fn(a, *args)
+        except Undecided as exc:
+            return Property(name, None, str(exc) + a.note)
+        except TimeBudgetExceeded:
+            return Property(name, None, "SymPy did not decide it within the time budget" + a.note)
+        except _ERRORS as exc:
+            return Property(name, None, f"SymPy failed ({type(exc).__name__})" + a.note)
+
+    return run
+
+
+def _monotonicity(a: Analysis, order):
+    """('increasing' | 'non-decreasing' | 'decreasing' | 'non-increasing' | 'constant' | False, reason)
+    for f^(order)."""
+    p = a.derivative(order)
+    for i, g in enumerate(p.exprs):
+        # a proof of non-monotonicity needs only two exact points where the derivative has
+        # opposite signs; cheaper than the sign analysis below, so tried first
+        w = _witnesses(sp.diff(g, Z), *p.interval(i)) if g.has(Z) else None
+        if w is not None:
+            (x1, v1), (x2, v2) = w
+            return False, f"its derivative at z = {x1} is {_show(v1)} < 0 and at z = {x2} is {_show(v2)} > 0 (signs of exact values, decided by SymPy)"
+    up = down = None
+    flat = False
+    for i in range(len(p.exprs)):
+        for lo, hi, s in a.pattern(order, i):
+            where = f"on ({_show(lo)}, {_show(hi)})"
+            if s > 0 and up is None:
+                up = f"its derivative is positive {where}"
+            elif s < 0 and down is None:
+                down = f"its derivative is negative {where}"
+            elif s == 0:
+                flat = True
+    limits = a.end_limits(order)
+    for k, c in enumerate(p.points):
+        left, value, right = limits[k][1], p.values[k], limits[k + 1][0]
+        for x, y in ((left, value), (value, right)):
+            s = _cmp(y, x)
+            if s is None:
+                raise Undecided(f"SymPy could not compare the values on either side of z = {_show(c)}")
+            if s > 0 and up is None:
+                up = f"it jumps up at z = {_show(c)}"
+            elif s < 0 and down is None:
+                down = f"it jumps down at z = {_show(c)}"
+    if up and down:
+        return False, f"{up}, and {down}"
+    if not up and not down:
+        return "constant", "its derivative is 0 everywhere"
+    strict = "" if flat else "strictly "
+    word = ("increasing" if not flat else "non-decreasing") if up else ("decreasing" if not flat else "non-increasing")
+    sign = "≥ 0" if up else "≤ 0"
+    jumps = " and its jumps go the same way" if p.points else ""
+    return word, f"{strict}monotone: its derivative is {sign} on every piece (sign analysis per branch){jumps}"
+
+
+def prop_monotonic(a: Analysis):
+    value, reason = _monotonicity(a, 0)
+    return Property("monotonic", value, "f: " + reason + a.note)
+
+
+def prop_derivative_monotonic(a: Analysis):
+    value, reason = _monotonicity(a, 1)
+    conv = " (at kinks f′ takes the branch value of the generated code)" if a.pieces.points else ""
+    return Property("derivative_monotonic", value, "f′: " + reason + conv + a.note)
+
+
+def _candidates(a: Analysis):
+    """(value, attained, note) for every infimum/supremum candidate of f."""
+    p = a.pieces
+    limits = a.end_limits(0)
+    out = [(v, True, "") for v in p.values]
+    for i, g in enumerate(p.exprs):
+        lo, hi = p.interval(i)
+        out.append((limits[i][0], False, ""))
+        out.append((limits[i][1], False, ""))
+        if not g.has(Z):
+            out.append((g, True, ""))
+            continue
+        for _, b, _ in a.pattern(0, i)[:-1]:  # the critical points inside the piece
+            if b.is_Float:
+                value = sp.Float(elementary(g).subs(Z, b).evalf(20), 15)
+                out.append((value, True, f"f(z*) with z* {_show(b)} the only zero of f′ in its bracket, located by SymPy's nsolve"))
+            else:
+                v = _at(g, b)
+                out.append((v, True, f"f({sp.sstr(b)}) = {sp.sstr(v)}"))
+    return out
+
+
+def _critical_hint(a: Analysis):
+    """For an undecided range: the critical points that bracketing and nsolve find (evidence)."""
+    hints = []
+    for i, g in enumerate(a.pieces.exprs):
+        d = sp.diff(g, Z)
+        pts = [x for x in sorted(WITNESS_POINTS) if _cmp(x, a.pieces.interval(i)[0]) == 1 and _cmp(a.pieces.interval(i)[1], x) == 1]
+        signs = [(x, _sign(elementary(d).subs(Z, x))) for x in pts]
+        for (x1, s1), (x2, s2) in zip(signs, signs[1:]):
+            if s1 and s2 and s1 != s2:
+                try:
+                    with time_budget(0.5):
+                        root = sp.nsolve(elementary(d), Z, (x1, x2), solver="illinois", prec=15)
+                except _ERRORS + (sp.core.evalf.PrecisionExhausted,):
+                    continue
+                value = elementary(g).subs(Z, root).evalf(15)
+                hints.append(f"f′ changes sign in ({x1}, {x2}); nsolve puts a critical point at z {_show(sp.Float(root, 6))}, f {_show(sp.Float(value, 6))}")
+    if not hints:
+        return ""
+    return "; evidence, not a proof: " + "; ".join(hints) + " (SymPy could not prove there are no other critical points)"
+
+
+def _extreme(cands, want):
+    best = None
+    for c in cands:
+        if best is None:
+            best = c
+            continue
+        s = _cmp(c[0], best[0])
+        if s is None:
+            raise Undecided(f"SymPy could not compare the candidate extremes {sp.sstr(c[0])} and {sp.sstr(best[0])}")
+        if s == want or (s == 0 and c[1] and not best[1]):
+            best = c
+    return best
+
+
+def prop_range(a: Analysis):
+    try:
+        cands = _candidates(a)
+    except Undecided as exc:
+        return Property("range", None, str(exc) + _critical_hint(a) + a.note)
+    low, high = _extreme(cands, -1), _extreme(cands, 1)
+    notes = [n for _, _, n in (low, high) if n]
+    method = "from the limits at ±∞ and at the kinks, the values at the kinks and at the critical points"
+    return Property("range", Range(low[0], high[0], bool(low[1] and low[0].is_finite), bool(high[1] and high[0].is_finite)),
+                    method + ("; " + "; ".join(notes) if notes else "") + a.note)
+
+
+def _bounded(a: Analysis, side):
+    """From the range when known; else from the limits (f continuous on each piece with limits at
+    its ends is bounded on it)."""
+    name = "bounded_below" if side < 0 else "bounded_above"
+    word = "below" if side < 0 else "above"
+    bad = NOO if side < 0 else OO
+    vals = [v for pair in a.end_limits(0) for v in pair]
+    hit = next((v for v in vals if v == bad), None)
+    if hit is not None:
+        return Property(name, False, f"f → {_show(bad)} at an end of a piece" + a.note)
+    return Property(name, True, f"every limit of f at the ends of its pieces is finite or {_show(-bad)}, and f is continuous on each piece" + a.note)
+
+
+def prop_zero_centred(a: Analysis):
+    v = _value_at(a, sp.Integer(0))
+    s = _sign(v)
+    if s is None:
+        raise Undecided(f"SymPy could not decide whether f(0) = {_show(v)} is 0")
+    if s != 0:
+        return Property("zero_centred", False, f"f(0) = {_show(v)}" + a.note)
+    return Property("zero_centred", True, "f(0) = 0" + a.note)
+
+
+def _value_at(a: Analysis, x, order=0):
+    p = a.derivative(order)
+    if x in p.points:
+        return p.values[p.points.index(x)]
+    i = sum(1 for c in p.points if _cmp(c, x) == -1)
+    return _at(p.exprs[i], x)
+
+
+def prop_saturating(a: Analysis):
+    limits = a.end_limits(1)
+    left, right = limits[0][0], limits[-1][1]
+    sides = [s for s, v in (("z → -∞", left), ("z → +∞", right)) if v == 0]
+    reason = f"lim f′ = {_show(left)} as z → -∞ and {_show(right)} as z → +∞" + a.note
+    if not sides:
+        return Property("saturating", False, reason)
+    return Property("saturating", "both sides" if len(sides) == 2 else sides[0], reason)
+
+
+def prop_continuity(a: Analysis):
+    order, where = a.continuity()
+    if order is None:
+        how = "smooth on every piece and the branches agree at the kinks" if a.pieces.points else "built from functions smooth on the reals"
+        return Property("continuity", "C^inf", how + a.note)
+    if order < 0:
+        return Property("continuity", "discontinuous", where + a.note)
+    return Property("continuity", f"C^{order}", f"smooth on every piece; {where}" + a.note)
+
+
+def prop_identity_near_origin(a: Analysis):
+    zero = sp.Integer(0)
+    f0 = _value_at(a, zero)
+    if _sign(f0) != 0:
+        return Property("identity_near_origin", False, f"f(0) = {_show(f0)} ≠ 0" + a.note)
+    d = a.derivative(1)
+    i = sum(1 for c in d.points if _cmp(c, zero) == -1)
+    if zero in d.points:
+        k = d.points.index(zero)
+        left = _lim(d.exprs[k], zero, "-")
+        right = _lim(d.exprs[k + 1], zero, "+")
+        f_left = _lim(a.pieces.exprs[k], zero, "-")
+        f_right = _lim(a.pieces.exprs[k + 1], zero, "+")
+        if _sign(f_left) != 0 or _sign(f_right) != 0:
+            return Property("identity_near_origin", False, "f is not continuous at 0" + a.note)
+    else:
+        left = right = _at(d.exprs[i], zero)
+    for side, v in (("left", left), ("right", right)):
+        s = _sign(v - 1)
+        if s is None:
+            raise Undecided(f"SymPy could not decide whether f′(0) from the {side} = {_show(v)} is 1")
+        if s != 0:
+            return Property("identity_near_origin", False, f"f′(0{'-' if side == 'left' else '+'}) = {_show(v)} ≠ 1" + a.note)
+    return Property("identity_near_origin", True, "f(0) = 0 and f′ → 1 from both sides of 0 (f′ continuous at 0, f′(0) = 1)" + a.note)
+
+
+def _symmetry(a: Analysis, name, parity):
+    """odd (parity -1): f(-z) = -f(z); even (parity 1): f(-z) = f(z)."""
+    what = "f(-z) = -f(z)" if parity < 0 else "f(-z) = f(z)"
+    # a counterexample at exact points proves the property false
+    for x in (sp.Integer(1), sp.Integer(2), sp.Rational(1, 2)):
+        d = _value_at(a, -x) - parity * _value_at(a, x)
+        s = _sign(d)
+        if s not in (0, None):
+            return Property(name, False, f"f(-{x}) {'+' if parity < 0 else '-'} f({x}) = {sp.sstr(sp.Float(elementary(d).evalf(6), 6))} ≠ 0" + a.note)
+    p = a.pieces
+    if [(-c) for c in reversed(p.points)] != list(p.points):
+        raise Undecided(f"the kinks are not symmetric about 0, and no counterexample was found at z = ±1, ±2, ±1/2")
+    n = len(p.exprs)
+    for k, c in enumerate(p.points):
+        if _sign(p.values[k] - parity * p.values[n - 2 - k]) != 0:
+            return Property(name, False, f"f({_show(-c)}) and f({_show(c)}) break {what}" + a.note)
+    for i, g in enumerate(p.exprs):
+        mirror = p.exprs[n - 1 - i].xreplace({Z: -Z})
+        d = sp.expand(elementary(mirror - parity * g))
+        if d != 0:
+            try:
+                with time_budget(1.0):
+                    d = sp.simplify(d)
+            except _ERRORS:
+                pass
+        if d != 0:
+            raise Undecided(f"SymPy could not reduce {sp.sstr(mirror)} {'+' if parity < 0 else '-'} ({_short(g)}) to 0")
+    return Property(name, True, f"{what} proved by simplification" + (", branch by branch" if p.points else "") + a.note)
+
+
+def prop_odd(a):
+    return _symmetry(a, "odd", -1)
+
+
+def prop_even(a):
+    return _symmetry(a, "even", 1)
+
+
+_PROPERTIES = {
+    "range": prop_range,
+    "bounded_below": lambda a: _bounded(a, -1),
+    "bounded_above": lambda a: _bounded(a, 1),
+    "monotonic": prop_monotonic,
+    "derivative_monotonic": prop_derivative_monotonic,
+    "zero_centred": prop_zero_centred,
+    "saturating": prop_saturating,
+    "continuity": prop_continuity,
+    "identity_near_origin": prop_identity_near_origin,
+    "odd": prop_odd,
+    "even": prop_even,
+}
+
+
+# cheap properties first, so that a hard function spends its budget on the expensive ones last
+COST_ORDER = ("zero_centred", "odd", "even", "continuity", "identity_near_origin", "bounded_below", "bounded_above",
+              "saturating", "monotonic", "range", "derivative_monotonic")
+PROPERTY_BUDGET_S = 3.0
+PATTERN_BUDGET_S = 2.0  # the sign analysis of one derivative on one piece
+TOTAL_BUDGET_S = 8.0
+
+
+def derive_properties(act: M.Activation, derivations=None) -> tuple[Property, ...]:
+    """Every property of an activation, in the order of :data:`NAMES` (vector functions:
+    :data:`VECTOR_NAMES`). ``derivations`` (from :mod:`actgen.derive`) supplies f in stable
+    primitives; without it the spec expression is used."""
+    if act.vector:
+        return vector_properties(act)
+    f = derivations[0].expr if derivations else act.expr
+    try:
+        with time_budget(2.0):
+            a = Analysis(f, act.params)
+    except (Undecided, *_ERRORS) as exc:
+        why = str(exc) if isinstance(exc, Undecided) else f"SymPy failed to split f at its kinks ({type(exc).__name__})"
+        return tuple(Property(n, None, why) for n in NAMES)
+    done = {}
+    with time_budget(TOTAL_BUDGET_S):
+        for n in COST_ORDER:
+            done[n] = _undecided(n, _PROPERTIES[n])(a)
+    return tuple(done[n] for n in NAMES)
+
+
+def output_range(f, fprime=None, params=()) -> Property:
+    """The range of f over the reals (``fprime`` is accepted for compatibility and not needed)."""
+    try:
+        a = Analysis(f, params)
+    except (Undecided, *_ERRORS) as exc:
+        return Property("range", None, str(exc))
+    return _undecided("range", prop_range)(a)
+
+
+# -- vector (class-axis) functions -----------------------------------------------------------------
+
+
+def vector_properties(act: M.Activation) -> tuple[Property, ...]:
+    """Component range and 'sums to 1' for a K-vector function f_i(z).
+
+    Writing S = Sum(exp(z_j), j) as exp(z_i) + s, where s > 0 is the sum over the other K - 1 >= 1
+    classes and can take any positive value, f_i becomes a function of t = z_i and s; its range
+    over t is derived as for an elementwise function and must not depend on s."""
+    f = _with_defaults(act.expr, act.params)
+    sums = list(f.atoms(sp.Sum))
+    note = " (for K ≥ 2 classes)"
+    rng = Property("range", None, "the component is not a function of z_i and Sum(exp(z_j), (j, 1, K)) only")
+    if len(sums) == 1 and len(sums[0].limits) == 1:
+        total = sums[0]
+        j = total.limits[0][0]
+        term = total.function
+        if term == sp.exp(M.ZV[j]):
+            s = sp.Symbol("s", positive=True)
+            g = f.xreplace({total: sp.exp(Z) + s}).xreplace({M.ZV[M.I]: Z})
+            if g.free_symbols <= {Z, s}:
+                try:
+                    with time_budget(3.0):
+                        r = output_range(g, None, ())
+                        if r.known and not r.value.low.has(s) and not r.value.high.has(s):
+                            rng = Property("range", r.value, "component i with Sum(exp(z_j)) = exp(z_i) + s, s > 0 the other classes; " + r.reason + " (the same for every s > 0)" + note)
+                        elif r.known:
+                            rng = Property("range", None, "the range over z_i depends on the other classes" + note)
+                        else:
+                            rng = Property("range", None, r.reason + note)
+                except _ERRORS:
+                    rng = Property("range", None, "SymPy did not decide the component range within the time budget")
+    total = sp.Sum(f, (M.I, 1, M.K))
+    s1 = Property("sums_to_one", None, "SymPy could not reduce Sum(f_i, (i, 1, K)) - 1 to 0")
+    try:
+        with time_budget(2.0):
+            done = total.doit()
+            inner = [x for x in done.atoms(sp.Sum)]
+            # the sums over i and over j are the same sum under another index
+            canon = done.replace(lambda e: isinstance(e, sp.Sum) and len(e.limits) == 1,
+                                 lambda e: sp.Sum(e.function.xreplace({e.limits[0][0]: M.L}), (M.L, *e.limits[0][1:])))
+            diff = sp.simplify(canon - 1)
+            if diff == 0:
+                s1 = Property("sums_to_one", True, "Sum(f_i, (i, 1, K)) simplifies to 1")
+            elif inner and _sign(diff.xreplace({M.K: 2}).doit().xreplace({M.ZV[1]: 0, M.ZV[2]: 0})) not in (0, None):
+                s1 = Property("sums_to_one", False, "for K = 2 and z = (0, 0) the components do not sum to 1")
+    except _ERRORS:
+        pass
+    return (rng, s1)
+
+
+__all__ = ["NAMES", "Property", "Range", "TITLES", "derive_properties", "kinks", "output_range"]

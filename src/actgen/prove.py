@@ -12,6 +12,7 @@ import random
 
 import sympy as sp
 
+from . import cache
 from . import model as M
 from .derive import _in_range, _piecewise_form
 from .errors import Collector
@@ -137,9 +138,16 @@ def counterexample(lhs, rhs, tries=40, seed=0):
     return ()
 
 
+def _cached_proof(identity):
+    """A proof depends only on the claim's expressions (the spec's functions are already
+    substituted into them), not on where the identity is declared or how it is explained."""
+    result = cache.cached("proof", lambda: dataclasses.replace(prove(identity), identity=None), identity.lhs, identity.rhs, identity.assumptions, identity.conjecture)
+    return dataclasses.replace(result, identity=identity)
+
+
 def check_identities(spec: M.Spec, names=None, raise_on_failure=True) -> tuple[Proof, ...]:
     """Prove the spec's identities; a false or unproved claim is a spec problem at its line."""
-    proofs = tuple(prove(i) for i in spec.identities if names is None or i.name in names)
+    proofs = tuple(_cached_proof(i) for i in spec.identities if names is None or i.name in names)
     if raise_on_failure:
         problems = Collector()
         for p in proofs:

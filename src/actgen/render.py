@@ -18,7 +18,10 @@ from . import model as M
 from .derive import G, Y_OUT, Derivation
 from .pipeline import Derived, Entry
 from .primitives import elementary
-from .printing import COL, ROW, Z_MAX, ActgenNumPyPrinter, Emitted, emit, latex, to_array
+from .printing import COL, ROW, Z_MAX, ActgenNumPyPrinter, Emitted, emit, emit_inplace, latex, to_array
+from .properties import NAMES as PROPERTY_NAMES
+from .properties import TITLES as PROPERTY_TITLES
+from .properties import VECTOR_NAMES as PROPERTY_VECTOR_NAMES
 from .properties import kinks
 from .rules import ALL_RULES, logsumexp, max_shift
 
@@ -149,14 +152,14 @@ def activation_views(entry: Entry, act: M.Activation) -> list[FunctionView]:
         f"{act.prose.title}, elementwise.",
         _math("f(z)", act.expr) + _math("f'(z)", grad.expr) + _computed_as(fwd.rules) + common_args
         + ("", "Returns:", "    f(z), with the shape and dtype of z.", "", "Example:", f"    >>> np.round({act.name}({example_in}), 6) + 0.0", f"    {_fmt_array(forward_values)}"),
-        ("z = _as_float(z)",), emit(fwd.expr, printer), "out", ("return _result(out, z)",), act.aliases,
+        ("z = _as_float(z)",), emit_inplace(fwd.expr, [M.Z], printer), "out", ("return _result(out, z)",), act.aliases,
     ))
     views.append(FunctionView(
         f"{act.name}_grad", "z" + kw,
         f"Derivative of {act.name} with respect to z, elementwise.",
         _math("f'(z)", grad.expr) + _computed_as(grad.rules) + conv + common_args
         + ("", "Returns:", "    f'(z), with the shape and dtype of z.", "", "Example:", f"    >>> np.round({act.name}_grad({example_in}), 6) + 0.0", f"    {_fmt_array(grad_values)}"),
-        ("z = _as_float(z)",), emit(grad.expr, printer), "out", ("return _result(out, z)",), tuple(f"{a}_grad" for a in act.aliases),
+        ("z = _as_float(z)",), emit_inplace(grad.expr, [M.Z], printer), "out", ("return _result(out, z)",), tuple(f"{a}_grad" for a in act.aliases),
     ))
     for d in entry.derivations:
         if d.kind == "grad_param":
@@ -167,7 +170,7 @@ def activation_views(entry: Entry, act: M.Activation) -> list[FunctionView]:
                 f"Derivative of {act.name} with respect to its parameter {p.name}, elementwise.",
                 _math(r"\frac{\partial f}{\partial %s}" % latex(p.symbol), d.expr) + _computed_as(d.rules) + common_args
                 + ("", "Returns:", f"    df/d{p.name} at each z, with the shape and dtype of z.", "", "Example:", f"    >>> np.round({d.name}({example_in}), 6) + 0.0", f"    {_fmt_array(values)}"),
-                ("z = _as_float(z)",), emit(d.expr, printer), "out", ("return _result(out, z)",),
+                ("z = _as_float(z)",), emit_inplace(d.expr, [M.Z], printer), "out", ("return _result(out, z)",),
             ))
     of = entry.get("grad_from_output")
     if of is not None:
@@ -180,7 +183,7 @@ def activation_views(entry: Entry, act: M.Activation) -> list[FunctionView]:
                f"{act.name}_grad keeps: prefer {act.name}_grad when z is available." if lossy else ""),)
             + ("", "Args:", "    y: outputs of the forward function.") + tuple("    " + d for d in param_doc)
             + ("", "Example:", f"    >>> z = {example_in}", f"    >>> bool(np.allclose({of.name}({act.name}(z)), {act.name}_grad(z)))", "    True"),
-            ("y = _as_float(y)",), emit(of.expr, printer), "out", ("return _result(out, y)",), tuple(f"{a}_grad_from_output" for a in act.aliases),
+            ("y = _as_float(y)",), emit_inplace(of.expr, [Y_OUT], printer), "out", ("return _result(out, y)",), tuple(f"{a}_grad_from_output" for a in act.aliases),
         ))
     return views
 
@@ -292,13 +295,13 @@ def loss_views(entry: Entry, loss: M.Loss) -> list[FunctionView]:
         loss.name, sig, f"{loss.prose.title}, elementwise, then reduced.",
         _math("L(y, \\hat{y})", loss.expr) + _computed_as(value.rules) + _loss_vars_doc() + param_doc
         + ("", "Example:", f"    >>> round(float({loss.name}({example})), 6)", f"    {_fmt_scalar(loss_value)}"),
-        prologue, emit(value.expr, printer), "loss", ("return _reduce(_result(loss, y_hat), reduction)",),
+        prologue, emit_inplace(value.expr, [M.Y, M.Y_HAT], printer), "loss", ("return _reduce(_result(loss, y_hat), reduction)",),
     ))
     views.append(FunctionView(
         grad.name, sig, f"Gradient of {loss.name} with respect to y_pred (divided by N elements for the mean).",
         _math("\\frac{\\partial L}{\\partial \\hat{y}}", grad.expr) + _computed_as(grad.rules) + conv + _loss_vars_doc() + param_doc
         + ("", "Example:", f"    >>> np.round({grad.name}({example}), 6) + 0.0", f"    {_fmt_array(grad_values)}"),
-        prologue, emit(grad.expr, printer), "grad", ("return _scale(_result(grad, y_hat), reduction, y_hat.size)",),
+        prologue, emit_inplace(grad.expr, [M.Y, M.Y_HAT], printer), "grad", ("return _scale(_result(grad, y_hat), reduction, y_hat.size)",),
     ))
     for d in entry.derivations:
         if d.kind == "loss_grad_param":
@@ -307,7 +310,7 @@ def loss_views(entry: Entry, loss: M.Loss) -> list[FunctionView]:
                 d.name, sig, f"Gradient of {loss.name} with respect to its parameter {d.wrt} (reduced like the loss).",
                 _math("\\frac{\\partial L}{\\partial %s}" % d.wrt, d.expr) + _computed_as(d.rules) + _loss_vars_doc() + param_doc
                 + ("", "Example:", f"    >>> round(float({d.name}({example})), 6)", f"    {_fmt_scalar(values)}"),
-                prologue, emit(d.expr, printer), "grad", ("return _reduce(_result(grad, y_hat), reduction)",),
+                prologue, emit_inplace(d.expr, [M.Y, M.Y_HAT], printer), "grad", ("return _reduce(_result(grad, y_hat), reduction)",),
             ))
     return views
 
@@ -350,11 +353,11 @@ def head_views(entry: Entry, act: M.Activation, loss: M.Loss) -> list[FunctionVi
         FunctionView(entry.name, sig, f"{loss.prose.title} of {act.name}(logits), fused and computed from the logits.",
                      _math("L(y, z)", value.expr) + _computed_as(value.rules) + doc_args
                      + ("", "Example:", f"    >>> round(float({entry.name}({example})), 6)", f"    {_fmt_scalar(lv)}"),
-                     prologue, emit(value.expr, printer), "loss", ("return _reduce(_result(loss, z), reduction)",)),
+                     prologue, emit_inplace(value.expr, [M.Y, M.Z], printer), "loss", ("return _reduce(_result(loss, z), reduction)",)),
         FunctionView(grad.name, sig, f"Gradient of {entry.name} with respect to the logits (1/N elements for the mean).",
                      _math("\\frac{\\partial L}{\\partial z}", grad.expr) + _computed_as(grad.rules) + doc_args
                      + ("", "Example:", f"    >>> np.round({grad.name}({example}), 6) + 0.0", f"    {_fmt_array(gv)}"),
-                     prologue, emit(grad.expr, printer), "grad", ("return _scale(_result(grad, z), reduction, z.size)",)),
+                     prologue, emit_inplace(grad.expr, [M.Y, M.Z], printer), "grad", ("return _scale(_result(grad, z), reduction, z.size)",)),
     ]
 
 
@@ -366,6 +369,25 @@ def header(comment, sources):
     if comment == "#":
         return f"# {text}"
     return f"<!-- {text} -->"
+
+
+def _with_lowering(view: FunctionView) -> FunctionView:
+    """Docstrings list every rewrite behind the code: those of the derivation and those applied
+    when printing (one block, in order, without repeats)."""
+    lines = list(view.doc_lines)
+    fired = []
+    if "Computed with these rewrites (each proven equal to the formula):" in lines:
+        start = lines.index("Computed with these rewrites (each proven equal to the formula):") - 1
+        end = start + 3
+        while end < len(lines) and lines[end].startswith("- ``"):
+            fired.append(lines[end][4:].split("``")[0])
+            end += 1
+        del lines[start:end]
+    fired += [r for r in view.body.rules if r not in fired]
+    block = list(_computed_as(tuple(fired)))
+    at = next((i for i, l in enumerate(lines) if l in ("Args:", "Convention at kinks (the branch whose condition holds at the point; defaults for parameters):")), len(lines))
+    at = at - 1 if at > 0 and lines[at - 1] == "" else at
+    return dataclasses.replace(view, doc_lines=tuple(lines[:at] + block + lines[at:]))
 
 
 def render_package(derived: Derived, package: str) -> dict[str, str]:
@@ -393,6 +415,7 @@ def render_package(derived: Derived, package: str) -> dict[str, str]:
     for module, doc, views in groups:
         if not views:
             continue
+        views = [_with_lowering(v) for v in views]
         files[f"{package}/{module}.py"] = env.get_template("module.py.j2").render(header=h, doc=doc, functions=views)
         exported = sorted({v.name for v in views} | {a for v in views for a in v.aliases})
         modules[module] = exported
@@ -448,7 +471,26 @@ def render_cheatsheet(derived: Derived, package: str) -> str:
     )
 
 
-OWNED_ROOTS = ("cheatsheet.md", "identities.md", "catalog.json")
+OWNED_ROOTS = ("cheatsheet.md", "identities.md", "catalog.json", "properties.md")
+
+
+def render_properties(derived: Derived) -> str:
+    """The activation × property table, with the reason for every value (and every unknown)."""
+    spec = derived.spec
+    rows, vector, undecided = [], [], []
+    for entry in derived.activations:
+        act = spec.activation(entry.name)
+        names = PROPERTY_VECTOR_NAMES if act.vector else PROPERTY_NAMES
+        by_name = {p.name: p for p in entry.properties}
+        props = [by_name[n] for n in names if n in by_name]
+        notes = [dict(title=PROPERTY_TITLES[p.name], value=p.text(), reason=p.reason) for p in props]
+        row = dict(name=act.name, title=act.prose.title, cells=[p.text() for p in props], notes=notes)
+        (vector if act.vector else rows).append(row)
+        undecided += [dict(name=act.name, property=PROPERTY_TITLES[p.name], reason=p.reason) for p in props if not p.known]
+    return environment().get_template("properties.md.j2").render(
+        header=header("<!--", spec.sources), sources=spec.sources, columns=[PROPERTY_TITLES[n] for n in PROPERTY_NAMES],
+        rows=rows, vector=vector, undecided=undecided,
+    )
 
 
 def _steps_view(steps):
@@ -516,4 +558,5 @@ def render_all(derived: Derived, package: str, proofs=()) -> dict[str, str]:
     files["cheatsheet.md"] = render_cheatsheet(derived, package)
     files["identities.md"] = render_identities(derived, proofs)
     files["catalog.json"] = json.dumps(catalog(derived, package, proofs), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    files["properties.md"] = render_properties(derived)
     return files

@@ -8,7 +8,7 @@ Two bundles, in the spirit of ``sympy.codegen.rewriting``:
   ``log(1 + exp(2*z))/2`` gets the same treatment as the bundled softplus.
 * ``LOWER`` prepares an expression for a NumPy printer: it evaluates primitives by branch-free
   stable formulas, restricts each Piecewise branch to the inputs that select it, and applies
-  SymPy's own ``expm1``/``log1p`` optimisations.
+  ``expm1``/``log1p`` rewrites (node-local versions of SymPy's codegen optimisations).
 
 Each rule has a name, a docstring with its identity, and a ``proof`` pair (left, right) on generic
 symbols that :func:`prove_rule` reduces to 0 symbolically (tested for every rule).
@@ -20,9 +20,8 @@ from typing import Callable
 
 import sympy as sp
 from sympy.codegen import cfunctions
-from sympy.codegen.rewriting import expm1_opt, log1p_opt, optimize
 
-from .primitives import logistic, normal_cdf, softplus, xlogy
+from .primitives import erfcx, exp_square, logistic, normal_cdf, softplus, xlogy
 from .symbolic import prove_equal
 
 a = sp.Symbol("a", real=True)
@@ -181,6 +180,28 @@ def _normal_cdf(e):
     return None
 
 
+def _is_tanh(t):
+    return t.args[0] if isinstance(t, sp.tanh) else None
+
+
+def _tanh_complement(e):
+    # c + c tanh(t) -> 2c logistic(2t);  c - c tanh(t) -> 2c logistic(-2t)
+    if not e.is_Add:
+        return None
+    terms = list(e.args)
+    for i, term in enumerate(terms):
+        coeff, rest = term.as_coeff_Mul()
+        if not isinstance(rest, sp.tanh):
+            continue
+        for j, other in enumerate(terms):
+            if j != i and other.is_number and other != 0 and abs(other) == abs(coeff):
+                remaining = [t for m, t in enumerate(terms) if m not in (i, j)]
+                t = rest.args[0]
+                arg = 2 * t if coeff == other else -2 * t
+                return sp.Add(*remaining, 2 * other * logistic(arg))
+    return None
+
+
 def _sign_times_self(e):
     # t sign(t) -> |t|
     if e.is_Mul:
@@ -250,6 +271,13 @@ NORMAL_CDF = Rule(
     ((c + c * sp.erf(a), 2 * c * normal_cdf(sp.sqrt(2) * a)), (c - c * sp.erf(a), 2 * c * normal_cdf(-sp.sqrt(2) * a))),
     "raise",
 )
+TANH_COMPLEMENT = Rule(
+    "tanh_complement",
+    "c + c tanh(t) = 2c logistic(2t) and c - c tanh(t) = 2c logistic(-2t) (no cancellation where tanh(t) is near -1 or 1)",
+    _tanh_complement,
+    ((c + c * sp.tanh(a), 2 * c * logistic(2 * a)), (c - c * sp.tanh(a), 2 * c * logistic(-2 * a))),
+    "raise",
+)
 SIGN_TIMES_SELF = Rule(
     "sign_times_self",
     "t sign(t) = |t|",
@@ -265,7 +293,7 @@ LOG_COSH = Rule(
     "raise",
 )
 
-RAISE = (LOGISTIC, EXP_TIMES_LOGISTIC, SOFTPLUS, LOG_LOGISTIC, LOGISTIC_COMPLEMENT, SECH_SQUARED, NORMAL_CDF, LOG_COSH, SIGN_TIMES_SELF)
+RAISE = (LOGISTIC, EXP_TIMES_LOGISTIC, SOFTPLUS, LOG_LOGISTIC, LOGISTIC_COMPLEMENT, SECH_SQUARED, NORMAL_CDF, TANH_COMPLEMENT, LOG_COSH, SIGN_TIMES_SELF)
 
 
 def raise_primitives(expr, fired=None):
@@ -277,12 +305,29 @@ def raise_primitives(expr, fired=None):
 
 
 def _stable_logistic(e):
-    # logistic(t) = [1 if t >= 0 else exp(-|t|)] / (1 + exp(-|t|)): exp never overflows
+    # logistic(t) = [1 if t >= 0 else exp(-|t|)] / (1 + exp(-|t|)): exp never overflows, so a
+    # product such as z*logistic(z) keeps its value where logistic(z) alone would underflow
     if isinstance(e, logistic):
         t = e.args[0]
         small = sp.exp(-sp.Abs(t))
         return sp.Piecewise((1, t >= 0), (small, True)) / (1 + small)
     return None
+
+
+def _logistic_reciprocal(e):
+    # a logistic that is the whole value, or a term of it (times a constant): 1/(1 + exp(-t)).
+    # Where exp(-t) overflows (t < -709.78 in float64) the reciprocal of inf is 0 and the true
+    # value is below the smallest normal number; no branch is needed, which saves three passes.
+    def plain(term):
+        coeff, rest = term.as_coeff_Mul()
+        if isinstance(rest, logistic):
+            return coeff / (1 + sp.exp(-rest.args[0]))
+        return None
+
+    if e.is_Add:
+        new = [plain(t) or t for t in e.args]
+        return sp.Add(*new) if any(plain(t) is not None for t in e.args) else None
+    return plain(e)
 
 
 def _xlogy(e):
@@ -329,6 +374,106 @@ def _clamp_branches(e):
     return sp.Piecewise((new_first, cond), (new_second, True))
 
 
+def _sech_squared_logistic(e):
+    # sech(t)**2 -> 4 logistic(2t) logistic(-2t): with logistic_product below, 4e/(1+e)**2 with
+    # e = exp(-2|t|), about 2 ulp where 1/cosh(t)**2 reaches 4
+    if e.is_Pow and isinstance(e.base, sp.sech) and e.exp.is_Integer and e.exp > 0 and e.exp % 2 == 0:
+        t = e.base.args[0]
+        return (4 * logistic(2 * t) * logistic(-2 * t)) ** (e.exp // 2)
+    return None
+
+
+def _logistic_product(e):
+    # logistic(t) logistic(-t) -> exp(-|t|) / (1 + exp(-|t|))**2: one exponential, no branches
+    if not e.is_Mul:
+        return None
+    powers = {}
+    for f in e.args:
+        base, k = (f.base, f.exp) if f.is_Pow else (f, sp.Integer(1))
+        if isinstance(base, logistic) and k.is_Integer and k > 0:
+            powers[base.args[0]] = powers.get(base.args[0], 0) + int(k)
+    for t, m in powers.items():
+        n = powers.get(-t, 0)
+        if n and not t.could_extract_minus_sign():
+            k = min(m, n)
+            rest = [f for f in e.args if not (isinstance(f.base if f.is_Pow else f, logistic) and (f.base if f.is_Pow else f).args[0] in (t, -t))]
+            small = sp.exp(-sp.Abs(t))
+            return sp.Mul(*rest, (small / (1 + small) ** 2) ** k, logistic(t) ** (m - k), logistic(-t) ** (n - k))
+    return None
+
+
+def _exp_square(e):
+    # exp(c t**2) -> exp_square(t, c), for a constant c
+    if isinstance(e, sp.exp):
+        coeff, rest = e.args[0].as_coeff_Mul()
+        if coeff.is_number and coeff != 0 and rest.is_Pow and rest.exp == 2 and rest.base.free_symbols:
+            return exp_square(rest.base, coeff)
+    return None
+
+
+def _normal_cdf_erfcx(e):
+    # Phi(t) = (1 + erf(t/sqrt(2)))/2 for t >= -1/2 (1 + erf >= 0.6 there: no cancellation) and below,
+    # exp(-t**2/2) erfcx(-t/sqrt(2)) / 2: no cancellation, and the rounding of t/sqrt(2) is not
+    # amplified by the Gaussian tail (erfcx varies slowly)
+    if isinstance(e, normal_cdf):
+        t = e.args[0]
+        q = exp_square(t, -sp.Rational(1, 2)) * erfcx(-t / sp.sqrt(2)) / 2
+        return sp.Piecewise(((1 + sp.erf(t / sp.sqrt(2))) / 2, t >= -sp.Rational(1, 2)), (q, True))
+    return None
+
+
+EXP_SQUARE = Rule(
+    "exp_square",
+    "exp(c t**2) = exp_square(t, c), t**2 split exactly into a float and its rounding error",
+    _exp_square,
+    ((sp.exp(-a**2 / 2), exp_square(a, -sp.Rational(1, 2))),),
+    "lower",
+)
+NORMAL_CDF_ERFCX = Rule(
+    "normal_cdf_erfcx",
+    "Phi(t) = (1 + erf(t/sqrt(2)))/2 if t >= -1/2 else exp(-t**2/2) erfcx(-t/sqrt(2))/2",
+    _normal_cdf_erfcx,
+    ((normal_cdf(-u), exp_square(-u, -sp.Rational(1, 2)) * erfcx(u / sp.sqrt(2)) / 2),
+     (normal_cdf(u), (1 + sp.erf(u / sp.sqrt(2))) / 2)),
+    "lower",
+)
+def _softplus_log1p(e):
+    # softplus(t) -> max(t, 0) + log1p(exp(-|t|)): about 3x faster than NumPy's generic
+    # logaddexp(0, t), with the same accuracy (exp never overflows, log1p keeps the small tail)
+    if isinstance(e, softplus):
+        t = e.args[0]
+        return sp.Max(t, 0) + cfunctions.log1p(sp.exp(-sp.Abs(t)))
+    return None
+
+
+SOFTPLUS_LOG1P = Rule(
+    "softplus_log1p",
+    "softplus(t) = max(t, 0) + log1p(exp(-|t|))",
+    _softplus_log1p,
+    ((softplus(u), sp.Max(u, 0) + cfunctions.log1p(sp.exp(-sp.Abs(u)))), (softplus(-u), sp.Max(-u, 0) + cfunctions.log1p(sp.exp(-sp.Abs(-u))))),
+    "lower",
+)
+SECH_SQUARED_LOGISTIC = Rule(
+    "sech_squared_logistic",
+    "sech(t)**2 = 4 logistic(2t) logistic(-2t)",
+    _sech_squared_logistic,
+    ((sp.sech(a) ** 2, 4 * logistic(2 * a) * logistic(-2 * a)),),
+    "lower",
+)
+LOGISTIC_PRODUCT = Rule(
+    "logistic_product",
+    "logistic(t) logistic(-t) = exp(-|t|) / (1 + exp(-|t|))**2",
+    _logistic_product,
+    ((logistic(u) * logistic(-u), sp.exp(-u) / (1 + sp.exp(-u)) ** 2), (logistic(-u) * logistic(u), sp.exp(-u) / (1 + sp.exp(-u)) ** 2)),
+    "lower",
+)
+LOGISTIC_RECIPROCAL = Rule(
+    "logistic_reciprocal",
+    "logistic(t) = 1/(1 + exp(-t)) for a logistic that is a whole term: overflow of exp(-t) gives the underflowed limit 0",
+    _logistic_reciprocal,
+    ((logistic(a), 1 / (1 + sp.exp(-a))), (2 * logistic(a) - b, 2 / (1 + sp.exp(-a)) - b)),
+    "lower",
+)
 STABLE_LOGISTIC = Rule(
     "stable_logistic",
     "logistic(t) = (1 if t >= 0 else exp(-|t|)) / (1 + exp(-|t|))",
@@ -350,30 +495,36 @@ XLOGY = Rule(
     ((x * sp.log(u), xlogy(x, u)),),
     "lower",
 )
-def _via_codegen(optimization):
-    def rewrite(e):
-        new = optimize(e, [optimization])
-        return new if new != e else None
+def _log1p(e):
+    # log(1 + t) -> log1p(t)
+    if isinstance(e, sp.log) and e.args[0].is_Add:
+        terms = e.args[0].args
+        if sp.S.One in terms and len(terms) > 1:
+            rest = sp.Add(*[t for t in terms if t != 1])
+            if rest.free_symbols:
+                return cfunctions.log1p(rest)
+    return None
 
-    return rewrite
 
-
+# SymPy's own codegen optimisations (expm1_opt, log1p_opt) are not used here: expm1_opt refactors
+# whole expressions (it turned exp(-|t|)/(1 + exp(-|t|))**2 into exp(|t|)/(exp(|t|) + 1)**2, which
+# overflows). These node-local rules do the same rewrite and touch nothing else.
 EXPM1 = Rule(
     "expm1",
-    "exp(t) - 1 = expm1(t) (SymPy's codegen expm1_opt)",
-    _via_codegen(expm1_opt),
+    "c exp(t) - c = c expm1(t)",
+    _complement(lambda t: t.args[0] if isinstance(t, sp.exp) and t.args[0].free_symbols else None, lambda t, k: -k * cfunctions.expm1(t)),
     ((sp.exp(a) - 1, cfunctions.expm1(a)), (2 * sp.exp(3 * a) - 2, 2 * cfunctions.expm1(3 * a))),
     "lower",
 )
 LOG1P = Rule(
     "log1p",
-    "log(1 + t) = log1p(t) (SymPy's codegen log1p_opt)",
-    _via_codegen(log1p_opt),
+    "log(1 + t) = log1p(t)",
+    _log1p,
     ((sp.log(1 + u), cfunctions.log1p(u)), (sp.log(1 - 1 / (1 + u)), cfunctions.log1p(-1 / (1 + u)))),
     "lower",
 )
 
-LOWER = (XLOGY, CLAMP_BRANCHES, STABLE_LOGISTIC)
+LOWER = (XLOGY, CLAMP_BRANCHES, SOFTPLUS_LOG1P, NORMAL_CDF_ERFCX, EXP_SQUARE, SECH_SQUARED_LOGISTIC, LOGISTIC_PRODUCT, LOGISTIC_RECIPROCAL, STABLE_LOGISTIC)
 
 
 def lower(expr, fired=None):
@@ -381,13 +532,17 @@ def lower(expr, fired=None):
     fired = [] if fired is None else fired
     # branches are clamped before primitives are expanded, so the expansions stay untouched
     expr = apply_rules(expr, (XLOGY, CLAMP_BRANCHES), fired)
+    expr = apply_rules(expr, (SOFTPLUS_LOG1P,), fired)
+    expr = apply_rules(expr, (NORMAL_CDF_ERFCX,), fired)
+    expr = apply_rules(expr, (EXP_SQUARE,), fired)
+    expr = apply_rules(expr, (SECH_SQUARED_LOGISTIC,), fired)
+    expr = apply_rules(expr, (LOGISTIC_PRODUCT,), fired)
+    new = _logistic_reciprocal(expr)  # top level only: the value itself or its terms
+    if new is not None:
+        expr = new
+        fired.append(LOGISTIC_RECIPROCAL.name)
     expr = apply_rules(expr, (STABLE_LOGISTIC,), fired)
-    for rule in (EXPM1, LOG1P):  # whole-tree optimisations of sympy.codegen.rewriting
-        new = rule.rewrite(expr)
-        if new is not None:
-            expr = new
-            fired.append(rule.name)
-    return expr
+    return apply_rules(expr, (EXPM1, LOG1P), fired)
 
 
 # -- class-axis rules ------------------------------------------------------------------------------

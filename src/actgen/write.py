@@ -77,8 +77,13 @@ def plan(out_dir: Path, files: dict[str, str], force=False, owned=None) -> Plan:
     """What a build would do; raises :class:`OutputError` where it must not proceed."""
     problems = []
     write, unchanged = [], []
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"{out_dir}: is a file, not a folder; choose another --out")
     for rel, content in sorted(files.items()):
         target = out_dir / rel
+        if target.is_symlink():
+            problems.append(f"{target}: is a symbolic link, refusing to write through it; remove the link or choose another --out")
+            continue
         if target.is_dir():
             problems.append(f"{target}: is a folder where actgen would write a file; move it away")
             continue
@@ -100,6 +105,8 @@ def plan(out_dir: Path, files: dict[str, str], force=False, owned=None) -> Plan:
         base = out_dir / root
         candidates = [base] if base.is_file() else (sorted(p for p in base.rglob("*") if p.is_file()) if base.is_dir() else [])
         for path in candidates:
+            if path.is_symlink():
+                continue
             rel = path.relative_to(out_dir).as_posix()
             if rel in files or "__pycache__" in rel or path.suffix not in MANAGED_SUFFIXES:
                 continue
@@ -111,15 +118,35 @@ def plan(out_dir: Path, files: dict[str, str], force=False, owned=None) -> Plan:
     return Plan(tuple(write), tuple(sorted(remove)), tuple(unchanged))
 
 
+_TMP_PREFIX = ".actgen-tmp."
+_TMP_RE = re.compile(r"^\.actgen-tmp\.(.+)\.[A-Za-z0-9_]{8}\.tmp$")
+
+
+def _mode(path: Path) -> int:
+    """The mode to give a written file: the old file's, else what the umask allows (not mkstemp's 0600)."""
+    try:
+        return path.stat().st_mode & 0o777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
 def atomic_write(path: Path, content: str):
+    """Write ``content`` to a temporary file beside ``path`` and rename it over ``path``.
+
+    A reader (or a build killed at any moment) sees the old file or the new one, never a part.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f"{_TMP_PREFIX}{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
             handle.write(content)
             handle.flush()
+            os.fchmod(handle.fileno(), _mode(path))
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+        _fsync_dir(path.parent)
     except BaseException:
         try:
             os.unlink(tmp)
@@ -128,12 +155,34 @@ def atomic_write(path: Path, content: str):
         raise
 
 
+def _fsync_dir(folder: Path):
+    """Make a rename durable (best effort: not every platform can open a folder)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def apply(out_dir: Path, files: dict[str, str], p: Plan):
     for rel in p.write:
         atomic_write(out_dir / rel, files[rel])
     for rel in p.remove:
         (out_dir / rel).unlink()
-    # clean up temporaries of an interrupted earlier build
-    for tmp in out_dir.rglob(".*.tmp") if out_dir.exists() else ():
-        if tmp.is_file() and tmp.name.startswith("."):
-            tmp.unlink()
+    # clean up temporaries left by an interrupted earlier build: only actgen's own, named after
+    # a file of this build, in the folders this build writes to (never a user's file)
+    folders = {(out_dir / rel).parent: set() for rel in files}
+    for rel in files:
+        folders[(out_dir / rel).parent].add((out_dir / rel).name)
+    for folder, names in sorted(folders.items()):
+        if not folder.is_dir():
+            continue
+        for tmp in sorted(folder.glob(f"{_TMP_PREFIX}*.tmp")):
+            match = _TMP_RE.match(tmp.name)
+            if match and match.group(1) in names and tmp.is_file() and not tmp.is_symlink():
+                tmp.unlink()

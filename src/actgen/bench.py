@@ -1,0 +1,219 @@
+"""Benchmark the generated package against its peers, in one run: ``python -m actgen.bench``.
+
+Each row times one function on the same input (medians of repeated runs, after a warm-up) for
+the generated code and for each peer that exists on this machine: scipy.special, SymPy's
+``lambdify`` of the raw derivative (``cse=True``), hand-written NumPy, and PyTorch on the CPU when
+it is installed. Ratios are generated / peer (below 1: the generated code is faster). Also
+measured: the import time of the generated package over ``import numpy`` and the cold and no-op
+build times. This is a benchmark that people run, not a timed test.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def median_time(fn, repeat=15, number=3):
+    fn()  # warm-up (page faults, lazy imports)
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        for _ in range(number):
+            fn()
+        times.append((time.perf_counter() - start) / number)
+    return statistics.median(times)
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(os.cpu_count() or 1)
+    return torch
+
+
+def _lambdified_grad(name, spec):
+    """lambdify(diff(f), cse=True) of the spec's raw formula: SymPy's own route to NumPy code."""
+    import sympy as sp
+
+    from .model import Z
+
+    act = spec.activation(name)
+    expr = act.expr.xreplace({p.symbol: p.default for p in act.params})
+    return sp.lambdify(Z, sp.diff(expr, Z), modules="numpy", cse=True), sp.lambdify(Z, expr, modules="numpy", cse=True)
+
+
+def rows(ag, spec, n=1_000_000, seed=0):
+    import scipy.special as ss
+
+    torch = _torch()
+    rng = np.random.default_rng(seed)
+    z = rng.normal(0.0, 4.0, n)
+    zt = torch.from_numpy(z) if torch else None
+    out = []
+
+    def row(label, generated, peers):
+        t_gen = median_time(generated)
+        timed = {}
+        for name, fn in peers.items():
+            try:
+                with np.errstate(all="ignore"):
+                    timed[name] = median_time(fn) if fn is not None else None
+            except Exception:  # noqa: BLE001 - a peer that cannot run this function (lambdify of erf, Piecewise)
+                timed[name] = None
+        out.append((label, t_gen, timed))
+
+    def inplace_sigmoid():
+        buf = np.negative(z)
+        np.exp(buf, out=buf)
+        np.add(buf, 1.0, out=buf)
+        np.reciprocal(buf, out=buf)
+        return buf
+
+    row("sigmoid (1e6 float64)", lambda: ag.sigmoid(z), {
+        "one np.exp pass": lambda: np.exp(z),
+        "scipy.special.expit": lambda: ss.expit(z),
+        "lambdify": (lambda f: (lambda: f(z)))(_lambdified_grad("sigmoid", spec)[1]),
+        "hand-written NumPy (in place)": inplace_sigmoid,
+        "torch.sigmoid": (lambda: torch.sigmoid(zt)) if torch else None,
+    })
+    torch_fwd = {"tanh": "tanh", "softplus": "nn.functional.softplus", "silu": "nn.functional.silu", "gelu": "nn.functional.gelu", "elu": "nn.functional.elu", "relu": "relu", "mish": "nn.functional.mish"}
+    for name in ("tanh", "softplus", "silu", "gelu", "elu", "relu", "mish", "softsign"):
+        if not hasattr(ag, name):
+            continue
+        fn_torch = None
+        if torch and name in torch_fwd:
+            f = torch
+            for part in torch_fwd[name].split("."):
+                f = getattr(f, part)
+            fn_torch = (lambda f: (lambda: f(zt)))(f)
+        row(f"{name} (1e6 float64)", (lambda f: (lambda: f(z)))(getattr(ag, name)), {
+            "lambdify": (lambda f: (lambda: f(z)))(_lambdified_grad(name, spec)[1]),
+            "torch": fn_torch,
+        })
+    torch_bwd = {"sigmoid": "sigmoid_backward", "tanh": "tanh_backward"}
+    for name in ("sigmoid", "tanh", "softplus", "silu", "gelu", "elu", "mish", "softsign", "relu"):
+        grad = getattr(ag, f"{name}_grad", None)
+        if grad is None:
+            continue
+        fn_torch = None
+        if torch and name in torch_bwd:
+            ones = torch.ones_like(zt)
+            fwd = getattr(torch, name)(zt)
+            op = getattr(torch.ops.aten, torch_bwd[name])
+            fn_torch = (lambda op, fwd: (lambda: op(ones, fwd)))(op, fwd)
+        with np.errstate(all="ignore"):
+            lam = _lambdified_grad(name, spec)[0]
+            row(f"{name}_grad (1e6 float64)", (lambda f: (lambda: f(z)))(grad), {
+                "lambdify(diff(f), cse=True)": (lambda f: (lambda: f(z)))(lam),
+                "torch backward (from saved output)": fn_torch,
+            })
+    X = rng.normal(0.0, 3.0, (10_000, 100))
+    Xt = torch.from_numpy(X) if torch else None
+    row("softmax (10000x100 float64)", lambda: ag.softmax(X), {
+        "scipy.special.softmax": lambda: ss.softmax(X, axis=-1),
+        "torch.softmax": (lambda: torch.softmax(Xt, dim=-1)) if torch else None,
+    })
+    Y = np.eye(100)[rng.integers(0, 100, 10_000)]
+    Yt = torch.from_numpy(Y) if torch else None
+
+    def hand_cce_grad():
+        e = np.exp(X - X.max(axis=-1, keepdims=True))
+        return (e / e.sum(axis=-1, keepdims=True) - Y) / X.shape[0]
+
+    row("softmax_cce_grad (10000x100)", lambda: ag.softmax_cce_grad(Y, X), {
+        "hand-written NumPy": hand_cce_grad,
+        "torch (softmax - y) / N": (lambda: (torch.softmax(Xt, dim=-1) - Yt) / Xt.shape[0]) if torch else None,
+    })
+    yb = (rng.random(n) < 0.5).astype(np.float64)
+    ybt = torch.from_numpy(yb) if torch else None
+    row("sigmoid_bce_grad (1e6)", lambda: ag.sigmoid_bce_grad(yb, z), {
+        "hand-written NumPy": lambda: (ss.expit(z) - yb) / z.size,
+        "torch (sigmoid - y) / N": (lambda: (torch.sigmoid(zt) - ybt) / zt.numel()) if torch else None,
+    })
+    return out
+
+
+def import_overhead(out_dir, package, runs=7):
+    def cost(code):
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": str(out_dir)})
+            times.append(time.perf_counter() - start)
+        return statistics.median(times)
+
+    base = cost("import numpy")
+    gen = cost(f"import numpy, {package}")
+    heavy = subprocess.run([sys.executable, "-c", f"import sys, {package}; print(' '.join(m for m in ('sympy', 'scipy', 'actgen', 'torch') if m in sys.modules))"],
+                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(out_dir)}).stdout.strip()
+    return base, gen, heavy
+
+
+def build_times(spec_dir):
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "ACTGEN_CACHE_DIR": os.path.join(tmp, "cache")}
+        cmd = [sys.executable, "-m", "actgen.cli", "build", "--quiet", "--spec", str(spec_dir), "--out", os.path.join(tmp, "out")]
+        start = time.perf_counter()
+        subprocess.run(cmd, check=True, env=env)
+        cold = time.perf_counter() - start
+        start = time.perf_counter()
+        subprocess.run(cmd, check=True, env=env)
+        noop = time.perf_counter() - start
+    return cold, noop
+
+
+def fmt_ms(t):
+    return "n/a" if t is None else f"{t * 1e3:.2f} ms"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m actgen.bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="generated", help="folder holding the generated package (default: generated/)")
+    parser.add_argument("--package", default="actgen_numpy")
+    parser.add_argument("--spec", default="spec")
+    parser.add_argument("--no-build", action="store_true", help="skip the build-time measurements")
+    args = parser.parse_args(argv)
+    from .model import load_spec
+
+    sys.path.insert(0, str(Path(args.out).resolve()))
+    ag = importlib.import_module(args.package)
+    spec = load_spec(args.spec)
+    torch = _torch()
+    try:
+        from threadpoolctl import threadpool_info
+        blas = ", ".join(sorted({i.get("internal_api", "?") for i in threadpool_info()}))
+    except ImportError:
+        blas = "?"
+    print(f"# actgen benchmark: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+          f"NumPy {np.__version__}, PyTorch {torch.__version__ if torch else 'not installed'} ({blas})\n")
+    print("| function | generated | peer | peer time | generated / peer |")
+    print("| --- | ---: | --- | ---: | ---: |")
+    for label, t_gen, peers in rows(ag, spec):
+        first = True
+        for name, t in peers.items():
+            ratio = "n/a" if t is None else f"{t_gen / t:.2f}"
+            print(f"| {label if first else ''} | {fmt_ms(t_gen) if first else ''} | {name} | {fmt_ms(t)} | {ratio} |")
+            first = False
+    base, gen, heavy = import_overhead(Path(args.out).resolve(), args.package)
+    print(f"\nImport: `import numpy` {base * 1e3:.1f} ms; `import numpy, {args.package}` {gen * 1e3:.1f} ms: "
+          f"+{(gen - base) * 1e3:.1f} ms; heavy modules imported by the package: {heavy or 'none'}")
+    if not args.no_build:
+        cold, noop = build_times(args.spec)
+        print(f"Build of {args.spec}/: cold (empty cache) {cold:.1f} s; no-op rebuild {noop:.2f} s (each a fresh process)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

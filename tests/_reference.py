@@ -1,0 +1,108 @@
+"""Helpers for the numerical tests of generated packages (not a test module).
+
+The list of generated functions comes from the package's catalog.json, so a function added to the
+spec is tested without touching the tests. Kinks are located from each function's own SymPy form
+(Piecewise conditions, Max/Min ties, the zeros of Abs/sign/Heaviside arguments), so that finite
+differences are only taken where the function is smooth.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import sympy as sp
+
+ROOT = Path(__file__).resolve().parents[1]
+GENERATED = ROOT / "generated"
+
+
+def load_catalog(folder: Path = GENERATED) -> dict:
+    return json.loads((Path(folder) / "catalog.json").read_text(encoding="utf-8"))
+
+
+def _primitives():
+    from actgen import primitives
+
+    return {n: getattr(primitives, n) for n in ("logistic", "softplus", "normal_cdf", "xlogy")}
+
+
+def parse(text: str, variables: dict) -> sp.Expr:
+    """A catalog's SymPy text (written by actgen) back into an expression; test code only."""
+    names = dict(_primitives())
+    names.update(variables)
+    return sp.sympify(text, locals=names)
+
+
+def kink_functions(expr: sp.Expr) -> list[sp.Expr]:
+    """Expressions g such that the function may have a kink where g changes sign."""
+    out: list[sp.Expr] = []
+
+    def conditions(cond):
+        if isinstance(cond, sp.logic.boolalg.BooleanFunction):
+            for a in cond.args:
+                conditions(a)
+        elif isinstance(cond, sp.core.relational.Relational):
+            out.append(cond.lhs - cond.rhs)
+
+    for node in sp.preorder_traversal(expr):
+        if isinstance(node, sp.Piecewise):
+            for _, cond in node.args:
+                conditions(cond)
+        elif isinstance(node, (sp.Max, sp.Min)):
+            args = node.args
+            out.extend(a - b for i, a in enumerate(args) for b in args[i + 1 :])
+        elif isinstance(node, (sp.Abs, sp.sign, sp.Heaviside)):
+            out.append(node.args[0])
+    return out
+
+
+def near_kink(expr: sp.Expr, var: sp.Symbol, points, subs=None, width=1e-3) -> np.ndarray:
+    """Boolean mask: points within ``width`` of a kink of ``expr`` in ``var``."""
+    points = np.asarray(points, dtype=float)
+    mask = np.zeros(points.shape, dtype=bool)
+    for g in kink_functions(expr.subs(subs or {})):
+        if not g.has(var):
+            continue
+        f = sp.lambdify(var, g, modules="numpy")
+        lo = np.broadcast_to(np.asarray(f(points - width), dtype=float), points.shape)
+        hi = np.broadcast_to(np.asarray(f(points + width), dtype=float), points.shape)
+        mid = np.broadcast_to(np.asarray(f(points), dtype=float), points.shape)
+        mask |= (np.sign(lo) != np.sign(hi)) | (np.abs(mid) < width)
+    return mask
+
+
+def central_difference(f, x, h=None):
+    """Elementwise central difference of an elementwise f at x (float64)."""
+    x = np.asarray(x, dtype=np.float64)
+    if h is None:
+        h = 1e-6 * np.maximum(1.0, np.abs(x))
+    return (f(x + h) - f(x - h)) / (2 * h)
+
+
+def kinks_of(expr: sp.Expr, var: sp.Symbol, subs=None, lo=-50.0, hi=50.0) -> list[float]:
+    """Kink points of ``expr`` in [lo, hi]: sign changes of its kink functions, refined by bisection."""
+    points: set[float] = set()
+    grid = np.linspace(lo, hi, 40001)
+    for g in kink_functions(expr.subs(subs or {})):
+        if not g.has(var):
+            continue
+        f = sp.lambdify(var, g, modules="numpy")
+        values = np.broadcast_to(np.asarray(f(grid), dtype=float), grid.shape)
+        for i in np.nonzero(values == 0)[0]:
+            points.add(float(grid[i]))
+        for i in np.nonzero(np.sign(values[:-1]) * np.sign(values[1:]) < 0)[0]:
+            a, b = grid[i], grid[i + 1]
+            fa = float(f(a))
+            for _ in range(80):
+                m = (a + b) / 2
+                fm = float(f(m))
+                if fm == 0:
+                    a = b = m
+                    break
+                if np.sign(fm) == np.sign(fa):
+                    a, fa = m, fm
+                else:
+                    b = m
+            points.add(round(float((a + b) / 2), 12))
+    return sorted(points)

@@ -1,0 +1,108 @@
+"""Accuracy of the generated package against an independent mpmath reference, in ulps.
+
+The reference (actgen.accuracy) evaluates the spec's own formulas and SymPy's raw derivatives at
+adaptive high precision; the generated code uses the rewritten, stable forms. Grid: [-750, 750]
+with the edges (±0, subnormals, ±1e-300, ±36, ±37, ±705..716, ±709, ±710, ±745, ±1000).
+"""
+from __future__ import annotations
+
+import math
+
+import mpmath
+import numpy as np
+import pytest
+import sympy as sp
+
+from actgen import accuracy as A
+from actgen.model import Z, load_spec
+from actgen.pipeline import derive_all
+
+TARGET = A.TARGET_ULP
+
+# Measured limitations, kept visible (strict xfail: a fix makes these tests fail until removed).
+KNOWN = {
+    ("silu", "float64"): "z*logistic(z) for z in about [-716, -708]: exp(z) is subnormal there while the product is not (~70 ulp)",
+    ("silu_grad", "float64"): "same subnormal intermediate as silu for z in about [-716, -708]",
+    ("mish", "float64"): "same subnormal intermediate as silu (z*tanh(softplus(z)) ~ z*exp(z)) for z in about [-716, -708]",
+    ("mish_grad", "float64"): "same subnormal intermediate as silu for z in about [-716, -708]",
+    ("gelu", "float64"): "z*Phi(z) for z in [-6, -2]: erfcx and exp_square each round; measured 4.4 ulp",
+    ("gelu_grad", "float64"): "near its zero crossing (z = -0.75) the two terms cancel; measured 4.06 ulp of the larger term",
+    ("gelu_tanh", "float64"): "ill-conditioned tail: |z f'/f| ~ 1300 at z = -18, so 1 ulp of rounding in the cubic becomes ~300 ulp",
+    ("gelu_tanh", "float32"): "ill-conditioned tail, as in float64",
+    ("gelu_tanh_grad", "float64"): "ill-conditioned tail, as gelu_tanh",
+    ("gelu_tanh_grad", "float32"): "ill-conditioned tail, as gelu_tanh",
+}
+
+
+@pytest.fixture(scope="module")
+def measurements(ag):
+    derived = derive_all(load_spec(str(_root() / "spec")))
+    return {(m.name, m.dtype): m for m in A.measure_all(derived, ag)}
+
+
+def _root():
+    from pathlib import Path
+
+    return Path(__file__).resolve().parents[1]
+
+
+def _cases():
+    # names are known only after deriving; parametrize over the bundled spec's elementwise names
+    spec = load_spec(str(_root() / "spec"))
+    names = []
+    for act in spec.activations:
+        if act.vector:
+            continue
+        names += [act.name, f"{act.name}_grad"] + [f"{act.name}_grad_{p.name}" for p in act.params]
+    for task_pair in ("sigmoid_bce", "sigmoid_bce_grad"):
+        names += [f"{task_pair}(y=0)", f"{task_pair}(y=1)"]
+    return [(n, d) for n in names for d in ("float64", "float32")]
+
+
+@pytest.mark.parametrize("name,dtype", _cases())
+def test_within_target(measurements, name, dtype, request):
+    if (name, dtype) in KNOWN:
+        request.applymarker(pytest.mark.xfail(strict=True, reason=KNOWN[(name, dtype)]))
+    m = measurements[(name, dtype)]
+    # term-relative ulps: where terms of opposite sign cancel (zero crossings of SiLU', GELU',
+    # Mish', CELU's alpha-gradient), only the largest term's precision can be guaranteed
+    assert m.max_term_ulp <= TARGET, f"{name} {dtype}: {m.max_term_ulp:.3g} ulp (term-relative) at {m.worst_term_input!r}; {m.max_ulp:.3g} ulp of the value at {m.worst_input!r}"
+    assert m.nonfinite == 0
+    assert m.warnings == 0
+
+
+def test_reference_is_not_fooled_by_cancellation():
+    # 1 - tanh(z)**2 at z = 20 is about 4e-17: a fixed 53-bit evaluation gives 0
+    true = A.reference(1 - sp.tanh(Z) ** 2, {Z: 20.0})
+    assert math.isclose(float(true), 4 * math.exp(-40), rel_tol=1e-12)
+    # log(1 + exp(z)) at z = -745 is the smallest subnormal's order
+    assert float(A.reference(sp.log(1 + sp.exp(Z)), {Z: -700.0})) == pytest.approx(math.exp(-700), rel=1e-12)
+
+
+def test_ulp_error_counts_ulps():
+    one = mpmath.mpf(1)
+    assert A.ulp_error(1.0, one) == 0.0
+    assert A.ulp_error(float(np.nextafter(1.0, 2.0)), one) == pytest.approx(1.0)
+    # below the smallest normal number, an error up to it counts as exact
+    assert A.ulp_error(0.0, mpmath.mpf("1e-320")) == 0.0
+
+
+def test_naive_formulas_fail_where_generated_ones_do_not(ag):
+    """Evidence that the measurement bites: lambdify-like naive forms miss the target."""
+    z = np.array([-800.0, 40.0, 700.0])
+    with np.errstate(all="ignore"):
+        naive_sigmoid_grad = np.exp(-z) / (1 + np.exp(-z)) ** 2
+        naive_tanh_grad = 1 - np.tanh(z) ** 2
+    assert np.isnan(naive_sigmoid_grad[0]) and naive_tanh_grad[1] == 0.0
+    assert np.all(np.isfinite(ag.sigmoid_grad(z))) and ag.sigmoid_grad(z)[0] == 0.0
+    assert ag.tanh_grad(np.array([40.0]))[0] == pytest.approx(4 * math.exp(-80), rel=1e-14)
+
+
+def test_fused_heads_at_large_logits(ag):
+    assert ag.sigmoid_bce(np.array([1.0]), np.array([-1000.0])) == 1000.0
+    assert ag.sigmoid_bce(np.array([0.0]), np.array([1000.0])) == 1000.0
+    z = np.array([[1000.0, -1000.0, 0.0]])
+    y = np.array([[0.0, 1.0, 0.0]])
+    assert ag.softmax_cce(y, z) == pytest.approx(2000.0)
+    g = ag.softmax_cce_grad(y, z)
+    assert np.all(np.isfinite(g)) and g == pytest.approx(np.array([[1.0, -1.0, 0.0]]))

@@ -1,0 +1,114 @@
+"""The command line: `actgen check` on the committed generated/ and on a stale copy, help texts."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from actgen.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TINY = """\
+activations:
+  sig:
+    expr: 1 / (1 + exp(-z))
+  poly:
+    expr: z**2 + z
+"""
+
+
+def test_check_passes_on_the_committed_generated_folder(capsys, monkeypatch):
+    """generated/ is exactly what `actgen build` writes (the slowest test: a full derivation)."""
+    monkeypatch.chdir(ROOT)
+    rc = main(["check"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "up to date" in out
+
+
+@pytest.fixture(scope="module")
+def tiny_build(tmp_path_factory):
+    """One build of a tiny spec; each test gets its own copy."""
+    work = tmp_path_factory.mktemp("tiny")
+    (work / "my.yaml").write_text(TINY, encoding="utf-8")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(work)
+        assert main(["build", "--spec", "my.yaml", "--out", "out", "--package", "tiny_pkg", "--quiet"]) == 0
+    return work
+
+
+@pytest.fixture
+def tiny(tiny_build, tmp_path, monkeypatch):
+    shutil.copy(tiny_build / "my.yaml", tmp_path / "my.yaml")
+    shutil.copytree(tiny_build / "out", tmp_path / "out")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def _check(capsys):
+    rc = main(["check", "--spec", "my.yaml", "--out", "out", "--package", "tiny_pkg"])
+    out = capsys.readouterr().out
+    return rc, out
+
+
+def test_check_passes_right_after_a_build(tiny, capsys):
+    rc, out = _check(capsys)
+    assert rc == 0, out
+    assert "up to date" in out
+
+
+def test_check_fails_on_a_stale_copy_with_one_line(tiny, capsys):
+    (tiny / "my.yaml").write_text(TINY.replace("z**2 + z", "z**2 + 2*z"), encoding="utf-8")
+    rc, out = _check(capsys)
+    assert rc != 0
+    lines = out.strip().splitlines()
+    assert len(lines) == 1, out
+    assert "stale" in lines[0] and "actgen build" in lines[0]
+
+
+def test_check_fails_on_a_new_entry(tiny, capsys):
+    (tiny / "my.yaml").write_text(TINY + "  lin:\n    expr: z\n", encoding="utf-8")
+    rc, out = _check(capsys)
+    assert rc != 0 and len(out.strip().splitlines()) == 1 and "stale" in out
+
+
+def test_check_fails_on_a_hand_edited_file(tiny, capsys):
+    target = tiny / "out" / "tiny_pkg" / "activations.py"
+    target.write_text(target.read_text(encoding="utf-8") + "\n# tweak\n", encoding="utf-8")
+    rc, out = _check(capsys)
+    assert rc != 0
+    assert len(out.strip().splitlines()) == 1
+    assert "activations.py" in out
+
+
+def test_check_fails_on_a_missing_file(tiny, capsys):
+    (tiny / "out" / "cheatsheet.md").unlink()
+    rc, out = _check(capsys)
+    assert rc != 0 and len(out.strip().splitlines()) == 1
+
+
+def test_rebuild_is_byte_identical(tiny, capsys):
+    before = {p: p.read_bytes() for p in (tiny / "out").rglob("*") if p.is_file()}
+    assert main(["build", "--spec", "my.yaml", "--out", "out", "--package", "tiny_pkg"]) == 0
+    assert "0 written" in capsys.readouterr().out
+    after = {p: p.read_bytes() for p in (tiny / "out").rglob("*") if p.is_file()}
+    assert before == after
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["build", "--help"], ["check", "--help"], ["prove", "--help"]])
+def test_help(capsys, argv):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: actgen" in out
+    if argv == ["--help"]:
+        for command in ("build", "check", "prove"):
+            assert command in out
+
+
+def test_no_command_prints_help_and_fails(capsys):
+    assert main([]) != 0
+    assert "usage: actgen" in capsys.readouterr().out

@@ -1,0 +1,161 @@
+"""Properties derived by SymPy: classic functions against published values, unusual user functions,
+and 'unknown' (with a reason) where SymPy cannot decide. Sampling appears only as labelled evidence."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import sympy as sp
+
+from actgen import model as M
+from actgen.errors import Location
+from actgen.properties import NAMES, Range, derive_properties, output_range
+
+
+def activation(text, **params):
+    ps = tuple(M.Parameter(n, sp.Rational(str(v)), sp.Symbol(n, real=True, positive=v > 0)) for n, v in params.items())
+    scope = {"z": M.Z, **{p.name: p.symbol for p in ps}}
+    expr = sp.sympify(text, locals=scope)
+    return M.Activation("f", expr, ps, M.Prose("f", "", "", ""), "hidden", (), False, Location("test.yaml", 1))
+
+
+def props(text, **params):
+    out = {p.name: p for p in derive_properties(activation(text, **params))}
+    assert tuple(out) == NAMES
+    return out
+
+
+def value(text, name, **params):
+    return props(text, **params)[name].value
+
+
+CLASSICS = {
+    # name: (expr, params, range, continuity, monotonic, odd, identity near 0, saturating)
+    "tanh": ("tanh(z)", {}, "(-1, 1)", "C^inf", "increasing", True, True, "both sides"),
+    "relu": ("Piecewise((z, z > 0), (0, True))", {}, "[0, ∞)", "C^0", "non-decreasing", False, False, "z → -∞"),
+    "sigmoid": ("1/(1 + exp(-z))", {}, "(0, 1)", "C^inf", "increasing", False, False, "both sides"),
+    "softplus": ("log(1 + exp(z))", {}, "(0, ∞)", "C^inf", "increasing", False, False, "z → -∞"),
+    "leaky_relu": ("Piecewise((z, z > 0), (alpha*z, True))", {"alpha": 0.01}, "(-∞, ∞)", "C^0", "increasing", False, False, False),
+    "elu": ("Piecewise((z, z > 0), (alpha*(exp(z) - 1), True))", {"alpha": 1}, "(-1, ∞)", "C^1", "increasing", False, True, "z → -∞"),
+    "softsign": ("z/(1 + Abs(z))", {}, "(-1, 1)", "C^1", "increasing", True, True, "both sides"),
+    "hard_tanh": ("Max(-1, Min(1, z))", {}, "[-1, 1]", "C^0", "non-decreasing", True, True, "both sides"),
+    "relu6": ("Min(Max(0, z), 6)", {}, "[0, 6]", "C^0", "non-decreasing", False, False, "both sides"),
+    "gaussian": ("exp(-z**2)", {}, "(0, 1]", "C^inf", False, False, False, "both sides"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CLASSICS))
+def test_classic_functions_agree_with_published_values(name):
+    expr, params, rng, cont, mono, odd, ident, sat = CLASSICS[name]
+    p = props(expr, **params)
+    assert p["range"].text() == rng, p["range"].reason
+    assert p["continuity"].value == cont, p["continuity"].reason
+    assert p["monotonic"].value == mono, p["monotonic"].reason
+    assert p["odd"].value is odd
+    assert p["identity_near_origin"].value is ident
+    assert p["saturating"].value == sat
+    low, high = p["range"].value.low, p["range"].value.high
+    assert p["bounded_below"].value is bool(low.is_finite)
+    assert p["bounded_above"].value is bool(high.is_finite)
+
+
+def test_sigmoid_is_not_zero_centred_tanh_is():
+    assert value("1/(1 + exp(-z))", "zero_centred") is False
+    assert props("1/(1 + exp(-z))")["zero_centred"].reason.startswith("f(0) = 1/2")
+    assert value("tanh(z)", "zero_centred") is True
+
+
+def test_gaussian_is_even_and_tanh_is_not():
+    assert value("exp(-z**2)", "even") is True
+    assert value("tanh(z)", "even") is False
+
+
+def test_parameters_at_defaults_are_stated():
+    p = props("Piecewise((z, z > 0), (alpha*(exp(z) - 1), True))", alpha=1)
+    assert "alpha = 1" in p["continuity"].reason
+    # ELU is C^1 only for alpha = 1
+    assert value("Piecewise((z, z > 0), (alpha*(exp(z) - 1), True))", "continuity", alpha=2) == "C^0"
+
+
+def test_silu_minimum_is_exact_and_attained():
+    r = props("z/(1 + exp(-z))")["range"]
+    assert isinstance(r.value, Range) and r.value.low_closed and r.value.high is sp.oo
+    assert r.value.low.has(sp.LambertW)  # -W(1/e) - 1 is the critical point
+    # evidence (sampling, not proof): the derived minimum is below every sample and close to the best
+    zs = np.linspace(-6, 2, 80001)
+    samples = zs / (1 + np.exp(-zs))
+    assert float(r.value.low) <= samples.min() + 1e-12 and samples.min() - float(r.value.low) < 1e-8
+
+
+def test_gelu_minimum_is_located_by_nsolve_in_a_proven_bracket():
+    p = props("z/2*(1 + erf(z/sqrt(2)))")
+    r = p["range"]
+    assert r.known and r.value.low_closed and r.value.low.is_Float, r.reason
+    assert "nsolve" in r.reason
+    assert p["monotonic"].value is False
+    # evidence: the published GELU minimum is about -0.170 at z about -0.752
+    assert abs(float(r.value.low) + 0.16997) < 1e-4
+
+
+def test_mish_range_is_unknown_with_the_numerical_candidate_as_evidence():
+    p = props("z*tanh(log(1 + exp(z)))")
+    assert p["range"].value is None
+    assert "evidence, not a proof" in p["range"].reason and "≈-0.3088" in p["range"].reason
+    assert p["bounded_below"].value is True and p["bounded_above"].value is False
+    assert p["monotonic"].value is False  # two exact points with opposite derivative signs
+
+
+def test_unusual_user_functions():
+    p = props("z*atan(z)")
+    assert p["range"].text() == "[0, ∞)"
+    assert p["even"].value is True and p["odd"].value is False
+    assert p["monotonic"].value is False and p["continuity"].value == "C^inf"
+    assert p["identity_near_origin"].value is False  # f'(0) = 0
+    p = props("z**3")
+    assert p["range"].text() == "(-∞, ∞)" and p["monotonic"].value == "increasing" and p["odd"].value is True
+    assert p["identity_near_origin"].value is False and p["derivative_monotonic"].value is False
+    p = props("sin(z)")
+    assert p["range"].value is None and "no limit" in p["range"].reason
+    assert p["odd"].value is True and p["identity_near_origin"].value is True
+    assert p["monotonic"].value is False and p["saturating"].value is None
+
+
+def test_unknown_always_comes_with_a_reason():
+    for text in ("sin(z)", "z*tanh(log(1 + exp(z)))", "z*exp(sin(z))"):
+        for prop in derive_properties(activation(text)):
+            assert prop.known or prop.reason, (text, prop.name)
+
+
+def test_discontinuous_user_function():
+    p = props("Piecewise((z + 1, z > 0), (z, True))")
+    assert p["continuity"].value == "discontinuous"
+    assert p["monotonic"].value == "increasing"  # the jump at 0 goes up
+    assert p["range"].text() == "(-∞, ∞)"
+
+
+def test_output_range_is_kept_for_callers():
+    r = output_range(sp.tanh(M.Z))
+    assert r.value.text() == "(-1, 1)"
+
+
+def test_bundled_properties_in_the_build(tmp_path):
+    from actgen.model import load_spec
+    from actgen.pipeline import derive_activation
+
+    spec = load_spec("spec")
+    entry = derive_activation(spec.activation("softmax"))
+    got = {p.name: p for p in entry.properties}
+    assert got["range"].text() == "(0, 1)" and got["sums_to_one"].value is True
+
+
+def test_sampled_evidence_agrees_with_monotonic_and_range():
+    """Evidence, not proof: sampled values stay in the derived range and respect monotonicity."""
+    zs = np.linspace(-30, 30, 6001)
+    for text, f in (("tanh(z)", np.tanh), ("z/(1 + Abs(z))", lambda z: z / (1 + np.abs(z))), ("log(1 + exp(z))", lambda z: np.logaddexp(0, z))):
+        p = props(text)
+        r = p["range"].value
+        ys = f(zs)
+        assert np.all(ys >= float(r.low) - 1e-12) and np.all(ys <= (math.inf if r.high is sp.oo else float(r.high)) + 1e-12)
+        if p["monotonic"].value == "increasing":
+            assert np.all(np.diff(ys) >= 0)

@@ -1,0 +1,336 @@
+"""The named stability rules of actgen.rules: each is proven, fires where it should, and only there.
+
+For every rule: its proof pairs reduce to 0 symbolically, an input where it fires gives the exact
+rewritten form (and the rewritten form equals the original numerically, a round trip through
+``elementary``), and an input where it must not fire is left untouched.
+"""
+from __future__ import annotations
+
+import math
+
+import pytest
+import sympy as sp
+from sympy.codegen import cfunctions
+
+from actgen import primitives, rules
+from actgen.primitives import elementary, logistic, normal_cdf, softplus, xlogy
+
+z = sp.Symbol("z", real=True)
+w = sp.Symbol("w", real=True)
+y = sp.Symbol("y", real=True)
+p = sp.Symbol("p", positive=True)
+
+
+def _numeric_equal(a, b, points=(-2.5, -0.7, 0.3, 1.9)):
+    """a == b at sample points (after rewriting primitives back to elementary functions)."""
+    a, b = elementary(sp.sympify(a)), elementary(sp.sympify(b))
+    for v in points:
+        subs = {z: v, w: v / 3 + 0.1, y: 0.25, p: abs(v) + 0.2}
+        av, bv = complex(sp.N(a.subs(subs), 30)), complex(sp.N(b.subs(subs), 30))
+        assert math.isclose(av.real, bv.real, rel_tol=1e-12, abs_tol=1e-12), (a, b, v, av, bv)
+
+
+# -- every rule is proven -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rule", rules.ALL_RULES, ids=lambda r: r.name)
+def test_rule_proof_pairs_prove(rule):
+    assert rule.proof, f"rule {rule.name} has no proof pair"
+    results = rules.prove_rule(rule)
+    assert len(results) == len(rule.proof)
+    for (ok, steps), (lhs, rhs) in zip(results, rule.proof):
+        assert ok, f"{rule.name}: {lhs} = {rhs} not proved; steps: {steps}"
+        assert steps, "a proof records its steps"
+
+
+@pytest.mark.parametrize("rule", rules.ALL_RULES, ids=lambda r: r.name)
+def test_rule_is_documented(rule):
+    assert rule.name and rule.identity and rule.stage in ("raise", "lower")
+
+
+def test_rule_names_are_unique():
+    names = [r.name for r in rules.ALL_RULES]
+    assert len(names) == len(set(names))
+
+
+def test_prove_rule_rejects_a_false_pair():
+    """prove_rule is not a tautology: a wrong pair does not prove."""
+    bogus = rules.Rule("bogus", "log(1 + exp(t)) = t", lambda e: None, ((sp.log(1 + sp.exp(rules.a)), rules.a),), "raise")
+    [(ok, _)] = rules.prove_rule(bogus)
+    assert not ok
+
+
+# -- each rule fires with the exact rewritten form ------------------------------------------------
+
+SQ2 = sp.sqrt(2)
+
+FIRES = {
+    "logistic": [
+        (1 / (1 + sp.exp(-z)), logistic(z)),
+        ((1 + sp.exp(z)) ** -2, logistic(-z) ** 2),
+        (3 / (1 + sp.exp(-2 * z)), 3 * logistic(2 * z)),
+    ],
+    "exp_times_logistic": [
+        (sp.exp(z) * logistic(-z), logistic(z)),
+        (w * sp.exp(z) * logistic(-z) ** 2, w * logistic(z) * logistic(-z)),
+    ],
+    "softplus": [
+        (sp.log(1 + sp.exp(z)), softplus(z)),
+        (sp.log(1 + sp.exp(2 * z)) / 2, softplus(2 * z) / 2),
+    ],
+    "log_logistic": [
+        (sp.log(logistic(z)), -softplus(-z)),
+        (sp.log(logistic(z) ** 2), -2 * softplus(-z)),
+    ],
+    "logistic_complement": [
+        (1 - logistic(z), logistic(-z)),
+        (3 - 3 * logistic(z), 3 * logistic(-z)),
+    ],
+    "sech_squared": [
+        (1 - sp.tanh(z) ** 2, sp.sech(z) ** 2),
+        (sp.Rational(1, 2) - sp.tanh(3 * z) ** 2 / 2, sp.sech(3 * z) ** 2 / 2),
+    ],
+    "normal_cdf": [
+        (sp.Rational(1, 2) + sp.erf(z) / 2, normal_cdf(SQ2 * z)),
+        (1 - sp.erf(z), 2 * normal_cdf(-SQ2 * z)),
+    ],
+    "tanh_complement": [
+        (1 + sp.tanh(z), 2 * logistic(2 * z)),
+        (sp.Rational(1, 2) - sp.tanh(z) / 2, logistic(-2 * z)),
+        (w + 3 + 3 * sp.tanh(z**3), w + 6 * logistic(2 * z**3)),
+    ],
+    "sign_times_self": [
+        (z * sp.sign(z), sp.Abs(z)),
+        (3 * w * z * sp.sign(z), 3 * w * sp.Abs(z)),
+    ],
+    "log_cosh": [
+        (sp.log(sp.cosh(z)), sp.Abs(z) + softplus(-2 * sp.Abs(z)) - sp.log(2)),
+    ],
+    "sech_squared_logistic": [
+        (sp.sech(z) ** 2, 4 * logistic(2 * z) * logistic(-2 * z)),
+        (sp.sech(z) ** 4, (4 * logistic(2 * z) * logistic(-2 * z)) ** 2),
+    ],
+    "logistic_product": [
+        (logistic(z) * logistic(-z), sp.exp(-sp.Abs(z)) / (1 + sp.exp(-sp.Abs(z))) ** 2),
+        (w * logistic(z) ** 2 * logistic(-z), w * logistic(z) * sp.exp(-sp.Abs(z)) / (1 + sp.exp(-sp.Abs(z))) ** 2),
+    ],
+    "stable_logistic": [
+        (logistic(z), sp.Piecewise((1, z >= 0), (sp.exp(-sp.Abs(z)), True)) / (1 + sp.exp(-sp.Abs(z)))),
+    ],
+    "xlogy": [
+        (y * sp.log(p), xlogy(y, p)),
+        (-2 * y * sp.log(p), -2 * xlogy(y, p)),
+    ],
+    "clamp_branches": [
+        (
+            sp.Piecewise((z, z > 0), (sp.exp(z) - 1, True)),
+            sp.Piecewise((z, z > 0), (sp.exp(sp.Min(z, 0)) - 1, True)),
+        ),
+        (
+            sp.Piecewise((sp.log(z), z > 1), (z - 1, True)),
+            sp.Piecewise((sp.log(sp.Max(z, 1)), z > 1), (z - 1, True)),
+        ),
+    ],
+    "expm1": [
+        (sp.exp(z) - 1, cfunctions.expm1(z)),
+        (2 * sp.exp(3 * z) - 2, 2 * cfunctions.expm1(3 * z)),
+    ],
+    "log1p": [
+        (sp.log(1 + p), cfunctions.log1p(p)),
+        (sp.log(1 + z**2), cfunctions.log1p(z**2)),
+    ],
+}
+
+LEFT_ALONE = {
+    "logistic": [1 / (2 + sp.exp(-z)), 1 / (1 + 2 * sp.exp(-z)), 1 / (1 + z)],
+    "exp_times_logistic": [sp.exp(z) * logistic(z), sp.exp(2 * z) * logistic(-z)],
+    "softplus": [sp.log(2 + sp.exp(z)), sp.log(1 + 2 * sp.exp(z)), sp.log(1 + z)],
+    "log_logistic": [sp.log(softplus(z)), sp.log(1 + logistic(z))],
+    "logistic_complement": [2 - logistic(z), 1 + logistic(z)],
+    "sech_squared": [1 - sp.tanh(z) ** 3, 2 - sp.tanh(z) ** 2, 1 + sp.tanh(z) ** 2],
+    "normal_cdf": [1 + 2 * sp.erf(z), sp.erf(z) + z],
+    "tanh_complement": [1 + 2 * sp.tanh(z), sp.tanh(z) + z, 1 - sp.tanh(z) ** 2],
+    "sign_times_self": [z * sp.sign(z + 1), w * sp.sign(z)],
+    "log_cosh": [sp.log(sp.sinh(z)), sp.log(2 * sp.cosh(z) + 1)],
+    "sech_squared_logistic": [sp.sech(z), sp.sech(z) ** 3, sp.cosh(z) ** 2],
+    "logistic_product": [logistic(z) * logistic(2 * z), logistic(z) ** 2, logistic(z) * logistic(w)],
+    "stable_logistic": [sp.exp(z), softplus(z)],
+    "xlogy": [2 * sp.log(p), sp.log(p) * sp.log(p + 1), sp.log(p)],
+    "clamp_branches": [
+        sp.Piecewise((z, z > 0), (0, True)),  # no transcendental function in a branch
+        sp.Piecewise((sp.exp(z), z > 0), (z, z > -1), (0, True)),  # three branches
+    ],
+    "expm1": [sp.exp(2 * z) * z, sp.log(z**2 + 1)],
+    "log1p": [sp.log(2 + z), sp.log(2 * p)],
+}
+
+if hasattr(primitives, "exp_square") and hasattr(primitives, "erfcx"):
+    _exp_sq, _erfcx = primitives.exp_square, primitives.erfcx
+    FIRES["exp_square"] = [
+        (sp.exp(-(z**2) / 2), _exp_sq(z, -sp.Rational(1, 2))),
+        (3 * sp.exp(-2 * (z + 1) ** 2), 3 * _exp_sq(z + 1, -2)),
+    ]
+    LEFT_ALONE["exp_square"] = [sp.exp(z), sp.exp(-(z**3)), sp.exp(z**2 + z)]
+    FIRES["normal_cdf_erfcx"] = [
+        (
+            normal_cdf(z),
+            sp.Piecewise(
+                ((1 + sp.erf(z / SQ2)) / 2, z >= -sp.Rational(1, 2)),
+                (_exp_sq(z, -sp.Rational(1, 2)) * _erfcx(-z / SQ2) / 2, True),
+            ),
+        ),
+    ]
+    LEFT_ALONE["normal_cdf_erfcx"] = [sp.erf(z), logistic(z), sp.erfc(z)]
+
+RULES_BY_NAME = {r.name: r for r in rules.ALL_RULES}
+
+
+def test_every_rule_has_both_sides_tested():
+    """A new rule needs a case where it fires and one where it must not (house style)."""
+    names = set(RULES_BY_NAME)
+    assert names <= set(FIRES), f"rules without a firing test: {sorted(names - set(FIRES))}"
+    assert names <= set(LEFT_ALONE), f"rules without a must-not-fire test: {sorted(names - set(LEFT_ALONE))}"
+    assert set(FIRES) <= names, f"tests for rules that no longer exist: {sorted(set(FIRES) - names)}"
+
+
+@pytest.mark.parametrize(
+    "name, before, after",
+    [(name, before, after) for name, cases in FIRES.items() for before, after in cases],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
+def test_rule_fires_with_exact_form(name, before, after):
+    rule = RULES_BY_NAME[name]
+    fired = []
+    got = rules.apply_rules(before, (rule,), fired)
+    assert got == after, f"{name}: {before} -> {got}, expected {after}"
+    assert fired == [name]
+    _numeric_equal(got, before)
+
+
+@pytest.mark.parametrize(
+    "name, expr",
+    [(name, expr) for name, cases in LEFT_ALONE.items() for expr in cases],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
+def test_rule_leaves_other_forms_alone(name, expr):
+    rule = RULES_BY_NAME[name]
+    fired = []
+    got = rules.apply_rules(expr, (rule,), fired)
+    assert got == expr, f"{name} rewrote {expr} into {got}"
+    assert fired == []
+
+
+# -- the bundles ----------------------------------------------------------------------------------
+
+
+def test_raise_primitives_on_a_users_softplus_variant():
+    fired = []
+    assert rules.raise_primitives(sp.log(1 + sp.exp(2 * z)) / 2, fired) == softplus(2 * z) / 2
+    assert fired == ["softplus"]
+
+
+def test_raise_primitives_leaves_a_non_matching_log_alone():
+    fired = []
+    expr = sp.log(2 + sp.exp(z))
+    assert rules.raise_primitives(expr, fired) == expr
+    assert fired == []
+
+
+def test_raise_primitives_sigmoid_and_its_derivative():
+    sig = rules.raise_primitives(1 / (1 + sp.exp(-z)))
+    assert sig == logistic(z)
+    # the derivative of the raised form is already in stable primitives
+    assert sp.diff(sig, z) == logistic(z) * logistic(-z)
+
+
+def test_raise_primitives_log_sigmoid():
+    fired = []
+    assert rules.raise_primitives(sp.log(1 / (1 + sp.exp(-z))), fired) == -softplus(-z)
+    assert "logistic" in fired and "log_logistic" in fired
+
+
+def test_raise_primitives_reaches_a_fixpoint():
+    expr = sp.log(1 + sp.exp(z)) + 1 / (1 + sp.exp(-z)) + (1 - sp.tanh(z) ** 2)
+    once = rules.raise_primitives(expr)
+    assert rules.raise_primitives(once) == once
+    _numeric_equal(once, expr)
+
+
+def test_lower_clamps_the_exp_branch_of_a_piecewise():
+    elu = sp.Piecewise((z, z > 0), (sp.exp(z) - 1, True))
+    fired = []
+    lowered = rules.lower(elu, fired)
+    assert "clamp_branches" in fired
+    # the exponential only ever sees min(z, 0), and exp(t) - 1 became expm1 through sympy.codegen
+    assert lowered == sp.Piecewise((z, z > 0), (cfunctions.expm1(sp.Min(z, 0)), True))
+    assert "expm1" in fired
+    exps = [e for e in lowered.atoms(sp.Function) if isinstance(e, (sp.exp, cfunctions.expm1))]
+    assert exps and all(e.args[0] == sp.Min(z, 0) for e in exps)
+    # it is the same function on both sides of the kink
+    for v in (-3.0, -0.5, 0.0, 0.5, 3.0):
+        assert math.isclose(float(elementary(lowered.rewrite(sp.exp)).subs(z, v)), float(elu.subs(z, v)), abs_tol=1e-15)
+
+
+def test_lower_expm1_and_log1p_fire_through_sympy_codegen():
+    fired = []
+    assert rules.lower(sp.exp(z) - 1, fired) == cfunctions.expm1(z)
+    assert fired == ["expm1"]
+    fired = []
+    assert rules.lower(sp.log(1 + z**2), fired) == cfunctions.log1p(z**2)
+    assert fired == ["log1p"]
+
+
+def test_lower_evaluates_logistic_without_overflow():
+    lowered = rules.lower(logistic(z))
+    assert not lowered.has(logistic)
+    f = sp.lambdify(z, lowered, modules="numpy")
+    import numpy as np
+
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        vals = f(np.array([-1000.0, -30.0, 0.0, 30.0, 1000.0]))
+    assert np.all(np.isfinite(vals))
+    assert vals[0] == 0.0 and vals[-1] == 1.0 and vals[2] == 0.5
+
+
+def test_lower_leaves_plain_polynomials_alone():
+    fired = []
+    expr = z**2 + 3 * z + 1
+    assert rules.lower(expr, fired) == expr
+    assert fired == []
+
+
+# -- class-axis rules -----------------------------------------------------------------------------
+
+
+def test_max_shift_on_softmax_is_proved_and_applied():
+    zb = sp.IndexedBase("z")
+    i, j = sp.symbols("i j", integer=True)
+    K = sp.Symbol("K", integer=True, positive=True)
+    Mx = sp.Symbol("M", real=True)
+    softmax = sp.exp(zb[i]) / sp.Sum(sp.exp(zb[j]), (j, 1, K))
+    shifted, ok = rules.max_shift(softmax, zb, Mx)
+    assert ok
+    assert shifted == sp.exp(zb[i] - Mx) / sp.Sum(sp.exp(zb[j] - Mx), (j, 1, K))
+
+
+def test_max_shift_refuses_a_non_homogeneous_expression():
+    zb = sp.IndexedBase("z")
+    i, j = sp.symbols("i j", integer=True)
+    K = sp.Symbol("K", integer=True, positive=True)
+    Mx = sp.Symbol("M", real=True)
+    not_invariant = sp.exp(zb[i]) / (1 + sp.Sum(sp.exp(zb[j]), (j, 1, K)))
+    shifted, ok = rules.max_shift(not_invariant, zb, Mx)
+    assert not ok and shifted == not_invariant
+
+
+def test_logsumexp_shift():
+    zb = sp.IndexedBase("z")
+    j = sp.Symbol("j", integer=True)
+    K = sp.Symbol("K", integer=True, positive=True)
+    Mx = sp.Symbol("M", real=True)
+    lse = sp.log(sp.Sum(sp.exp(zb[j]), (j, 1, K)))
+    new, changed = rules.logsumexp(lse, zb, Mx)
+    assert changed
+    assert new == Mx + sp.log(sp.Sum(sp.exp(zb[j] - Mx), (j, 1, K)))
+    untouched, changed = rules.logsumexp(sp.log(sp.Sum(zb[j], (j, 1, K))), zb, Mx)
+    assert not changed

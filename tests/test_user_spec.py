@@ -1,0 +1,144 @@
+"""A user's own spec builds into the user's own importable package (README: "Adding your own
+activation"), which depends on NumPy only and whose derivatives are right."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from actgen.cli import main
+
+USER_SPEC = """\
+activations:
+  softsign_scaled:
+    expr: z / (alpha + Abs(z))
+    params: {alpha: 2.0}
+  softsign_root:
+    expr: z / sqrt(1 + z**2)
+  half_softplus:
+    expr: log(1 + exp(2*z))/2
+  z_atan:
+    expr: z*atan(z)
+  bent_identity:
+    expr: (sqrt(z**2 + 1) - 1) / 2 + z
+"""
+NAMES = ["softsign_scaled", "softsign_root", "half_softplus", "z_atan", "bent_identity"]
+
+PROBE = textwrap.dedent(
+    """
+    import doctest, json, sys
+    import numpy as np
+    import my_pkg
+    z = np.linspace(-6.0, 6.0, 49) + 0.0137
+    h = 1e-6 * np.maximum(1.0, np.abs(z))
+    report = {"all": list(my_pkg.__all__), "file": my_pkg.__file__, "functions": {}}
+    for name in NAMES:
+        f, g = getattr(my_pkg, name), getattr(my_pkg, name + "_grad")
+        report["functions"][name] = {
+            "z": z.tolist(), "f": f(z).tolist(), "grad": g(z).tolist(),
+            "fd": ((f(z + h) - f(z - h)) / (2 * h)).tolist(),
+            "f32": str(f(z.astype(np.float32)).dtype), "g32": str(g(z.astype(np.float32)).dtype),
+        }
+    report["big"] = [float(my_pkg.half_softplus(500.0)), float(my_pkg.half_softplus_grad(500.0)), float(my_pkg.half_softplus(-500.0))]
+    a = 3.0
+    fa = lambda t: my_pkg.softsign_scaled(z, alpha=t)
+    report["grad_alpha"] = my_pkg.softsign_scaled_grad_alpha(z, alpha=a).tolist()
+    report["fd_alpha"] = ((fa(a + 1e-6) - fa(a - 1e-6)) / 2e-6).tolist()
+    failed = 0
+    for mod in ("activations",):
+        failed += doctest.testmod(sys.modules["my_pkg." + mod], extraglobs={"np": np}).failed
+    report["doctest_failed"] = failed
+    report["modules"] = sorted(m for m in sys.modules if m.split(".")[0] in ("sympy", "actgen", "jinja2", "yaml", "mpmath"))
+    print(json.dumps(report))
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    work = tmp_path_factory.mktemp("user")
+    (work / "my.yaml").write_text(USER_SPEC, encoding="utf-8")
+    cwd = os.getcwd()
+    os.chdir(work)
+    try:
+        rc = main(["build", "--spec", "my.yaml", "--out", "tmp", "--package", "my_pkg", "--quiet"])
+    finally:
+        os.chdir(cwd)
+    assert rc == 0
+    return work / "tmp"
+
+
+@pytest.fixture(scope="module")
+def probe(built):
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = str(built)
+    code = f"NAMES = {NAMES!r}\n" + PROBE
+    res = subprocess.run([sys.executable, "-c", code], cwd=str(built.parent), env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout)
+
+
+def test_build_writes_the_users_package(built):
+    assert (built / "my_pkg" / "__init__.py").is_file()
+    assert not (built / "actgen_numpy").exists()
+    header = (built / "my_pkg" / "activations.py").read_text(encoding="utf-8").splitlines()[0]
+    assert "my.yaml" in header and "generated" in header.lower()
+
+
+def test_package_imports_from_its_own_folder(probe, built):
+    assert Path(probe["file"]).resolve() == (built / "my_pkg" / "__init__.py").resolve()
+    for name in NAMES:
+        assert name in probe["all"] and name + "_grad" in probe["all"]
+    assert "softsign_scaled_grad_alpha" in probe["all"]
+
+
+def test_package_depends_on_numpy_only(probe, built):
+    assert probe["modules"] == [], f"the generated package imported {probe['modules']}"
+    for path in (built / "my_pkg").glob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        for banned in ("import sympy", "from sympy", "import actgen", "from actgen"):
+            assert banned not in text, (path.name, banned)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_users_gradients_match_finite_differences(probe, name):
+    r = probe["functions"][name]
+    z = np.array(r["z"])
+    ok = np.abs(z) > 1e-3  # Abs has its kink at 0
+    np.testing.assert_allclose(np.array(r["grad"])[ok], np.array(r["fd"])[ok], rtol=2e-6, atol=2e-8)
+    assert r["f32"] == "float32" and r["g32"] == "float32"
+
+
+def test_users_functions_match_their_formulas(probe):
+    f = {n: np.array(probe["functions"][n]["f"]) for n in NAMES}
+    g = {n: np.array(probe["functions"][n]["grad"]) for n in NAMES}
+    z = np.array(probe["functions"]["z_atan"]["z"])
+    np.testing.assert_allclose(f["z_atan"], z * np.arctan(z), rtol=1e-14)
+    np.testing.assert_allclose(g["z_atan"], np.arctan(z) + z / (1 + z**2), rtol=1e-13)
+    np.testing.assert_allclose(f["softsign_scaled"], z / (2 + np.abs(z)), rtol=1e-14)
+    np.testing.assert_allclose(g["softsign_scaled"], 2 / (2 + np.abs(z)) ** 2, rtol=1e-13)
+    np.testing.assert_allclose(f["half_softplus"], np.log1p(np.exp(2 * z)) / 2, rtol=1e-13)
+    np.testing.assert_allclose(g["half_softplus"], 1 / (1 + np.exp(-2 * z)), rtol=1e-13)
+    np.testing.assert_allclose(g["softsign_root"], (1 + z**2) ** -1.5, rtol=1e-13)
+    np.testing.assert_allclose(f["bent_identity"], (np.sqrt(z**2 + 1) - 1) / 2 + z, rtol=1e-13, atol=1e-15)
+
+
+def test_users_softplus_variant_is_stable(probe):
+    """log(1 + exp(2z))/2 gets the same stable treatment as the bundled softplus."""
+    value, slope, tail = probe["big"]
+    assert value == 500.0 and slope == 1.0
+    assert 0.0 <= tail < 1e-300
+
+
+def test_users_param_gradient(probe):
+    np.testing.assert_allclose(probe["grad_alpha"], probe["fd_alpha"], rtol=2e-6, atol=1e-9)
+
+
+def test_users_doctests_pass(probe):
+    assert probe["doctest_failed"] == 0
