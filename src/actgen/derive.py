@@ -53,8 +53,9 @@ def simplest(expr, fired):
             continue
     # prefer no raw exponentials of the variable (they overflow), then fewer operations
     def cost(e):
+        # the last key, SymPy's canonical text, makes ties independent of the order above
         raw_exp = sum(1 for f in e.atoms(sp.exp) if f.free_symbols)
-        return (raw_exp, sp.count_ops(e), len(str(e)))
+        return (raw_exp, sp.count_ops(e), len(str(e)), sp.srepr(e))
 
     return min(candidates, key=cost)
 
@@ -103,7 +104,7 @@ def _output_form(f, fprime, raw):
             g = sp.simplify(elementary(fprime).xreplace({M.Z: sol}))
             if not g.has(M.Z) and not g.has(sp.LambertW) and sp.count_ops(g) < 12:
                 candidates.append(raise_primitives(g))
-    for g in sorted(candidates, key=sp.count_ops):
+    for g in sorted(candidates, key=lambda e: (sp.count_ops(e), sp.srepr(e))):
         if not g.free_symbols <= {Y_OUT} | {s for s in fprime.free_symbols if s != M.Z}:
             continue
         ok, _ = prove_equal(g.xreplace({Y_OUT: f}), fprime)
@@ -338,4 +339,4 @@ def _head_grad(expr, fired):
         lambda e: isinstance(e, logistic) and e.args[0].could_extract_minus_sign(),
         lambda e: 1 - logistic(-e.args[0]),
     ))
-    return min((first, raise_primitives(folded)), key=sp.count_ops)
+    return min((first, raise_primitives(folded)), key=lambda e: (sp.count_ops(e), sp.srepr(e)))
