@@ -14,17 +14,20 @@ import functools
 import hashlib
 import os
 import pickle
+import sys
 import tempfile
 from pathlib import Path
 
-import sympy as sp
 
 
 @functools.lru_cache(maxsize=1)
 def fingerprint() -> str:
-    """Hash of actgen's own code and templates and the SymPy version."""
+    """Hash of actgen's own code and templates and the SymPy version (read without importing
+    SymPy, so that a no-op build never pays for that import)."""
+    from importlib.metadata import version
+
     root = Path(__file__).parent
-    h = hashlib.sha256(sp.__version__.encode())
+    h = hashlib.sha256(version("sympy").encode())
     for path in sorted(list(root.glob("*.py")) + list(root.glob("templates/**/*.j2"))):
         h.update(path.relative_to(root).as_posix().encode())
         h.update(path.read_bytes())
@@ -32,7 +35,8 @@ def fingerprint() -> str:
 
 
 def _canonical(value):
-    if isinstance(value, sp.Basic):
+    sp = sys.modules.get("sympy")  # no SymPy object can exist before SymPy is imported
+    if sp is not None and isinstance(value, sp.Basic):
         return sp.srepr(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         fields = [(f.name, _canonical(getattr(value, f.name))) for f in dataclasses.fields(value) if f.name != "location"]
@@ -94,13 +98,22 @@ def put(k: str, value):
         pass  # a cache that cannot be written only costs time
 
 
+def _digest(value) -> str:
+    return hashlib.sha256(_canonical(value).encode()).hexdigest()
+
+
 def cached(kind, compute, *parts):
-    """``compute()``, or its cached value for the same ``kind`` and ``parts``."""
+    """``compute()``, or its cached value for the same ``kind`` and ``parts``.
+
+    Each entry stores the digest of the value's canonical form (SymPy's srepr) beside it; a value
+    that does not unpickle to exactly that structure (SymPy re-evaluates some nodes when it
+    rebuilds them) is a miss, so a cached build always equals a cold one."""
     k = key(kind, *parts)
-    value = get(k)
-    if value is _MISS:
-        value = compute()
-        put(k, value)
+    stored = get(k)
+    if stored is not _MISS and isinstance(stored, tuple) and len(stored) == 2 and _digest(stored[0]) == stored[1]:
+        return stored[0]
+    value = compute()
+    put(k, (value, _digest(value)))
     return value
 
 

@@ -47,6 +47,31 @@ class _Progress:
 
 
 def _generate(args, progress):
+    """Every file a build writes, as {relative path: content}.
+
+    The whole result is cached under the content of the spec files, the package name and
+    actgen's own fingerprint, so a build with nothing changed imports neither SymPy nor NumPy;
+    otherwise the per-entry caches of derivations and proofs keep an edit of one entry cheap."""
+    from . import cache
+    from .load import spec_paths
+
+    paths = spec_paths(args.spec)
+    try:
+        sources = [(p.name, p.read_bytes()) for p in paths]
+    except OSError:
+        sources = None  # let the loader report the problem
+    key = cache.key("build", str(Path(args.spec).resolve()), args.package, sources, getattr(args, "entry_timeout", None)) if sources else None
+    if key is not None:
+        hit = cache.get(key)
+        if isinstance(hit, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in hit.items()):
+            return hit
+    files = _generate_uncached(args, progress)
+    if key is not None:
+        cache.put(key, files)
+    return files
+
+
+def _generate_uncached(args, progress):
     from .model import load_spec
     from .pipeline import derive_all
     from .prove import check_identities
@@ -76,7 +101,7 @@ def cmd_build(args):
 
 
 def _owned(args):
-    from .render import OWNED_ROOTS
+    from .write import BUILD_ROOTS as OWNED_ROOTS
 
     return [args.package] + list(OWNED_ROOTS)
 

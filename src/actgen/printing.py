@@ -291,40 +291,59 @@ _UNARY = {sp.exp: "exp", sp.log: "log", sp.tanh: "tanh", sp.cosh: "cosh", sp.sin
 
 
 class _InPlace:
-    """Prints an elementwise expression as a sequence of NumPy ufunc calls that reuse temporary
-    arrays through ``out=``: every 8 MB temporary a ufunc allocates costs page faults, so writing
-    into a buffer that is no longer needed is often the largest speed-up available in NumPy.
+    """Prints an expression as a sequence of NumPy ufunc calls that reuse temporary arrays through
+    ``out=``: every 8 MB temporary a ufunc allocates costs page faults, so writing into a buffer
+    that is no longer needed is often the largest speed-up available in NumPy.
 
-    Only fresh temporaries are ever overwritten; inputs and common subexpressions that are used
-    again are read-only. Nodes without a ufunc (where, special functions) are printed by the
+    A buffer is overwritten only when nothing later reads it: a fresh temporary of the expression
+    being printed, or a common subexpression at its last use (counted over the whole body). Class
+    reductions (``axis_sum``, ``axis_max``) have a length-1 class axis; a buffer is only written with
+    a result of its own shape. Nodes without a ufunc (where, special functions) are printed by the
     ordinary printer and their results become fresh temporaries."""
 
-    def __init__(self, printer, arrays):
+    def __init__(self, printer, arrays, uses):
         self.printer = printer
         self.arrays = set(arrays)  # symbols bound to arrays (inputs and CSE temporaries)
+        self.uses = dict(uses)  # CSE symbol name -> reads still to come
+        self.reusable = set()  # CSE symbols whose value is a buffer of their own
+        self.reduced = set()  # codes of arrays with a length-1 class axis
         self.lines: list[tuple[str, str]] = []
         self.count = 0
 
     def is_array(self, e):
         return bool(e.free_symbols & self.arrays)
 
-    def fresh(self):
-        self.count += 1
-        return f"_b{self.count}"
+    def is_reduced(self, e):
+        """True when every array in ``e`` sits inside a class reduction (or is one)."""
+        if isinstance(e, (axis_sum, axis_max)):
+            return True
+        if e.is_Symbol:
+            return e.name in self.reduced
+        return all(self.is_reduced(a) for a in e.args if self.is_array(a)) if e.args else False
 
-    def assign(self, code):
-        name = self.fresh()
+    def assign(self, code, reduced=False):
+        self.count += 1
+        name = f"_b{self.count}"
         self.lines.append((name, code))
+        if reduced:
+            self.reduced.add(name)
         return name
 
     def gen(self, e):
-        """(code, owned): owned means the value is in a temporary nobody else reads."""
+        """(code, owned): owned means the value is in a buffer nobody reads later."""
         if not self.is_array(e):
             return self.printer.doprint(e), False
         if e.is_Symbol:
+            # a read happens when the statement that consumes it runs (see _call), not here
             return self.printer.doprint(e), False
+        if isinstance(e, (axis_sum, axis_max)):
+            arg, _owned = self.gen(e.args[0])
+            fn = "sum" if isinstance(e, axis_sum) else "max"
+            code = self.assign(f"np.asarray(np.{fn}({arg}, axis={self.printer.axis}, keepdims=True))", reduced=True)
+            self._consume((arg,))
+            return code, True
         if e.is_Add:
-            return self._nary(e, "add")
+            return self._add(e)
         if e.is_Mul:
             return self._mul(e)
         if e.is_Pow and e.exp.is_Integer:
@@ -332,65 +351,84 @@ class _InPlace:
             n = int(e.exp)
             target = base if owned else None
             if n == 2:
-                return self._call("square", (base,), target), True
+                return self._call("square", (base,), target, e), True
             if n == -1:
-                return self._call("reciprocal", (base,), target), True
+                return self._call("reciprocal", (base,), target, e), True
             if n == 1:
                 return base, owned
-            value = self._call("power", (base, str(abs(n))), target)
-            return (self._call("reciprocal", (value,), value) if n < 0 else value), True
+            value = self._call("power", (base, str(abs(n))), target, e)
+            return (self._call("reciprocal", (value,), value, e) if n < 0 else value), True
         fn = _UNARY.get(e.func)
         if fn is None and type(e).__name__ in ("expm1", "log1p"):
             fn = type(e).__name__
         if fn is not None:
             arg, owned = self.gen(e.args[0])
-            return self._call(fn, (arg,), arg if owned else None), True
-        if type(e).__name__ == "softplus":
-            arg, owned = self.gen(e.args[0])
-            return self._call("logaddexp", ("0", arg), arg if owned else None), True
+            return self._call(fn, (arg,), arg if owned else None, e), True
         if isinstance(e, (sp.Max, sp.Min)) and len(e.args) == 2:
-            a, ao = self.gen(e.args[0])
-            b, bo = self.gen(e.args[1])
+            (a, ao), (b, bo) = self.gen(e.args[0]), self.gen(e.args[1])
             fn = "maximum" if isinstance(e, sp.Max) else "minimum"
-            return self._call(fn, (a, b), a if ao else (b if bo else None)), True
-        # no ufunc: print as is; a where() with constant branches is not a float temporary
+            return self._call(fn, (a, b), self._target(e, (a, ao), (b, bo)), e), True
+        # no ufunc: print as is (reads are counted); a where() with constant branches is not a
+        # float buffer
+        for sym in e.free_symbols & self.arrays:
+            if sym.name in self.uses:
+                self.uses[sym.name] -= e.count(sym)
         code = self.printer.doprint(e)
         float_result = not (isinstance(e, sp.Piecewise) and not any(self.is_array(v) for v, _ in e.args))
-        return self.assign(f"np.asarray({code})" if float_result else code), float_result
+        return self.assign(f"np.asarray({code})" if float_result else code, reduced=self.is_reduced(e)), float_result
 
-    def _call(self, fn, args, target):
+    def _target(self, e, *operands):
+        """An operand buffer that may receive the result of ``e``: owned, and of the result's shape."""
+        result_reduced = self.is_reduced(e)
+        for code, owned in operands:
+            if owned and (code in self.reduced) == result_reduced:
+                return code
+        return None
+
+    def _consume(self, args):
+        for a in args:
+            if a in self.uses:
+                self.uses[a] -= 1
+
+    def _call(self, fn, args, target, e):
+        if target is None:
+            # a common subexpression read for the last time by this very statement can take the
+            # result (every other read, pending in a caller or still to come, is counted in uses)
+            result_reduced = self.is_reduced(e)
+            for a in args:
+                if a in self.reusable and self.uses.get(a, 0) - args.count(a) == 0 and (a in self.reduced) == result_reduced:
+                    target = a
+                    break
         if target is None:
             # asarray: a ufunc on a 0-d array returns a NumPy scalar, which cannot take out=
-            return self.assign(f"np.asarray(np.{fn}({', '.join(args)}))")
+            code = self.assign(f"np.asarray(np.{fn}({', '.join(args)}))", reduced=self.is_reduced(e))
+            self._consume(args)
+            return code
         self.lines.append(("", f"np.{fn}({', '.join(args)}, out={target})"))
+        self._consume(args)
         return target
 
-    def _nary(self, e, op):
-        terms = list(e.args)
-        # subtract terms with a negative coefficient instead of negating them
+    def _add(self, e):
         parts = []
-        for t in terms:
+        for t in e.args:
             coeff, rest = t.as_coeff_Mul()
-            if op == "add" and coeff.is_number and coeff < 0 and self.is_array(rest):
+            if coeff.is_number and coeff < 0 and self.is_array(rest):
                 parts.append(("subtract", -t))
             else:
                 parts.append(("add", t))
-        parts.sort(key=lambda p: (p[0] != "add", not self.is_array(p[1])))
+        # full-shape array terms first, so that reductions and scalars broadcast into them
+        parts.sort(key=lambda p: (p[0] != "add", not self.is_array(p[1]), self.is_reduced(p[1])))
         acc, owned = self.gen(parts[0][1])
         if parts[0][0] == "subtract":
-            acc = self._call("negative", (acc,), acc if owned else None)
+            acc = self._call("negative", (acc,), acc if owned else None, parts[0][1])
             owned = True
+        partial = parts[0][1] if parts[0][0] == "add" else -parts[0][1]
         for fn, t in parts[1:]:
             code, t_owned = self.gen(t)
-            if owned:
-                acc = self._call(fn, (acc, code), acc)
-            elif t_owned and fn == "add":
-                acc = self._call(fn, (code, acc), code)
-            elif t_owned:
-                acc = self._call(fn, (acc, code), code)
-            else:
-                acc = self._call(fn, (acc, code), None)
-            owned = True
+            partial = partial + t if fn == "add" else partial - t
+            target = self._target(partial, (acc, owned), (code, t_owned) if fn == "add" else (code, t_owned))
+            args = (acc, code) if not (target == code and fn == "add") else (code, acc)
+            acc, owned = self._call(fn, args, target, partial), True
         return acc, owned
 
     def _mul(self, e):
@@ -401,47 +439,57 @@ class _InPlace:
             else:
                 num.append(f)
         scalars = [f for f in num if not self.is_array(f)]
-        arrays = [f for f in num if self.is_array(f)]
+        arrays = sorted((f for f in num if self.is_array(f)), key=self.is_reduced)
         if not arrays:  # scalar / array
             acc, owned = self.gen(sp.Mul(*den))
-            acc = self._call("reciprocal", (acc,), acc if owned else None)
+            partial = sp.Mul(*den)
+            acc = self._call("reciprocal", (acc,), acc if owned else None, partial)
             owned = True
         else:
             acc, owned = self.gen(arrays[0])
+            partial = arrays[0]
             for f in arrays[1:]:
                 code, f_owned = self.gen(f)
-                target = acc if owned else (code if f_owned else None)
-                acc, owned = self._call("multiply", (acc, code), target), True
+                partial = partial * f
+                acc, owned = self._call("multiply", (acc, code), self._target(partial, (acc, owned), (code, f_owned)), partial), True
             for d in den:
                 code, d_owned = self.gen(d)
-                target = acc if owned else (code if d_owned else None)
-                acc, owned = self._call("divide", (acc, code), target), True
+                partial = partial / d
+                acc, owned = self._call("divide", (acc, code), self._target(partial, (acc, owned), (code, d_owned)), partial), True
         if scalars:
             s = self.printer.doprint(sp.Mul(*scalars))
             if s == "-1":
-                acc = self._call("negative", (acc,), acc if owned else None)
+                acc = self._call("negative", (acc,), acc if owned else None, partial)
             else:
-                acc = self._call("multiply", (acc, s), acc if owned else None)
+                acc = self._call("multiply", (acc, s), acc if owned else None, partial)
             owned = True
         return acc, owned
 
 
-def emit_inplace(expr, inputs, printer=None, fired=None) -> Emitted:
-    """Like :func:`emit`, for elementwise expressions of the array ``inputs``: ufunc calls with
-    ``out=`` into temporaries that are no longer needed (see :class:`_InPlace`)."""
+def emit_inplace(expr, inputs, printer=None, fired=None, class_axis=False) -> Emitted:
+    """Like :func:`emit`, with ufunc calls that write into buffers no longer needed (see
+    :class:`_InPlace`). ``expr`` is elementwise in the array ``inputs``, or an array expression
+    with class reductions (from :func:`to_array`) when ``class_axis`` is true."""
     printer = printer or ActgenNumPyPrinter()
     fired = [] if fired is None else fired
     lowered = lower(expr, fired)
     replacements, (reduced,) = sp.cse([lowered], symbols=sp.numbered_symbols("_t"), order="canonical")
-    writer = _InPlace(printer, inputs)
+    later = [value for _, value in replacements] + [reduced]
+    uses = {str(sym): sum(v.count(sym) for v in later) for sym, _ in replacements}
+    writer = _InPlace(printer, inputs, uses)
     lines = []
     for sym, value in replacements:
-        if writer.is_array(value):  # constants that CSE pulled out stay Python scalars
+        is_array = writer.is_array(value)
+        if is_array:  # constants that CSE pulled out stay Python scalars
             writer.arrays.add(sym)
-        code, _owned = writer.gen(value)
+        code, owned = writer.gen(value)
         lines.extend(writer.lines)
         writer.lines = []
         lines.append((str(sym), code))
+        if is_array and owned:
+            writer.reusable.add(str(sym))
+        if code in writer.reduced or (is_array and writer.is_reduced(value)):
+            writer.reduced.add(str(sym))
     code, _owned = writer.gen(reduced)
     lines.extend(writer.lines)
     return Emitted(tuple(lines), code, tuple(fired))

@@ -19,6 +19,9 @@ from pathlib import Path
 
 MARK = "actgen-sha256:"
 _HASH_RE = re.compile(r"actgen-sha256:([0-9a-f]{64})")
+# the files `actgen build` owns beside the package (render.py writes them); kept here so that a
+# no-op build can plan its writes without importing the renderer (and SymPy)
+BUILD_ROOTS = ("cheatsheet.md", "identities.md", "catalog.json", "properties.md")
 MANAGED_SUFFIXES = (".py", ".md", ".json", ".svg", ".yml", ".yaml", ".txt")
 
 
