@@ -68,11 +68,7 @@ def test_every_shipped_identity_is_proved(proofs, name):
     assert all(isinstance(s.expr, sp.Basic) for s in p.steps)
 
 
-STEP_NOT_RECORDED = {
-    "log_sigmoid_is_minus_softplus": "BUG: the proof of log_sigmoid_is_minus_softplus records only "
-    "'difference of the two sides: log(1/(1 + exp(-z))) + log(1 + exp(-z))' and then 'proved': the "
-    "sp.expand in symbolic.prove_equal that reduced it to 0 is not recorded as a step",
-}
+STEP_NOT_RECORDED: dict = {}  # identities whose recorded proof is known to skip a step (none now)
 
 
 @pytest.mark.parametrize(
@@ -198,16 +194,6 @@ def test_a_false_claim_marked_conjecture_still_fails(tmp_path, capsys):
     assert "'nope'.claim: the claim is false" in capsys.readouterr().err
 
 
-CONSTANT_GAP = pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a claim whose sides differ by a nonzero constant (no variable left, e.g. "
-    "'lin(z) == z + 1' or 'exp(0) == 2') is reported 'unproved' (and accepted with conjecture: true) "
-    "instead of 'false': prove.counterexample() returns the empty point () when the difference has "
-    "no free symbols, which is read as 'no counterexample found'",
-)
-
-
-@CONSTANT_GAP
 @pytest.mark.parametrize("claim", ["lin(z) == z + 1", "exp(0) == 2"])
 def test_a_claim_off_by_a_constant_is_false(tmp_path, claim):
     text = f"activations:\n  lin:\n    expr: z\nidentities:\n  nope:\n    claim: {claim}\n    conjecture: true\n"

@@ -13,6 +13,7 @@ folder; `actgen prove` prints the identity proofs.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -164,7 +165,9 @@ def cmd_docs(args):
     spec = load_spec(args.spec)
     derived = derive_all(spec, budget=args.entry_timeout, progress=progress)
     proofs = check_identities(spec)
-    files = {rel: seal(rel, content) for rel, content in render_docs(derived, args.package, proofs).items()}
+    report = Path(args.out) / "accuracy.json"
+    accuracy = json.loads(report.read_text(encoding="utf-8")) if report.exists() else None
+    files = {rel: seal(rel, content) for rel, content in render_docs(derived, args.package, proofs, accuracy).items()}
     progress.done()
     out = Path(args.out)
     if args.check:

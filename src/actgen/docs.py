@@ -392,7 +392,18 @@ def tutorial_view(package: str) -> dict:
 # -- pages --------------------------------------------------------------------------------------------
 
 
-def render_docs(derived: Derived, package: str, proofs=()) -> dict[str, str]:
+def _accuracy_rows(accuracy, functions):
+    """Rows of `actgen accuracy`'s report (accuracy.json) for these functions, in their order."""
+    rows = []
+    for name in functions:
+        for m in accuracy or ():
+            if m.get("name") == name or str(m.get("name", "")).startswith(name + "("):
+                rows.append(dict(name=m["name"], dtype=m["dtype"], max_ulp=f"{float(m['max_ulp']):.3g}", at=f"{float(m['worst_input']):.6g}",
+                                 term_ulp=f"{float(m['max_term_ulp']):.3g}"))
+    return rows
+
+
+def render_docs(derived: Derived, package: str, proofs=(), accuracy=None) -> dict[str, str]:
     """Relative path (under the output folder) -> content, unsealed."""
     spec = derived.spec
     env = environment()
@@ -407,12 +418,14 @@ def render_docs(derived: Derived, package: str, proofs=()) -> dict[str, str]:
     for entry in derived.activations:
         act = spec.activation(entry.name)
         view = activation_page(entry, act, pkg, spec)
+        view["accuracy"] = _accuracy_rows(accuracy, [c["name"] for c in view["code"]])
         acts.append(view)
         page(f"activations/{act.name}.md", "function.md.j2", f=view)
         files[f"{DOCS_ROOT}/activations/{act.name}.svg"] = h + "\n" + plot_activation(pkg, act)
     for entry in derived.losses:
         loss = spec.loss(entry.name)
         view = loss_page(entry, loss, pkg, spec, derived.heads)
+        view["accuracy"] = _accuracy_rows(accuracy, [c["name"] for c in view["code"]])
         losses.append(view)
         page(f"losses/{loss.name}.md", "function.md.j2", f=view)
         files[f"{DOCS_ROOT}/losses/{loss.name}.svg"] = h + "\n" + plot_loss(pkg, loss)

@@ -549,14 +549,20 @@ def lower(expr, fired=None):
 
 
 def max_shift(expr, base, M):
-    """exp(z[x]) -> exp(z[x] - M) throughout, when that leaves ``expr`` unchanged (proved).
+    """exp(a) -> exp(a - c M) throughout, where c is the total coefficient of the components of
+    ``base`` in a (1 for exp(z_k), 2 for exp(z_i + z_k)), when that leaves ``expr`` unchanged
+    (proved).
 
-    True exactly when ``expr`` is homogeneous of degree 0 in the exponentials (softmax and its
-    derivatives); with M = max_j z[j] no exponential can overflow.
+    True exactly when ``expr`` is homogeneous of degree 0 in exp(z) (softmax and its derivatives);
+    with M = max_j z[j] no exponential can overflow.
     """
+
+    def weight(arg):
+        return sum((coeff for term, coeff in arg.as_coefficients_dict().items() if isinstance(term, sp.Indexed) and term.base == base), sp.Integer(0))
+
     shifted = expr.replace(
-        lambda e: isinstance(e, sp.exp) and any(isinstance(i, sp.Indexed) and i.base == base for i in e.args[0].atoms(sp.Indexed)),
-        lambda e: sp.exp(e.args[0] - M),
+        lambda e: isinstance(e, sp.exp) and weight(e.args[0]) != 0,
+        lambda e: sp.exp(e.args[0] - weight(e.args[0]) * M),
     )
     if shifted == expr:
         return expr, False

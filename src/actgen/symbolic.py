@@ -74,8 +74,14 @@ def reduce_to_zero(difference: sp.Expr, steps: list[Step]) -> bool:
 
 def prove_equal(lhs: sp.Expr, rhs: sp.Expr) -> tuple[bool, tuple[Step, ...]]:
     """Whether ``lhs - rhs`` reduces to 0, with the steps taken."""
-    steps = [Step("difference of the two sides", lhs - rhs)]
-    ok = reduce_to_zero(sp.expand(lhs - rhs) if not (lhs - rhs).has(sp.Sum) else lhs - rhs, steps)
+    difference = lhs - rhs
+    steps = [Step("difference of the two sides", difference)]
+    if not difference.has(sp.Sum):
+        expanded = sp.expand(difference)
+        if expanded != difference:
+            steps.append(Step("expand", expanded))
+            difference = expanded
+    ok = reduce_to_zero(difference, steps)
     return ok, tuple(steps)
 
 
