@@ -114,6 +114,10 @@ FIRES = {
         (logistic(z) * logistic(-z), sp.exp(-sp.Abs(z)) / (1 + sp.exp(-sp.Abs(z))) ** 2),
         (w * logistic(z) ** 2 * logistic(-z), w * logistic(z) * sp.exp(-sp.Abs(z)) / (1 + sp.exp(-sp.Abs(z))) ** 2),
     ],
+    "piecewise_max": [
+        (sp.Piecewise((z, z > 0), (0, True)), sp.Max(z, 0)),
+        (sp.Piecewise((z, z < 6), (6, True)), sp.Min(z, 6)),
+    ],
     "softplus_log1p": [
         (softplus(z), sp.Max(z, 0) + cfunctions.log1p(sp.exp(-sp.Abs(z)))),
         (2 * softplus(-z), 2 * sp.Max(-z, 0) + 2 * cfunctions.log1p(sp.exp(-sp.Abs(z)))),
@@ -160,6 +164,7 @@ LEFT_ALONE = {
     "tanh_complement": [1 + 2 * sp.tanh(z), sp.tanh(z) + z, 1 - sp.tanh(z) ** 2],
     "sign_times_self": [z * sp.sign(z + 1), w * sp.sign(z)],
     "log_cosh": [sp.log(sp.sinh(z)), sp.log(2 * sp.cosh(z) + 1)],
+    "piecewise_max": [sp.Piecewise((2 * z, z > 0), (0, True)), sp.Piecewise((z, z > 0), (1, True)), sp.Piecewise((z, z < 0), (w, True))],
     "sech_squared_logistic": [sp.sech(z), sp.sech(z) ** 3, sp.cosh(z) ** 2],
     "logistic_product": [logistic(z) * logistic(2 * z), logistic(z) ** 2, logistic(z) * logistic(w)],
     "softplus_log1p": [sp.log(1 + sp.exp(z)), logistic(z)],

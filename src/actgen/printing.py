@@ -81,6 +81,17 @@ class ActgenNumPyPrinter(NumPyPrinter):
         return f"{self.parenthesize(base, PRECEDENCE['Pow'])}**{self.parenthesize(exp, PRECEDENCE['Pow'])}"
 
     def _print_Piecewise(self, expr):
+        # two constant branches: an indicator (a boolean array; the caller casts it to the
+        # floating dtype), or b + (a - b)*indicator, far cheaper than where() with scalars
+        if len(expr.args) == 2 and expr.args[1][1] is sp.true and all(v.is_number for v, _ in expr.args):
+            (a, cond), (b, _) = expr.args
+            if a == 1 and b == 0:
+                return f"({self._print(cond)})"
+            if a == 0 and b == 1:
+                return f"~({self._print(cond)})"
+            if b == 0:
+                return f"{self._print(a)}*({self._print(cond)})"
+            return f"({self._print(b)} + {self._print(a - b)}*({self._print(cond)}))"
         # nested where(): branches are already clamped to their domain by rules.CLAMP_BRANCHES
         (value, cond), rest = expr.args[0], expr.args[1:]
         if cond is sp.true:
@@ -454,6 +465,13 @@ class _InPlace:
                 acc, owned = self._call("multiply", (acc, code), self._target(partial, (acc, owned), (code, f_owned)), partial), True
             for d in den:
                 code, d_owned = self.gen(d)
+                if self.is_reduced(d) and not self.is_reduced(partial):
+                    # one reciprocal per class row, then a multiplication: cheaper than dividing
+                    # every element (at most half an ulp more rounding)
+                    code = self._call("reciprocal", (code,), code if d_owned else None, 1 / d)
+                    partial = partial / d
+                    acc, owned = self._call("multiply", (acc, code), self._target(partial, (acc, owned)), partial), True
+                    continue
                 partial = partial / d
                 acc, owned = self._call("divide", (acc, code), self._target(partial, (acc, owned), (code, d_owned)), partial), True
         if scalars:

@@ -446,6 +446,27 @@ def _softplus_log1p(e):
     return None
 
 
+def _piecewise_max(e):
+    # Piecewise((t, t > c), (c, True)) -> Max(t, c), and the mirror image with Min: one ufunc
+    # pass (np.maximum) instead of a comparison and a where
+    if isinstance(e, sp.Piecewise) and len(e.args) == 2 and e.args[1][1] is sp.true:
+        (first, cond), (second, _) = e.args
+        if isinstance(cond, (sp.StrictGreaterThan, sp.GreaterThan)) and first == cond.lhs and second == cond.rhs:
+            return sp.Max(first, second)
+        if isinstance(cond, (sp.StrictLessThan, sp.LessThan)) and first == cond.lhs and second == cond.rhs:
+            return sp.Min(first, second)
+    return None
+
+
+PIECEWISE_MAX = Rule(
+    "piecewise_max",
+    "Piecewise((t, t > c), (c, True)) = max(t, c) and Piecewise((t, t < c), (c, True)) = min(t, c)",
+    _piecewise_max,
+    # by cases: t = c + u, t = c - u (u > 0) and t = c
+    tuple((sp.Piecewise((t, t > b), (b, True)), sp.Max(t, b)) for t in (b + u, b - u, b))
+    + tuple((sp.Piecewise((t, t < b), (b, True)), sp.Min(t, b)) for t in (b + u, b - u, b)),
+    "lower",
+)
 SOFTPLUS_LOG1P = Rule(
     "softplus_log1p",
     "softplus(t) = max(t, 0) + log1p(exp(-|t|))",
@@ -524,14 +545,14 @@ LOG1P = Rule(
     "lower",
 )
 
-LOWER = (XLOGY, CLAMP_BRANCHES, SOFTPLUS_LOG1P, NORMAL_CDF_ERFCX, EXP_SQUARE, SECH_SQUARED_LOGISTIC, LOGISTIC_PRODUCT, LOGISTIC_RECIPROCAL, STABLE_LOGISTIC)
+LOWER = (XLOGY, PIECEWISE_MAX, CLAMP_BRANCHES, SOFTPLUS_LOG1P, NORMAL_CDF_ERFCX, EXP_SQUARE, SECH_SQUARED_LOGISTIC, LOGISTIC_PRODUCT, LOGISTIC_RECIPROCAL, STABLE_LOGISTIC)
 
 
 def lower(expr, fired=None):
     """Prepare ``expr`` for a NumPy printer; returns the lowered expression."""
     fired = [] if fired is None else fired
     # branches are clamped before primitives are expanded, so the expansions stay untouched
-    expr = apply_rules(expr, (XLOGY, CLAMP_BRANCHES), fired)
+    expr = apply_rules(expr, (XLOGY, PIECEWISE_MAX, CLAMP_BRANCHES), fired)
     expr = apply_rules(expr, (SOFTPLUS_LOG1P,), fired)
     expr = apply_rules(expr, (NORMAL_CDF_ERFCX,), fired)
     expr = apply_rules(expr, (EXP_SQUARE,), fired)
