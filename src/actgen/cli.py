@@ -107,26 +107,30 @@ def _owned(args):
     return [args.package] + list(OWNED_ROOTS)
 
 
-def cmd_check(args):
+def _stale(out: Path, files, owned, command) -> str | None:
+    """Why ``out`` is not exactly what ``actgen COMMAND`` would write, in one line, or None."""
     from .write import OutputError, plan, status
 
-    progress = _Progress(sys.stderr, True)
-    files = _generate(args, progress)
-    out = Path(args.out)
     try:
-        p = plan(out, files, force=True, owned=_owned(args))
+        p = plan(out, files, force=True, owned=owned)
     except OutputError as exc:
-        print(f"actgen check: stale: {str(exc).splitlines()[0]}")
-        return EXIT_USER
+        return f"stale: {str(exc).splitlines()[0]}"
     edited = [rel for rel in files if (out / rel).exists() and status(out / rel) == "edited"]
     if edited:
-        print(f"actgen check: {out / edited[0]} was edited by hand (its content no longer matches its header's hash); run actgen build --force")
-        return EXIT_USER
+        return f"{out / edited[0]} was edited by hand (its content no longer matches its header's hash); run actgen {command} --force"
     if p.write:
-        print(f"actgen check: stale: {out / p.write[0]} differs from what `actgen build` would write ({len(p.write)} file(s) differ); run actgen build")
-        return EXIT_USER
+        return f"stale: {out / p.write[0]} differs from what `actgen {command}` would write ({len(p.write)} file(s) differ); run actgen {command}"
     if p.remove:
-        print(f"actgen check: stale: {out / p.remove[0]} would be removed by `actgen build`; run actgen build")
+        return f"stale: {out / p.remove[0]} would be removed by `actgen {command}`; run actgen {command}"
+    return None
+
+
+def cmd_check(args):
+    files = _generate(args, _Progress(sys.stderr, True))
+    out = Path(args.out)
+    reason = _stale(out, files, _owned(args), "build")
+    if reason:
+        print(f"actgen check: {reason}")
         return EXIT_USER
     print(f"actgen check: {out}/ is up to date ({len(files)} files)")
     return EXIT_OK
@@ -158,7 +162,7 @@ def cmd_docs(args):
     from .model import load_spec
     from .pipeline import derive_all
     from .prove import check_identities
-    from .write import OutputError, apply, plan, seal, status
+    from .write import apply, plan, seal
 
     progress = _Progress(sys.stderr, args.quiet or args.check)
     started = time.monotonic()
@@ -171,17 +175,9 @@ def cmd_docs(args):
     progress.done()
     out = Path(args.out)
     if args.check:
-        try:
-            p = plan(out, files, force=True, owned=list(OWNED_ROOTS))
-        except OutputError as exc:
-            print(f"actgen docs --check: stale: {str(exc).splitlines()[0]}")
-            return EXIT_USER
-        edited = [rel for rel in files if (out / rel).exists() and status(out / rel) == "edited"]
-        stale = [f"{out / edited[0]} was edited by hand"] if edited else []
-        stale += [f"{out / rel} differs from what `actgen docs` would write" for rel in p.write]
-        stale += [f"{out / rel} would be removed by `actgen docs`" for rel in p.remove]
-        if stale:
-            print(f"actgen docs --check: stale: {stale[0]} ({len(stale)} problem(s)); run actgen docs")
+        reason = _stale(out, files, list(OWNED_ROOTS), "docs")
+        if reason:
+            print(f"actgen docs --check: {reason}")
             return EXIT_USER
         print(f"actgen docs --check: {out}/ docs are up to date ({len(files)} files)")
         return EXIT_OK

@@ -30,15 +30,14 @@ import tempfile
 import textwrap
 from pathlib import Path
 
-import jinja2
 import numpy as np
 import sympy as sp
 
 from . import __version__
 from . import model as M
+from . import render
 from .derive import Y_OUT, is_identity_map
 from .pipeline import Derived, Entry
-from .printing import ActgenLatexPrinter
 from .render import _conventions, loss_examples, proof_view, render_package
 
 DOCS_ROOT = "docs"
@@ -56,12 +55,7 @@ VENDOR_FILES = {
 
 
 def environment():
-    return jinja2.Environment(
-        loader=jinja2.PackageLoader("actgen", "templates/docs"),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        autoescape=False,
-    )
+    return render.environment("templates/docs")
 
 
 def header(comment, sources):
@@ -294,7 +288,7 @@ def activation_page(entry: Entry, act: M.Activation, pkg: Package, spec: M.Spec)
 
 
 def loss_page(entry: Entry, loss: M.Loss, pkg: Package, spec: M.Spec, heads) -> dict:
-    value, grad = entry.get("loss"), entry.get("loss_grad")
+    grad = entry.get("loss_grad")
     formulas = [dict(label=r"L(y, \hat{y})", latex=latex(loss.expr))]
     formulas.append(dict(label=r"\frac{\partial L}{\partial \hat{y}_k}" if loss.class_axis else r"\frac{\partial L}{\partial \hat{y}}", latex=latex(grad.expr)))
     functions = [loss.name, grad.name]

@@ -748,7 +748,6 @@ def _bounded(a: Analysis, side):
     """From the range when known; else from the limits (f continuous on each piece with limits at
     its ends is bounded on it)."""
     name = "bounded_below" if side < 0 else "bounded_above"
-    word = "below" if side < 0 else "above"
     bad = NOO if side < 0 else OO
     vals = [v for pair in a.end_limits(0) for v in pair]
     hit = next((v for v in vals if v == bad), None)
@@ -832,7 +831,7 @@ def _symmetry(a: Analysis, name, parity):
             return Property(name, False, f"f(-{x}) {'+' if parity < 0 else '-'} f({x}) = {sp.sstr(sp.Float(elementary(d).evalf(6), 6))} ≠ 0" + a.note)
     p = a.pieces
     if [(-c) for c in reversed(p.points)] != list(p.points):
-        raise Undecided(f"the kinks are not symmetric about 0, and no counterexample was found at z = ±1, ±2, ±1/2")
+        raise Undecided("the kinks are not symmetric about 0, and no counterexample was found at z = ±1, ±2, ±1/2")
     n = len(p.exprs)
     for k, c in enumerate(p.points):
         if _sign(p.values[k] - parity * p.values[n - 2 - k]) != 0:

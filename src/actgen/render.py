@@ -15,7 +15,7 @@ import sympy as sp
 
 from . import __version__
 from . import model as M
-from .derive import G, Y_OUT, Derivation
+from .derive import Y_OUT
 from .pipeline import Derived, Entry
 from .primitives import elementary
 from .printing import COL, ROW, Z_MAX, ActgenNumPyPrinter, Emitted, emit, emit_inplace, latex, to_array
@@ -32,9 +32,10 @@ RULE_TEXT["max_shift"] = "exp(z_k)/sum_j exp(z_j) = exp(z_k - max z)/sum_j exp(z
 RULE_TEXT["logsumexp"] = "log sum_j exp(z_j) = max z + log sum_j exp(z_j - max z)"
 
 
-def environment():
+def environment(folder="templates"):
+    """Jinja2 with StrictUndefined over one of actgen's template folders."""
     return jinja2.Environment(
-        loader=jinja2.PackageLoader("actgen", "templates"),
+        loader=jinja2.PackageLoader("actgen", folder),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=False,
@@ -473,7 +474,7 @@ def render_cheatsheet(derived: Derived, package: str) -> str:
     )
 
 
-from .write import BUILD_ROOTS as OWNED_ROOTS  # noqa: E402 - defined beside the writer, for the no-op build
+from .write import BUILD_ROOTS as OWNED_ROOTS  # noqa: E402,F401 - defined beside the writer (no-op builds)
 
 
 def render_properties(derived: Derived) -> str:

@@ -162,44 +162,36 @@ def _is_erf(t):
     return t.args[0] if isinstance(t, sp.erf) else None
 
 
-def _normal_cdf(e):
-    # c + c erf(t) -> 2c Phi(sqrt(2) t);  c - c erf(t) -> 2c Phi(-sqrt(2) t)
-    if not e.is_Add:
+def _odd_plus_one(fn, make):
+    """c + c*fn(t) -> make(t, c) and c - c*fn(t) -> make(-t, c), for an odd fn bounded by 1
+    whose complement 1 + fn(t) cancels for t -> -oo (erf, tanh)."""
+
+    def rewrite(e):
+        if not e.is_Add:
+            return None
+        terms = list(e.args)
+        for i, term in enumerate(terms):
+            coeff, rest = term.as_coeff_Mul()
+            if not isinstance(rest, fn):
+                continue
+            for j, other in enumerate(terms):
+                if j != i and other.is_number and other != 0 and abs(other) == abs(coeff):
+                    remaining = [t for m, t in enumerate(terms) if m not in (i, j)]
+                    t = rest.args[0] if coeff == other else -rest.args[0]
+                    return sp.Add(*remaining, make(t, other))
         return None
-    terms = list(e.args)
-    for i, term in enumerate(terms):
-        coeff, rest = term.as_coeff_Mul()
-        if not isinstance(rest, sp.erf):
-            continue
-        for j, other in enumerate(terms):
-            if j != i and other.is_number and other != 0 and abs(other) == abs(coeff):
-                remaining = [t for m, t in enumerate(terms) if m not in (i, j)]
-                t = rest.args[0]
-                arg = sp.sqrt(2) * t if coeff == other else -sp.sqrt(2) * t
-                return sp.Add(*remaining, 2 * other * normal_cdf(arg))
-    return None
+
+    return rewrite
+
+
+# c + c erf(t) -> 2c Phi(sqrt(2) t);  c - c erf(t) -> 2c Phi(-sqrt(2) t)
+_normal_cdf = _odd_plus_one(sp.erf, lambda t, k: 2 * k * normal_cdf(sp.sqrt(2) * t))
+# c + c tanh(t) -> 2c logistic(2t);  c - c tanh(t) -> 2c logistic(-2t)
+_tanh_complement = _odd_plus_one(sp.tanh, lambda t, k: 2 * k * logistic(2 * t))
 
 
 def _is_tanh(t):
     return t.args[0] if isinstance(t, sp.tanh) else None
-
-
-def _tanh_complement(e):
-    # c + c tanh(t) -> 2c logistic(2t);  c - c tanh(t) -> 2c logistic(-2t)
-    if not e.is_Add:
-        return None
-    terms = list(e.args)
-    for i, term in enumerate(terms):
-        coeff, rest = term.as_coeff_Mul()
-        if not isinstance(rest, sp.tanh):
-            continue
-        for j, other in enumerate(terms):
-            if j != i and other.is_number and other != 0 and abs(other) == abs(coeff):
-                remaining = [t for m, t in enumerate(terms) if m not in (i, j)]
-                t = rest.args[0]
-                arg = 2 * t if coeff == other else -2 * t
-                return sp.Add(*remaining, 2 * other * logistic(arg))
-    return None
 
 
 def _sign_times_self(e):
