@@ -13,7 +13,7 @@ import sympy as sp
 from sympy.codegen import cfunctions
 
 from actgen import primitives, rules
-from actgen.primitives import elementary, logistic, normal_cdf, softplus, xlogy
+from actgen.primitives import mul_exp, elementary, logistic, normal_cdf, softplus, xlogy
 
 z = sp.Symbol("z", real=True)
 w = sp.Symbol("w", real=True)
@@ -114,6 +114,13 @@ FIRES = {
         (logistic(z) * logistic(-z), sp.exp(-sp.Abs(z)) / (1 + sp.exp(-sp.Abs(z))) ** 2),
         (w * logistic(z) ** 2 * logistic(-z), w * logistic(z) * sp.exp(-sp.Abs(z)) / (1 + sp.exp(-sp.Abs(z))) ** 2),
     ],
+    "fold_into_branches": [
+        (z * sp.Piecewise((1, z >= 0), (sp.exp(-sp.Abs(z)), True)), sp.Piecewise((z, z >= 0), (z * sp.exp(-sp.Abs(z)), True))),
+    ],
+    "split_exp": [
+        (z * sp.exp(-sp.Abs(z)), mul_exp(z, -sp.Abs(z))),
+        ((1 + z) * sp.exp(-sp.Abs(z)) / (1 + sp.exp(-sp.Abs(z))), mul_exp(1 + z, -sp.Abs(z)) / (1 + sp.exp(-sp.Abs(z)))),
+    ],
     "piecewise_max": [
         (sp.Piecewise((z, z > 0), (0, True)), sp.Max(z, 0)),
         (sp.Piecewise((z, z < 6), (6, True)), sp.Min(z, 6)),
@@ -164,6 +171,8 @@ LEFT_ALONE = {
     "tanh_complement": [1 + 2 * sp.tanh(z), sp.tanh(z) + z, 1 - sp.tanh(z) ** 2],
     "sign_times_self": [z * sp.sign(z + 1), w * sp.sign(z)],
     "log_cosh": [sp.log(sp.sinh(z)), sp.log(2 * sp.cosh(z) + 1)],
+    "fold_into_branches": [z * sp.Piecewise((1, z >= 0), (z, True)), sp.Piecewise((1, z >= 0), (sp.exp(-sp.Abs(z)), True))],
+    "split_exp": [sp.exp(-sp.Abs(z)) / (1 + sp.exp(-sp.Abs(z))) ** 2, z * sp.exp(z), 3 * sp.exp(-sp.Abs(z))],
     "piecewise_max": [sp.Piecewise((2 * z, z > 0), (0, True)), sp.Piecewise((z, z > 0), (1, True)), sp.Piecewise((z, z < 0), (w, True))],
     "sech_squared_logistic": [sp.sech(z), sp.sech(z) ** 3, sp.cosh(z) ** 2],
     "logistic_product": [logistic(z) * logistic(2 * z), logistic(z) ** 2, logistic(z) * logistic(w)],

@@ -158,6 +158,23 @@ class exp_square(sp.Function):  # noqa: N801
     _eval_rewrite_as_elementary = _eval_rewrite_as_exp
 
 
+class mul_exp(sp.Function):  # noqa: N801
+    r"""u exp(t), evaluated as (u exp(t/2)) exp(t/2): where exp(t) alone would be subnormal (and
+    lose precision) but the product is a normal number, no intermediate leaves the normal range."""
+
+    nargs = 2
+
+    def _eval_rewrite_as_exp(self, u, t, **kwargs):
+        return u * sp.exp(t)
+
+    _eval_rewrite_as_elementary = _eval_rewrite_as_exp
+
+    def _latex(self, printer, exp=None):
+        u, t = self.args
+        body = r"%s e^{%s}" % (printer.parenthesize(u, 50), printer._print(t))
+        return body if exp is None else r"\left(%s\right)^{%s}" % (body, exp)
+
+
 class axis_sum(sp.Function):  # noqa: N801
     """Sum of an array expression over the class axis (keeping that axis with length 1)."""
 
@@ -170,7 +187,7 @@ class axis_max(sp.Function):  # noqa: N801
     nargs = 1
 
 
-PRIMITIVES = (logistic, softplus, normal_cdf, xlogy, erfcx, exp_square)
+PRIMITIVES = (logistic, softplus, normal_cdf, xlogy, erfcx, exp_square, mul_exp)
 
 
 def elementary(expr):

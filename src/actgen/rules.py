@@ -21,7 +21,7 @@ from typing import Callable
 import sympy as sp
 from sympy.codegen import cfunctions
 
-from .primitives import erfcx, exp_square, logistic, normal_cdf, softplus, xlogy
+from .primitives import erfcx, exp_square, logistic, mul_exp, normal_cdf, softplus, xlogy
 from .symbolic import prove_equal
 
 a = sp.Symbol("a", real=True)
@@ -429,6 +429,58 @@ NORMAL_CDF_ERFCX = Rule(
      (normal_cdf(u), (1 + sp.erf(u / sp.sqrt(2))) / 2)),
     "lower",
 )
+def _decays(t):
+    """exp(t) of this argument can be subnormal: t is never positive."""
+    return t.is_nonpositive is True and bool(t.free_symbols)
+
+
+def _fold_into_branches(e):
+    # u * Piecewise((a, c), (b, True)) -> Piecewise((u a, c), (u b, True)) when a branch holds a
+    # decaying exponential: the product can then be formed before the exponential underflows
+    if e.is_Mul and any(isinstance(f, sp.Piecewise) and any(isinstance(x, sp.exp) and _decays(x.args[0]) for x in f.atoms(sp.exp)) for f in e.args):
+        folded = sp.piecewise_fold(e)
+        return folded if folded != e else None
+    return None
+
+
+def _grows(f):
+    """f depends on a variable outside of any exponential (z, 1 + z/(1 + exp(-|z|)), ...), so it
+    can be large enough to lift a subnormal exponential back into the normal range."""
+    return bool(f.xreplace({x: sp.Integer(1) for x in f.atoms(sp.exp)}).free_symbols)
+
+
+def _split_exp(e):
+    # p * exp(t) * r -> mul_exp(p, t) * r, p the factors that depend on a variable outside of
+    # exponentials (they can be large, e.g. z), t never positive: exp(t) may be subnormal while
+    # p exp(t) is not
+    if not e.is_Mul:
+        return None
+    exps = [f for f in e.args if isinstance(f, sp.exp) and _decays(f.args[0])]
+    if len(exps) != 1:
+        return None
+    poly = [f for f in e.args if f is not exps[0] and _grows(f)]
+    if not poly:
+        return None
+    rest = [f for f in e.args if f is not exps[0] and f not in poly]
+    return sp.Mul(mul_exp(sp.Mul(*poly), exps[0].args[0]), *rest)
+
+
+FOLD_INTO_BRANCHES = Rule(
+    "fold_into_branches",
+    "u Piecewise((a, c), (b, True)) = Piecewise((u a, c), (u b, True))",
+    _fold_into_branches,
+    ((x * sp.Piecewise((1, x > 0), (sp.exp(-sp.Abs(x)), True)), sp.Piecewise((x, x > 0), (x * sp.exp(-sp.Abs(x)), True))),),
+    "lower",
+)
+SPLIT_EXP = Rule(
+    "split_exp",
+    "p exp(t) = (p exp(t/2)) exp(t/2) for t <= 0: no subnormal intermediate when the product is normal",
+    _split_exp,
+    ((x * sp.exp(-sp.Abs(x)) / (1 + sp.exp(-sp.Abs(x))), mul_exp(x, -sp.Abs(x)) / (1 + sp.exp(-sp.Abs(x)))),),
+    "lower",
+)
+
+
 def _softplus_log1p(e):
     # softplus(t) -> max(t, 0) + log1p(exp(-|t|)): about 3x faster than NumPy's generic
     # logaddexp(0, t), with the same accuracy (exp never overflows, log1p keeps the small tail)
@@ -537,7 +589,7 @@ LOG1P = Rule(
     "lower",
 )
 
-LOWER = (XLOGY, PIECEWISE_MAX, CLAMP_BRANCHES, SOFTPLUS_LOG1P, NORMAL_CDF_ERFCX, EXP_SQUARE, SECH_SQUARED_LOGISTIC, LOGISTIC_PRODUCT, LOGISTIC_RECIPROCAL, STABLE_LOGISTIC)
+LOWER = (XLOGY, PIECEWISE_MAX, CLAMP_BRANCHES, SOFTPLUS_LOG1P, NORMAL_CDF_ERFCX, EXP_SQUARE, SECH_SQUARED_LOGISTIC, LOGISTIC_PRODUCT, LOGISTIC_RECIPROCAL, STABLE_LOGISTIC, FOLD_INTO_BRANCHES, SPLIT_EXP)
 
 
 def lower(expr, fired=None):
@@ -555,6 +607,8 @@ def lower(expr, fired=None):
         expr = new
         fired.append(LOGISTIC_RECIPROCAL.name)
     expr = apply_rules(expr, (STABLE_LOGISTIC,), fired)
+    expr = apply_rules(expr, (FOLD_INTO_BRANCHES,), fired)
+    expr = apply_rules(expr, (SPLIT_EXP,), fired)
     return apply_rules(expr, (EXPM1, LOG1P), fired)
 
 
