@@ -258,15 +258,7 @@ def emit(expr, printer=None, fired=None) -> Emitted:
 
 
 class ActgenLatexPrinter(LatexPrinter):
-    """LaTeX for docs and docstrings: long exact constants shown as decimals."""
-
-    def _print_Rational(self, expr):
-        if abs(expr.q) > 1000:
-            return self._print(sp.Float(expr, 17))
-        return super()._print_Rational(expr)
-
-    def _print_Float(self, expr):
-        return f"{float(expr):.17g}"
+    """LaTeX for docs and docstrings (see :func:`latex` for long exact constants)."""
 
     def _print_Symbol(self, expr, style="plain"):
         if expr.name == "y_hat":
@@ -291,7 +283,8 @@ class ActgenLatexPrinter(LatexPrinter):
 def latex(expr) -> str:
     """LaTeX of ``expr``; exact constants with long denominators (SELU's) shown as decimals."""
     if isinstance(expr, sp.Basic):
-        expr = expr.xreplace({r: sp.Float(r, 17) for r in expr.atoms(sp.Rational) if abs(r.q) > 1000})
+        # the shortest decimal that rounds to the same double: 0.044715, not 0.044714999999999998
+        expr = expr.xreplace({r: sp.Float(repr(float(r))) for r in expr.atoms(sp.Rational) if abs(r.q) > 1000})
     return ActgenLatexPrinter({"mul_symbol": None, "fold_short_frac": False}).doprint(expr)
 
 

@@ -445,7 +445,9 @@ def render_cheatsheet(derived: Derived, package: str) -> str:
         of = entry.get("grad_from_output")
         if act.vector:
             deriv = latex(entry.get("jacobian").expr)
-            rng = "(0, 1) each, summing to 1" if entry.name == "softmax" else "see its page"
+            rng = _range_text(entry)
+            sums = next((p for p in entry.properties if p.name == "sums_to_one"), None)
+            rng = f"{rng} each" + (", summing to 1" if sums is not None and sums.value is True else "")
         else:
             deriv = latex(entry.get("grad").expr)
             rng = _range_text(entry)
