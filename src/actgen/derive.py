@@ -49,7 +49,7 @@ def simplest(expr, fired):
     for transform in (sp.factor_terms, sp.simplify, sp.expand):
         try:
             candidates.append(raise_primitives(transform(candidates[0]), fired))
-        except (TypeError, ValueError, NotImplementedError, RecursionError):
+        except (StopIteration, TypeError, ValueError, NotImplementedError, AttributeError, RecursionError):
             continue
     # prefer no raw exponentials of the variable (they overflow), then fewer operations
     def cost(e):
@@ -229,6 +229,15 @@ def _select_branch(pw, domain):
 # -- class-axis functions --------------------------------------------------------------------------
 
 
+def _simplify(expr):
+    """sp.simplify, or ``expr`` itself where SymPy's simplification of sums fails (it raises
+    StopIteration or TypeError on some products of Sums): an unsimplified derivative is still exact."""
+    try:
+        return sp.simplify(expr)
+    except (StopIteration, TypeError, ValueError, NotImplementedError, AttributeError, RecursionError):
+        return expr
+
+
 def _in_range(expr, index):
     """Drop the 'index in 1..K' conditions that SymPy's KroneckerDelta sums attach."""
     def is_range(rel):
@@ -253,10 +262,10 @@ def derive_vector(act: M.Activation):
     zk = M.ZV[M.KK]
     vjp_raw = sp.Sum(G[M.I] * sp.diff(f_i, zk), (M.I, 1, M.K))
     vjp = _in_range(vjp_raw.doit(), M.KK)
-    vjp = sp.simplify(_in_range(vjp, M.KK))
+    vjp = _simplify(_in_range(vjp, M.KK))
     out.append(Derivation(f"{act.name}_vjp", "vjp", act.name, "z", vjp_raw, vjp, tuple(fired)))
     jac_raw = sp.diff(f_i, zk)
-    jac = sp.simplify(_in_range(jac_raw.doit(), M.KK))
+    jac = _simplify(_in_range(jac_raw.doit(), M.KK))
     out.append(Derivation(f"{act.name}_jacobian", "jacobian", act.name, "z", jac_raw, jac, ()))
     return out
 
@@ -268,10 +277,10 @@ def derive_loss(loss: M.Loss):
     if loss.class_axis:
         yk = M.Y_HATV[M.KK]
         raw = sp.diff(loss.expr, yk)
-        grad = sp.simplify(_in_range(raw.doit(), M.KK))
+        grad = _simplify(_in_range(raw.doit(), M.KK))
         out.append(Derivation(f"{loss.name}_grad", "loss_grad", loss.name, "y_hat", raw, grad, ()))
         for p in loss.params:
-            gp = sp.simplify(sp.diff(loss.expr, p.symbol))
+            gp = _simplify(sp.diff(loss.expr, p.symbol))
             out.append(Derivation(f"{loss.name}_grad_{p.name}", "loss_grad_param", loss.name, p.name, gp, gp, ()))
         return out
     base = _piecewise_form(value)
@@ -316,7 +325,7 @@ def derive_head(act: M.Activation, loss: M.Loss):
         value = sp.expand_log(composed, force=True)
         zk = M.ZV[M.KK]
         raw = sp.diff(composed, zk)
-        grad = sp.simplify(sp.expand_log(_in_range(sp.diff(value, zk).doit(), M.KK), force=True))
+        grad = _simplify(sp.expand_log(_in_range(sp.diff(value, zk).doit(), M.KK), force=True))
         return [
             Derivation(name, "head", name, "", composed, value, ()),
             Derivation(f"{name}_grad", "head_grad", name, "z", raw, grad, ()),
