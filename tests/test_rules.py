@@ -114,8 +114,11 @@ FIRES = {
         (logistic(z) * logistic(-z), sp.exp(-sp.Abs(z)) / (1 + sp.exp(-sp.Abs(z))) ** 2),
         (w * logistic(z) ** 2 * logistic(-z), w * logistic(z) * sp.exp(-sp.Abs(z)) / (1 + sp.exp(-sp.Abs(z))) ** 2),
     ],
-    "fold_into_branches": [
-        (z * sp.Piecewise((1, z >= 0), (sp.exp(-sp.Abs(z)), True)), sp.Piecewise((z, z >= 0), (z * sp.exp(-sp.Abs(z)), True))),
+    "logistic_pair_sum": [
+        (
+            -w * logistic(-z) + (1 - w) * logistic(z),
+            sp.Piecewise((1 - w - 1 / (1 + sp.exp(sp.Abs(z))), z >= 0), (-w + 1 / (1 + sp.exp(sp.Abs(z))), True)),
+        ),
     ],
     "split_exp": [
         (z * sp.exp(-sp.Abs(z)), mul_exp(z, -sp.Abs(z))),
@@ -134,7 +137,7 @@ FIRES = {
         (2 * logistic(z) - w, 2 / (1 + sp.exp(-z)) - w),
     ],
     "stable_logistic": [
-        (logistic(z), sp.Piecewise((1, z >= 0), (sp.exp(-sp.Abs(z)), True)) / (1 + sp.exp(-sp.Abs(z)))),
+        (logistic(z), sp.exp(sp.Min(z, 0)) / (1 + sp.exp(-sp.Abs(z)))),
     ],
     "xlogy": [
         (y * sp.log(p), xlogy(y, p)),
@@ -171,7 +174,7 @@ LEFT_ALONE = {
     "tanh_complement": [1 + 2 * sp.tanh(z), sp.tanh(z) + z, 1 - sp.tanh(z) ** 2],
     "sign_times_self": [z * sp.sign(z + 1), w * sp.sign(z)],
     "log_cosh": [sp.log(sp.sinh(z)), sp.log(2 * sp.cosh(z) + 1)],
-    "fold_into_branches": [z * sp.Piecewise((1, z >= 0), (z, True)), sp.Piecewise((1, z >= 0), (sp.exp(-sp.Abs(z)), True))],
+    "logistic_pair_sum": [logistic(z) + logistic(2 * z), w * logistic(z) - 1, logistic(z) * logistic(-z)],
     "split_exp": [sp.exp(-sp.Abs(z)) / (1 + sp.exp(-sp.Abs(z))) ** 2, z * sp.exp(z), 3 * sp.exp(-sp.Abs(z))],
     "piecewise_max": [sp.Piecewise((2 * z, z > 0), (0, True)), sp.Piecewise((z, z > 0), (1, True)), sp.Piecewise((z, z < 0), (w, True))],
     "sech_squared_logistic": [sp.sech(z), sp.sech(z) ** 3, sp.cosh(z) ** 2],

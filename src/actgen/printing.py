@@ -33,6 +33,7 @@ class ActgenNumPyPrinter(NumPyPrinter):
         super().__init__({"strict": True, "fully_qualified_modules": True})
         self.axis = axis
         self.jacobian = jacobian
+        self.late = frozenset()  # CSE symbols whose values hold exponentials (see _late)
 
     def _module_format(self, fqn, register=True):
         if fqn.startswith("numpy."):
@@ -79,6 +80,21 @@ class ActgenNumPyPrinter(NumPyPrinter):
         if exp == -sp.Rational(1, 2):
             return f"1/np.sqrt({self._print(base)})"
         return f"{self.parenthesize(base, PRECEDENCE['Pow'])}**{self.parenthesize(exp, PRECEDENCE['Pow'])}"
+
+    def _print_Add(self, expr, order=None):
+        # terms without exponentials first, explicitly grouped: (1 - y) - q keeps a tiny q that
+        # (-q - y) + 1 would lose to cancellation
+        terms = sorted(expr.args, key=lambda t: (_late(t, self.late), sp.default_sort_key(t)))
+        out = ""
+        for t in terms:
+            if not out:
+                out = self._print(t) if not t.could_extract_minus_sign() else f"-{self.parenthesize(-t, PRECEDENCE['Mul'])}"
+                continue
+            if t.could_extract_minus_sign():
+                out = f"({out} - {self.parenthesize(-t, PRECEDENCE['Add'])})"
+            else:
+                out = f"({out} + {self.parenthesize(t, PRECEDENCE['Add'])})"
+        return out
 
     def _print_Piecewise(self, expr):
         # two constant branches: an indicator (a boolean array; the caller casts it to the
@@ -247,12 +263,21 @@ class Emitted:
     rules: tuple[str, ...]
 
 
+def _late_symbols(replacements):
+    late = set()
+    for sym, value in replacements:
+        if _late(value, frozenset(late)):
+            late.add(sym)
+    return frozenset(late)
+
+
 def emit(expr, printer=None, fired=None) -> Emitted:
     """Lower ``expr`` for NumPy, eliminate common subexpressions and print."""
     printer = printer or ActgenNumPyPrinter()
     fired = [] if fired is None else fired
     lowered = lower(expr, fired)
     replacements, (reduced,) = sp.cse([lowered], symbols=sp.numbered_symbols("_t"), order="canonical")
+    printer.late = _late_symbols(replacements)
     lines = tuple((str(sym), printer.doprint(value)) for sym, value in replacements)
     return Emitted(lines, printer.doprint(reduced), tuple(fired))
 
@@ -290,6 +315,12 @@ def latex(expr) -> str:
 
 PRIMITIVE_NAMES = {logistic: "logistic", softplus: "softplus", normal_cdf: "normal_cdf", xlogy: "xlogy"}
 VARIABLES = {"z": M.Z, "y": M.Y, "y_hat": M.Y_HAT}
+
+
+def _late(term, late_symbols=frozenset()) -> bool:
+    """Terms holding exponentials (possibly tiny), directly or through a common subexpression,
+    are added after the others."""
+    return term.has(sp.exp, sp.Function) or bool(term.free_symbols & late_symbols)
 
 
 # -- in-place emission: the fewest fresh arrays for elementwise functions ----------------------------
@@ -423,8 +454,9 @@ class _InPlace:
                 parts.append(("subtract", -t))
             else:
                 parts.append(("add", t))
-        # full-shape array terms first, so that reductions and scalars broadcast into them
-        parts.sort(key=lambda p: (p[0] != "add", not self.is_array(p[1]), self.is_reduced(p[1])))
+        # terms without exponentials first (exact cancellations happen before tiny terms are
+        # added), then full-shape array terms, so that reductions and scalars broadcast into them
+        parts.sort(key=lambda p: (_late(p[1], self.printer.late), p[0] != "add", not self.is_array(p[1]), self.is_reduced(p[1])))
         acc, owned = self.gen(parts[0][1])
         if parts[0][0] == "subtract":
             acc = self._call("negative", (acc,), acc if owned else None, parts[0][1])
@@ -488,6 +520,7 @@ def emit_inplace(expr, inputs, printer=None, fired=None, class_axis=False) -> Em
     fired = [] if fired is None else fired
     lowered = lower(expr, fired)
     replacements, (reduced,) = sp.cse([lowered], symbols=sp.numbered_symbols("_t"), order="canonical")
+    printer.late = _late_symbols(replacements)
     later = [value for _, value in replacements] + [reduced]
     uses = {str(sym): sum(v.count(sym) for v in later) for sym, _ in replacements}
     writer = _InPlace(printer, inputs, uses)

@@ -21,6 +21,7 @@ from typing import Callable
 import sympy as sp
 from sympy.codegen import cfunctions
 
+from .model import Z
 from .primitives import erfcx, exp_square, logistic, mul_exp, normal_cdf, softplus, xlogy
 from .symbolic import prove_equal
 
@@ -296,13 +297,31 @@ def raise_primitives(expr, fired=None):
 # -- lower rules: evaluate primitives and branches stably in NumPy ---------------------------------
 
 
+def _logistic_pair_sum(e):
+    """An Add in which logistic(t) and logistic(-t) both appear (sigmoid + BCE's -y s(-t) + (1-y) s(t)):
+    with q = logistic(-|t|) = exp(-|t|)/(1 + exp(-|t|)), logistic(t) is 1 - q for t >= 0 and q
+    otherwise, so the sum becomes one Piecewise whose branches expand to sums in q, in which the
+    constant parts cancel exactly ((1-y)(1-q) - y q = (1 - y) - q): one exponential, one where,
+    and each branch keeps its relative accuracy where the true value is tiny."""
+    if not e.is_Add:
+        return None
+    args = {f.args[0] for f in e.atoms(logistic)}
+    for t in sorted(args, key=sp.default_sort_key):
+        if -t in args and not t.could_extract_minus_sign():
+            q = sp.exp(-sp.Abs(t)) / (1 + sp.exp(-sp.Abs(t)))
+            pos = sp.expand(e.xreplace({logistic(t): 1 - q, logistic(-t): q}))
+            neg = sp.expand(e.xreplace({logistic(t): q, logistic(-t): 1 - q}))
+            return sp.Piecewise((pos, t >= 0), (neg, True))
+    return None
+
+
 def _stable_logistic(e):
-    # logistic(t) = [1 if t >= 0 else exp(-|t|)] / (1 + exp(-|t|)): exp never overflows, so a
-    # product such as z*logistic(z) keeps its value where logistic(z) alone would underflow
+    # logistic(t) = exp(min(t, 0)) / (1 + exp(-|t|)): no exponential overflows, no where() (a
+    # where with a scalar branch costs several passes), and a product such as z*logistic(z)
+    # keeps the factor exp(min(t, 0)) visible to split_exp where logistic(z) alone would underflow
     if isinstance(e, logistic):
         t = e.args[0]
-        small = sp.exp(-sp.Abs(t))
-        return sp.Piecewise((1, t >= 0), (small, True)) / (1 + small)
+        return sp.exp(sp.Min(t, 0)) / (1 + sp.exp(-sp.Abs(t)))
     return None
 
 
@@ -434,19 +453,11 @@ def _decays(t):
     return t.is_nonpositive is True and bool(t.free_symbols)
 
 
-def _fold_into_branches(e):
-    # u * Piecewise((a, c), (b, True)) -> Piecewise((u a, c), (u b, True)) when a branch holds a
-    # decaying exponential: the product can then be formed before the exponential underflows
-    if e.is_Mul and any(isinstance(f, sp.Piecewise) and any(isinstance(x, sp.exp) and _decays(x.args[0]) for x in f.atoms(sp.exp)) for f in e.args):
-        folded = sp.piecewise_fold(e)
-        return folded if folded != e else None
-    return None
-
-
 def _grows(f):
-    """f depends on a variable outside of any exponential (z, 1 + z/(1 + exp(-|z|)), ...), so it
-    can be large enough to lift a subnormal exponential back into the normal range."""
-    return bool(f.xreplace({x: sp.Integer(1) for x in f.atoms(sp.exp)}).free_symbols)
+    """f depends on the input z outside of any exponential (z, 1 + z/(1 + exp(-|z|)), ...), so it
+    can be large enough to lift a subnormal exponential back into the normal range (targets such
+    as y in a loss are not inputs that grow)."""
+    return Z in f.xreplace({x: sp.Integer(1) for x in f.atoms(sp.exp)}).free_symbols
 
 
 def _split_exp(e):
@@ -465,13 +476,6 @@ def _split_exp(e):
     return sp.Mul(mul_exp(sp.Mul(*poly), exps[0].args[0]), *rest)
 
 
-FOLD_INTO_BRANCHES = Rule(
-    "fold_into_branches",
-    "u Piecewise((a, c), (b, True)) = Piecewise((u a, c), (u b, True))",
-    _fold_into_branches,
-    ((x * sp.Piecewise((1, x > 0), (sp.exp(-sp.Abs(x)), True)), sp.Piecewise((x, x > 0), (x * sp.exp(-sp.Abs(x)), True))),),
-    "lower",
-)
 SPLIT_EXP = Rule(
     "split_exp",
     "p exp(t) = (p exp(t/2)) exp(t/2) for t <= 0: no subnormal intermediate when the product is normal",
@@ -539,9 +543,17 @@ LOGISTIC_RECIPROCAL = Rule(
     ((logistic(a), 1 / (1 + sp.exp(-a))), (2 * logistic(a) - b, 2 / (1 + sp.exp(-a)) - b)),
     "lower",
 )
+LOGISTIC_PAIR_SUM = Rule(
+    "logistic_pair_sum",
+    "a y logistic(-t) + b logistic(t) = Piecewise((a y q + b (1 - q), t >= 0), (a y (1 - q) + b q, True)), q = logistic(-|t|)",
+    _logistic_pair_sum,
+    ((-x * logistic(-u) + (1 - x) * logistic(u), 1 - x - sp.exp(-u) / (1 + sp.exp(-u))),
+     (-x * logistic(u) + (1 - x) * logistic(-u), sp.exp(-u) / (1 + sp.exp(-u)) - x)),
+    "lower",
+)
 STABLE_LOGISTIC = Rule(
     "stable_logistic",
-    "logistic(t) = (1 if t >= 0 else exp(-|t|)) / (1 + exp(-|t|))",
+    "logistic(t) = exp(min(t, 0)) / (1 + exp(-|t|))",
     _stable_logistic,
     ((logistic(u), 1 / (1 + sp.exp(-u))), (logistic(-u), sp.exp(-u) / (1 + sp.exp(-u)))),
     "lower",
@@ -589,7 +601,7 @@ LOG1P = Rule(
     "lower",
 )
 
-LOWER = (XLOGY, PIECEWISE_MAX, CLAMP_BRANCHES, SOFTPLUS_LOG1P, NORMAL_CDF_ERFCX, EXP_SQUARE, SECH_SQUARED_LOGISTIC, LOGISTIC_PRODUCT, LOGISTIC_RECIPROCAL, STABLE_LOGISTIC, FOLD_INTO_BRANCHES, SPLIT_EXP)
+LOWER = (XLOGY, PIECEWISE_MAX, CLAMP_BRANCHES, SOFTPLUS_LOG1P, NORMAL_CDF_ERFCX, EXP_SQUARE, SECH_SQUARED_LOGISTIC, LOGISTIC_PRODUCT, LOGISTIC_PAIR_SUM, LOGISTIC_RECIPROCAL, STABLE_LOGISTIC, SPLIT_EXP)
 
 
 def lower(expr, fired=None):
@@ -602,12 +614,12 @@ def lower(expr, fired=None):
     expr = apply_rules(expr, (EXP_SQUARE,), fired)
     expr = apply_rules(expr, (SECH_SQUARED_LOGISTIC,), fired)
     expr = apply_rules(expr, (LOGISTIC_PRODUCT,), fired)
+    expr = apply_rules(expr, (LOGISTIC_PAIR_SUM,), fired)
     new = _logistic_reciprocal(expr)  # top level only: the value itself or its terms
     if new is not None:
         expr = new
         fired.append(LOGISTIC_RECIPROCAL.name)
     expr = apply_rules(expr, (STABLE_LOGISTIC,), fired)
-    expr = apply_rules(expr, (FOLD_INTO_BRANCHES,), fired)
     expr = apply_rules(expr, (SPLIT_EXP,), fired)
     return apply_rules(expr, (EXPM1, LOG1P), fired)
 
