@@ -456,7 +456,9 @@ class _InPlace:
                 parts.append(("add", t))
         # terms without exponentials first (exact cancellations happen before tiny terms are
         # added), then full-shape array terms, so that reductions and scalars broadcast into them
-        parts.sort(key=lambda p: (_late(p[1], self.printer.late), p[0] != "add", not self.is_array(p[1]), self.is_reduced(p[1])))
+        # (the order only matters for accuracy when two or more early terms can cancel exactly)
+        early = sum(1 for _, t in parts if not _late(t, self.printer.late))
+        parts.sort(key=lambda p: (early > 1 and _late(p[1], self.printer.late), p[0] != "add", not self.is_array(p[1]), self.is_reduced(p[1])))
         acc, owned = self.gen(parts[0][1])
         if parts[0][0] == "subtract":
             acc = self._call("negative", (acc,), acc if owned else None, parts[0][1])
@@ -485,6 +487,14 @@ class _InPlace:
             acc = self._call("reciprocal", (acc,), acc if owned else None, partial)
             owned = True
         else:
+            # per-row reciprocals of reduced denominators first: the reductions then read every
+            # common subexpression before the products below may overwrite it in place
+            recips = {}
+            if any(not self.is_reduced(a) for a in arrays):
+                for d in den:
+                    if self.is_reduced(d):
+                        code, d_owned = self.gen(d)
+                        recips[d] = self._call("reciprocal", (code,), code if d_owned else None, 1 / d)
             acc, owned = self.gen(arrays[0])
             partial = arrays[0]
             for f in arrays[1:]:
@@ -492,14 +502,13 @@ class _InPlace:
                 partial = partial * f
                 acc, owned = self._call("multiply", (acc, code), self._target(partial, (acc, owned), (code, f_owned)), partial), True
             for d in den:
-                code, d_owned = self.gen(d)
-                if self.is_reduced(d) and not self.is_reduced(partial):
+                if d in recips:
                     # one reciprocal per class row, then a multiplication: cheaper than dividing
                     # every element (at most half an ulp more rounding)
-                    code = self._call("reciprocal", (code,), code if d_owned else None, 1 / d)
                     partial = partial / d
-                    acc, owned = self._call("multiply", (acc, code), self._target(partial, (acc, owned)), partial), True
+                    acc, owned = self._call("multiply", (acc, recips[d]), self._target(partial, (acc, owned)), partial), True
                     continue
+                code, d_owned = self.gen(d)
                 partial = partial / d
                 acc, owned = self._call("divide", (acc, code), self._target(partial, (acc, owned), (code, d_owned)), partial), True
         if scalars:
