@@ -130,8 +130,9 @@ def _log_logistic(e):
     return None
 
 
-def _complement(fn, make):
-    """c + (-c) fn(t) -> make(t, c): the terms of an Add that pair a constant with -c*fn(t)."""
+def _paired_with_constant(extract, make, both_signs=False):
+    """A rewrite of the Adds that pair a constant k with a term c*f(t) (``extract`` returns t for
+    f(t), or None): with c = -k it becomes make(t, k); with ``both_signs`` also c = k, as make(-t, k)."""
 
     def rewrite(e):
         if not e.is_Add:
@@ -139,16 +140,25 @@ def _complement(fn, make):
         terms = list(e.args)
         for i, term in enumerate(terms):
             coeff, rest = term.as_coeff_Mul()
-            target = fn(rest)
+            target = extract(rest)
             if target is None:
                 continue
             for j, other in enumerate(terms):
-                if j != i and other.is_number and other == -coeff:
-                    remaining = [t for m, t in enumerate(terms) if m not in (i, j)]
+                if j == i or not other.is_number or other == 0:
+                    continue
+                remaining = [t for m, t in enumerate(terms) if m not in (i, j)]
+                if other == -coeff:
                     return sp.Add(*remaining, make(target, other))
+                if both_signs and other == coeff:
+                    return sp.Add(*remaining, make(-target, other))
         return None
 
     return rewrite
+
+
+def _complement(fn, make):
+    """k - k fn(t) -> make(t, k)."""
+    return _paired_with_constant(fn, make)
 
 
 def _is_logistic(t):
@@ -164,25 +174,9 @@ def _is_erf(t):
 
 
 def _odd_plus_one(fn, make):
-    """c + c*fn(t) -> make(t, c) and c - c*fn(t) -> make(-t, c), for an odd fn bounded by 1
-    whose complement 1 + fn(t) cancels for t -> -oo (erf, tanh)."""
-
-    def rewrite(e):
-        if not e.is_Add:
-            return None
-        terms = list(e.args)
-        for i, term in enumerate(terms):
-            coeff, rest = term.as_coeff_Mul()
-            if not isinstance(rest, fn):
-                continue
-            for j, other in enumerate(terms):
-                if j != i and other.is_number and other != 0 and abs(other) == abs(coeff):
-                    remaining = [t for m, t in enumerate(terms) if m not in (i, j)]
-                    t = rest.args[0] if coeff == other else -rest.args[0]
-                    return sp.Add(*remaining, make(t, other))
-        return None
-
-    return rewrite
+    """k + k fn(t) -> make(t, k) and k - k fn(t) -> make(-t, k), for an odd fn bounded by 1 whose
+    complement 1 + fn(t) cancels for t -> -oo (erf, tanh)."""
+    return _paired_with_constant(lambda r: r.args[0] if isinstance(r, fn) else None, lambda t, k: make(-t, k), both_signs=True)
 
 
 # c + c erf(t) -> 2c Phi(sqrt(2) t);  c - c erf(t) -> 2c Phi(-sqrt(2) t)
