@@ -14,8 +14,7 @@ from sympy.printing.latex import LatexPrinter
 from sympy.printing.numpy import NumPyPrinter
 from sympy.printing.precedence import PRECEDENCE
 
-from . import model as M
-from .primitives import axis_max, axis_sum, logistic, normal_cdf, softplus, xlogy
+from .primitives import axis_max, axis_sum
 from .rules import lower
 
 TOP = "top"  # a class-axis reduction used outside any sum of a Jacobian
@@ -313,8 +312,6 @@ def latex(expr) -> str:
     return ActgenLatexPrinter({"mul_symbol": None, "fold_short_frac": False}).doprint(expr)
 
 
-PRIMITIVE_NAMES = {logistic: "logistic", softplus: "softplus", normal_cdf: "normal_cdf", xlogy: "xlogy"}
-VARIABLES = {"z": M.Z, "y": M.Y, "y_hat": M.Y_HAT}
 
 
 def _late(term, late_symbols=frozenset()) -> bool:

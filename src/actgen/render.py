@@ -134,6 +134,34 @@ def _conventions(expr_for_kinks, grad, params):
     return ("", "Convention at kinks (the branch whose condition holds at the point; defaults for parameters):", "") + tuple(f"- {l}" for l in lines)
 
 
+def _loss_conventions(loss_expr, grad, params):
+    """Kinks of a loss in y_hat (where a Piecewise condition, Max/Min, Abs or sign switches), each
+    solved for y_hat and the gradient's value there, computed from the derived gradient."""
+    from .derive import _piecewise_form
+    from .symbolic import TimeBudgetExceeded, time_budget
+
+    defaults = _defaults(params)
+    expr = _piecewise_form(loss_expr.xreplace(defaults))
+    grad = grad.xreplace(defaults)
+    boundaries = [r.lhs - r.rhs for r in expr.atoms(sp.core.relational.Relational) if r.has(M.Y_HAT)]
+    boundaries += [f.args[0] for f in expr.atoms(sp.Abs, sp.sign) if f.has(M.Y_HAT)]
+    lines = []
+    for b in sorted(set(boundaries), key=sp.default_sort_key):
+        try:
+            with time_budget(5.0):
+                sols = sp.solve(sp.Eq(b, 0), M.Y_HAT)
+                for sol in sols:
+                    value = sp.simplify(grad.xreplace({M.Y_HAT: sol}))
+                    if not value.has(M.Y_HAT):
+                        lines.append(f"y_hat = {sp.sstr(sol)}: gradient taken as {sp.sstr(value)}")
+        except (TimeBudgetExceeded, NotImplementedError, TypeError, ValueError):
+            continue
+    if not lines:
+        return ()
+    return ("", "At the switching points of the formula (a branch condition, Abs or sign changes there; a kink where the",
+            "gradient jumps, else a smooth point), the gradient is that of the branch whose condition holds; defaults for parameters:", "") + tuple(f"- {l}" for l in dict.fromkeys(lines))
+
+
 def activation_views(entry: Entry, act: M.Activation) -> list[FunctionView]:
     if act.vector:
         return vector_views(entry, act)
@@ -293,7 +321,7 @@ def loss_views(entry: Entry, loss: M.Loss) -> list[FunctionView]:
     example = f"np.array([{ys[0]!r}, {ys[1]!r}]), np.array([{hats[0]!r}, {hats[1]!r}])"
     loss_value = sum(_exact(loss.expr, {M.Y: sp.Float(a), M.Y_HAT: sp.Float(b), **defaults}) for a, b in zip(ys, hats)) / 2
     grad_values = [_exact(grad.expr, {M.Y: sp.Float(a), M.Y_HAT: sp.Float(b), **defaults}) / 2 for a, b in zip(ys, hats)]
-    conv = _conventions(loss.expr.xreplace({M.Y: 0}).xreplace({M.Y_HAT: M.Z}) if False else sp.Integer(0), sp.Integer(0), ())
+    conv = _loss_conventions(loss.expr, grad.expr, loss.params)
     views.append(FunctionView(
         loss.name, sig, f"{loss.prose.title}, elementwise, then reduced.",
         _math("L(y, \\hat{y})", loss.expr) + _computed_as(value.rules) + _loss_vars_doc() + param_doc
@@ -388,7 +416,7 @@ def _with_lowering(view: FunctionView) -> FunctionView:
         del lines[start:end]
     fired += [r for r in view.body.rules if r not in fired]
     block = list(_computed_as(tuple(fired)))
-    at = next((i for i, l in enumerate(lines) if l in ("Args:", "Convention at kinks (the branch whose condition holds at the point; defaults for parameters):")), len(lines))
+    at = next((i for i, l in enumerate(lines) if l == "Args:" or l.startswith(("Convention at kinks", "At the switching points"))), len(lines))
     at = at - 1 if at > 0 and lines[at - 1] == "" else at
     return dataclasses.replace(view, doc_lines=tuple(lines[:at] + block + lines[at:]))
 
