@@ -128,14 +128,14 @@ def kinks(expr):
     for rel in expr.atoms(sp.core.relational.Relational):
         if rel.has(M.Z):
             try:
-                with time_budget(2.0):
+                with _budget(2.0):
                     sol = sp.solve(sp.Eq(rel.lhs, rel.rhs), M.Z)
             except _ERRORS:
                 continue
             points.update(s for s in sol if s.is_real)
     for f in expr.atoms(sp.Abs, sp.sign, sp.Heaviside):
         try:
-            with time_budget(2.0):
+            with _budget(2.0):
                 sol = sp.solve(sp.Eq(f.args[0], 0), M.Z)
         except _ERRORS:
             continue
@@ -197,14 +197,14 @@ def _lim(g, point, side="+"):
     try:
         # at a finite point of a smooth piece, or at ±oo when every operation has a determinate
         # extended-real value (SymPy returns nan for 0*oo, oo - oo, 1**oo, ...): substitution
-        with time_budget(0.5):
+        with _budget(0.5):
             v = ge.subs(Z, point)
         if v.is_number and not v.has(sp.nan, sp.zoo, sp.AccumBounds, sp.I) and (v.is_infinite or v.is_real):
             return v
     except _ERRORS:
         pass
     try:
-        with time_budget(1.0):
+        with _budget(1.0):
             form = sp.together(ge) if sp.count_ops(ge) < 60 else ge  # one fraction: faster for gruntz
             v = sp.limit(form, Z, point, side) if point.is_finite else sp.limit(form, Z, point)
     except _ERRORS:
@@ -266,7 +266,7 @@ def pieces_of(f) -> Pieces:
         if cond.free_symbols - {Z}:
             raise Undecided(f"the condition {sp.sstr(cond)} depends on more than z")
         try:
-            with time_budget(1.0):
+            with _budget(1.0):
                 s = sp.Intersection(cond.as_set(), remaining)
                 remaining = sp.Complement(remaining, s)
         except _ERRORS:
@@ -389,7 +389,7 @@ def _zeros(h, lo, hi, depth=0):
     if sp.count_ops(eq) > 80:
         raise Undecided(f"f′ is too large for SymPy's solvers ({sp.count_ops(eq)} operations)")
     try:
-        with time_budget(0.5):
+        with _budget(0.5):
             sol = sp.solveset(eq, Z, interval)
     except _ERRORS:
         sol = None
@@ -431,7 +431,7 @@ def _zero_in_monotone(eq, a, b):
     if sa * sb >= 0:
         return []
     try:
-        with time_budget(0.5):
+        with _budget(0.5):
             for s in sp.solve(eq, Z):
                 if _finite_real(s) and _cmp(s, a) == 1 and _cmp(b, s) == 1:
                     return [s]
@@ -443,7 +443,7 @@ def _zero_in_monotone(eq, a, b):
     a_num = a if a.is_finite else _bracket_end(eq, b, -1, sa)
     b_num = b if b.is_finite else _bracket_end(eq, a_num, 1, sb)
     try:
-        with time_budget(1.0):
+        with _budget(1.0):
             # a bracketing method: the root stays inside the proven bracket
             root = sp.nsolve(elementary(eq), Z, (sp.N(a_num, 20), sp.N(b_num, 20)), solver="illinois", prec=20)
     except _ERRORS + (sp.core.evalf.PrecisionExhausted,):
@@ -564,7 +564,7 @@ class Analysis:
             lo, hi = p.interval(i)
             return [(lo, hi, 0)]
         try:
-            with time_budget(PATTERN_BUDGET_S):
+            with _budget(PATTERN_BUDGET_S):
                 return _sign_pattern(sp.diff(g, Z), *p.interval(i))
         except TimeBudgetExceeded:
             raise Undecided(f"SymPy did not find the zeros of f{chr(0x2032) * (order + 1)} within {PATTERN_BUDGET_S} s") from None
@@ -608,7 +608,7 @@ def _nth(m):
 def _undecided(name, fn):
     def run(a, *args):
         try:
-            with time_budget(PROPERTY_BUDGET_S):
+            with _budget(PROPERTY_BUDGET_S):
                 return fn(a, *args)
         except Undecided as exc:
             return Property(name, None, str(exc) + a.note)
@@ -707,7 +707,7 @@ def _critical_hint(a: Analysis):
         for (x1, s1), (x2, s2) in zip(signs, signs[1:]):
             if s1 and s2 and s1 != s2:
                 try:
-                    with time_budget(0.5):
+                    with _budget(0.5):
                         root = sp.nsolve(elementary(d), Z, (x1, x2), solver="illinois", prec=15)
                 except _ERRORS + (sp.core.evalf.PrecisionExhausted,):
                     continue
@@ -841,7 +841,7 @@ def _symmetry(a: Analysis, name, parity):
         d = sp.expand(elementary(mirror - parity * g))
         if d != 0:
             try:
-                with time_budget(1.0):
+                with _budget(1.0):
                     d = sp.simplify(d)
             except _ERRORS:
                 pass
@@ -876,6 +876,16 @@ _PROPERTIES = {
 # cheap properties first, so that a hard function spends its budget on the expensive ones last
 COST_ORDER = ("zero_centred", "odd", "even", "continuity", "identity_near_origin", "bounded_below", "bounded_above",
               "saturating", "monotonic", "range", "derivative_monotonic")
+# Budgets are a safety net, not a tuning knob: a decision that times out becomes "unknown", so a
+# budget close to a step's normal running time would make the output depend on the machine's load.
+# Every budget below is multiplied by BUDGET_SCALE, set well above the slowest step observed.
+BUDGET_SCALE = 3.0
+
+
+def _budget(seconds):
+    return time_budget(seconds * BUDGET_SCALE)
+
+
 PROPERTY_BUDGET_S = 3.0
 PATTERN_BUDGET_S = 2.0  # the sign analysis of one derivative on one piece
 TOTAL_BUDGET_S = 8.0
@@ -889,13 +899,13 @@ def derive_properties(act: M.Activation, derivations=None) -> tuple[Property, ..
         return vector_properties(act)
     f = derivations[0].expr if derivations else act.expr
     try:
-        with time_budget(2.0):
+        with _budget(2.0):
             a = Analysis(f, act.params)
     except (Undecided, *_ERRORS) as exc:
         why = str(exc) if isinstance(exc, Undecided) else f"SymPy failed to split f at its kinks ({type(exc).__name__})"
         return tuple(Property(n, None, why) for n in NAMES)
     done = {}
-    with time_budget(TOTAL_BUDGET_S):
+    with _budget(TOTAL_BUDGET_S):
         for n in COST_ORDER:
             done[n] = _undecided(n, _PROPERTIES[n])(a)
     return tuple(done[n] for n in NAMES)
@@ -932,7 +942,7 @@ def vector_properties(act: M.Activation) -> tuple[Property, ...]:
             g = f.xreplace({total: sp.exp(Z) + s}).xreplace({M.ZV[M.I]: Z})
             if g.free_symbols <= {Z, s}:
                 try:
-                    with time_budget(3.0):
+                    with _budget(3.0):
                         r = output_range(g, None, ())
                         if r.known and not r.value.low.has(s) and not r.value.high.has(s):
                             rng = Property("range", r.value, "component i with Sum(exp(z_j)) = exp(z_i) + s, s > 0 the other classes; " + r.reason + " (the same for every s > 0)" + note)
@@ -945,7 +955,7 @@ def vector_properties(act: M.Activation) -> tuple[Property, ...]:
     total = sp.Sum(f, (M.I, 1, M.K))
     s1 = Property("sums_to_one", None, "SymPy could not reduce Sum(f_i, (i, 1, K)) - 1 to 0")
     try:
-        with time_budget(2.0):
+        with _budget(2.0):
             done = total.doit()
             inner = [x for x in done.atoms(sp.Sum)]
             # the sums over i and over j are the same sum under another index
