@@ -119,3 +119,12 @@ def test_help(capsys, argv):
 def test_no_command_prints_help_and_fails(capsys):
     assert main([]) != 0
     assert "usage: actgen" in capsys.readouterr().out
+
+
+def test_every_file_beside_the_package_is_owned_by_build(tiny_build):
+    """write.BUILD_ROOTS (what a build may remove when stale) names every file a build writes."""
+    from actgen.write import BUILD_ROOTS
+
+    out = tiny_build / "out"
+    beside = sorted(p.name for p in out.iterdir() if p.is_file())
+    assert beside and set(beside) <= set(BUILD_ROOTS), beside

@@ -116,5 +116,3 @@ def cached(kind, compute, *parts):
     put(k, (value, _digest(value)))
     return value
 
-
-MISS = _MISS

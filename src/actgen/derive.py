@@ -19,7 +19,6 @@ from .symbolic import TimeBudgetExceeded, prove_equal, time_budget
 Y_OUT = sp.Symbol("y", real=True)  # the output of an activation, in output-form derivatives
 G = sp.IndexedBase("g", real=True)  # the incoming gradient of a vector-Jacobian product
 Z_MAX = sp.Symbol("z_max", real=True)  # max_j z[j], for max-shifted class-axis expressions
-LOGITS = M.Z
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,6 +12,18 @@ from __future__ import annotations
 import sympy as sp
 
 
+def _latex_call(printer, name, arg, exp=None):
+    """name(arg), raised to ``exp`` when SymPy's printer passes one."""
+    body = r"%s\left(%s\right)" % (name, printer._print(arg))
+    return body if exp is None else r"%s^{%s}" % (body, exp)
+
+
+def _latex_product(printer, factor, rest, exp=None):
+    """factor * rest (rest already LaTeX), raised to ``exp`` when given."""
+    body = r"%s %s" % (printer.parenthesize(factor, 50), rest)
+    return body if exp is None else r"\left(%s\right)^{%s}" % (body, exp)
+
+
 class logistic(sp.Function):  # noqa: N801 - SymPy function classes are lower-case by convention
     r"""The logistic sigmoid :math:`\sigma(u) = 1/(1 + e^{-u})`."""
 
@@ -43,8 +55,7 @@ class logistic(sp.Function):  # noqa: N801 - SymPy function classes are lower-ca
         return True if self.args[0].is_real else None
 
     def _latex(self, printer, exp=None):
-        body = r"\sigma\left(%s\right)" % printer._print(self.args[0])
-        return body if exp is None else r"%s^{%s}" % (body, exp)
+        return _latex_call(printer, r"\sigma", self.args[0], exp)
 
 
 class softplus(sp.Function):  # noqa: N801
@@ -73,8 +84,7 @@ class softplus(sp.Function):  # noqa: N801
         return True if self.args[0].is_real else None
 
     def _latex(self, printer, exp=None):
-        body = r"\operatorname{softplus}\left(%s\right)" % printer._print(self.args[0])
-        return body if exp is None else r"%s^{%s}" % (body, exp)
+        return _latex_call(printer, r"\operatorname{softplus}", self.args[0], exp)
 
 
 class normal_cdf(sp.Function):  # noqa: N801
@@ -103,8 +113,7 @@ class normal_cdf(sp.Function):  # noqa: N801
         return self.args[0].is_real
 
     def _latex(self, printer, exp=None):
-        body = r"\Phi\left(%s\right)" % printer._print(self.args[0])
-        return body if exp is None else r"%s^{%s}" % (body, exp)
+        return _latex_call(printer, r"\Phi", self.args[0], exp)
 
 
 class xlogy(sp.Function):  # noqa: N801
@@ -123,8 +132,7 @@ class xlogy(sp.Function):  # noqa: N801
 
     def _latex(self, printer, exp=None):
         x, y = self.args
-        body = r"%s \log\left(%s\right)" % (printer.parenthesize(x, 50), printer._print(y))
-        return body if exp is None else r"\left(%s\right)^{%s}" % (body, exp)
+        return _latex_product(printer, x, r"\log\left(%s\right)" % printer._print(y), exp)
 
 
 class erfcx(sp.Function):  # noqa: N801
@@ -171,8 +179,7 @@ class mul_exp(sp.Function):  # noqa: N801
 
     def _latex(self, printer, exp=None):
         u, t = self.args
-        body = r"%s e^{%s}" % (printer.parenthesize(u, 50), printer._print(t))
-        return body if exp is None else r"\left(%s\right)^{%s}" % (body, exp)
+        return _latex_product(printer, u, r"e^{%s}" % printer._print(t), exp)
 
 
 class axis_sum(sp.Function):  # noqa: N801

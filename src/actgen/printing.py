@@ -214,7 +214,7 @@ class ActgenNumPyPrinter(NumPyPrinter):
         return name
 
 
-def to_array(expr, free=None, base_names=None):
+def to_array(expr, free=None):
     """Class-axis expression -> array expression.
 
     ``z[i]`` with a free index becomes the array symbol ``z`` (or ``z__row``/``z__col`` in a
@@ -518,10 +518,10 @@ class _InPlace:
         return acc, owned
 
 
-def emit_inplace(expr, inputs, printer=None, fired=None, class_axis=False) -> Emitted:
+def emit_inplace(expr, inputs, printer=None, fired=None) -> Emitted:
     """Like :func:`emit`, with ufunc calls that write into buffers no longer needed (see
-    :class:`_InPlace`). ``expr`` is elementwise in the array ``inputs``, or an array expression
-    with class reductions (from :func:`to_array`) when ``class_axis`` is true."""
+    :class:`_InPlace`). ``expr`` is elementwise in the array ``inputs``, possibly
+    with class reductions (from :func:`to_array`)."""
     printer = printer or ActgenNumPyPrinter()
     fired = [] if fired is None else fired
     lowered = lower(expr, fired)

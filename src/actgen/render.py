@@ -253,7 +253,7 @@ def vector_views(entry: Entry, act: M.Activation) -> list[FunctionView]:
         _math("f(z)_i", act.expr) + _computed_as(tuple(fired))
         + ("", "Args:", "    z: logits; the classes lie along ``axis``.", "    axis: the class axis (default: the last).", "", "Returns:", "    An array of the shape and dtype of z.",
            "", "Example:", f"    >>> np.round({act.name}(np.array([2.0, 1.0])), 6) + 0.0", f"    {_fmt_array(sample)}"),
-        ("z = _as_float(z)",), emit_inplace(arr, ARRAYS, printer, class_axis=True), "out", ("return _result(out, z)",),
+        ("z = _as_float(z)",), emit_inplace(arr, ARRAYS, printer), "out", ("return _result(out, z)",),
     ))
     vexpr, vfired = _class_axis_stable(vjp.expr)
     varr = to_array(vexpr, {M.KK: None})
@@ -263,7 +263,7 @@ def vector_views(entry: Entry, act: M.Activation) -> list[FunctionView]:
         _math(r"\left(g^\top J\right)_k = \sum_i g_i \frac{\partial f_i}{\partial z_k}", vjp.expr) + _computed_as(tuple(vfired))
         + ("", "Args:", "    z: logits; the classes lie along ``axis``.", "    g: gradient with respect to the output, broadcastable to z.", "    axis: the class axis (default: the last).",
            "", "Example:", "    >>> z, g = np.array([2.0, 1.0, 0.5]), np.array([1.0, 0.0, 0.0])", f"    >>> bool(np.allclose({act.name}_vjp(z, g), g @ {act.name}_jacobian(z)))", "    True"),
-        ("z, g = _as_floats(z, g)",), emit_inplace(varr, ARRAYS, printer, class_axis=True), "out", ("return _result(out, z)",),
+        ("z, g = _as_floats(z, g)",), emit_inplace(varr, ARRAYS, printer), "out", ("return _result(out, z)",),
     ))
     jexpr, jfired = _class_axis_stable(jac.expr)
     jarr = to_array(jexpr, {M.I: ROW, M.KK: COL})
@@ -307,13 +307,13 @@ def loss_views(entry: Entry, loss: M.Loss) -> list[FunctionView]:
         views.append(FunctionView(
             loss.name, sig, f"{loss.prose.title}, over the last (class) axis, reduced over samples.",
             _math("L(y, \\hat{y})", loss.expr) + _loss_vars_doc() + param_doc + ("", "Example:", f"    >>> round(float({loss.name}({example})), 6)", f"    {_fmt_scalar(loss_value)}"),
-            prologue, emit_inplace(to_array(value.expr, {}), ARRAYS, printer, class_axis=True), "loss",
+            prologue, emit_inplace(to_array(value.expr, {}), ARRAYS, printer), "loss",
             ("loss = np.asarray(loss, dtype=y_hat.dtype).reshape(y_hat.shape[:-1])", "return _reduce(loss, reduction)"),
         ))
         views.append(FunctionView(
             grad.name, sig, f"Gradient of {loss.name} with respect to y_pred (scaled by 1/N samples for the mean).",
             _math("\\frac{\\partial L}{\\partial \\hat{y}_k}", grad.expr) + _loss_vars_doc() + param_doc + ("", "Example:", f"    >>> np.round({grad.name}({example}), 6) + 0.0", f"    {_fmt_array(grad_values)}"),
-            prologue, emit_inplace(to_array(grad.expr, {M.KK: None}), ARRAYS, printer, class_axis=True), "grad",
+            prologue, emit_inplace(to_array(grad.expr, {M.KK: None}), ARRAYS, printer), "grad",
             ("return _scale(_result(grad, y_hat), reduction, y_hat.size // max(y_hat.shape[-1], 1) if y_hat.ndim else 1)",),
         ))
         return views
@@ -367,12 +367,12 @@ def head_views(entry: Entry, act: M.Activation, loss: M.Loss) -> list[FunctionVi
             FunctionView(entry.name, sig, f"{loss.prose.title} of {act.name}(logits), fused and computed from the logits.",
                          _math("L(y, z)", value.expr) + _computed_as(tuple(vf)) + doc_args
                          + ("", "Example:", f"    >>> round(float({entry.name}({example})), 6)", f"    {_fmt_scalar(at(value.raw))}"),
-                         prologue, emit_inplace(to_array(vexpr, {}), ARRAYS, printer, class_axis=True), "loss",
+                         prologue, emit_inplace(to_array(vexpr, {}), ARRAYS, printer), "loss",
                          ("loss = np.asarray(loss, dtype=z.dtype).reshape(z.shape[:-1])", "return _reduce(loss, reduction)")),
             FunctionView(grad.name, sig, f"Gradient of {entry.name} with respect to the logits (1/N samples for the mean).",
                          _math("\\frac{\\partial L}{\\partial z_k}", grad.expr) + _computed_as(tuple(gf)) + doc_args
                          + ("", "Example:", f"    >>> np.round({grad.name}({example}), 6) + 0.0", f"    {_fmt_array([at(grad.expr, k) for k in (1, 2, 3)])}"),
-                         prologue, emit_inplace(to_array(gexpr, {M.KK: None}), ARRAYS, printer, class_axis=True), "grad",
+                         prologue, emit_inplace(to_array(gexpr, {M.KK: None}), ARRAYS, printer), "grad",
                          ("return _scale(_result(grad, z), reduction, z.size // max(z.shape[-1], 1) if z.ndim else 1)",)),
         ]
     ys, zs = (0.0, 1.0), (-1.0, 2.0)
@@ -502,9 +502,6 @@ def render_cheatsheet(derived: Derived, package: str) -> str:
     return environment().get_template("cheatsheet.md.j2").render(
         header=header("<!--", spec.sources), sources=spec.sources, package=package, activations=acts, losses=losses, tasks=tasks, hidden=hidden, output=output
     )
-
-
-from .write import BUILD_ROOTS as OWNED_ROOTS  # noqa: E402,F401 - defined beside the writer (no-op builds)
 
 
 def render_properties(derived: Derived) -> str:

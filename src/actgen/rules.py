@@ -169,10 +169,6 @@ def _is_tanh_squared(t):
     return t.base.args[0] if t.is_Pow and t.exp == 2 and isinstance(t.base, sp.tanh) else None
 
 
-def _is_erf(t):
-    return t.args[0] if isinstance(t, sp.erf) else None
-
-
 def _odd_plus_one(fn, make):
     """k + k fn(t) -> make(t, k) and k - k fn(t) -> make(-t, k), for an odd fn bounded by 1 whose
     complement 1 + fn(t) cancels for t -> -oo (erf, tanh)."""
@@ -183,10 +179,6 @@ def _odd_plus_one(fn, make):
 _normal_cdf = _odd_plus_one(sp.erf, lambda t, k: 2 * k * normal_cdf(sp.sqrt(2) * t))
 # c + c tanh(t) -> 2c logistic(2t);  c - c tanh(t) -> 2c logistic(-2t)
 _tanh_complement = _odd_plus_one(sp.tanh, lambda t, k: 2 * k * logistic(2 * t))
-
-
-def _is_tanh(t):
-    return t.args[0] if isinstance(t, sp.tanh) else None
 
 
 def _sign_times_self(e):
