@@ -63,6 +63,9 @@ def test_prove_rule_rejects_a_false_pair():
 # -- each rule fires with the exact rewritten form ------------------------------------------------
 
 SQ2 = sp.sqrt(2)
+# the two bounded exponentials of hyperbolic_softplus, for t = z and t = 2z
+_A, _B = sp.exp(sp.Min(z, 0)), sp.exp(-sp.Max(z, 0))
+_A2, _B2 = sp.exp(sp.Min(2 * z, 0)), sp.exp(-sp.Max(2 * z, 0))
 
 FIRES = {
     "logistic": [
@@ -123,6 +126,19 @@ FIRES = {
     "split_exp": [
         (z * sp.exp(-sp.Abs(z)), mul_exp(z, -sp.Abs(z))),
         ((1 + z) * sp.exp(-sp.Abs(z)) / (1 + sp.exp(-sp.Abs(z))), mul_exp(1 + z, -sp.Abs(z)) / (1 + sp.exp(-sp.Abs(z)))),
+        # two decaying exponentials are split as their product
+        (z * sp.exp(sp.Min(z, 0)) * sp.exp(-2 * sp.Max(z, 0)), mul_exp(z, sp.Min(z, 0) - 2 * sp.Max(z, 0))),
+    ],
+    "linear_root": [
+        (z / 6 + sp.Rational(1, 2), sp.Mul(sp.Rational(1, 6), z + 3, evaluate=False)),
+        (sp.Max(0, 1 - w / 3), sp.Max(0, sp.Mul(sp.Rational(-1, 3), w - 3, evaluate=False))),
+    ],
+    "hyperbolic_softplus": [
+        (sp.tanh(softplus(z)), _A * (_A + 2 * _B) / (_A * (_A + 2 * _B) + 2 * _B**2)),
+        (w * sp.sech(softplus(2 * z)) ** 2,
+         w * (2 * _B2 * (_A2 + _B2) / (_A2 * (_A2 + 2 * _B2) + 2 * _B2**2)) ** 2),
+        # a product with logistic(t) becomes one rational function: (1 + e^z)**2 / (1 + e^z) cancels
+        (z * logistic(z) * sp.sech(softplus(z)) ** 2, 4 * z * _A * _B**2 * (_A + _B) / (_A * (_A + 2 * _B) + 2 * _B**2) ** 2),
     ],
     "piecewise_max": [
         (sp.Piecewise((z, z > 0), (0, True)), sp.Max(z, 0)),
@@ -180,6 +196,10 @@ LEFT_ALONE = {
     "sech_squared_logistic": [sp.sech(z), sp.sech(z) ** 3, sp.cosh(z) ** 2],
     "logistic_product": [logistic(z) * logistic(2 * z), logistic(z) ** 2, logistic(z) * logistic(w)],
     "softplus_log1p": [sp.log(1 + sp.exp(z)), logistic(z)],
+    # unbounded hyperbolic functions, other arguments
+    # c a power of two (c z exact), a root that is not an exact float, c = 1, three terms
+    "linear_root": [z / 2 + sp.Rational(1, 2), z / 3 - sp.Rational(1, 7), z + 3, z / 6 + w + 1],
+    "hyperbolic_softplus": [sp.cosh(softplus(z)), sp.tanh(z), sp.tanh(sp.log(1 + z)), sp.sinh(softplus(z))],
     "logistic_reciprocal": [sp.exp(z), softplus(z), 1 / (1 + sp.exp(-z))],
     "stable_logistic": [sp.exp(z), softplus(z)],
     "xlogy": [2 * sp.log(p), sp.log(p) * sp.log(p + 1), sp.log(p)],

@@ -167,8 +167,8 @@ class exp_square(sp.Function):  # noqa: N801
 
 
 class mul_exp(sp.Function):  # noqa: N801
-    r"""u exp(t), evaluated as (u exp(t/2)) exp(t/2): where exp(t) alone would be subnormal (and
-    lose precision) but the product is a normal number, no intermediate leaves the normal range."""
+    r"""u exp(t) for t <= 0, evaluated as (u exp(t/2)) exp(t/2) wherever exp(t) alone would be
+    subnormal (and lose precision) while the product can be a normal number."""
 
     nargs = 2
 

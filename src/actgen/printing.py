@@ -403,6 +403,10 @@ class _InPlace:
             (a, ao), (b, bo) = self.gen(e.args[0]), self.gen(e.args[1])
             fn = "maximum" if isinstance(e, sp.Max) else "minimum"
             return self._call(fn, (a, b), self._target(e, (a, ao), (b, bo)), e), True
+        if isinstance(e, sp.Piecewise):
+            done = self._piecewise_constant(e)
+            if done is not None:
+                return done
         # no ufunc: print as is (reads are counted); a where() with constant branches is not a
         # float buffer
         for sym in e.free_symbols & self.arrays:
@@ -411,6 +415,34 @@ class _InPlace:
         code = self.printer.doprint(e)
         float_result = not (isinstance(e, sp.Piecewise) and not any(self.is_array(v) for v, _ in e.args))
         return self.assign(f"np.asarray({code})" if float_result else code, reduced=self.is_reduced(e)), float_result
+
+    def _piecewise_constant(self, e):
+        """Piecewise((c, cond), (f, True)) with a constant c (or the mirror image): f into a buffer,
+        then ``np.copyto(buffer, c, where=cond)``. NumPy evaluates f everywhere either way (the
+        rules have clamped it to its domain); this saves the where() pass and its allocation."""
+        if len(e.args) != 2 or e.args[1][1] is not sp.true or self.is_reduced(e):
+            return None
+        (first, cond), (second, _) = e.args
+        if not self.is_array(first) and self.is_array(second):
+            constant, branch, mask = first, second, "({})"
+        elif self.is_array(first) and not self.is_array(second):
+            constant, branch, mask = second, first, "~({})"
+        else:
+            return None
+        if self.is_reduced(branch) or self.is_array(constant):
+            return None
+        # the branch is generated while the condition's reads are still pending, so no buffer
+        # the condition reads is overwritten
+        code, owned = self.gen(branch)
+        if not owned:
+            # a read-only operand (an input or a shared temporary): copied into a fresh buffer
+            self._consume((code,))
+            code = self.assign(f"np.array({code}, dtype=np.float64)")
+        for sym in cond.free_symbols & self.arrays:
+            if sym.name in self.uses:
+                self.uses[sym.name] -= cond.count(sym)
+        self.lines.append(("", f"np.copyto({code}, {self.printer.doprint(constant)}, where={mask.format(self.printer.doprint(cond))})"))
+        return code, True
 
     def _target(self, e, *operands):
         """An operand buffer that may receive the result of ``e``: owned, and of the result's shape."""

@@ -177,20 +177,20 @@ def activation_views(entry: Entry, act: M.Activation) -> list[FunctionView]:
     grad_values = [_exact(grad.raw if not grad.raw.has(sp.Heaviside, sp.DiracDelta) else grad.expr, {M.Z: sp.Float(v), **defaults}) for v in EXAMPLE_Z]
     grad_values = [_exact(grad.expr, {M.Z: sp.Float(v), **defaults}) for v in EXAMPLE_Z]
     param_doc = tuple(f"{p.name}: parameter (default {p.default_float!r})." for p in act.params)
-    common_args = ("", "Args:", "    z: array of inputs (any shape; float32 stays float32, integers become float64).") + tuple("    " + d for d in param_doc)
+    common_args = ("", "Args:", "    z: array of inputs (any shape; float32 in, float32 out, computed in float64; integers become float64).") + tuple("    " + d for d in param_doc)
     views.append(FunctionView(
         act.name, "z" + kw,
         f"{act.prose.title}, elementwise.",
         _math("f(z)", act.expr) + _math("f'(z)", grad.expr) + _computed_as(fwd.rules) + common_args
         + ("", "Returns:", "    f(z), with the shape and dtype of z.", "", "Example:", f"    >>> np.round({act.name}({example_in}), 6) + 0.0", f"    {_fmt_array(forward_values)}"),
-        ("z = _as_float(z)",), emit_inplace(fwd.expr, [M.Z], printer), "out", ("return _result(out, z)",), act.aliases,
+        ("z, _dtype = _working(z)",), emit_inplace(fwd.expr, [M.Z], printer), "out", ("return _result(out, z, _dtype)",), act.aliases,
     ))
     views.append(FunctionView(
         f"{act.name}_grad", "z" + kw,
         f"Derivative of {act.name} with respect to z, elementwise.",
         _math("f'(z)", grad.expr) + _computed_as(grad.rules) + conv + common_args
         + ("", "Returns:", "    f'(z), with the shape and dtype of z.", "", "Example:", f"    >>> np.round({act.name}_grad({example_in}), 6) + 0.0", f"    {_fmt_array(grad_values)}"),
-        ("z = _as_float(z)",), emit_inplace(grad.expr, [M.Z], printer), "out", ("return _result(out, z)",), tuple(f"{a}_grad" for a in act.aliases),
+        ("z, _dtype = _working(z)",), emit_inplace(grad.expr, [M.Z], printer), "out", ("return _result(out, z, _dtype)",), tuple(f"{a}_grad" for a in act.aliases),
     ))
     for d in entry.derivations:
         if d.kind == "grad_param":
@@ -201,7 +201,7 @@ def activation_views(entry: Entry, act: M.Activation) -> list[FunctionView]:
                 f"Derivative of {act.name} with respect to its parameter {p.name}, elementwise.",
                 _math(r"\frac{\partial f}{\partial %s}" % latex(p.symbol), d.expr) + _computed_as(d.rules) + common_args
                 + ("", "Returns:", f"    df/d{p.name} at each z, with the shape and dtype of z.", "", "Example:", f"    >>> np.round({d.name}({example_in}), 6) + 0.0", f"    {_fmt_array(values)}"),
-                ("z = _as_float(z)",), emit_inplace(d.expr, [M.Z], printer), "out", ("return _result(out, z)",),
+                ("z, _dtype = _working(z)",), emit_inplace(d.expr, [M.Z], printer), "out", ("return _result(out, z, _dtype)",),
             ))
     of = entry.get("grad_from_output")
     if of is not None:
@@ -214,7 +214,7 @@ def activation_views(entry: Entry, act: M.Activation) -> list[FunctionView]:
                f"{act.name}_grad keeps: prefer {act.name}_grad when z is available." if lossy else ""),)
             + ("", "Args:", "    y: outputs of the forward function.") + tuple("    " + d for d in param_doc)
             + ("", "Example:", f"    >>> z = {example_in}", f"    >>> bool(np.allclose({of.name}({act.name}(z)), {act.name}_grad(z)))", "    True"),
-            ("y = _as_float(y)",), emit_inplace(of.expr, [Y_OUT], printer), "out", ("return _result(out, y)",), tuple(f"{a}_grad_from_output" for a in act.aliases),
+            ("y, _dtype = _working(y)",), emit_inplace(of.expr, [Y_OUT], printer), "out", ("return _result(out, y, _dtype)",), tuple(f"{a}_grad_from_output" for a in act.aliases),
         ))
     return views
 
@@ -253,7 +253,7 @@ def vector_views(entry: Entry, act: M.Activation) -> list[FunctionView]:
         _math("f(z)_i", act.expr) + _computed_as(tuple(fired))
         + ("", "Args:", "    z: logits; the classes lie along ``axis``.", "    axis: the class axis (default: the last).", "", "Returns:", "    An array of the shape and dtype of z.",
            "", "Example:", f"    >>> np.round({act.name}(np.array([2.0, 1.0])), 6) + 0.0", f"    {_fmt_array(sample)}"),
-        ("z = _as_float(z)",), emit_inplace(arr, ARRAYS, printer), "out", ("return _result(out, z)",),
+        ("z, _dtype = _working(z)",), emit_inplace(arr, ARRAYS, printer), "out", ("return _result(out, z, _dtype)",),
     ))
     vexpr, vfired = _class_axis_stable(vjp.expr)
     varr = to_array(vexpr, {M.KK: None})
@@ -263,7 +263,7 @@ def vector_views(entry: Entry, act: M.Activation) -> list[FunctionView]:
         _math(r"\left(g^\top J\right)_k = \sum_i g_i \frac{\partial f_i}{\partial z_k}", vjp.expr) + _computed_as(tuple(vfired))
         + ("", "Args:", "    z: logits; the classes lie along ``axis``.", "    g: gradient with respect to the output, broadcastable to z.", "    axis: the class axis (default: the last).",
            "", "Example:", "    >>> z, g = np.array([2.0, 1.0, 0.5]), np.array([1.0, 0.0, 0.0])", f"    >>> bool(np.allclose({act.name}_vjp(z, g), g @ {act.name}_jacobian(z)))", "    True"),
-        ("z, g = _as_floats(z, g)",), emit_inplace(varr, ARRAYS, printer), "out", ("return _result(out, z)",),
+        ("z, g, _dtype = _working_all(z, g)",), emit_inplace(varr, ARRAYS, printer), "out", ("return _result(out, z, _dtype)",),
     ))
     jexpr, jfired = _class_axis_stable(jac.expr)
     jarr = to_array(jexpr, {M.I: ROW, M.KK: COL})
@@ -274,7 +274,7 @@ def vector_views(entry: Entry, act: M.Activation) -> list[FunctionView]:
         _math(r"J_{ik} = \frac{\partial f_i}{\partial z_k}", jac.expr) + _computed_as(tuple(jfired))
         + ("", "Args:", "    z: logits, classes along the last axis.", "", "Returns:", "    An array of shape z.shape + (K,).",
            "", "Example:", "    >>> J = " + act.name + "_jacobian(np.array([2.0, 1.0]))", "    >>> J.shape", "    (2, 2)"),
-        ("z = _as_float(z)", "_eye = np.eye(z.shape[-1], dtype=z.dtype)"), emit(jarr, jprinter), "out", ("return np.asarray(out, dtype=z.dtype)",),
+        ("z, _dtype = _working(z)", "_eye = np.eye(z.shape[-1], dtype=z.dtype)"), emit(jarr, jprinter), "out", ("return np.asarray(out, dtype=_dtype)",),
     ))
     return views
 
@@ -290,7 +290,7 @@ def loss_views(entry: Entry, loss: M.Loss) -> list[FunctionView]:
     kw = _param_sig(loss.params)
     sig = f'y_true, y_pred, reduction="mean"{(", *" + kw) if kw else ""}'
     printer = ActgenNumPyPrinter(axis="-1")
-    prologue = ("_check_reduction(reduction)", "y_hat, y = _as_floats(y_pred, y_true)")
+    prologue = ("_check_reduction(reduction)", "y_hat, y, _dtype = _working_all(y_pred, y_true)")
     defaults = _defaults(loss.params)
     param_doc = tuple(f"    {p.name}: parameter (default {p.default_float!r})." for p in loss.params)
     if loss.class_axis:
@@ -308,13 +308,13 @@ def loss_views(entry: Entry, loss: M.Loss) -> list[FunctionView]:
             loss.name, sig, f"{loss.prose.title}, over the last (class) axis, reduced over samples.",
             _math("L(y, \\hat{y})", loss.expr) + _loss_vars_doc() + param_doc + ("", "Example:", f"    >>> round(float({loss.name}({example})), 6)", f"    {_fmt_scalar(loss_value)}"),
             prologue, emit_inplace(to_array(value.expr, {}), ARRAYS, printer), "loss",
-            ("loss = np.asarray(loss, dtype=y_hat.dtype).reshape(y_hat.shape[:-1])", "return _reduce(loss, reduction)"),
+            ("loss = np.asarray(loss, dtype=y_hat.dtype).reshape(y_hat.shape[:-1])", "return _reduce(loss, reduction, _dtype)"),
         ))
         views.append(FunctionView(
             grad.name, sig, f"Gradient of {loss.name} with respect to y_pred (scaled by 1/N samples for the mean).",
             _math("\\frac{\\partial L}{\\partial \\hat{y}_k}", grad.expr) + _loss_vars_doc() + param_doc + ("", "Example:", f"    >>> np.round({grad.name}({example}), 6) + 0.0", f"    {_fmt_array(grad_values)}"),
             prologue, emit_inplace(to_array(grad.expr, {M.KK: None}), ARRAYS, printer), "grad",
-            ("return _scale(_result(grad, y_hat), reduction, y_hat.size // max(y_hat.shape[-1], 1) if y_hat.ndim else 1)",),
+            ("return _scale(_result(grad, y_hat), reduction, y_hat.size // max(y_hat.shape[-1], 1) if y_hat.ndim else 1, _dtype)",),
         ))
         return views
     ys, hats = loss_examples(loss)
@@ -326,13 +326,13 @@ def loss_views(entry: Entry, loss: M.Loss) -> list[FunctionView]:
         loss.name, sig, f"{loss.prose.title}, elementwise, then reduced.",
         _math("L(y, \\hat{y})", loss.expr) + _computed_as(value.rules) + _loss_vars_doc() + param_doc
         + ("", "Example:", f"    >>> round(float({loss.name}({example})), 6)", f"    {_fmt_scalar(loss_value)}"),
-        prologue, emit_inplace(value.expr, [M.Y, M.Y_HAT], printer), "loss", ("return _reduce(_result(loss, y_hat), reduction)",),
+        prologue, emit_inplace(value.expr, [M.Y, M.Y_HAT], printer), "loss", ("return _reduce(_result(loss, y_hat), reduction, _dtype)",),
     ))
     views.append(FunctionView(
         grad.name, sig, f"Gradient of {loss.name} with respect to y_pred (divided by N elements for the mean).",
         _math("\\frac{\\partial L}{\\partial \\hat{y}}", grad.expr) + _computed_as(grad.rules) + conv + _loss_vars_doc() + param_doc
         + ("", "Example:", f"    >>> np.round({grad.name}({example}), 6) + 0.0", f"    {_fmt_array(grad_values)}"),
-        prologue, emit_inplace(grad.expr, [M.Y, M.Y_HAT], printer), "grad", ("return _scale(_result(grad, y_hat), reduction, y_hat.size)",),
+        prologue, emit_inplace(grad.expr, [M.Y, M.Y_HAT], printer), "grad", ("return _scale(_result(grad, y_hat), reduction, y_hat.size, _dtype)",),
     ))
     for d in entry.derivations:
         if d.kind == "loss_grad_param":
@@ -341,7 +341,7 @@ def loss_views(entry: Entry, loss: M.Loss) -> list[FunctionView]:
                 d.name, sig, f"Gradient of {loss.name} with respect to its parameter {d.wrt} (reduced like the loss).",
                 _math("\\frac{\\partial L}{\\partial %s}" % d.wrt, d.expr) + _computed_as(d.rules) + _loss_vars_doc() + param_doc
                 + ("", "Example:", f"    >>> round(float({d.name}({example})), 6)", f"    {_fmt_scalar(values)}"),
-                prologue, emit_inplace(d.expr, [M.Y, M.Y_HAT], printer), "grad", ("return _reduce(_result(grad, y_hat), reduction)",),
+                prologue, emit_inplace(d.expr, [M.Y, M.Y_HAT], printer), "grad", ("return _reduce(_result(grad, y_hat), reduction, _dtype)",),
             ))
     return views
 
@@ -350,7 +350,7 @@ def head_views(entry: Entry, act: M.Activation, loss: M.Loss) -> list[FunctionVi
     value, grad = entry.get("head"), entry.get("head_grad")
     sig = 'y_true, logits, reduction="mean"'
     printer = ActgenNumPyPrinter(axis="-1")
-    prologue = ("_check_reduction(reduction)", "z, y = _as_floats(logits, y_true)")
+    prologue = ("_check_reduction(reduction)", "z, y, _dtype = _working_all(logits, y_true)")
     doc_args = _loss_vars_doc("logits")
     if loss.class_axis:
         ys, zs = (0.0, 1.0, 0.0), (1.0, 2.0, 0.5)
@@ -368,12 +368,12 @@ def head_views(entry: Entry, act: M.Activation, loss: M.Loss) -> list[FunctionVi
                          _math("L(y, z)", value.expr) + _computed_as(tuple(vf)) + doc_args
                          + ("", "Example:", f"    >>> round(float({entry.name}({example})), 6)", f"    {_fmt_scalar(at(value.raw))}"),
                          prologue, emit_inplace(to_array(vexpr, {}), ARRAYS, printer), "loss",
-                         ("loss = np.asarray(loss, dtype=z.dtype).reshape(z.shape[:-1])", "return _reduce(loss, reduction)")),
+                         ("loss = np.asarray(loss, dtype=z.dtype).reshape(z.shape[:-1])", "return _reduce(loss, reduction, _dtype)")),
             FunctionView(grad.name, sig, f"Gradient of {entry.name} with respect to the logits (1/N samples for the mean).",
                          _math("\\frac{\\partial L}{\\partial z_k}", grad.expr) + _computed_as(tuple(gf)) + doc_args
                          + ("", "Example:", f"    >>> np.round({grad.name}({example}), 6) + 0.0", f"    {_fmt_array([at(grad.expr, k) for k in (1, 2, 3)])}"),
                          prologue, emit_inplace(to_array(gexpr, {M.KK: None}), ARRAYS, printer), "grad",
-                         ("return _scale(_result(grad, z), reduction, z.size // max(z.shape[-1], 1) if z.ndim else 1)",)),
+                         ("return _scale(_result(grad, z), reduction, z.size // max(z.shape[-1], 1) if z.ndim else 1, _dtype)",)),
         ]
     ys, zs = (0.0, 1.0), (-1.0, 2.0)
     example = f"np.array([{ys[0]!r}, {ys[1]!r}]), np.array([{zs[0]!r}, {zs[1]!r}])"
@@ -384,11 +384,11 @@ def head_views(entry: Entry, act: M.Activation, loss: M.Loss) -> list[FunctionVi
         FunctionView(entry.name, sig, f"{loss.prose.title} of {act.name}(logits), fused and computed from the logits.",
                      _math("L(y, z)", value.expr) + _computed_as(value.rules) + doc_args
                      + ("", "Example:", f"    >>> round(float({entry.name}({example})), 6)", f"    {_fmt_scalar(lv)}"),
-                     prologue, emit_inplace(value.expr, [M.Y, M.Z], printer), "loss", ("return _reduce(_result(loss, z), reduction)",)),
+                     prologue, emit_inplace(value.expr, [M.Y, M.Z], printer), "loss", ("return _reduce(_result(loss, z), reduction, _dtype)",)),
         FunctionView(grad.name, sig, f"Gradient of {entry.name} with respect to the logits (1/N elements for the mean).",
                      _math("\\frac{\\partial L}{\\partial z}", grad.expr) + _computed_as(grad.rules) + doc_args
                      + ("", "Example:", f"    >>> np.round({grad.name}({example}), 6) + 0.0", f"    {_fmt_array(gv)}"),
-                     prologue, emit_inplace(grad.expr, [M.Y, M.Z], printer), "grad", ("return _scale(_result(grad, z), reduction, z.size)",)),
+                     prologue, emit_inplace(grad.expr, [M.Y, M.Z], printer), "grad", ("return _scale(_result(grad, z), reduction, z.size, _dtype)",)),
     ]
 
 

@@ -42,11 +42,28 @@ class Rule:
     rewrite: Callable[[sp.Basic], sp.Basic | None]
     proof: tuple  # ((lhs, rhs), ...) on generic symbols; each proved equal by prove_rule
     stage: str  # "raise" or "lower"
+    top_down: bool = False  # try each node before its arguments (a rule that rewrites whole products)
+
+
+def _apply_top_down(expr, rule):
+    if not isinstance(expr, sp.Basic) or expr.is_Atom:
+        return expr, False
+    result = rule.rewrite(expr)
+    if result is not None and result != expr:
+        return result, True
+    args, changed = [], False
+    for arg in expr.args:
+        new, did = _apply_top_down(arg, rule)
+        args.append(new)
+        changed |= did
+    return (expr.func(*args) if changed else expr), changed
 
 
 def _apply_once(expr, rule):
     if not isinstance(expr, sp.Basic) or expr.is_Atom:
         return expr, False
+    if rule.top_down:
+        return _apply_top_down(expr, rule)
     changed = False
     args = []
     for arg in expr.args:
@@ -452,14 +469,15 @@ def _split_exp(e):
     # p exp(t) is not
     if not e.is_Mul:
         return None
+    # several decaying exponentials are one: exp(t1) exp(t2) = exp(t1 + t2), t1 + t2 <= 0
     exps = [f for f in e.args if isinstance(f, sp.exp) and _decays(f.args[0])]
-    if len(exps) != 1:
+    if not exps:
         return None
-    poly = [f for f in e.args if f is not exps[0] and _grows(f)]
+    poly = [f for f in e.args if f not in exps and _grows(f)]
     if not poly:
         return None
-    rest = [f for f in e.args if f is not exps[0] and f not in poly]
-    return sp.Mul(mul_exp(sp.Mul(*poly), exps[0].args[0]), *rest)
+    rest = [f for f in e.args if f not in exps and f not in poly]
+    return sp.Mul(mul_exp(sp.Mul(*poly), sp.Add(*[f.args[0] for f in exps])), *rest)
 
 
 SPLIT_EXP = Rule(
@@ -478,6 +496,101 @@ def _softplus_log1p(e):
         t = e.args[0]
         return sp.Max(t, 0) + cfunctions.log1p(sp.exp(-sp.Abs(t)))
     return None
+
+
+_HA, _HB, _HX = sp.symbols("A B X", positive=True)
+
+
+def _homogeneous_in_exp(ratio, t):
+    """A rational function of X = exp(t) with nonnegative coefficients, P(X)/Q(X) of degree d, as
+    P(a/b) b**d / (Q(a/b) b**d) with a = exp(min(t, 0)) and b = exp(-max(t, 0)): a/b = exp(t), every
+    monomial X**k becomes a**k b**(d-k), both of a and b lie in (0, 1], so nothing overflows, and a
+    sum of nonnegative terms never cancels. None if a coefficient is negative."""
+    num, den = sp.fraction(sp.cancel(sp.together(ratio)))
+    try:
+        pn, pd = sp.Poly(num, _HX), sp.Poly(den, _HX)
+    except sp.PolynomialError:
+        return None
+    coeffs = pn.coeffs() + pd.coeffs()
+    if not all(k.is_number and k.is_nonnegative for k in coeffs):
+        return None
+    d = max(pn.degree(), pd.degree())
+
+    def homogeneous(p):
+        # irreducible factors in Horner form in a: a**2 + 2ab + 2b**2 is a(a + 2b) + 2b**2, which
+        # shares a(a + 2b) with tanh's numerator (one rounding fewer, and a common subexpression)
+        coeff, parts = sp.factor_list(sum(k * _HA**m * _HB ** (d - m) for (m,), k in p.terms()))
+        return coeff * sp.Mul(*[sp.horner(f, wrt=_HA) ** j for f, j in parts])
+
+    top, bottom = homogeneous(pn), homogeneous(pd)
+    ab = {_HA: sp.exp(sp.Min(t, 0)), _HB: sp.exp(-sp.Max(t, 0))}
+    return (top / bottom).xreplace(ab)
+
+
+# the hyperbolic functions that stay bounded on softplus(t) > 0, as rational functions of X = exp(t)
+# (exp(softplus(t)) = 1 + X), and the logistic functions that join them in a product
+_BOUNDED_HYPERBOLIC = (sp.tanh, sp.sech)
+
+
+def _rational_in_exp(f):
+    """(t, R(X)) when f is tanh(softplus(t)), sech(softplus(t)) or logistic(+-t) (with X = exp(t);
+    for logistic(-t) the argument returned is -(-t)), else None."""
+    if isinstance(f, _BOUNDED_HYPERBOLIC) and isinstance(f.args[0], softplus):
+        return f.args[0].args[0], f.func(sp.log(1 + _HX)).rewrite(sp.exp)
+    if isinstance(f, logistic):
+        t = f.args[0]
+        if t.could_extract_minus_sign():
+            return -t, 1 / (1 + _HX)
+        return t, _HX / (1 + _HX)
+    return None
+
+
+def _hyperbolic_softplus(e):
+    # tanh(softplus(t)) -> a (a + 2b) / (a (a + 2b) + 2b**2), sech(softplus(t)) likewise: since
+    # exp(softplus(t)) = 1 + exp(t), a hyperbolic function of softplus(t) is a rational function of
+    # exp(t), evaluated homogeneously (see _homogeneous_in_exp); a product of them with logistic(+-t)
+    # becomes one such rational function (z logistic(z) sech(softplus(z))**2 = 4 z a b**2 (a + b) / D**2).
+    # Where exp(t) is subnormal (t < -708 in float64), tanh(softplus(t)) ~ exp(t) keeps the factor
+    # a = exp(min(t, 0)) visible to split_exp, so z tanh(softplus(z)) (Mish) stays exact.
+    factors = e.args if e.is_Mul else (e,)
+    found = {}
+    for f in factors:
+        base, k = (f.base, f.exp) if f.is_Pow and f.exp.is_Integer else (f, sp.Integer(1))
+        r = _rational_in_exp(base)
+        if r is not None:
+            found.setdefault(r[0], []).append((f, r[1] ** k, isinstance(base, _BOUNDED_HYPERBOLIC)))
+    for t, parts in sorted(found.items(), key=lambda item: sp.default_sort_key(item[0])):
+        if not any(hyperbolic for _, _, hyperbolic in parts):
+            continue
+        combined = _homogeneous_in_exp(sp.Mul(*[r for _, r, _ in parts]), t)
+        if combined is None:
+            continue
+        used = [f for f, _, _ in parts]
+        return sp.Mul(*[f for f in factors if f not in used], combined)
+    return None
+
+
+def _is_float_exact(r):
+    """r is a rational that float64 represents exactly (a dyadic fraction with a 53-bit numerator)."""
+    return r.is_Rational and r.q & (r.q - 1) == 0 and abs(r.p) < 2**53
+
+
+def _linear_root(e):
+    # c v + d -> c (v - r) with r = -d/c: where c v + d is near 0 (v near r), the rounding of c v
+    # (c not a power of two) is large next to the result, while v - r is exact there (Sterbenz)
+    # and one rounding follows: hard_sigmoid's z/6 + 1/2 becomes (z + 3)/6, 1 ulp instead of 10
+    if not e.is_Add or len(e.args) != 2:
+        return None
+    d, term = sorted(e.args, key=lambda t: not t.is_number)
+    c, v = term.as_coeff_Mul()
+    if not (d.is_Rational and c.is_Rational and d != 0 and v.free_symbols):
+        return None
+    if _is_float_exact(abs(c)):  # a power of two (or an exact float): c v is exact already
+        return None
+    r = -d / c
+    if not _is_float_exact(r):
+        return None
+    return sp.Mul(c, sp.Add(v, -r), evaluate=False)
 
 
 def _piecewise_max(e):
@@ -499,6 +612,22 @@ PIECEWISE_MAX = Rule(
     # by cases: t = c + u, t = c - u (u > 0) and t = c
     tuple((sp.Piecewise((t, t > b), (b, True)), sp.Max(t, b)) for t in (b + u, b - u, b))
     + tuple((sp.Piecewise((t, t < b), (b, True)), sp.Min(t, b)) for t in (b + u, b - u, b)),
+    "lower",
+)
+HYPERBOLIC_SOFTPLUS = Rule(
+    "hyperbolic_softplus",
+    "tanh(softplus(t)) = a (a + 2b) / (a (a + 2b) + 2b**2) and sech(softplus(t)) = 2b (a + b) / (a**2 + 2ab + 2b**2), a = exp(min(t, 0)), b = exp(-max(t, 0)); products with logistic(t) combined",
+    _hyperbolic_softplus,
+    tuple((f(softplus(t)), _hyperbolic_softplus(f(softplus(t)))) for f in _BOUNDED_HYPERBOLIC for t in (u, -u))
+    + tuple((logistic(t) * sp.sech(softplus(t)) ** 2, _hyperbolic_softplus(logistic(t) * sp.sech(softplus(t)) ** 2)) for t in (u, -u)),
+    "lower",
+    top_down=True,
+)
+LINEAR_ROOT = Rule(
+    "linear_root",
+    "c v + d = c (v + d/c) when -d/c is an exact float and c v is not: no cancellation of a rounded product",
+    _linear_root,
+    ((x / 6 + sp.Rational(1, 2), sp.Mul(sp.Rational(1, 6), x + 3, evaluate=False)), (3 * x / 5 - 3, sp.Mul(sp.Rational(3, 5), x - 5, evaluate=False))),
     "lower",
 )
 SOFTPLUS_LOG1P = Rule(
@@ -587,7 +716,7 @@ LOG1P = Rule(
     "lower",
 )
 
-LOWER = (XLOGY, PIECEWISE_MAX, CLAMP_BRANCHES, SOFTPLUS_LOG1P, NORMAL_CDF_ERFCX, EXP_SQUARE, SECH_SQUARED_LOGISTIC, LOGISTIC_PRODUCT, LOGISTIC_PAIR_SUM, LOGISTIC_RECIPROCAL, STABLE_LOGISTIC, SPLIT_EXP)
+LOWER = (XLOGY, PIECEWISE_MAX, CLAMP_BRANCHES, LINEAR_ROOT, HYPERBOLIC_SOFTPLUS, SOFTPLUS_LOG1P, NORMAL_CDF_ERFCX, EXP_SQUARE, SECH_SQUARED_LOGISTIC, LOGISTIC_PRODUCT, LOGISTIC_PAIR_SUM, LOGISTIC_RECIPROCAL, STABLE_LOGISTIC, SPLIT_EXP)
 
 
 def lower(expr, fired=None):
@@ -595,6 +724,8 @@ def lower(expr, fired=None):
     fired = [] if fired is None else fired
     # branches are clamped before primitives are expanded, so the expansions stay untouched
     expr = apply_rules(expr, (XLOGY, PIECEWISE_MAX, CLAMP_BRANCHES), fired)
+    expr = apply_rules(expr, (LINEAR_ROOT,), fired)
+    expr = apply_rules(expr, (HYPERBOLIC_SOFTPLUS,), fired)
     expr = apply_rules(expr, (SOFTPLUS_LOG1P,), fired)
     expr = apply_rules(expr, (NORMAL_CDF_ERFCX,), fired)
     expr = apply_rules(expr, (EXP_SQUARE,), fired)
