@@ -8,6 +8,7 @@ mpmath, parameter gradients, the class-axis functions' Jacobians and VJPs, dtype
 from __future__ import annotations
 
 import sys
+import warnings
 from fractions import Fraction
 from pathlib import Path
 
@@ -328,6 +329,35 @@ def test_dtype_and_shape(ag, fname):
     assert out.shape == (0, 3)
 
 
+@pytest.mark.parametrize("fname", _elementwise_callables())
+def test_float32_is_the_float64_result_rounded_once(ag, fname):
+    """float32 inputs are computed in float64: the result is float64's, rounded to float32."""
+    fn = getattr(ag, fname)
+    x32 = np.linspace(-30, 30, 241, dtype=np.float32)
+    np.testing.assert_array_equal(fn(x32), fn(x32.astype(np.float64)).astype(np.float32))
+
+
+def test_the_identity_map_returns_a_new_array(ag):
+    x = np.array([1.0, -2.0])
+    out = ag.linear(x)
+    assert out is not x and not np.shares_memory(out, x)
+    out[0] = 5.0
+    assert x[0] == 1.0
+
+
+def test_float32_overflow_on_rounding_is_silent_inf(ag):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert ag.selu(np.float32(3.3e38)) == np.float32(np.inf)
+
+
+def test_constant_branch_keeps_nan_and_the_convention(ag):
+    # elu_grad is computed as alpha exp(min(z, 0)) with 1 copied where z > 0
+    out = ag.elu_grad(np.array([np.nan, -1.0, 0.0, 1.0, 800.0]))
+    assert np.isnan(out[0])
+    np.testing.assert_allclose(out[1:], [np.exp(-1.0), 1.0, 1.0, 1.0], rtol=1e-15)
+
+
 # -- class-axis functions -------------------------------------------------------------------------
 
 
@@ -415,6 +445,12 @@ def test_log_softmax_large_logits(ag):
     with np.errstate(all="ignore"):
         got = ag.log_softmax(np.array([1000.0, 999.0]))
     np.testing.assert_allclose(got, ag.log_softmax(np.array([1.0, 0.0])), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", VECTOR)
+def test_jacobian_of_a_scalar_is_a_clear_error(ag, name):
+    with pytest.raises(ValueError, match="class axis"):
+        getattr(ag, f"{name}_jacobian")(1.5)
 
 
 def test_softmax_jacobian_large_logits(ag):

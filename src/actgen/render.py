@@ -274,7 +274,7 @@ def vector_views(entry: Entry, act: M.Activation) -> list[FunctionView]:
         _math(r"J_{ik} = \frac{\partial f_i}{\partial z_k}", jac.expr) + _computed_as(tuple(jfired))
         + ("", "Args:", "    z: logits, classes along the last axis.", "", "Returns:", "    An array of shape z.shape + (K,).",
            "", "Example:", "    >>> J = " + act.name + "_jacobian(np.array([2.0, 1.0]))", "    >>> J.shape", "    (2, 2)"),
-        ("z, _dtype = _working(z)", "_eye = np.eye(z.shape[-1], dtype=z.dtype)"), emit(jarr, jprinter), "out", ("return np.asarray(out, dtype=_dtype)",),
+        ("z, _dtype = _working(z)", "if z.ndim == 0:", f"    raise ValueError('{act.name}_jacobian needs z with a class axis (the last); got a scalar')", "_eye = np.eye(z.shape[-1], dtype=z.dtype)"), emit(jarr, jprinter), "out", ("return np.asarray(out, dtype=_dtype)",),
     ))
     return views
 
