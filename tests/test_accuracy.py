@@ -22,8 +22,6 @@ TARGET = A.TARGET_ULP
 # Measured limitations, kept visible (strict xfail: a fix makes these tests fail until removed).
 KNOWN = {
     ("gelu_grad", "float64"): "Phi(z) + z phi(z) next to its zero crossing (z = -0.75): scipy.special.erfcx alone is 3-5.5 ulp off for arguments in [0.3, 1.2] (measured against mpmath); 4.06 ulp of the larger term",
-    ("gelu_tanh", "float64"): "ill-conditioned tail: |z f'/f| ~ 1300 at z = -18, so the rounding of the cubic's constants and products becomes ~600 ulp; needs a double-double evaluation of the cubic",
-    ("gelu_tanh_grad", "float64"): "ill-conditioned tail, as gelu_tanh",
 }
 
 

@@ -129,6 +129,10 @@ FIRES = {
         # two decaying exponentials are split as their product
         (z * sp.exp(sp.Min(z, 0)) * sp.exp(-2 * sp.Max(z, 0)), mul_exp(z, sp.Min(z, 0) - 2 * sp.Max(z, 0))),
     ],
+    "compensated_exponent": [
+        (sp.exp(sp.sqrt(2) * z**3), primitives.exp_dd(sp.sqrt(2) * z**3)),
+        (mul_exp(z, sp.Min(0, sp.Rational(17, 10) * z)), primitives.mul_exp_dd(z, sp.Min(0, sp.Rational(17, 10) * z))),
+    ],
     "linear_root": [
         (z / 6 + sp.Rational(1, 2), sp.Mul(sp.Rational(1, 6), z + 3, evaluate=False)),
         (sp.Max(0, 1 - w / 3), sp.Max(0, sp.Mul(sp.Rational(-1, 3), w - 3, evaluate=False))),
@@ -197,6 +201,8 @@ LEFT_ALONE = {
     "logistic_product": [logistic(z) * logistic(2 * z), logistic(z) ** 2, logistic(z) * logistic(w)],
     "softplus_log1p": [sp.log(1 + sp.exp(z)), logistic(z)],
     # unbounded hyperbolic functions, other arguments
+    # exact exponents (min, |.|, a power-of-two scale), another variable, a sum of exact terms
+    "compensated_exponent": [sp.exp(-sp.Abs(z)), sp.exp(sp.Min(z, 0)), sp.exp(z / 2), sp.exp(sp.pi * w), sp.exp(z - 1), mul_exp(z, -2 * sp.Max(z, 0))],
     # c a power of two (c z exact), a root that is not an exact float, c = 1, three terms
     "linear_root": [z / 2 + sp.Rational(1, 2), z / 3 - sp.Rational(1, 7), z + 3, z / 6 + w + 1],
     "hyperbolic_softplus": [sp.cosh(softplus(z)), sp.tanh(z), sp.tanh(sp.log(1 + z)), sp.sinh(softplus(z))],

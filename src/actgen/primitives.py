@@ -182,6 +182,40 @@ class mul_exp(sp.Function):  # noqa: N801
         return _latex_product(printer, u, r"e^{%s}" % printer._print(t), exp)
 
 
+class exp_dd(sp.Function):  # noqa: N801
+    r"""exp(t) with t evaluated in double-double arithmetic (a float and its rounding error): exp
+    multiplies the absolute error of its argument into its relative error, so an argument such as
+    gelu_tanh's 2 sqrt(2/pi) (z + 0.044715 z**3), worth -600 at z = -20, must be exact to ~1e-16
+    absolutely. Evaluated as exp(hi) (1 + lo)."""
+
+    nargs = 1
+
+    def _eval_rewrite_as_exp(self, t, **kwargs):
+        return sp.exp(t)
+
+    _eval_rewrite_as_elementary = _eval_rewrite_as_exp
+
+    def _latex(self, printer, exp=None):
+        body = r"e^{%s}" % printer._print(self.args[0])
+        return body if exp is None else r"\left(%s\right)^{%s}" % (body, exp)
+
+
+class mul_exp_dd(sp.Function):  # noqa: N801
+    r"""u exp(t) for t <= 0 (as :class:`mul_exp`) with t evaluated in double-double arithmetic (as
+    :class:`exp_dd`)."""
+
+    nargs = 2
+
+    def _eval_rewrite_as_exp(self, u, t, **kwargs):
+        return u * sp.exp(t)
+
+    _eval_rewrite_as_elementary = _eval_rewrite_as_exp
+
+    def _latex(self, printer, exp=None):
+        u, t = self.args
+        return _latex_product(printer, u, r"e^{%s}" % printer._print(t), exp)
+
+
 class axis_sum(sp.Function):  # noqa: N801
     """Sum of an array expression over the class axis (keeping that axis with length 1)."""
 
@@ -194,7 +228,7 @@ class axis_max(sp.Function):  # noqa: N801
     nargs = 1
 
 
-PRIMITIVES = (logistic, softplus, normal_cdf, xlogy, erfcx, exp_square, mul_exp)
+PRIMITIVES = (logistic, softplus, normal_cdf, xlogy, erfcx, exp_square, mul_exp, exp_dd, mul_exp_dd)
 
 
 def elementary(expr):

@@ -15,7 +15,8 @@ from sympy.printing.numpy import NumPyPrinter
 from sympy.printing.precedence import PRECEDENCE
 
 from .primitives import axis_max, axis_sum
-from .rules import lower
+from .model import Z
+from .rules import _dd_evaluable, _rounds, lower
 
 TOP = "top"  # a class-axis reduction used outside any sum of a Jacobian
 ROW = "row"  # index roles in Jacobians: the output component (rows) and the input one (columns)
@@ -33,6 +34,9 @@ class ActgenNumPyPrinter(NumPyPrinter):
         self.axis = axis
         self.jacobian = jacobian
         self.late = frozenset()  # CSE symbols whose values hold exponentials (see _late)
+        self.definitions = {}  # CSE symbol -> its value, to print double-double arguments in full
+        self.dd_names = {}  # double-double values computed so far -> their names
+        self.pending = []  # (name, code) of double-double values not yet written out
 
     def _module_format(self, fqn, register=True):
         if fqn.startswith("numpy."):
@@ -63,6 +67,14 @@ class ActgenNumPyPrinter(NumPyPrinter):
             value = float(sp.N(expr, 30))
             return repr(value) if value >= 0 else f"({value!r})"
         return super()._print(expr, **kwargs)
+
+    def _print_Mul(self, expr, **kwargs):
+        # the constant factors as one literal (sqrt(2)/sqrt(pi) is one rounding, not three)
+        numbers = [a for a in expr.args if a.is_number]
+        if len(numbers) > 1 and len(numbers) < len(expr.args):
+            rest = sp.Mul(*[a for a in expr.args if not a.is_number])
+            return f"{self._print(sp.Mul(*numbers))}*{self.parenthesize(rest, PRECEDENCE['Mul'])}"
+        return super()._print_Mul(expr, **kwargs)
 
     def _print_Pow(self, expr, rational=False):
         base, exp = expr.args
@@ -174,6 +186,55 @@ class ActgenNumPyPrinter(NumPyPrinter):
     def _print_mul_exp(self, expr):
         return f"_mul_exp({self._print(expr.args[0])}, {self._print(expr.args[1])})"
 
+    def _print_exp_dd(self, expr):
+        return f"_exp_dd({self._dd(expr.args[0])})"
+
+    def _print_mul_exp_dd(self, expr):
+        u, t = expr.args
+        if u.free_symbols == {Z} and _dd_evaluable(u) and _rounds(u):
+            # a polynomial factor is rounded once too (its high part), not after each operation
+            return f"_mul_exp_dd({self._dd(u)}[0], {self._dd(t)})"
+        return f"_mul_exp_dd({self._print(u)}, {self._dd(t)})"
+
+    def _dd(self, e):
+        """Code evaluating ``e`` in double-double arithmetic: a (high, low) pair. Common
+        subexpressions are expanded back to the inputs (their float values have already rounded),
+        constants are split into the float nearest them and the remainder."""
+        if e in self.definitions:
+            return self._dd(self.definitions[e])
+        if e in self.dd_names:
+            return self.dd_names[e]
+        if e.is_number:
+            value = sp.N(e, 40)
+            high = float(value)
+            low = float(sp.N(value - sp.Float(high, 40), 20))
+            return f"({high!r}, {low!r})"
+        if e.is_Symbol:
+            return f"({self._print(e)}, 0.0)"
+        # each compound value is computed once, into a pair named _dN (pending until the emitter
+        # writes it out before the statement that uses it)
+        if e.is_Pow and e.exp.is_Integer and e.exp > 0:
+            code = f"_dd_pow({self._dd(e.base)}, {int(e.exp)})"
+        elif isinstance(e, sp.Abs):
+            code = f"_dd_abs({self._dd(e.args[0])})"
+        else:
+            calls = {sp.Add: "_dd_add", sp.Mul: "_dd_mul", sp.Min: "_dd_min", sp.Max: "_dd_max"}
+            kind = next((k for k in calls if isinstance(e, k)), None)
+            if kind is None:
+                raise TypeError(f"no double-double evaluation for {e}")
+            args = list(e.args)
+            if kind is sp.Mul:  # the constant factors as one constant, split once
+                numbers = [a for a in args if a.is_number]
+                args = ([sp.Mul(*numbers)] if numbers else []) + [a for a in args if not a.is_number]
+            parts = [self._dd(a) for a in args]
+            code = parts[0]
+            for other in parts[1:]:
+                code = f"{calls[kind]}({code}, {other})"
+        name = f"_d{len(self.dd_names)}"
+        self.dd_names[e] = name
+        self.pending.append((name, code))
+        return name
+
     def _print_erfcx(self, expr):
         return f"_special().erfcx({self._print(expr.args[0])})"
 
@@ -270,15 +331,44 @@ def _late_symbols(replacements):
     return frozenset(late)
 
 
+def _protect_dd(expr, printer):
+    """Hide the arguments of double-double exponentials from CSE (their float subexpressions would
+    be computed and never used): each becomes an opaque call, expanded again by ``printer._dd``."""
+    from .primitives import exp_dd, mul_exp_dd
+
+    hidden, keys = {}, {}
+
+    def hide(t):
+        if t not in keys:
+            keys[t] = sp.Function(f"_dd_argument_{len(hidden)}")(*sorted(t.free_symbols, key=str))
+            hidden[keys[t]] = t
+        return keys[t]
+
+    expr = expr.replace(lambda e: isinstance(e, exp_dd), lambda e: exp_dd(hide(e.args[0])))
+    expr = expr.replace(lambda e: isinstance(e, mul_exp_dd), lambda e: mul_exp_dd(e.args[0], hide(e.args[1])))
+    printer.definitions = dict(hidden)
+    printer.dd_names, printer.pending = {}, []
+    return expr
+
+
 def emit(expr, printer=None, fired=None) -> Emitted:
     """Lower ``expr`` for NumPy, eliminate common subexpressions and print."""
     printer = printer or ActgenNumPyPrinter()
     fired = [] if fired is None else fired
-    lowered = lower(expr, fired)
+    lowered = _protect_dd(lower(expr, fired), printer)
     replacements, (reduced,) = sp.cse([lowered], symbols=sp.numbered_symbols("_t"), order="canonical")
     printer.late = _late_symbols(replacements)
-    lines = tuple((str(sym), printer.doprint(value)) for sym, value in replacements)
-    return Emitted(lines, printer.doprint(reduced), tuple(fired))
+    printer.definitions.update(replacements)
+    lines = []
+    for sym, value in replacements:
+        code = printer.doprint(value)
+        lines.extend(printer.pending)
+        printer.pending = []
+        lines.append((str(sym), code))
+    result = printer.doprint(reduced)
+    lines.extend(printer.pending)
+    printer.pending = []
+    return Emitted(tuple(lines), result, tuple(fired))
 
 
 class ActgenLatexPrinter(LatexPrinter):
@@ -356,7 +446,13 @@ class _InPlace:
             return e.name in self.reduced
         return all(self.is_reduced(a) for a in e.args if self.is_array(a)) if e.args else False
 
+    def flush(self):
+        """Write out the double-double values the printer produced for the next statement."""
+        self.lines.extend(self.printer.pending)
+        self.printer.pending = []
+
     def assign(self, code, reduced=False):
+        self.flush()
         self.count += 1
         name = f"_b{self.count}"
         self.lines.append((name, code))
@@ -441,7 +537,9 @@ class _InPlace:
         for sym in cond.free_symbols & self.arrays:
             if sym.name in self.uses:
                 self.uses[sym.name] -= cond.count(sym)
-        self.lines.append(("", f"np.copyto({code}, {self.printer.doprint(constant)}, where={mask.format(self.printer.doprint(cond))})"))
+        statement = f"np.copyto({code}, {self.printer.doprint(constant)}, where={mask.format(self.printer.doprint(cond))})"
+        self.flush()
+        self.lines.append(("", statement))
         return code, True
 
     def _target(self, e, *operands):
@@ -471,6 +569,7 @@ class _InPlace:
             code = self.assign(f"np.asarray(np.{fn}({', '.join(args)}))", reduced=self.is_reduced(e))
             self._consume(args)
             return code
+        self.flush()
         self.lines.append(("", f"np.{fn}({', '.join(args)}, out={target})"))
         self._consume(args)
         return target
@@ -541,9 +640,13 @@ class _InPlace:
                 partial = partial / d
                 acc, owned = self._call("divide", (acc, code), self._target(partial, (acc, owned), (code, d_owned)), partial), True
         if scalars:
-            s = self.printer.doprint(sp.Mul(*scalars))
+            factor = sp.Mul(*scalars)
+            s = self.printer.doprint(factor)
             if s == "-1":
                 acc = self._call("negative", (acc,), acc if owned else None, partial)
+            elif factor.is_Rational and factor.p == 1 and factor.q < 2**53:
+                # x/100000 rounds once; x*1e-05 rounds the constant and the product
+                acc = self._call("divide", (acc, str(factor.q)), acc if owned else None, partial)
             else:
                 acc = self._call("multiply", (acc, s), acc if owned else None, partial)
             owned = True
@@ -556,9 +659,10 @@ def emit_inplace(expr, inputs, printer=None, fired=None) -> Emitted:
     with class reductions (from :func:`to_array`)."""
     printer = printer or ActgenNumPyPrinter()
     fired = [] if fired is None else fired
-    lowered = lower(expr, fired)
+    lowered = _protect_dd(lower(expr, fired), printer)
     replacements, (reduced,) = sp.cse([lowered], symbols=sp.numbered_symbols("_t"), order="canonical")
     printer.late = _late_symbols(replacements)
+    printer.definitions.update(replacements)
     later = [value for _, value in replacements] + [reduced]
     uses = {str(sym): sum(v.count(sym) for v in later) for sym, _ in replacements}
     writer = _InPlace(printer, inputs, uses)
@@ -568,6 +672,7 @@ def emit_inplace(expr, inputs, printer=None, fired=None) -> Emitted:
         if is_array:  # constants that CSE pulled out stay Python scalars
             writer.arrays.add(sym)
         code, owned = writer.gen(value)
+        writer.flush()
         lines.extend(writer.lines)
         writer.lines = []
         lines.append((str(sym), code))
@@ -576,5 +681,6 @@ def emit_inplace(expr, inputs, printer=None, fired=None) -> Emitted:
         if code in writer.reduced or (is_array and writer.is_reduced(value)):
             writer.reduced.add(str(sym))
     code, _owned = writer.gen(reduced)
+    writer.flush()
     lines.extend(writer.lines)
     return Emitted(tuple(lines), code, tuple(fired))
