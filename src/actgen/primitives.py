@@ -9,6 +9,8 @@ logistic(u) logistic(-u)).
 """
 from __future__ import annotations
 
+import dataclasses
+
 import sympy as sp
 
 
@@ -148,6 +150,47 @@ class erfcx(sp.Function):  # noqa: N801
         return sp.exp(u**2) * sp.erfc(u)
 
     _eval_rewrite_as_elementary = _eval_rewrite_as_erfc
+
+
+@dataclasses.dataclass(frozen=True)
+class TaylorTable:
+    """Taylor expansions of a function about evenly spaced nodes, for the generated runtime: on
+    segment i, nodes start + (k + 1/2) step; ``coeffs[n][j]`` is the n-th coefficient at node j,
+    ``low`` the rounding error of the 0-th (so the value at a node is exact to ~1e-32)."""
+
+    segments: tuple  # ((start, stop, step), ...), every number an exact float
+    nodes: tuple
+    coeffs: tuple  # (degree + 1) rows, zero-padded
+    low: tuple
+
+
+def erfcx_taylor_table(segments=((0.25, 2.0, 1 / 16), (2.0, 8.0, 1 / 8), (8.0, 32.0, 1 / 2)), digits=60):
+    """erfcx about each node, from its exact derivatives: y' = 2x y - 2/sqrt(pi) and
+    y^(n+1) = 2x y^(n) + 2n y^(n-1) (n >= 1), at ``digits`` decimal digits with mpmath; each
+    expansion is cut where its terms fall below 2**-64 of the value on the half-step radius.
+    SciPy's erfcx is 3-5.5 ulp off on [0.3, 1.2] (measured against mpmath); this is about 1."""
+    import mpmath
+
+    with mpmath.workdps(digits):
+        two_over_sqrt_pi = 2 / mpmath.sqrt(mpmath.pi)
+        nodes, rows = [], []
+        for start, stop, step in segments:
+            radius = mpmath.mpf(step) / 2
+            for k in range(int(round((stop - start) / step))):
+                x0 = mpmath.mpf(start) + (k + mpmath.mpf(1) / 2) * mpmath.mpf(step)
+                y = [mpmath.exp(x0**2) * mpmath.erfc(x0)]
+                y.append(2 * x0 * y[0] - two_over_sqrt_pi)
+                c = [y[0], y[1]]
+                while len(c) < 6 or any(abs(c[j]) * radius**j >= abs(c[0]) * mpmath.mpf(2) ** -64 for j in (len(c) - 1, len(c) - 2)):
+                    m = len(y) - 1
+                    y.append(2 * x0 * y[m] + 2 * m * y[m - 1])
+                    c.append(y[m + 1] / mpmath.factorial(m + 1))
+                nodes.append(float(x0))
+                rows.append(c)
+        degree = max(len(c) for c in rows) - 1
+        coeffs = tuple(tuple(float(c[n]) if n < len(c) else 0.0 for c in rows) for n in range(degree + 1))
+        low = tuple(float(c[0] - mpmath.mpf(float(c[0]))) for c in rows)
+    return TaylorTable(tuple(segments), tuple(nodes), coeffs, low)
 
 
 class exp_square(sp.Function):  # noqa: N801

@@ -235,8 +235,19 @@ class ActgenNumPyPrinter(NumPyPrinter):
         self.pending.append((name, code))
         return name
 
+    def _expanded(self, e):
+        """``e`` with common subexpressions replaced by their values, down to the inputs."""
+        while e.free_symbols & set(self.definitions):
+            e = e.xreplace(self.definitions)
+        return e
+
     def _print_erfcx(self, expr):
-        return f"_special().erfcx({self._print(expr.args[0])})"
+        u = self._expanded(expr.args[0])
+        if u.free_symbols == {Z} and _dd_evaluable(u) and _rounds(u):
+            # -z/sqrt(2): the argument's rounding error is passed on (erfcx' = 2x erfcx - 2/sqrt(pi))
+            code = self._dd(u)
+            return f"_erfcx({code}[0], {code}[1])"
+        return f"_erfcx({self._print(u)})"
 
     def _print_exp_square(self, expr):
         return f"_exp_square({self._print(expr.args[0])}, {self._print(expr.args[1])})"
