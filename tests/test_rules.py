@@ -126,6 +126,11 @@ FIRES = {
     "split_exp": [
         (z * sp.exp(-sp.Abs(z)), mul_exp(z, -sp.Abs(z))),
         ((1 + z) * sp.exp(-sp.Abs(z)) / (1 + sp.exp(-sp.Abs(z))), mul_exp(1 + z, -sp.Abs(z)) / (1 + sp.exp(-sp.Abs(z)))),
+        # a growing factor goes into the branch with the decaying exponential
+        (z * sp.Piecewise((1 + sp.erf(z), z >= 0), (sp.exp(-sp.Abs(z)), True)),
+         sp.Piecewise((z * (1 + sp.erf(z)), z >= 0), (mul_exp(z, -sp.Abs(z)), True))),
+        # a Gaussian factor with a growing one
+        (-2 * z * primitives.exp_square(z, -1), -2 * primitives.mul_exp_square(z, z, -1)),
         # two decaying exponentials are split as their product
         (z * sp.exp(sp.Min(z, 0)) * sp.exp(-2 * sp.Max(z, 0)), mul_exp(z, sp.Min(z, 0) - 2 * sp.Max(z, 0))),
     ],

@@ -37,7 +37,7 @@ def grid(n_log=48, n_lin=61):
     mags = np.logspace(-8, np.log10(750.0), n_log)
     lin = np.linspace(-750.0, 750.0, n_lin)
     # where most inputs lie and rounding errors decide the worst case: a step of 0.1
-    small = np.linspace(-20.0, 20.0, 401)
+    small = np.linspace(-40.0, 40.0, 801)
     # where exp(z) is subnormal but z exp(z) is not (SiLU's tail), and the overflow threshold
     tails = np.linspace(-716.0, -705.0, 23)
     values = np.concatenate([mags, -mags, lin, small, tails, -tails, np.array(EDGES)])

@@ -225,6 +225,22 @@ class mul_exp(sp.Function):  # noqa: N801
         return _latex_product(printer, u, r"e^{%s}" % printer._print(t), exp)
 
 
+class mul_exp_square(sp.Function):  # noqa: N801
+    r"""u exp(c t^2) for a constant c < 0: :class:`exp_square` without a subnormal intermediate
+    where exp(c t^2) alone is subnormal but the product is not (as :class:`mul_exp`)."""
+
+    nargs = 3
+
+    def _eval_rewrite_as_exp(self, u, t, c, **kwargs):
+        return u * sp.exp(c * t**2)
+
+    _eval_rewrite_as_elementary = _eval_rewrite_as_exp
+
+    def _latex(self, printer, exp=None):
+        u, t, c = self.args
+        return _latex_product(printer, u, r"e^{%s}" % printer._print(c * t**2), exp)
+
+
 class exp_dd(sp.Function):  # noqa: N801
     r"""exp(t) with t evaluated in double-double arithmetic (a float and its rounding error): exp
     multiplies the absolute error of its argument into its relative error, so an argument such as
@@ -271,7 +287,7 @@ class axis_max(sp.Function):  # noqa: N801
     nargs = 1
 
 
-PRIMITIVES = (logistic, softplus, normal_cdf, xlogy, erfcx, exp_square, mul_exp, exp_dd, mul_exp_dd)
+PRIMITIVES = (logistic, softplus, normal_cdf, xlogy, erfcx, exp_square, mul_exp, mul_exp_square, exp_dd, mul_exp_dd)
 
 
 def elementary(expr):

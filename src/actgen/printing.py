@@ -186,6 +186,9 @@ class ActgenNumPyPrinter(NumPyPrinter):
     def _print_mul_exp(self, expr):
         return f"_mul_exp({self._print(expr.args[0])}, {self._print(expr.args[1])})"
 
+    def _print_mul_exp_square(self, expr):
+        return f"_mul_exp_square({', '.join(self._print(a) for a in expr.args)})"
+
     def _print_exp_dd(self, expr):
         return f"_exp_dd({self._dd(expr.args[0])})"
 

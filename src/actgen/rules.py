@@ -22,7 +22,7 @@ import sympy as sp
 from sympy.codegen import cfunctions
 
 from .model import Z
-from .primitives import erfcx, exp_dd, exp_square, logistic, mul_exp, mul_exp_dd, normal_cdf, softplus, xlogy
+from .primitives import erfcx, exp_dd, exp_square, logistic, mul_exp, mul_exp_dd, mul_exp_square, normal_cdf, softplus, xlogy
 from .symbolic import prove_equal
 
 a = sp.Symbol("a", real=True)
@@ -463,28 +463,59 @@ def _grows(f):
     return Z in f.xreplace({x: sp.Integer(1) for x in f.atoms(sp.exp)}).free_symbols
 
 
+def _decaying_factor(v):
+    """v is (or is a product with) exp(t), t <= 0, or exp_square(t, c), c < 0."""
+    factors = v.args if v.is_Mul else (v,)
+    return any((isinstance(f, sp.exp) and _decays(f.args[0])) or (isinstance(f, exp_square) and f.args[1].is_negative)
+               or isinstance(f, (mul_exp, mul_exp_square)) for f in factors)
+
+
 def _split_exp(e):
     # p * exp(t) * r -> mul_exp(p, t) * r, p the factors that depend on a variable outside of
     # exponentials (they can be large, e.g. z), t never positive: exp(t) may be subnormal while
     # p exp(t) is not
     if not e.is_Mul:
         return None
-    # several decaying exponentials are one: exp(t1) exp(t2) = exp(t1 + t2), t1 + t2 <= 0
+    # a growing factor times a Piecewise with a decaying exponential in a branch (gelu's z Phi(z)):
+    # the factor goes into the branches, where it can meet the exponential
+    for f in e.args:
+        if isinstance(f, sp.Piecewise) and any(_decaying_factor(v) for v, _ in f.args):
+            grow = [g for g in e.args if g is not f and _grows(g)]
+            if grow:
+                rest = [g for g in e.args if g is not f and g not in grow]
+                factor = sp.Mul(*grow)
+                return sp.Mul(*rest, sp.Piecewise(*[(factor * v, cond) for v, cond in f.args]))
+    # a growing factor joins the first argument of a split product already there
+    for f in e.args:
+        if isinstance(f, (mul_exp, mul_exp_square)):
+            grow = [g for g in e.args if g is not f and _grows(g)]
+            if grow:
+                rest = [g for g in e.args if g is not f and g not in grow]
+                return sp.Mul(*rest, f.func(sp.Mul(*grow, f.args[0]), *f.args[1:]))
+    # several decaying exponentials are one: exp(t1) exp(t2) = exp(t1 + t2), t1 + t2 <= 0; a
+    # Gaussian factor exp_square(t, c), c < 0, alone becomes mul_exp_square(p, t, c)
     exps = [f for f in e.args if isinstance(f, sp.exp) and _decays(f.args[0])]
-    if not exps:
+    squares = [f for f in e.args if isinstance(f, exp_square) and f.args[1].is_negative]
+    if not exps and len(squares) != 1:
         return None
-    poly = [f for f in e.args if f not in exps and _grows(f)]
+    taken = exps or squares
+    poly = [f for f in e.args if f not in taken and _grows(f)]
     if not poly:
         return None
-    rest = [f for f in e.args if f not in exps and f not in poly]
+    rest = [f for f in e.args if f not in taken and f not in poly]
+    if not exps:
+        t, c = squares[0].args
+        return sp.Mul(mul_exp_square(sp.Mul(*poly), t, c), *rest)
     return sp.Mul(mul_exp(sp.Mul(*poly), sp.Add(*[f.args[0] for f in exps])), *rest)
 
 
 SPLIT_EXP = Rule(
     "split_exp",
-    "p exp(t) = (p exp(t/2)) exp(t/2) for t <= 0: no subnormal intermediate when the product is normal",
+    "p exp(t) = (p exp(t/2)) exp(t/2) for t <= 0 (and p exp(c t**2), c < 0): no subnormal intermediate when the product is normal",
     _split_exp,
-    ((x * sp.exp(-sp.Abs(x)) / (1 + sp.exp(-sp.Abs(x))), mul_exp(x, -sp.Abs(x)) / (1 + sp.exp(-sp.Abs(x)))),),
+    ((x * sp.exp(-sp.Abs(x)) / (1 + sp.exp(-sp.Abs(x))), mul_exp(x, -sp.Abs(x)) / (1 + sp.exp(-sp.Abs(x)))),
+     (-2 * x * exp_square(x, -1), mul_exp_square(-2 * x, x, -1)),
+     (x * sp.Piecewise((1, x > 0), (exp_square(x, -1), True)), sp.Piecewise((x, x > 0), (mul_exp_square(x, x, -1), True)))),
     "lower",
 )
 
