@@ -138,6 +138,10 @@ FIRES = {
         (sp.exp(sp.sqrt(2) * z**3), primitives.exp_dd(sp.sqrt(2) * z**3)),
         (mul_exp(z, sp.Min(0, sp.Rational(17, 10) * z)), primitives.mul_exp_dd(z, sp.Min(0, sp.Rational(17, 10) * z))),
     ],
+    "sqrt_complement": [
+        (sp.sqrt(z**2 + 1) - 1, z**2 / (sp.sqrt(z**2 + 1) + 1)),
+        (w + (sp.sqrt(z + 2) - 1) / 2, w + (z / 2 + sp.Rational(1, 2)) / (sp.sqrt(z + 2) + 1)),
+    ],
     "linear_root": [
         (z / 6 + sp.Rational(1, 2), sp.Mul(sp.Rational(1, 6), z + 3, evaluate=False)),
         (sp.Max(0, 1 - w / 3), sp.Max(0, sp.Mul(sp.Rational(-1, 3), w - 3, evaluate=False))),
@@ -208,6 +212,8 @@ LEFT_ALONE = {
     # unbounded hyperbolic functions, other arguments
     # exact exponents (min, |.|, a power-of-two scale), another variable, a sum of exact terms
     "compensated_exponent": [sp.exp(-sp.Abs(z)), sp.exp(sp.Min(z, 0)), sp.exp(z / 2), sp.exp(sp.pi * w), sp.exp(z - 1), mul_exp(z, -2 * sp.Max(z, 0))],
+    # same signs (no cancellation), no constant term, a cube root
+    "sqrt_complement": [sp.sqrt(z**2 + 1) + 1, z / sp.sqrt(z**2 + 1), sp.sqrt(z**2 + 1) - w, sp.cbrt(z) - 1],
     # c a power of two (c z exact), a root that is not an exact float, c = 1, three terms
     "linear_root": [z / 2 + sp.Rational(1, 2), z / 3 - sp.Rational(1, 7), z + 3, z / 6 + w + 1],
     "hyperbolic_softplus": [sp.cosh(softplus(z)), sp.tanh(z), sp.tanh(sp.log(1 + z)), sp.sinh(softplus(z))],

@@ -142,3 +142,20 @@ def test_users_param_gradient(probe):
 
 def test_users_doctests_pass(probe):
     assert probe["doctest_failed"] == 0
+
+
+def test_user_functions_meet_the_accuracy_target(built, tmp_path):
+    """`actgen accuracy` on the user's package: every function and gradient within 4 ulp of an
+    mpmath reference (half_softplus gets softplus's rules; bent_identity's sqrt(z**2 + 1) - 1
+    gets sqrt_complement), finite and silent."""
+    spec = tmp_path / "my.yaml"
+    spec.write_text(USER_SPEC, encoding="utf-8")
+    assert main(["accuracy", "--spec", str(spec), "--out", str(built), "--package", "my_pkg"]) == 0
+    rows = json.loads((built / "accuracy.json").read_text(encoding="utf-8"))
+    rows = rows if isinstance(rows, list) else rows["results"]
+    assert {r["name"] for r in rows} >= {f"{n}_grad" for n in NAMES}
+    for r in rows:
+        assert r["max_term_ulp"] <= 4.0, r
+        assert r["max_ulp"] <= 4.0 or r["name"].endswith("_grad"), r  # no cancellation hidden in terms
+        assert r["nonfinite"] == 0 and r["warnings"] == 0, r
+

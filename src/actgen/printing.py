@@ -14,7 +14,7 @@ from sympy.printing.latex import LatexPrinter
 from sympy.printing.numpy import NumPyPrinter
 from sympy.printing.precedence import PRECEDENCE
 
-from .primitives import axis_max, axis_sum
+from .primitives import axis_max, axis_sum, mul_exp
 from .model import Z
 from .rules import _dd_evaluable, _rounds, lower
 
@@ -448,6 +448,8 @@ class _InPlace:
         self.reduced = set()  # codes of arrays with a length-1 class axis
         self.lines: list[tuple[str, str]] = []
         self.count = 0
+        self.live = set()  # float buffers of this body that hold a value still to be read
+        self.free = []  # float buffers whose value nobody reads any more: outputs for later ufuncs
 
     def is_array(self, e):
         return bool(e.free_symbols & self.arrays)
@@ -465,14 +467,31 @@ class _InPlace:
         self.lines.extend(self.printer.pending)
         self.printer.pending = []
 
-    def assign(self, code, reduced=False):
+    def assign(self, code, reduced=False, buffer=True):
+        """A new name for ``code``'s value; ``buffer``: it is a float array this body owns."""
         self.flush()
         self.count += 1
         name = f"_b{self.count}"
         self.lines.append((name, code))
         if reduced:
             self.reduced.add(name)
+        if buffer:
+            self.live.add(name)
         return name
+
+    def _fresh(self, fn, args, e, avoid=()):
+        """``np.fn(*args)`` into a buffer whose value is dead (of the result's shape), else a new
+        one; never into an argument or a name in ``avoid`` (read after this statement)."""
+        result_reduced = self.is_reduced(e)
+        for i, buffer in enumerate(self.free):
+            if (buffer in self.reduced) == result_reduced and buffer not in args and buffer not in avoid:
+                del self.free[i]
+                self.flush()
+                self.lines.append(("", f"np.{fn}({', '.join(args)}, out={buffer})"))
+                self.live.add(buffer)
+                return buffer
+        # asarray: a ufunc on a 0-d array returns a NumPy scalar, which cannot take out=
+        return self.assign(f"np.asarray(np.{fn}({', '.join(args)}))", reduced=result_reduced)
 
     def gen(self, e):
         """(code, owned): owned means the value is in a buffer nobody reads later."""
@@ -517,6 +536,8 @@ class _InPlace:
             done = self._piecewise_constant(e)
             if done is not None:
                 return done
+        if isinstance(e, mul_exp) and self.is_array(e.args[1]) and not self.is_reduced(e):
+            return self._mul_exp(e)
         # no ufunc: print as is (reads are counted); a where() with constant branches is not a
         # float buffer
         for sym in e.free_symbols & self.arrays:
@@ -524,7 +545,20 @@ class _InPlace:
                 self.uses[sym.name] -= e.count(sym)
         code = self.printer.doprint(e)
         float_result = not (isinstance(e, sp.Piecewise) and not any(self.is_array(v) for v, _ in e.args))
-        return self.assign(f"np.asarray({code})" if float_result else code, reduced=self.is_reduced(e)), float_result
+        return self.assign(f"np.asarray({code})" if float_result else code, reduced=self.is_reduced(e), buffer=float_result), float_result
+
+    def _mul_exp(self, e):
+        """u exp(t) as ufunc passes: exp(t) into a fresh buffer, times u in place, then the runtime's
+        in-place repair of the elements where exp(t) was subnormal (a reduction over t, and
+        nothing more, when there are none)."""
+        u, t = e.args
+        t_code, _t_owned = self.gen(t)
+        u_code, _u_owned = self.gen(u)
+        name = self._fresh("exp", (t_code,), e, avoid=(u_code,))
+        self.lines.append(("", f"np.multiply({u_code}, {name}, out={name})"))
+        self.lines.append(("", f"_mul_exp_tail({name}, {u_code}, {t_code})"))
+        self._consume((t_code, u_code), keep=(name,))
+        return name, True
 
     def _piecewise_constant(self, e):
         """Piecewise((c, cond), (f, True)) with a constant c (or the mirror image): f into a buffer,
@@ -564,10 +598,18 @@ class _InPlace:
                 return code
         return None
 
-    def _consume(self, args):
+    def _consume(self, args, keep=()):
+        """Count the reads of ``args``; a buffer read for the last time (a temporary owned by the
+        caller, or a common subexpression with no reads left) becomes free, unless kept (it holds
+        the result)."""
         for a in args:
             if a in self.uses:
                 self.uses[a] -= 1
+                if self.uses[a] == 0 and a in self.reusable and a not in keep and a not in self.free:
+                    self.free.append(a)
+            elif a in self.live and a not in keep:
+                self.live.discard(a)
+                self.free.append(a)
 
     def _call(self, fn, args, target, e):
         if target is None:
@@ -579,13 +621,12 @@ class _InPlace:
                     target = a
                     break
         if target is None:
-            # asarray: a ufunc on a 0-d array returns a NumPy scalar, which cannot take out=
-            code = self.assign(f"np.asarray(np.{fn}({', '.join(args)}))", reduced=self.is_reduced(e))
-            self._consume(args)
+            code = self._fresh(fn, args, e)
+            self._consume(args, keep=(code,))
             return code
         self.flush()
         self.lines.append(("", f"np.{fn}({', '.join(args)}, out={target})"))
-        self._consume(args)
+        self._consume(args, keep=(target,))
         return target
 
     def _add(self, e):

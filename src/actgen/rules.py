@@ -666,6 +666,28 @@ def _linear_root(e):
     return sp.Mul(c, sp.Add(v, -r), evaluate=False)
 
 
+def _sqrt_complement(e):
+    # k sqrt(A) - k c -> k (A - c**2) / (sqrt(A) + c) for a constant c > 0, A - c**2 expanded: where
+    # sqrt(A) is near c the difference cancels (bent identity's sqrt(z**2 + 1) - 1 at small z is 0
+    # in floats); in the conjugate form the cancellation, if any, is in A - c**2, computed from the
+    # inputs directly (z**2 here: none; z + 1 for sqrt(z + 2) - 1: exact near z = -1)
+    if not e.is_Add:
+        return None
+    terms = list(e.args)
+    for i, term in enumerate(terms):
+        k, rest = term.as_coeff_Mul()
+        if not (rest.is_Pow and rest.exp == sp.Rational(1, 2) and rest.base.free_symbols):
+            continue
+        for j, other in enumerate(terms):
+            if j == i or not other.is_number or not (other / -k).is_positive:
+                continue
+            c = other / -k
+            difference = sp.expand(rest.base - c**2)
+            remaining = [t for m, t in enumerate(terms) if m not in (i, j)]
+            return sp.Add(*remaining, k * difference / (rest + c))
+    return None
+
+
 def _piecewise_max(e):
     # Piecewise((t, t > c), (c, True)) -> Max(t, c), and the mirror image with Min: one ufunc
     # pass (np.maximum) instead of a comparison and a where
@@ -708,6 +730,13 @@ COMPENSATED_EXPONENT = Rule(
     "exp(t) = exp(hi) exp(lo) with t = hi + lo evaluated in double-double, where rounding t would be amplified by |t|",
     _compensated_exponent,
     ((sp.exp(sp.sqrt(2) * Z**3), exp_dd(sp.sqrt(2) * Z**3)), (mul_exp(Z, sp.Min(0, sp.pi * Z)), mul_exp_dd(Z, sp.Min(0, sp.pi * Z)))),
+    "lower",
+)
+SQRT_COMPLEMENT = Rule(
+    "sqrt_complement",
+    "k sqrt(A) - k c = k (A - c**2) / (sqrt(A) + c) for c > 0: no cancellation where sqrt(A) is near c",
+    _sqrt_complement,
+    ((sp.sqrt(x**2 + 1) - 1, x**2 / (sp.sqrt(x**2 + 1) + 1)), (x + (sp.sqrt(x**2 + 4) - 2) / 2, x + x**2 / (2 * (sp.sqrt(x**2 + 4) + 2)))),
     "lower",
 )
 SOFTPLUS_LOG1P = Rule(
@@ -796,7 +825,7 @@ LOG1P = Rule(
     "lower",
 )
 
-LOWER = (XLOGY, PIECEWISE_MAX, CLAMP_BRANCHES, LINEAR_ROOT, HYPERBOLIC_SOFTPLUS, SOFTPLUS_LOG1P, NORMAL_CDF_ERFCX, EXP_SQUARE, SECH_SQUARED_LOGISTIC, LOGISTIC_PRODUCT, LOGISTIC_PAIR_SUM, LOGISTIC_RECIPROCAL, STABLE_LOGISTIC, SPLIT_EXP, COMPENSATED_EXPONENT)
+LOWER = (XLOGY, PIECEWISE_MAX, CLAMP_BRANCHES, LINEAR_ROOT, SQRT_COMPLEMENT, HYPERBOLIC_SOFTPLUS, SOFTPLUS_LOG1P, NORMAL_CDF_ERFCX, EXP_SQUARE, SECH_SQUARED_LOGISTIC, LOGISTIC_PRODUCT, LOGISTIC_PAIR_SUM, LOGISTIC_RECIPROCAL, STABLE_LOGISTIC, SPLIT_EXP, COMPENSATED_EXPONENT)
 
 
 def lower(expr, fired=None):
@@ -804,7 +833,7 @@ def lower(expr, fired=None):
     fired = [] if fired is None else fired
     # branches are clamped before primitives are expanded, so the expansions stay untouched
     expr = apply_rules(expr, (XLOGY, PIECEWISE_MAX, CLAMP_BRANCHES), fired)
-    expr = apply_rules(expr, (LINEAR_ROOT,), fired)
+    expr = apply_rules(expr, (LINEAR_ROOT, SQRT_COMPLEMENT), fired)
     expr = apply_rules(expr, (HYPERBOLIC_SOFTPLUS,), fired)
     expr = apply_rules(expr, (SOFTPLUS_LOG1P,), fired)
     expr = apply_rules(expr, (NORMAL_CDF_ERFCX,), fired)
