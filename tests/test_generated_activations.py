@@ -359,6 +359,30 @@ def test_double_double_arithmetic_is_exact_to_about_1e_32(ag):
             assert abs(got - exact) <= abs(exact) * Fraction(1, 2**100)
 
 
+def test_blockwise_evaluation_is_bitwise_the_whole_array_evaluation(ag):
+    """Bodies of many passes run block by block (_blockwise); the result is the same bits as one
+    evaluation over the whole array, for any layout, and array-valued parameters still broadcast."""
+    import importlib
+
+    rt = importlib.import_module("actgen_numpy._runtime")
+    rng = np.random.default_rng(3)
+    z = (rng.normal(size=(70, 301)) * 8).T  # not contiguous, 21070 elements
+    blocked = [n for n in dir(importlib.import_module("actgen_numpy.activations")) if n.startswith("_") and n.endswith("_block")]
+    assert {"_tanh_grad_block", "_silu_grad_block", "_mish_grad_block"} <= set(blocked)
+    saved = rt._BLOCK
+    try:
+        rt._BLOCK = 10**9
+        whole = {name: getattr(ag, name)(z) for name in ("tanh_grad", "silu_grad", "mish_grad", "gelu", "gelu_tanh_grad")}
+        rt._BLOCK = 1000
+        for name, value in whole.items():
+            got = getattr(ag, name)(z)
+            assert got.shape == z.shape and np.array_equal(got, value), name
+        alpha = np.linspace(0.5, 2.0, 70)  # one alpha per column: not a scalar, so no blocks
+        np.testing.assert_array_equal(ag.celu_grad_alpha(z, alpha=alpha), np.stack([ag.celu_grad_alpha(z[:, j], alpha=a) for j, a in enumerate(alpha)], axis=1))
+    finally:
+        rt._BLOCK = saved
+
+
 def test_the_identity_map_returns_a_new_array(ag):
     x = np.array([1.0, -2.0])
     out = ag.linear(x)
