@@ -63,6 +63,8 @@ def test_prove_rule_rejects_a_false_pair():
 # -- each rule fires with the exact rewritten form ------------------------------------------------
 
 SQ2 = sp.sqrt(2)
+# logistic(-|z|), as logistic_pair_sum writes it
+_Q = sp.exp(-sp.Abs(z)) / (1 + sp.exp(-sp.Abs(z)))
 # the two bounded exponentials of hyperbolic_softplus, for t = z and t = 2z
 _A, _B = sp.exp(sp.Min(z, 0)), sp.exp(-sp.Max(z, 0))
 _A2, _B2 = sp.exp(sp.Min(2 * z, 0)), sp.exp(-sp.Max(2 * z, 0))
@@ -120,7 +122,14 @@ FIRES = {
     "logistic_pair_sum": [
         (
             -w * logistic(-z) + (1 - w) * logistic(z),
-            sp.Piecewise((1 - w - 1 / (1 + sp.exp(sp.Abs(z))), z >= 0), (-w + 1 / (1 + sp.exp(sp.Abs(z))), True)),
+            # branches that differ by constants: selected by a 0/1 indicator, no where()
+            -w + sp.Piecewise((1, z >= 0), (0, True))
+            + (1 - 2 * sp.Piecewise((1, z >= 0), (0, True))) * sp.exp(-sp.Abs(z)) / (1 + sp.exp(-sp.Abs(z))),
+        ),
+        (
+            # a product of both: degree 2 in q, a Piecewise of the two expanded branches
+            logistic(z) * logistic(-z) + logistic(z),
+            sp.Piecewise((1 - _Q**2, z >= 0), (2 * _Q - _Q**2, True)),
         ),
     ],
     "split_exp": [

@@ -421,7 +421,9 @@ def latex(expr) -> str:
 def _late(term, late_symbols=frozenset()) -> bool:
     """Terms holding exponentials (possibly tiny), directly or through a common subexpression,
     are added after the others."""
-    return term.has(sp.exp, sp.Function) or bool(term.free_symbols & late_symbols)
+    # an indicator (a Piecewise, which SymPy counts as a Function) holds no exponential
+    functions = [f for f in term.atoms(sp.Function) if not isinstance(f, sp.Piecewise)]
+    return term.has(sp.exp) or bool(functions) or bool(term.free_symbols & late_symbols)
 
 
 # -- in-place emission: the fewest fresh arrays for elementwise functions ----------------------------
@@ -544,8 +546,10 @@ class _InPlace:
             if sym.name in self.uses:
                 self.uses[sym.name] -= e.count(sym)
         code = self.printer.doprint(e)
-        float_result = not (isinstance(e, sp.Piecewise) and not any(self.is_array(v) for v, _ in e.args))
-        return self.assign(f"np.asarray({code})" if float_result else code, reduced=self.is_reduced(e), buffer=float_result), float_result
+        # an indicator (a Piecewise of constants, printed as a comparison) becomes a float array
+        # here: arithmetic on booleans would give integer arrays that cannot take float results
+        dtype = ", dtype=np.float64" if isinstance(e, sp.Piecewise) and not any(self.is_array(v) for v, _ in e.args) else ""
+        return self.assign(f"np.asarray({code}{dtype})", reduced=self.is_reduced(e)), True
 
     def _mul_exp(self, e):
         """u exp(t) as ufunc passes: exp(t) into a fresh buffer, times u in place, then the runtime's
