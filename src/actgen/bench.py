@@ -23,15 +23,20 @@ from pathlib import Path
 import numpy as np
 
 
-def median_time(fn, repeat=15, number=3):
-    fn()  # warm-up (page faults, lazy imports)
-    times = []
+def interleaved_medians(fns, repeat=15, number=3):
+    """Median time of each function, measured in turns (generated, peer, peer, generated, ...):
+    this machine's speed drifts by up to 2x within a minute, and the allocator's state changes
+    what a fresh 8 MB array costs, so peers are timed side by side rather than one after another."""
+    for fn in fns:
+        fn()  # warm-up (page faults, lazy imports)
+    times = [[] for _ in fns]
     for _ in range(repeat):
-        start = time.perf_counter()
-        for _ in range(number):
-            fn()
-        times.append((time.perf_counter() - start) / number)
-    return statistics.median(times)
+        for i, fn in enumerate(fns):
+            start = time.perf_counter()
+            for _ in range(number):
+                fn()
+            times[i].append((time.perf_counter() - start) / number)
+    return [statistics.median(t) for t in times]
 
 
 def _torch():
@@ -64,15 +69,19 @@ def rows(ag, spec, n=1_000_000, seed=0):
     out = []
 
     def row(label, generated, peers):
-        t_gen = median_time(generated)
-        timed = {}
+        runnable = {}
         for name, fn in peers.items():
             try:
                 with np.errstate(all="ignore"):
-                    timed[name] = median_time(fn) if fn is not None else None
+                    if fn is not None:
+                        fn()
+                        runnable[name] = fn
             except Exception:  # noqa: BLE001 - a peer that cannot run this function (lambdify of erf, Piecewise)
-                timed[name] = None
-        out.append((label, t_gen, timed))
+                pass
+        with np.errstate(all="ignore"):
+            times = interleaved_medians([generated, *runnable.values()])
+        timed = {name: dict(zip(runnable, times[1:])).get(name) for name in peers}
+        out.append((label, times[0], timed))
 
     def inplace_sigmoid():
         buf = np.negative(z)
