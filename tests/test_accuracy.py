@@ -1,7 +1,7 @@
 """Accuracy of the generated package against an independent mpmath reference, in ulps.
 
 The reference (actgen.accuracy) evaluates the spec's own formulas and SymPy's raw derivatives at
-adaptive high precision; the generated code uses the rewritten, stable forms. Grid: [-750, 750]
+adaptive high precision; the generated code uses the rewritten, stable forms. Grid: [-750, 750] (a step of 0.1 on [-40, 40])
 with the edges (±0, subnormals, ±1e-300, ±36, ±37, ±705..716, ±709, ±710, ±745, ±1000).
 """
 from __future__ import annotations

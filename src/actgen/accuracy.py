@@ -297,8 +297,9 @@ def measure_all(derived, package, dtypes=(np.float64, np.float32)):
 def report_markdown(results, header):
     lines = [header, "", "# Accuracy of the generated functions", "",
              "Measured by `actgen accuracy` against an mpmath reference evaluating the spec's own formulas (and SymPy's raw",
-             "derivatives of them) at adaptive precision, over inputs spanning [-750, 750] with the edges ±0, subnormals, ±1e-300,",
-             "±36, ±37, ±705..716, ±745, ±1000. Errors are in ulps of the correctly rounded true value; a true value below the",
+             "derivatives of them) at adaptive precision, over inputs spanning [-750, 750] (a step of 0.1 on [-40, 40]) with the",
+             "edges ±0, subnormals, ±1e-300, ±36, ±37, ±705..716, ±745, ±1000. Errors are in ulps of the correctly rounded true",
+             "value; float32 inputs are computed in float64 and rounded once. A true value below the",
              "smallest normal number counts as exact when the error is below it. \"Term ulp\" measures the error in ulps of the",
              "largest term of the expanded expression, which is what floating-point summation can guarantee where terms of",
              f"opposite sign cancel (near a zero crossing). Target: at most {TARGET_ULP:g} ulp.", "",
