@@ -335,6 +335,7 @@ class Emitted:
     assignments: tuple[tuple[str, str], ...]
     result: str
     rules: tuple[str, ...]
+    workspace: int = 0  # float buffers _w[0], _w[1], ... the body writes into (see emit_inplace)
 
 
 def _late_symbols(replacements):
@@ -451,6 +452,8 @@ class _InPlace:
         self.lines: list[tuple[str, str]] = []
         self.count = 0
         self.live = set()  # float buffers of this body that hold a value still to be read
+        self.workspace = False  # new full-shape buffers come from _w (see emit_inplace)
+        self.slots = 0  # workspace buffers used
         self.free = []  # float buffers whose value nobody reads any more: outputs for later ufuncs
 
     def is_array(self, e):
@@ -492,6 +495,9 @@ class _InPlace:
                 self.lines.append(("", f"np.{fn}({', '.join(args)}, out={buffer})"))
                 self.live.add(buffer)
                 return buffer
+        if self.workspace and not result_reduced:
+            self.slots += 1
+            return self.assign(f"np.{fn}({', '.join(args)}, out=_w[{self.slots - 1}])")
         # asarray: a ufunc on a 0-d array returns a NumPy scalar, which cannot take out=
         return self.assign(f"np.asarray(np.{fn}({', '.join(args)}))", reduced=result_reduced)
 
@@ -712,10 +718,12 @@ class _InPlace:
         return acc, owned
 
 
-def emit_inplace(expr, inputs, printer=None, fired=None) -> Emitted:
+def emit_inplace(expr, inputs, printer=None, fired=None, workspace=False) -> Emitted:
     """Like :func:`emit`, with ufunc calls that write into buffers no longer needed (see
     :class:`_InPlace`). ``expr`` is elementwise in the array ``inputs``, possibly
-    with class reductions (from :func:`to_array`)."""
+    with class reductions (from :func:`to_array`). With ``workspace``, new full-shape buffers
+    are not allocated by the ufuncs but taken from a list ``_w`` the caller provides (allocated
+    once per call, or once per call of a blockwise evaluation for all its blocks)."""
     printer = printer or ActgenNumPyPrinter()
     fired = [] if fired is None else fired
     lowered = _protect_dd(lower(expr, fired), printer)
@@ -725,6 +733,7 @@ def emit_inplace(expr, inputs, printer=None, fired=None) -> Emitted:
     later = [value for _, value in replacements] + [reduced]
     uses = {str(sym): sum(v.count(sym) for v in later) for sym, _ in replacements}
     writer = _InPlace(printer, inputs, uses)
+    writer.workspace = workspace
     lines = []
     for sym, value in replacements:
         is_array = writer.is_array(value)
@@ -742,4 +751,4 @@ def emit_inplace(expr, inputs, printer=None, fired=None) -> Emitted:
     code, _owned = writer.gen(reduced)
     writer.flush()
     lines.extend(writer.lines)
-    return Emitted(tuple(lines), code, tuple(fired))
+    return Emitted(tuple(lines), code, tuple(fired), writer.slots)

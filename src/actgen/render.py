@@ -56,8 +56,9 @@ class FunctionView:
     result_name: str
     epilogue: tuple[str, ...]
     aliases: tuple[str, ...] = ()
-    block_arrays: tuple[str, ...] = ()  # set by _with_blocking: the body runs block by block
-    block_params: tuple[str, ...] = ()
+    arrays: tuple[str, ...] = ()  # set by _with_blocking for elementwise bodies: the array arguments
+    params: tuple[str, ...] = ()  # and the scalar parameters
+    blocked: bool = False  # the body runs block by block (the runtime's _blockwise)
 
 
 # -- exact example values --------------------------------------------------------------------------
@@ -186,14 +187,14 @@ def activation_views(entry: Entry, act: M.Activation) -> list[FunctionView]:
         f"{act.prose.title}, elementwise.",
         _math("f(z)", act.expr) + _math("f'(z)", grad.expr) + _computed_as(fwd.rules) + common_args
         + ("", "Returns:", "    f(z), with the shape and dtype of z.", "", "Example:", f"    >>> np.round({act.name}({example_in}), 6) + 0.0", f"    {_fmt_array(forward_values)}"),
-        ("z, _dtype = _working(z)",), emit_inplace(fwd.expr, [M.Z], printer), "out", ("return _result(out, z, _dtype)",), act.aliases,
+        ("z, _dtype = _working(z)",), emit_inplace(fwd.expr, [M.Z], printer, workspace=True), "out", ("return _result(out, z, _dtype)",), act.aliases,
     ))
     views.append(FunctionView(
         f"{act.name}_grad", "z" + kw,
         f"Derivative of {act.name} with respect to z, elementwise.",
         _math("f'(z)", grad.expr) + _computed_as(grad.rules) + conv + common_args
         + ("", "Returns:", "    f'(z), with the shape and dtype of z.", "", "Example:", f"    >>> np.round({act.name}_grad({example_in}), 6) + 0.0", f"    {_fmt_array(grad_values)}"),
-        ("z, _dtype = _working(z)",), emit_inplace(grad.expr, [M.Z], printer), "out", ("return _result(out, z, _dtype)",), tuple(f"{a}_grad" for a in act.aliases),
+        ("z, _dtype = _working(z)",), emit_inplace(grad.expr, [M.Z], printer, workspace=True), "out", ("return _result(out, z, _dtype)",), tuple(f"{a}_grad" for a in act.aliases),
     ))
     for d in entry.derivations:
         if d.kind == "grad_param":
@@ -204,7 +205,7 @@ def activation_views(entry: Entry, act: M.Activation) -> list[FunctionView]:
                 f"Derivative of {act.name} with respect to its parameter {p.name}, elementwise.",
                 _math(r"\frac{\partial f}{\partial %s}" % latex(p.symbol), d.expr) + _computed_as(d.rules) + common_args
                 + ("", "Returns:", f"    df/d{p.name} at each z, with the shape and dtype of z.", "", "Example:", f"    >>> np.round({d.name}({example_in}), 6) + 0.0", f"    {_fmt_array(values)}"),
-                ("z, _dtype = _working(z)",), emit_inplace(d.expr, [M.Z], printer), "out", ("return _result(out, z, _dtype)",),
+                ("z, _dtype = _working(z)",), emit_inplace(d.expr, [M.Z], printer, workspace=True), "out", ("return _result(out, z, _dtype)",),
             ))
     of = entry.get("grad_from_output")
     if of is not None:
@@ -217,7 +218,7 @@ def activation_views(entry: Entry, act: M.Activation) -> list[FunctionView]:
                f"{act.name}_grad keeps: prefer {act.name}_grad when z is available." if lossy else ""),)
             + ("", "Args:", "    y: outputs of the forward function.") + tuple("    " + d for d in param_doc)
             + ("", "Example:", f"    >>> z = {example_in}", f"    >>> bool(np.allclose({of.name}({act.name}(z)), {act.name}_grad(z)))", "    True"),
-            ("y, _dtype = _working(y)",), emit_inplace(of.expr, [Y_OUT], printer), "out", ("return _result(out, y, _dtype)",), tuple(f"{a}_grad_from_output" for a in act.aliases),
+            ("y, _dtype = _working(y)",), emit_inplace(of.expr, [Y_OUT], printer, workspace=True), "out", ("return _result(out, y, _dtype)",), tuple(f"{a}_grad_from_output" for a in act.aliases),
         ))
     return views
 
@@ -329,13 +330,13 @@ def loss_views(entry: Entry, loss: M.Loss) -> list[FunctionView]:
         loss.name, sig, f"{loss.prose.title}, elementwise, then reduced.",
         _math("L(y, \\hat{y})", loss.expr) + _computed_as(value.rules) + _loss_vars_doc() + param_doc
         + ("", "Example:", f"    >>> round(float({loss.name}({example})), 6)", f"    {_fmt_scalar(loss_value)}"),
-        prologue, emit_inplace(value.expr, [M.Y, M.Y_HAT], printer), "loss", ("return _reduce(_result(loss, y_hat), reduction, _dtype)",),
+        prologue, emit_inplace(value.expr, [M.Y, M.Y_HAT], printer, workspace=True), "loss", ("return _reduce(_result(loss, y_hat), reduction, _dtype)",),
     ))
     views.append(FunctionView(
         grad.name, sig, f"Gradient of {loss.name} with respect to y_pred (divided by N elements for the mean).",
         _math("\\frac{\\partial L}{\\partial \\hat{y}}", grad.expr) + _computed_as(grad.rules) + conv + _loss_vars_doc() + param_doc
         + ("", "Example:", f"    >>> np.round({grad.name}({example}), 6) + 0.0", f"    {_fmt_array(grad_values)}"),
-        prologue, emit_inplace(grad.expr, [M.Y, M.Y_HAT], printer), "grad", ("return _scale(_result(grad, y_hat), reduction, y_hat.size, _dtype)",),
+        prologue, emit_inplace(grad.expr, [M.Y, M.Y_HAT], printer, workspace=True), "grad", ("return _scale(_result(grad, y_hat), reduction, y_hat.size, _dtype)",),
     ))
     for d in entry.derivations:
         if d.kind == "loss_grad_param":
@@ -344,7 +345,7 @@ def loss_views(entry: Entry, loss: M.Loss) -> list[FunctionView]:
                 d.name, sig, f"Gradient of {loss.name} with respect to its parameter {d.wrt} (reduced like the loss).",
                 _math("\\frac{\\partial L}{\\partial %s}" % d.wrt, d.expr) + _computed_as(d.rules) + _loss_vars_doc() + param_doc
                 + ("", "Example:", f"    >>> round(float({d.name}({example})), 6)", f"    {_fmt_scalar(values)}"),
-                prologue, emit_inplace(d.expr, [M.Y, M.Y_HAT], printer), "grad", ("return _reduce(_result(grad, y_hat), reduction, _dtype)",),
+                prologue, emit_inplace(d.expr, [M.Y, M.Y_HAT], printer, workspace=True), "grad", ("return _reduce(_result(grad, y_hat), reduction, _dtype)",),
             ))
     return views
 
@@ -387,11 +388,11 @@ def head_views(entry: Entry, act: M.Activation, loss: M.Loss) -> list[FunctionVi
         FunctionView(entry.name, sig, f"{loss.prose.title} of {act.name}(logits), fused and computed from the logits.",
                      _math("L(y, z)", value.expr) + _computed_as(value.rules) + doc_args
                      + ("", "Example:", f"    >>> round(float({entry.name}({example})), 6)", f"    {_fmt_scalar(lv)}"),
-                     prologue, emit_inplace(value.expr, [M.Y, M.Z], printer), "loss", ("return _reduce(_result(loss, z), reduction, _dtype)",)),
+                     prologue, emit_inplace(value.expr, [M.Y, M.Z], printer, workspace=True), "loss", ("return _reduce(_result(loss, z), reduction, _dtype)",)),
         FunctionView(grad.name, sig, f"Gradient of {entry.name} with respect to the logits (1/N elements for the mean).",
                      _math("\\frac{\\partial L}{\\partial z}", grad.expr) + _computed_as(grad.rules) + doc_args
                      + ("", "Example:", f"    >>> np.round({grad.name}({example}), 6) + 0.0", f"    {_fmt_array(gv)}"),
-                     prologue, emit_inplace(grad.expr, [M.Y, M.Z], printer), "grad", ("return _scale(_result(grad, z), reduction, z.size, _dtype)",)),
+                     prologue, emit_inplace(grad.expr, [M.Y, M.Z], printer, workspace=True), "grad", ("return _scale(_result(grad, z), reduction, z.size, _dtype)",)),
     ]
 
 
@@ -452,12 +453,12 @@ def _with_blocking(view: FunctionView) -> FunctionView:
     unpack = next((line for line in view.prologue if "_working" in line), "")
     code = " ".join(c for _, c in view.body.assignments) + " " + view.body.result
     passes = len(re.findall(r"\b(?:np\.\w+|_\w+)\(", code))  # calls: ufunc passes and runtime helpers
-    if not unpack or "axis" in code or "_eye" in code or passes < BLOCK_MIN_PASSES:
+    if not unpack or "axis" in code or "_eye" in code:
         return view
     arrays = tuple(name.strip() for name in unpack.split("=")[0].split(",") if name.strip() != "_dtype")
     keyword = view.signature.split("*,")[1] if "*," in view.signature else ""
     params = tuple(part.split("=")[0].strip() for part in keyword.split(",") if part.strip())
-    return dataclasses.replace(view, block_arrays=arrays, block_params=params)
+    return dataclasses.replace(view, arrays=arrays, params=params, blocked=passes >= BLOCK_MIN_PASSES)
 
 
 def render_package(derived: Derived, package: str) -> dict[str, str]:
