@@ -111,9 +111,9 @@ FIRES = {
     "log_cosh": [
         (sp.log(sp.cosh(z)), sp.Abs(z) + softplus(-2 * sp.Abs(z)) - sp.log(2)),
     ],
-    "sech_squared_logistic": [
-        (sp.sech(z) ** 2, 4 * logistic(2 * z) * logistic(-2 * z)),
-        (sp.sech(z) ** 4, (4 * logistic(2 * z) * logistic(-2 * z)) ** 2),
+    "sech_squared_cosh": [
+        (sp.sech(z) ** 2, 2 / (1 + sp.cosh(2 * z))),
+        (sp.sech(z) ** 4, 4 / (1 + sp.cosh(2 * z)) ** 2),
     ],
     "logistic_product": [
         (logistic(z) * logistic(-z), sp.exp(-sp.Abs(z)) / (1 + sp.exp(-sp.Abs(z))) ** 2),
@@ -215,7 +215,7 @@ LEFT_ALONE = {
     "logistic_pair_sum": [logistic(z) + logistic(2 * z), w * logistic(z) - 1, logistic(z) * logistic(-z)],
     "split_exp": [sp.exp(-sp.Abs(z)) / (1 + sp.exp(-sp.Abs(z))) ** 2, z * sp.exp(z), 3 * sp.exp(-sp.Abs(z))],
     "piecewise_max": [sp.Piecewise((2 * z, z > 0), (0, True)), sp.Piecewise((z, z > 0), (1, True)), sp.Piecewise((z, z < 0), (w, True))],
-    "sech_squared_logistic": [sp.sech(z), sp.sech(z) ** 3, sp.cosh(z) ** 2],
+    "sech_squared_cosh": [sp.sech(z), sp.sech(z) ** 3, sp.cosh(z) ** 2],
     "logistic_product": [logistic(z) * logistic(2 * z), logistic(z) ** 2, logistic(z) * logistic(w)],
     "softplus_log1p": [sp.log(1 + sp.exp(z)), logistic(z)],
     # unbounded hyperbolic functions, other arguments

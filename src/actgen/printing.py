@@ -674,11 +674,12 @@ class _InPlace:
                 num.append(f)
         scalars = [f for f in num if not self.is_array(f)]
         arrays = sorted((f for f in num if self.is_array(f)), key=self.is_reduced)
-        if not arrays:  # scalar / array
+        if not arrays:  # scalar / array: one division (one rounding, one pass)
             acc, owned = self.gen(sp.Mul(*den))
-            partial = sp.Mul(*den)
-            acc = self._call("reciprocal", (acc,), acc if owned else None, partial)
-            owned = True
+            numerator = self.printer.doprint(sp.Mul(*scalars)) if scalars else "1"
+            partial = sp.Mul(*scalars) / sp.Mul(*den)
+            acc = self._call("divide", (numerator, acc), acc if owned else None, partial)
+            return acc, True
         else:
             # per-row reciprocals of reduced denominators first: the reductions then read every
             # common subexpression before the products below may overwrite it in place
