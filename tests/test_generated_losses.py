@@ -338,3 +338,27 @@ def test_softmax_cce_large_logits(ag):
     with np.errstate(all="ignore"):
         got = ag.softmax_cce(np.array([1.0, 0.0]), np.array([1000.0, 999.0]))
     assert float(got) == pytest.approx(np.log1p(np.exp(-1.0)), rel=1e-12)
+
+
+def test_mean_scaling_never_writes_into_an_input(ag):
+    """_scale divides in place only a buffer of the body's own: a gradient that is (a view of)
+    an input is divided into a new array."""
+    import importlib
+
+    rt = importlib.import_module("actgen_numpy._runtime")
+    y = np.array([1.0, 2.0, 3.0, 4.0])
+    out = rt._scale(y, "mean", 4, np.dtype(np.float64), (y,))
+    np.testing.assert_array_equal(y, [1.0, 2.0, 3.0, 4.0])
+    np.testing.assert_array_equal(out, [0.25, 0.5, 0.75, 1.0])
+    view = y[::2]
+    rt._scale(view, "mean", 2, np.dtype(np.float64), (y,))
+    np.testing.assert_array_equal(y, [1.0, 2.0, 3.0, 4.0])
+    own = np.array([2.0, 4.0])
+    assert rt._scale(own, "mean", 2, np.dtype(np.float64), (y,)) is own  # divided in place
+    # through the public functions: the targets and predictions are left as they were
+    y_true, y_pred = np.array([0.0, 1.0, 1.0]), np.array([0.2, 0.7, 0.9])
+    before = (y_true.copy(), y_pred.copy())
+    for name in ("mse_grad", "mae_grad", "bce_grad", "hinge_grad", "huber_grad"):
+        getattr(ag, name)(y_true, y_pred)
+        np.testing.assert_array_equal(y_true, before[0])
+        np.testing.assert_array_equal(y_pred, before[1])

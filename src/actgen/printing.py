@@ -684,17 +684,43 @@ class _InPlace:
             # per-row reciprocals of reduced denominators first: the reductions then read every
             # common subexpression before the products below may overwrite it in place
             recips = {}
+            row_factor = None
             if any(not self.is_reduced(a) for a in arrays):
                 for d in den:
                     if self.is_reduced(d):
                         code, d_owned = self.gen(d)
                         recips[d] = self._call("reciprocal", (code,), code if d_owned else None, 1 / d)
+                # several per-row factors (sum(y) / sum(exp) in softmax_cce_grad): their product
+                # first, over the rows only, then one pass over the full array
+                rows = [a for a in arrays if self.is_reduced(a)]
+                if len(rows) + len(recips) >= 2:
+                    factor, f_owned, partial_rows = None, False, sp.Integer(1)
+                    for f in rows:
+                        code, c_owned = self.gen(f)
+                        partial_rows = partial_rows * f
+                        if factor is None:
+                            factor, f_owned = code, c_owned
+                        else:
+                            factor, f_owned = self._call("multiply", (factor, code), self._target(partial_rows, (factor, f_owned), (code, c_owned)), partial_rows), True
+                    for d in list(recips):
+                        partial_rows = partial_rows / d
+                        if factor is None:
+                            factor, f_owned = recips.pop(d), True
+                        else:
+                            factor, f_owned = self._call("multiply", (factor, recips.pop(d)), self._target(partial_rows, (factor, f_owned)), partial_rows), True
+                    self.reduced.add(factor)
+                    row_factor = (factor, partial_rows)
+                    arrays = [a for a in arrays if not self.is_reduced(a)]
+                    den = [d for d in den if not self.is_reduced(d)]
             acc, owned = self.gen(arrays[0])
             partial = arrays[0]
             for f in arrays[1:]:
                 code, f_owned = self.gen(f)
                 partial = partial * f
                 acc, owned = self._call("multiply", (acc, code), self._target(partial, (acc, owned), (code, f_owned)), partial), True
+            if row_factor is not None:
+                partial = partial * row_factor[1]
+                acc, owned = self._call("multiply", (acc, row_factor[0]), self._target(partial, (acc, owned)), partial), True
             for d in den:
                 if d in recips:
                     # one reciprocal per class row, then a multiplication: cheaper than dividing

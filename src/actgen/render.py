@@ -318,7 +318,7 @@ def loss_views(entry: Entry, loss: M.Loss) -> list[FunctionView]:
             grad.name, sig, f"Gradient of {loss.name} with respect to y_pred (scaled by 1/N samples for the mean).",
             _math("\\frac{\\partial L}{\\partial \\hat{y}_k}", grad.expr) + _loss_vars_doc() + param_doc + ("", "Example:", f"    >>> np.round({grad.name}({example}), 6) + 0.0", f"    {_fmt_array(grad_values)}"),
             prologue, emit_inplace(to_array(grad.expr, {M.KK: None}), ARRAYS, printer), "grad",
-            ("return _scale(_result(grad, y_hat), reduction, y_hat.size // max(y_hat.shape[-1], 1) if y_hat.ndim else 1, _dtype)",),
+            ("return _scale(_result(grad, y_hat), reduction, y_hat.size // max(y_hat.shape[-1], 1) if y_hat.ndim else 1, _dtype, (y_hat, y))",),
         ))
         return views
     ys, hats = loss_examples(loss)
@@ -336,7 +336,7 @@ def loss_views(entry: Entry, loss: M.Loss) -> list[FunctionView]:
         grad.name, sig, f"Gradient of {loss.name} with respect to y_pred (divided by N elements for the mean).",
         _math("\\frac{\\partial L}{\\partial \\hat{y}}", grad.expr) + _computed_as(grad.rules) + conv + _loss_vars_doc() + param_doc
         + ("", "Example:", f"    >>> np.round({grad.name}({example}), 6) + 0.0", f"    {_fmt_array(grad_values)}"),
-        prologue, emit_inplace(grad.expr, [M.Y, M.Y_HAT], printer, workspace=True), "grad", ("return _scale(_result(grad, y_hat), reduction, y_hat.size, _dtype)",),
+        prologue, emit_inplace(grad.expr, [M.Y, M.Y_HAT], printer, workspace=True), "grad", ("return _scale(_result(grad, y_hat), reduction, y_hat.size, _dtype, (y_hat, y))",),
     ))
     for d in entry.derivations:
         if d.kind == "loss_grad_param":
@@ -377,7 +377,7 @@ def head_views(entry: Entry, act: M.Activation, loss: M.Loss) -> list[FunctionVi
                          _math("\\frac{\\partial L}{\\partial z_k}", grad.expr) + _computed_as(tuple(gf)) + doc_args
                          + ("", "Example:", f"    >>> np.round({grad.name}({example}), 6) + 0.0", f"    {_fmt_array([at(grad.expr, k) for k in (1, 2, 3)])}"),
                          prologue, emit_inplace(to_array(gexpr, {M.KK: None}), ARRAYS, printer), "grad",
-                         ("return _scale(_result(grad, z), reduction, z.size // max(z.shape[-1], 1) if z.ndim else 1, _dtype)",)),
+                         ("return _scale(_result(grad, z), reduction, z.size // max(z.shape[-1], 1) if z.ndim else 1, _dtype, (z, y))",)),
         ]
     ys, zs = (0.0, 1.0), (-1.0, 2.0)
     example = f"np.array([{ys[0]!r}, {ys[1]!r}]), np.array([{zs[0]!r}, {zs[1]!r}])"
@@ -392,7 +392,7 @@ def head_views(entry: Entry, act: M.Activation, loss: M.Loss) -> list[FunctionVi
         FunctionView(grad.name, sig, f"Gradient of {entry.name} with respect to the logits (1/N elements for the mean).",
                      _math("\\frac{\\partial L}{\\partial z}", grad.expr) + _computed_as(grad.rules) + doc_args
                      + ("", "Example:", f"    >>> np.round({grad.name}({example}), 6) + 0.0", f"    {_fmt_array(gv)}"),
-                     prologue, emit_inplace(grad.expr, [M.Y, M.Z], printer, workspace=True), "grad", ("return _scale(_result(grad, z), reduction, z.size, _dtype)",)),
+                     prologue, emit_inplace(grad.expr, [M.Y, M.Z], printer, workspace=True), "grad", ("return _scale(_result(grad, z), reduction, z.size, _dtype, (z, y))",)),
     ]
 
 
