@@ -209,9 +209,9 @@ class exp_square(sp.Function):  # noqa: N801
     _eval_rewrite_as_elementary = _eval_rewrite_as_exp
 
 
-class mul_exp(sp.Function):  # noqa: N801
-    r"""u exp(t) for t <= 0, evaluated as (u exp(t/2)) exp(t/2) wherever exp(t) alone would be
-    subnormal (and lose precision) while the product can be a normal number."""
+class _TimesExp(sp.Function):
+    """u exp(t): the value, the rewrite and the LaTeX shared by the split products below (each
+    evaluates it differently; a printer tells them apart by class)."""
 
     nargs = 2
 
@@ -223,6 +223,11 @@ class mul_exp(sp.Function):  # noqa: N801
     def _latex(self, printer, exp=None):
         u, t = self.args
         return _latex_product(printer, u, r"e^{%s}" % printer._print(t), exp)
+
+
+class mul_exp(_TimesExp):  # noqa: N801
+    r"""u exp(t) for t <= 0, evaluated as (u exp(t/2)) exp(t/2) wherever exp(t) alone would be
+    subnormal (and lose precision) while the product can be a normal number."""
 
 
 class mul_exp_square(sp.Function):  # noqa: N801
@@ -259,20 +264,9 @@ class exp_dd(sp.Function):  # noqa: N801
         return body if exp is None else r"\left(%s\right)^{%s}" % (body, exp)
 
 
-class mul_exp_dd(sp.Function):  # noqa: N801
+class mul_exp_dd(_TimesExp):  # noqa: N801
     r"""u exp(t) for t <= 0 (as :class:`mul_exp`) with t evaluated in double-double arithmetic (as
     :class:`exp_dd`)."""
-
-    nargs = 2
-
-    def _eval_rewrite_as_exp(self, u, t, **kwargs):
-        return u * sp.exp(t)
-
-    _eval_rewrite_as_elementary = _eval_rewrite_as_exp
-
-    def _latex(self, printer, exp=None):
-        u, t = self.args
-        return _latex_product(printer, u, r"e^{%s}" % printer._print(t), exp)
 
 
 class axis_sum(sp.Function):  # noqa: N801
