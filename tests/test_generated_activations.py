@@ -530,3 +530,13 @@ def test_doctests_of_the_generated_package(ag):
         attempted += result.attempted
     assert attempted >= len(ag.__all__) - 5
     assert failed == 0
+
+
+def test_constant_branch_chosen_arithmetically_is_exact(ag):
+    """elu_grad's constant branch is chosen by a 0/1 indicator (branch (1 - h) + h), not a where():
+    the same bits as the select, for random signs, NaN, infinities and signed zeros."""
+    rng = np.random.default_rng(11)
+    z = np.concatenate([rng.normal(size=300000) * 4, [np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-300, -1e-300, -800.0]])
+    for alpha in (1.0, 0.3, 2.5):
+        expected = np.where(z > 0, 1.0, alpha * np.exp(np.minimum(z, 0)))
+        np.testing.assert_array_equal(ag.elu_grad(z, alpha=alpha), expected)
