@@ -63,6 +63,8 @@ def site():
             yield dict(root=out, base=f"http://127.0.0.1:{server.server_address[1]}", server=server, tmp=Path(tmp))
         finally:
             server.shutdown()
+            server.server_close()  # the listening socket: no ResourceWarning later in the session
+            thread.join(timeout=10)
 
 
 def _open(site, page):

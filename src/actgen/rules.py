@@ -234,7 +234,7 @@ EXP_TIMES_LOGISTIC = Rule(
 )
 SOFTPLUS = Rule(
     "softplus",
-    "log(1 + exp(t)) = softplus(t), evaluated as logaddexp(0, t)",
+    "log(1 + exp(t)) = softplus(t), evaluated without overflow (see softplus_log1p)",
     _softplus_from_log,
     ((sp.log(1 + sp.exp(a)), softplus(a)),),
     "raise",
