@@ -15,8 +15,7 @@ from sympy.printing.numpy import NumPyPrinter
 from sympy.printing.precedence import PRECEDENCE
 
 from .primitives import axis_max, axis_sum, mul_exp
-from .model import Z
-from .rules import _dd_evaluable, _rounds, lower
+from .rules import lower, wants_double_double
 
 TOP = "top"  # a class-axis reduction used outside any sum of a Jacobian
 ROW = "row"  # index roles in Jacobians: the output component (rows) and the input one (columns)
@@ -194,7 +193,7 @@ class ActgenNumPyPrinter(NumPyPrinter):
 
     def _print_mul_exp_dd(self, expr):
         u, t = expr.args
-        if u.free_symbols == {Z} and _dd_evaluable(u) and _rounds(u):
+        if wants_double_double(u):
             # a polynomial factor is rounded once too (its high part), not after each operation
             return f"_mul_exp_dd({self._dd(u)}[0], {self._dd(t)})"
         return f"_mul_exp_dd({self._print(u)}, {self._dd(t)})"
@@ -246,7 +245,7 @@ class ActgenNumPyPrinter(NumPyPrinter):
 
     def _print_erfcx(self, expr):
         u = self._expanded(expr.args[0])
-        if u.free_symbols == {Z} and _dd_evaluable(u) and _rounds(u):
+        if wants_double_double(u):
             # -z/sqrt(2): the argument's rounding error is passed on (erfcx' = 2x erfcx - 2/sqrt(pi))
             code = self._dd(u)
             return f"_erfcx({code}[0], {code}[1])"
@@ -366,14 +365,21 @@ def _protect_dd(expr, printer):
     return expr
 
 
-def emit(expr, printer=None, fired=None) -> Emitted:
-    """Lower ``expr`` for NumPy, eliminate common subexpressions and print."""
-    printer = printer or ActgenNumPyPrinter()
-    fired = [] if fired is None else fired
+def _lowered_cse(expr, printer, fired):
+    """The steps every body shares: lower, hide double-double arguments from CSE, eliminate common
+    subexpressions, and tell the printer which temporaries hold exponentials and what each is."""
     lowered = _protect_dd(lower(expr, fired), printer)
     replacements, (reduced,) = sp.cse([lowered], symbols=sp.numbered_symbols("_t"), order="canonical")
     printer.late = _late_symbols(replacements)
     printer.definitions.update(replacements)
+    return replacements, reduced
+
+
+def emit(expr, printer=None, fired=None) -> Emitted:
+    """Lower ``expr`` for NumPy, eliminate common subexpressions and print."""
+    printer = printer or ActgenNumPyPrinter()
+    fired = [] if fired is None else fired
+    replacements, reduced = _lowered_cse(expr, printer, fired)
     lines = []
     for sym, value in replacements:
         code = printer.doprint(value)
@@ -797,10 +803,7 @@ def emit_inplace(expr, inputs, printer=None, fired=None, workspace=False) -> Emi
     once per call, or once per call of a blockwise evaluation for all its blocks)."""
     printer = printer or ActgenNumPyPrinter()
     fired = [] if fired is None else fired
-    lowered = _protect_dd(lower(expr, fired), printer)
-    replacements, (reduced,) = sp.cse([lowered], symbols=sp.numbered_symbols("_t"), order="canonical")
-    printer.late = _late_symbols(replacements)
-    printer.definitions.update(replacements)
+    replacements, reduced = _lowered_cse(expr, printer, fired)
     later = [value for _, value in replacements] + [reduced]
     uses = {str(sym): sum(v.count(sym) for v in later) for sym, _ in replacements}
     writer = _InPlace(printer, inputs, uses)

@@ -555,12 +555,18 @@ def _rounds(t):
     if t.is_Pow:
         return not t.base.is_number
     if t.is_Mul:
-        coeff, rest = t.as_coeff_Mul()
         varying = [f for f in t.args if not f.is_number]
         if len(varying) > 1 or any(f.is_number and not _is_float_exact(abs(f)) for f in t.args):
             return True
         return any(_rounds(f) for f in varying)
     return any(_rounds(a) for a in t.args if isinstance(a, sp.Basic) and not a.is_Atom)
+
+
+def wants_double_double(t):
+    """t is a function of the input z alone that the double-double runtime can evaluate and whose
+    float evaluation rounds: shared by compensated_exponent and the printer (erfcx's argument, a
+    split product's polynomial factor)."""
+    return t.free_symbols == {Z} and _dd_evaluable(t) and _rounds(t)
 
 
 def _compensated_exponent(e):
@@ -573,9 +579,7 @@ def _compensated_exponent(e):
         t, make = e.args[1], (lambda t, u=e.args[0]: mul_exp_dd(u, t))
     else:
         return None
-    if t.free_symbols == {Z} and _dd_evaluable(t) and _rounds(t):
-        return make(t)
-    return None
+    return make(t) if wants_double_double(t) else None
 
 
 def _softplus_log1p(e):
