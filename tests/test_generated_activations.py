@@ -383,6 +383,71 @@ def test_blockwise_evaluation_is_bitwise_the_whole_array_evaluation(ag):
         rt._BLOCK = saved
 
 
+def test_filled_constants_are_shared_read_only_and_fall_back_to_the_scalar(ag):
+    """The runtime's _filled (constant operands of minimum/maximum as arrays, for NumPy's SIMD
+    loops): the value in the operand's shape, never writable, and the plain scalar for 0-d or
+    large operands, so a body gives the same values either way."""
+    import importlib
+
+    rt = importlib.import_module("actgen_numpy._runtime")
+    like = np.zeros((3, 5))
+    six = rt._filled(6, like)
+    assert six.shape == (3, 5) and six.dtype == np.float64 and np.all(six == 6.0) and not six.flags.writeable
+    assert rt._filled(6, np.float64(2.0)) == 6 and rt._filled(0, np.zeros(rt._FILLED_SIZE + 1)) == 0
+    z = np.array([-np.inf, -7.0, -0.0, 0.0, 3.0, 6.0, 9.0, np.inf, np.nan])
+    for name in ("relu6", "hard_tanh", "hard_sigmoid", "silu_grad", "mish_grad", "elu"):
+        fn = getattr(ag, name)
+        with_arrays = fn(z)
+        saved = rt._FILLED_SIZE
+        try:
+            rt._FILLED_SIZE = 0  # every constant operand a scalar
+            np.testing.assert_array_equal(fn(z), with_arrays)
+        finally:
+            rt._FILLED_SIZE = saved
+
+
+def test_select_copies_the_bits_of_the_chosen_branch(ag):
+    """The runtime's _select (Piecewise branches chosen by bit masks instead of np.where): the
+    same bits as np.where for every float64 value (NaN payloads, infinities, signed zeros,
+    subnormals), scalar or array values, any layout, with or without a scratch buffer."""
+    import importlib
+
+    rt = importlib.import_module("actgen_numpy._runtime")
+    rng = np.random.default_rng(11)
+    special = np.array([np.nan, -np.nan, np.inf, -np.inf, 0.0, -0.0, 5e-324, -5e-324, 1.7976931348623157e308, 1.0])
+    payload = np.array([0x7FF8_0000_0000_1234], dtype=np.int64).view(np.float64)
+    a = np.concatenate([special, payload, rng.normal(size=53)]).reshape(8, 8)
+    b = np.concatenate([rng.normal(size=53), payload, special[::-1]]).reshape(8, 8)
+    cond = rng.random((8, 8)) < 0.5
+    for value in (a, a.T, -0.0, np.nan, np.float64(3.5)):
+        for scratch in (None, np.empty((8, 8))):
+            expect = np.where(cond, value, b)
+            out = b.copy()
+            got = rt._select(cond, value, out, scratch)
+            assert got is out
+            np.testing.assert_array_equal(got.view(np.int64), expect.view(np.int64))
+    strided = b.copy().T  # not contiguous
+    rt._select(cond, a, strided)
+    np.testing.assert_array_equal(strided.view(np.int64), np.where(cond, a, b.T).view(np.int64))
+    zero_d = np.asarray(2.0)
+    assert rt._select(np.True_, -0.0, zero_d).view(np.int64) == np.float64(-0.0).view(np.int64)
+
+
+@pytest.mark.parametrize("name", ["elu", "selu", "celu", "leaky_relu", "prelu", "elu_grad", "relu6_grad", "hard_sigmoid_grad", "gelu"])
+def test_branch_selection_keeps_every_special_value(ag, name):
+    """Functions whose branches are chosen by _select: the value at NaN, infinities, signed zeros
+    and subnormals is the chosen branch's value, bit for bit, as np.where would give."""
+    fn = getattr(ag, name)
+    z = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 5e-324, -5e-324, 2.0, -2.0, 1e300, -1e300])
+    got = fn(z)
+    each = np.array([fn(np.array([v]))[0] for v in z])  # one element at a time: no neighbour matters
+    np.testing.assert_array_equal(got.view(np.int64), each.view(np.int64))
+    assert not np.isnan(got[1:]).any()
+    if not name.endswith("_grad"):
+        # f(-0.0) = -0.0 and f(0.0) = 0.0 for these forwards: the zero's sign comes through the choice
+        assert np.isnan(got[0]) and got[1] == np.inf and np.signbit(got[4]) and not np.signbit(got[3])
+
+
 def test_the_identity_map_returns_a_new_array(ag):
     x = np.array([1.0, -2.0])
     out = ag.linear(x)

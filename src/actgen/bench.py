@@ -6,11 +6,20 @@ the generated code and for each peer that exists on this machine: scipy.special,
 it is installed. Ratios are generated / peer (below 1: the generated code is faster). Also
 measured: the import time of the generated package over ``import numpy`` and the cold and no-op
 build times. This is a benchmark that people run, not a timed test.
+
+NumPy's cost on 8 MB arrays depends on whether a fresh array gets new pages from the kernel (a page
+fault per 4 KiB) or memory the allocator has kept from an earlier free, and glibc decides that from
+the history of the process. So the functions are timed twice, each time in a fresh process with
+glibc's allocator pinned to one regime: "fresh pages" (every array of 64 KiB or more is mapped anew
+and returned on free: each temporary costs its page faults) and "reused pages" (freed memory is kept
+and handed out again: temporaries cost no page faults, the regime most favourable to peers that
+allocate many).
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
 import platform
 import statistics
@@ -24,18 +33,20 @@ import numpy as np
 
 
 def interleaved_medians(fns, repeat=15, number=3):
-    """Median time of each function, measured in turns (generated, peer, peer, generated, ...):
+    """Median time of each function, measured in turns (generated, peer, peer; peer, peer, generated; ...):
     this machine's speed drifts by up to 2x within a minute, and the allocator's state changes
     what a fresh 8 MB array costs, so peers are timed side by side rather than one after another."""
     for fn in fns:
         fn()  # warm-up (page faults, lazy imports)
     times = [[] for _ in fns]
+    order = list(range(len(fns)))
     for _ in range(repeat):
-        for i, fn in enumerate(fns):
+        for i in order:
             start = time.perf_counter()
             for _ in range(number):
-                fn()
+                fns[i]()
             times[i].append((time.perf_counter() - start) / number)
+        order = order[1:] + order[:1]  # no function always runs first (or right after another)
     return [statistics.median(t) for t in times]
 
 
@@ -187,34 +198,63 @@ def fmt_ms(t):
     return "n/a" if t is None else f"{t * 1e3:.2f} ms"
 
 
+MEMORY = {
+    # glibc's allocator tunables (read at process start): a fixed threshold turns off its dynamic
+    # adjustment, which is what makes one run differ from the next
+    "fresh": {"MALLOC_MMAP_THRESHOLD_": str(64 * 1024), "MALLOC_TRIM_THRESHOLD_": str(64 * 1024)},
+    "reused": {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 40)},
+}
+
+
+def _timed_rows(args, memory):
+    """The rows, timed in a child process whose allocator is pinned to ``memory``."""
+    cmd = [sys.executable, "-m", "actgen.bench", "--rows-json", "--out", args.out, "--package", args.package, "--spec", args.spec]
+    env = {**os.environ, **MEMORY[memory]}
+    done = subprocess.run(cmd, check=True, env=env, capture_output=True, text=True)
+    return json.loads(done.stdout)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m actgen.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="generated", help="folder holding the generated package (default: generated/)")
     parser.add_argument("--package", default="actgen_numpy")
     parser.add_argument("--spec", default="spec")
     parser.add_argument("--no-build", action="store_true", help="skip the build-time measurements")
+    parser.add_argument("--memory", choices=("both", *MEMORY), default="both",
+                        help="allocator regime(s) to time in: fresh pages, reused pages, or both (default)")
+    parser.add_argument("--rows-json", action="store_true", help=argparse.SUPPRESS)  # a child: time the rows in this process
     args = parser.parse_args(argv)
     from .model import load_spec
 
     sys.path.insert(0, str(Path(args.out).resolve()))
-    ag = importlib.import_module(args.package)
-    spec = load_spec(args.spec)
+    if args.rows_json:
+        ag = importlib.import_module(args.package)
+        print(json.dumps(rows(ag, load_spec(args.spec))))
+        return 0
     torch = _torch()
     try:
         from threadpoolctl import threadpool_info
         blas = ", ".join(sorted({i.get("internal_api", "?") for i in threadpool_info()}))
     except ImportError:
         blas = "?"
+    regimes = tuple(MEMORY) if args.memory == "both" else (args.memory,)
     print(f"# actgen benchmark: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"NumPy {np.__version__}, PyTorch {torch.__version__ if torch else 'not installed'} ({blas})\n")
-    print("| function | generated | peer | peer time | generated / peer |")
-    print("| --- | ---: | --- | ---: | ---: |")
-    for label, t_gen, peers in rows(ag, spec):
-        first = True
-        for name, t in peers.items():
-            ratio = "n/a" if t is None else f"{t_gen / t:.2f}"
-            print(f"| {label if first else ''} | {fmt_ms(t_gen) if first else ''} | {name} | {fmt_ms(t)} | {ratio} |")
-            first = False
+    timed = {memory: _timed_rows(args, memory) for memory in regimes}
+    head = " | ".join(f"{m} pages: generated | peer | ratio" for m in regimes)
+    print(f"| function | peer | {head} |")
+    print("| --- | --- |" + " ---: | ---: | ---: |" * len(regimes))
+    first_rows = timed[regimes[0]]
+    for i, (label, _t_gen, peers) in enumerate(first_rows):
+        for j, name in enumerate(peers):
+            cells = []
+            for memory in regimes:
+                _label, t_gen, times = timed[memory][i]
+                t = times.get(name)
+                ratio = "n/a" if t is None else f"{t_gen / t:.2f}"
+                cells.append(f"{fmt_ms(t_gen) if j == 0 else ''} | {fmt_ms(t)} | {ratio}")
+            print(f"| {label if j == 0 else ''} | {name} | {' | '.join(cells)} |")
+    print("\nRatio: generated / peer (below 1: the generated code is faster). Medians of runs timed in turns.")
     base, gen, heavy = import_overhead(Path(args.out).resolve(), args.package)
     print(f"\nImport: `import numpy` {base * 1e3:.1f} ms; `import numpy, {args.package}` {gen * 1e3:.1f} ms: "
           f"+{(gen - base) * 1e3:.1f} ms; heavy modules imported by the package: {heavy or 'none'}")

@@ -8,6 +8,7 @@ common-subexpression elimination and returns the assignment lines and the result
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import sympy as sp
 from sympy.printing.latex import LatexPrinter
@@ -109,7 +110,7 @@ class ActgenNumPyPrinter(NumPyPrinter):
     def _print_Piecewise(self, expr):
         # two constant branches: an indicator (a boolean array; the caller casts it to the
         # floating dtype), or b + (a - b)*indicator, far cheaper than where() with scalars
-        if len(expr.args) == 2 and expr.args[1][1] is sp.true and all(v.is_number for v, _ in expr.args):
+        if _indicator(expr):
             (a, cond), (b, _) = expr.args
             if a == 1 and b == 0:
                 return f"({self._print(cond)})"
@@ -433,6 +434,16 @@ def _late(term, late_symbols=frozenset()) -> bool:
     return term.has(sp.exp) or bool(functions) or bool(term.free_symbols & late_symbols)
 
 
+def _indicator(e) -> bool:
+    """A Piecewise of two numbers a (where its condition holds) and b, printed as the arithmetic
+    b + (a - b) h with the condition's 0/1 indicator h: exact when b + (a - b) rounds to a in
+    float64 (0 and 1, 0 and c, 1/6 and 0: checked here), and cheaper than any selection."""
+    if len(e.args) != 2 or e.args[1][1] is not sp.true or not all(v.is_number for v, _ in e.args):
+        return False
+    (a, _), (b, _) = e.args
+    return float(b) + float(a - b) == float(a) and math.isfinite(float(a)) and math.isfinite(float(b))
+
+
 def _bounded(e, arrays) -> bool:
     """``e`` is finite wherever its inputs are (so 0 * e = 0): numbers, scalar parameters,
     exponentials of nonpositive arguments, tanh/atan/erf, and sums and products of these."""
@@ -554,11 +565,11 @@ class _InPlace:
             if n == 2:
                 return self._call("square", (base,), target, e), True
             if n == -1:
-                return self._call("reciprocal", (base,), target, e), True
+                return self._call("divide", ("1", base), target, e), True
             if n == 1:
                 return base, owned
             value = self._call("power", (base, str(abs(n))), target, e)
-            return (self._call("reciprocal", (value,), value, e) if n < 0 else value), True
+            return (self._call("divide", ("1", value), value, e) if n < 0 else value), True
         fn = _UNARY.get(e.func)
         if fn is None and type(e).__name__ in ("expm1", "log1p"):
             fn = type(e).__name__
@@ -568,9 +579,19 @@ class _InPlace:
         if isinstance(e, (sp.Max, sp.Min)) and len(e.args) == 2:
             (a, ao), (b, bo) = self.gen(e.args[0]), self.gen(e.args[1])
             fn = "maximum" if isinstance(e, sp.Max) else "minimum"
+            if not self.is_reduced(e):
+                # against a constant array of the operand's shape (the runtime's _filled): NumPy
+                # 2.4's minimum/maximum have no SIMD loop for a scalar operand (~0.5 ns per element
+                # against ~0.2 for two arrays)
+                if not self.is_array(e.args[0]):
+                    a = f"_filled({a}, {b})"
+                elif not self.is_array(e.args[1]):
+                    b = f"_filled({b}, {a})"
             return self._call(fn, (a, b), self._target(e, (a, ao), (b, bo)), e), True
         if isinstance(e, sp.Piecewise):
             done = self._piecewise_constant(e)
+            if done is None and not _indicator(e):
+                done = self._piecewise_select(e)
             if done is not None:
                 return done
         if isinstance(e, mul_exp) and self.is_array(e.args[1]) and not self.is_reduced(e):
@@ -600,9 +621,9 @@ class _InPlace:
         return name, True
 
     def _piecewise_constant(self, e):
-        """Piecewise((c, cond), (f, True)) with a constant c (or the mirror image): f into a buffer,
-        then ``np.copyto(buffer, c, where=cond)``. NumPy evaluates f everywhere either way (the
-        rules have clamped it to its domain); this saves the where() pass and its allocation."""
+        """Piecewise((c, cond), (f, True)) with a constant c (or the mirror image) and a branch f
+        that is finite everywhere: chosen arithmetically with a 0/1 indicator h, f (1 - h) + c h,
+        exact for h in {0, 1} (four cheap passes). Other Piecewise go to _piecewise_select."""
         if len(e.args) != 2 or e.args[1][1] is not sp.true or self.is_reduced(e):
             return None
         (first, cond), (second, _) = e.args
@@ -612,43 +633,89 @@ class _InPlace:
             constant, branch, mask = second, first, "~({})"
         else:
             return None
-        if self.is_reduced(branch) or self.is_array(constant):
+        if self.is_reduced(branch) or self.is_array(constant) or not _bounded(branch, self.arrays):
             return None
         # the branch is generated while the condition's reads are still pending, so no buffer
         # the condition reads is overwritten
-        code, owned = self.gen(branch)
-        if not owned:
-            # a read-only operand (an input or a shared temporary): copied into a fresh buffer
-            self._consume((code,))
-            code = self.assign(f"np.array({code}, dtype=np.float64)")
+        code = self._own(*self.gen(branch))
+        self._read(cond)
+        selector = mask.format(self.printer.doprint(cond))
+        if self.workspace:
+            self.slots += 2
+            h = self.assign(f"_w[{self.slots - 2}]")
+            self.lines.append(("", f"np.copyto({h}, {selector})"))
+            g = self.assign(f"np.subtract(1, {h}, out=_w[{self.slots - 1}])")
+        else:
+            h = self.assign(f"np.asarray({selector}, dtype=np.float64)")
+            g = self.assign(f"np.subtract(1, {h})")
+        self.lines.append(("", f"np.multiply({code}, {g}, out={code})"))
+        if constant != 0:
+            if constant != 1:
+                self.lines.append(("", f"np.multiply({h}, {self.printer.doprint(constant)}, out={h})"))
+            self.lines.append(("", f"np.add({code}, {h}, out={code})"))
+        self.live -= {h, g}
+        self.free.extend((h, g))
+        return code, True
+
+    def _piecewise_select(self, e):
+        """A Piecewise ending in an otherwise-branch, with full-shape arrays: the last branch into
+        a buffer of this body, then each earlier branch copied into it where its condition holds,
+        from the last to the first (the first true condition wins), by the runtime's _select (bit
+        masks: exact for every value, ~1 ns per element where np.where and copyto(where=) take
+        3.5-4.5 on an unsorted mask). Every branch is evaluated everywhere, as np.where would (the
+        rules have clamped each to its domain)."""
+        if e.args[-1][1] is not sp.true or self.is_reduced(e) or any(self.is_reduced(v) or self.is_reduced(c) for v, c in e.args):
+            return None
+        last = e.args[-1][0]
+        if self.is_array(last):
+            code = self._own(*self.gen(last))
+        else:
+            constant = self.printer.doprint(last)
+            code = self._spare()
+            if code is None:
+                shape_of = sorted(e.free_symbols & self.arrays, key=str)[0]
+                code = self.assign(f"np.full(np.shape({shape_of}), {constant}, dtype=np.float64)")
+            else:
+                self.lines.append(("", f"np.copyto({code}, {constant})"))
+        for value, cond in reversed(e.args[:-1]):
+            v_code, _v_owned = self.gen(value)
+            self._read(cond)
+            scratch = self._spare(avoid=(code, v_code))
+            self.flush()
+            self.lines.append(("", f"_select({self.printer.doprint(cond)}, {v_code}, {code}{', ' + scratch if scratch else ''})"))
+            self._consume((v_code,) + ((scratch,) if scratch else ()), keep=(code,))
+        return code, True
+
+    def _own(self, code, owned):
+        """``code``'s value in a float buffer of this body: itself when owned, else a copy (a
+        read-only operand: an input or a shared temporary)."""
+        if owned:
+            return code
+        self._consume((code,))
+        buffer = self._spare()
+        if buffer is None:
+            return self.assign(f"np.array({code}, dtype=np.float64)")
+        self.lines.append(("", f"np.copyto({buffer}, {code})"))
+        return buffer
+
+    def _read(self, cond):
+        """Count the reads of a condition's arrays (printed inline, after its branches)."""
         for sym in cond.free_symbols & self.arrays:
             if sym.name in self.uses:
                 self.uses[sym.name] -= cond.count(sym)
-        selector = mask.format(self.printer.doprint(cond))
-        if _bounded(branch, self.arrays):
-            # a branch that is finite everywhere: chosen arithmetically with a 0/1 indicator h,
-            # branch (1 - h) + c h, exact for h in {0, 1}; copyto(where=) on an unsorted mask costs
-            # ~3 ns per element, these four passes ~0.6
-            if self.workspace:
-                self.slots += 2
-                h = self.assign(f"_w[{self.slots - 2}]")
-                self.lines.append(("", f"np.copyto({h}, {selector})"))
-                g = self.assign(f"np.subtract(1, {h}, out=_w[{self.slots - 1}])")
-            else:
-                h = self.assign(f"np.asarray({selector}, dtype=np.float64)")
-                g = self.assign(f"np.subtract(1, {h})")
-            self.lines.append(("", f"np.multiply({code}, {g}, out={code})"))
-            if constant != 0:
-                if constant != 1:
-                    self.lines.append(("", f"np.multiply({h}, {self.printer.doprint(constant)}, out={h})"))
-                self.lines.append(("", f"np.add({code}, {h}, out={code})"))
-            self.live -= {h, g}
-            self.free.extend((h, g))
-            return code, True
-        statement = f"np.copyto({code}, {self.printer.doprint(constant)}, where={selector})"
-        self.flush()
-        self.lines.append(("", statement))
-        return code, True
+
+    def _spare(self, avoid=()):
+        """A full-shape float buffer to write into: a dead one, else a new workspace slot; None
+        outside workspace mode (the callee allocates)."""
+        for i, buffer in enumerate(self.free):
+            if buffer not in self.reduced and buffer not in avoid:
+                del self.free[i]
+                self.live.add(buffer)
+                return buffer
+        if self.workspace:
+            self.slots += 1
+            return self.assign(f"_w[{self.slots - 1}]")
+        return None
 
     def _target(self, e, *operands):
         """An operand buffer that may receive the result of ``e``: owned, and of the result's shape."""
@@ -739,7 +806,7 @@ class _InPlace:
                 for d in den:
                     if self.is_reduced(d):
                         code, d_owned = self.gen(d)
-                        recips[d] = self._call("reciprocal", (code,), code if d_owned else None, 1 / d)
+                        recips[d] = self._call("divide", ("1", code), code if d_owned else None, 1 / d)
                 # several per-row factors (sum(y) / sum(exp) in softmax_cce_grad): their product
                 # first, over the rows only, then one pass over the full array
                 rows = [a for a in arrays if self.is_reduced(a)]

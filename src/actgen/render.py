@@ -452,7 +452,8 @@ def _with_blocking(view: FunctionView) -> FunctionView:
     sigmoid_grad, silu_grad, mish_grad). Class-axis bodies (reductions, Jacobians) are left whole."""
     unpack = next((line for line in view.prologue if "_working" in line), "")
     code = " ".join(c for _, c in view.body.assignments) + " " + view.body.result
-    passes = len(re.findall(r"\b(?:np\.\w+|_\w+)\(", code))  # calls: ufunc passes and runtime helpers
+    # calls: ufunc passes and runtime helpers (not _filled, a shared constant array)
+    passes = len(re.findall(r"\b(?:np\.\w+|_(?!filled\()\w+)\(", code))
     if not unpack or "axis" in code or "_eye" in code:
         return view
     arrays = tuple(name.strip() for name in unpack.split("=")[0].split(",") if name.strip() != "_dtype")
