@@ -552,6 +552,47 @@ def test_softmax_large_logits(ag):
     np.testing.assert_allclose(ag.log_softmax_jacobian(big), ag.log_softmax_jacobian(np.array([1.0, 0.0])), rtol=1e-12)
 
 
+def _softmax_ulps(got, z):
+    """Largest error of softmax values ``got`` (rows of z) in ulps of the mpmath reference."""
+    worst = 0.0
+    with mpmath.workprec(200):
+        for row, out in zip(np.atleast_2d(z), np.atleast_2d(got)):
+            e = [mpmath.exp(mpmath.mpf(float(v))) for v in row]
+            total = mpmath.fsum(e)
+            for ek, o in zip(e, out):
+                ref = float(ek / total)
+                worst = max(worst, float(abs(mpmath.mpf(float(o)) - ek / total)) / float(np.spacing(ref)))
+    return worst
+
+
+def test_softmax_paths_against_mpmath(ag):
+    """Both bodies of softmax (max shift M = 0 where every |z| <= 64, M = max z elsewhere) within
+    a few ulps of mpmath, for elements far below the row's largest too. The unshifted body is
+    the more accurate: exp(z - M) also carries the rounding of z - M, amplified by |z - M|."""
+    rng = np.random.default_rng(21)
+    z = rng.normal(0.0, 12.0, (30, 40)).clip(-63.0, 63.0)
+    assert _softmax_ulps(ag.softmax(z), z) <= 4
+    shifted = z + 100.0  # the same rows past the bound: the shifted body, same true values
+    assert _softmax_ulps(ag.softmax(shifted), shifted) <= 2 + 2 * 130  # z - M rounds: |z - M| / 2 ulp
+    np.testing.assert_allclose(ag.softmax(shifted), ag.softmax(z), rtol=1e-12, atol=1e-300)
+
+
+def test_unshifted_body_is_only_taken_within_its_bound(ag):
+    """The runtime's _within guards the unshifted body: finite and |z| <= 64 everywhere."""
+    import importlib
+
+    rt = importlib.import_module("actgen_numpy._runtime")
+    assert rt._within(np.array([-64.0, 64.0]), 64.0)
+    for bad in ([64.00000000000001], [-64.5, 0.0], [np.nan, 1.0], [np.inf], []):
+        assert not rt._within(np.array(bad), 64.0), bad
+    edge = np.array([[64.0, -64.0, 0.0], [63.5, 0.0, -3.0]])  # unshifted, at the bound
+    past = np.array([[64.0, -64.0, 0.0], [np.nextafter(64.0, 65.0), 0.0, -3.0]])  # shifted
+    for z in (edge, past, edge[:1]):
+        assert _softmax_ulps(ag.softmax(z), z) <= 4
+    assert np.isnan(ag.softmax(np.array([np.nan, 1.0]))).all()
+    np.testing.assert_array_equal(ag.softmax(np.array([800.0, 0.0])), [1.0, 0.0])
+
+
 def test_log_softmax_large_logits(ag):
     with np.errstate(all="ignore"):
         got = ag.log_softmax(np.array([1000.0, 999.0]))

@@ -386,6 +386,26 @@ def test_max_shift_on_softmax_is_proved_and_applied():
     assert shifted == sp.exp(zb[i] - Mx) / sp.Sum(sp.exp(zb[j] - Mx), (j, 1, K))
 
 
+def test_exp_degree_bounds_the_unshifted_bodies():
+    """render.exp_degree: the total weight of exponentials in any product, which decides whether a
+    class-axis body may run without its max shift (M = 0) for |z| <= 64."""
+    from actgen.primitives import axis_sum
+    from actgen.render import MAX_UNSHIFTED_DEGREE, exp_degree
+
+    z, g = sp.symbols("z g", real=True)
+    arrays = (z, g)
+    softmax = sp.exp(z) / axis_sum(sp.exp(z))
+    assert exp_degree(softmax, arrays) == 2
+    assert exp_degree(g * softmax - softmax * axis_sum(g * softmax), arrays) == 4
+    assert exp_degree(sp.exp(2 * z) / axis_sum(sp.exp(z)) ** 2, arrays) == 4
+    assert exp_degree(z - sp.log(axis_sum(sp.exp(z))), arrays) == 1
+    assert exp_degree(sp.exp(z**2), arrays) is None  # not linear: no bound from |z| <= 64
+    assert exp_degree(sp.sin(sp.exp(z)), arrays) is None
+    assert exp_degree(sp.exp(z) ** g, arrays) is None
+    assert exp_degree(z * g + 3, arrays) == 0
+    assert exp_degree(sp.exp(8 * z), arrays) > MAX_UNSHIFTED_DEGREE
+
+
 def test_max_shift_refuses_a_non_homogeneous_expression():
     zb = sp.IndexedBase("z")
     i, j = sp.symbols("i j", integer=True)

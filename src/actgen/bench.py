@@ -10,7 +10,7 @@ build times. This is a benchmark that people run, not a timed test.
 NumPy's cost on 8 MB arrays depends on whether a fresh array gets new pages from the kernel (a page
 fault per 4 KiB) or memory the allocator has kept from an earlier free, and glibc decides that from
 the history of the process. So the functions are timed twice, each time in a fresh process with
-glibc's allocator pinned to one regime: "fresh pages" (every array of 64 KiB or more is mapped anew
+glibc's allocator pinned to one regime: "fresh pages" (every array of 128 KiB or more is mapped anew
 and returned on free: each temporary costs its page faults) and "reused pages" (freed memory is kept
 and handed out again: temporaries cost no page faults, the regime most favourable to peers that
 allocate many).
@@ -201,7 +201,7 @@ def fmt_ms(t):
 MEMORY = {
     # glibc's allocator tunables (read at process start): a fixed threshold turns off its dynamic
     # adjustment, which is what makes one run differ from the next
-    "fresh": {"MALLOC_MMAP_THRESHOLD_": str(64 * 1024), "MALLOC_TRIM_THRESHOLD_": str(64 * 1024)},
+    "fresh": {"MALLOC_MMAP_THRESHOLD_": str(128 * 1024), "MALLOC_TRIM_THRESHOLD_": str(128 * 1024)},  # glibc's initial values
     "reused": {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 40)},
 }
 

@@ -590,8 +590,8 @@ class _InPlace:
             return self._call(fn, (a, b), self._target(e, (a, ao), (b, bo)), e), True
         if isinstance(e, sp.Piecewise):
             done = self._piecewise_constant(e)
-            if done is None and not _indicator(e):
-                done = self._piecewise_select(e)
+            if done is None:
+                done = self._indicator(e) if _indicator(e) else self._piecewise_select(e)
             if done is not None:
                 return done
         if isinstance(e, mul_exp) and self.is_array(e.args[1]) and not self.is_reduced(e):
@@ -685,6 +685,31 @@ class _InPlace:
             self.lines.append(("", f"_select({self.printer.doprint(cond)}, {v_code}, {code}{', ' + scratch if scratch else ''})"))
             self._consume((v_code,) + ((scratch,) if scratch else ()), keep=(code,))
         return code, True
+
+    def _indicator(self, e):
+        """A Piecewise of two numbers (see the module's _indicator) as ufunc passes into a spare
+        buffer: the condition's 0/1 values, times a - b, plus b. None outside workspace mode (the
+        printer's arithmetic expression, a fresh array, is used)."""
+        if self.is_reduced(e):
+            return None
+        (a, cond), (b, _) = e.args
+        buffer = self._spare()
+        if buffer is None:
+            return None
+        self._read(cond)
+        self.flush()
+        condition = self.printer.doprint(cond)
+        if a == 0:  # b where the condition fails
+            self.lines.append(("", f"np.copyto({buffer}, ~({condition}))"))
+            scale, offset = b, 0
+        else:
+            self.lines.append(("", f"np.copyto({buffer}, {condition})"))
+            scale, offset = a - b, b
+        if scale != 1:
+            self.lines.append(("", f"np.multiply({buffer}, {self.printer.doprint(scale)}, out={buffer})"))
+        if offset != 0:
+            self.lines.append(("", f"np.add({buffer}, {self.printer.doprint(offset)}, out={buffer})"))
+        return buffer, True
 
     def _own(self, code, owned):
         """``code``'s value in a float buffer of this body: itself when owned, else a copy (a

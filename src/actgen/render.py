@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 
 import jinja2
@@ -18,7 +19,7 @@ from . import __version__
 from . import model as M
 from .derive import Y_OUT
 from .pipeline import Derived, Entry
-from .primitives import elementary, erfcx_taylor_table
+from .primitives import axis_sum, elementary, erfcx_taylor_table
 from .printing import COL, ROW, Z_MAX, ActgenNumPyPrinter, Emitted, emit, emit_inplace, latex, to_array
 from .properties import NAMES as PROPERTY_NAMES
 from .properties import TITLES as PROPERTY_TITLES
@@ -29,8 +30,17 @@ from .rules import ALL_RULES, logsumexp, max_shift
 RULE_TEXT = {r.name: r.identity for r in ALL_RULES}
 # the array symbols of class-axis expressions after printing.to_array (whole arrays along the axis)
 ARRAYS = tuple(sp.Symbol(name, real=True) for name in ("z", "y", "y_hat", "g"))
-RULE_TEXT["max_shift"] = "exp(z_k)/sum_j exp(z_j) = exp(z_k - max z)/sum_j exp(z_j - max z) (no overflow)"
-RULE_TEXT["logsumexp"] = "log sum_j exp(z_j) = max z + log sum_j exp(z_j - max z)"
+RULE_TEXT["max_shift"] = ("exp(z_k)/sum_j exp(z_j) = exp(z_k - M)/sum_j exp(z_j - M) for any M: M = max z (no overflow), "
+                          "or M = 0 when every |z| <= 64 (no exponential can overflow or underflow; no max, and z - M needs no rounding)")
+RULE_TEXT["logsumexp"] = "log sum_j exp(z_j) = M + log sum_j exp(z_j - M), with M as for max_shift"
+
+# max_shift and logsumexp hold for any shift M. With every |z| <= UNSHIFTED_BOUND, M = 0 is safe
+# for a body whose exponentials have a total weight of at most MAX_UNSHIFTED_DEGREE in any product
+# (exp(z) / sum exp(z) has 2): each such product lies in [exp(-d B), (K exp(B))^d], normal for
+# d (B + log 2^40) < 709, so nothing overflows or becomes subnormal for up to 2^40 classes.
+UNSHIFTED_BOUND = 64.0
+MAX_UNSHIFTED_DEGREE = 7
+assert MAX_UNSHIFTED_DEGREE * (UNSHIFTED_BOUND + 40 * math.log(2)) < 709
 
 
 def environment(folder="templates"):
@@ -59,6 +69,8 @@ class FunctionView:
     arrays: tuple[str, ...] = ()  # set by _with_blocking for elementwise bodies: the array arguments
     params: tuple[str, ...] = ()  # and the scalar parameters
     blocked: bool = False  # the body runs block by block (the runtime's _blockwise)
+    plain: Emitted | None = None  # class-axis bodies: the body without the max shift (M = 0),
+    guard: str = ""  # used when this holds (every |z| <= UNSHIFTED_BOUND)
 
 
 # -- exact example values --------------------------------------------------------------------------
@@ -234,6 +246,69 @@ def _class_axis_stable(expr):
     return new2, fired
 
 
+def exp_degree(expr, arrays):
+    """The largest total weight of exponentials of the ``arrays`` in any product within ``expr``
+    (exp(z) counts 1, exp(2 z) and exp(z)**-2 count 2, a sum its largest term, log and class sums
+    nothing more than their argument), or None when an exponential's weight is not known (a
+    non-linear exponent, or an exponential inside another function)."""
+    arrays = set(arrays)
+    worst = [0]
+
+    def deg(e):
+        if not (e.free_symbols & arrays):
+            d = 0
+        elif isinstance(e, sp.exp):
+            a = e.args[0]
+            if not a.is_polynomial(*arrays) or sp.Poly(a, *(arrays & a.free_symbols)).total_degree() > 1:
+                return None
+            d = sum(abs(c) for t, c in a.as_coefficients_dict().items() if t in arrays)
+        elif e.is_Pow:
+            d = deg(e.base)
+            if d is None or (d and not e.exp.is_number):
+                return None
+            d = abs(e.exp) * d
+        elif e.is_Symbol:
+            d = 0
+        else:
+            parts = [deg(a) for a in (e.args if not isinstance(e, sp.Piecewise) else [v for v, _ in e.args])]
+            if any(p is None for p in parts):
+                return None
+            if e.is_Mul:
+                d = sum(parts)
+            elif e.is_Add or isinstance(e, (sp.Piecewise, axis_sum)):
+                d = max(parts, default=0)
+            elif isinstance(e, sp.log):
+                d = 0  # log of a product of degree p: at most p (B + log K) in size
+            else:
+                return None if any(parts) else 0
+        worst[0] = max(worst[0], d)
+        return d
+
+    return None if deg(expr) is None else worst[0]
+
+
+def _class_axis_bodies(stable, free, printer):
+    """The body of a class-axis function with the max shift M = max z, and the body with M = 0
+    when its exponentials allow it (see UNSHIFTED_BOUND) or None."""
+    body = emit_inplace(to_array(stable, free), ARRAYS, printer)
+    if not stable.has(Z_MAX):
+        return body, None
+    plain = to_array(stable.xreplace({Z_MAX: sp.Integer(0)}), free)
+    if any(a.has(sp.exp) for a in plain.atoms(sp.log)):
+        # z - log sum exp(z) cancels: its rounding error grows with |z|, where the shifted
+        # (z - M) - log sum exp(z - M) has arguments near 0 for the largest terms
+        return body, None
+    degree = exp_degree(plain, ARRAYS)
+    if degree is None or degree > MAX_UNSHIFTED_DEGREE:
+        return body, None
+    return body, emit_inplace(plain, ARRAYS, printer)
+
+
+def _unshifted(plain):
+    """FunctionView fields for a class-axis body with an unshifted alternative."""
+    return {"plain": plain, "guard": f"_within(z, {UNSHIFTED_BOUND!r})"} if plain is not None else {}
+
+
 def _vector_example(act, values):
     n = len(values)
     out = []
@@ -248,8 +323,8 @@ def vector_views(entry: Entry, act: M.Activation) -> list[FunctionView]:
     fwd, vjp, jac = entry.get("forward"), entry.get("vjp"), entry.get("jacobian")
     views = []
     expr, fired = _class_axis_stable(fwd.expr)
-    arr = to_array(expr, {M.I: None})
     printer = ActgenNumPyPrinter(axis="axis")
+    body, plain = _class_axis_bodies(expr, {M.I: None}, printer)
     sample = _vector_example(act, (2.0, 1.0))
     views.append(FunctionView(
         act.name, "z, axis=-1",
@@ -257,17 +332,17 @@ def vector_views(entry: Entry, act: M.Activation) -> list[FunctionView]:
         _math("f(z)_i", act.expr) + _computed_as(tuple(fired))
         + ("", "Args:", "    z: logits; the classes lie along ``axis``.", "    axis: the class axis (default: the last).", "", "Returns:", "    An array of the shape and dtype of z.",
            "", "Example:", f"    >>> np.round({act.name}(np.array([2.0, 1.0])), 6) + 0.0", f"    {_fmt_array(sample)}"),
-        ("z, _dtype = _working(z)",), emit_inplace(arr, ARRAYS, printer), "out", ("return _result(out, z, _dtype)",),
+        ("z, _dtype = _working(z)",), body, "out", ("return _result(out, z, _dtype)",), **_unshifted(plain),
     ))
     vexpr, vfired = _class_axis_stable(vjp.expr)
-    varr = to_array(vexpr, {M.KK: None})
+    vbody, vplain = _class_axis_bodies(vexpr, {M.KK: None}, printer)
     views.append(FunctionView(
         f"{act.name}_vjp", "z, g, axis=-1",
         f"Vector-Jacobian product of {act.name}: the gradient with respect to z given the gradient g with respect to its output.",
         _math(r"\left(g^\top J\right)_k = \sum_i g_i \frac{\partial f_i}{\partial z_k}", vjp.expr) + _computed_as(tuple(vfired))
         + ("", "Args:", "    z: logits; the classes lie along ``axis``.", "    g: gradient with respect to the output, broadcastable to z.", "    axis: the class axis (default: the last).",
            "", "Example:", "    >>> z, g = np.array([2.0, 1.0, 0.5]), np.array([1.0, 0.0, 0.0])", f"    >>> bool(np.allclose({act.name}_vjp(z, g), g @ {act.name}_jacobian(z)))", "    True"),
-        ("z, g, _dtype = _working_all(z, g)",), emit_inplace(varr, ARRAYS, printer), "out", ("return _result(out, z, _dtype)",),
+        ("z, g, _dtype = _working_all(z, g)",), vbody, "out", ("return _result(out, z, _dtype)",), **_unshifted(vplain),
     ))
     jexpr, jfired = _class_axis_stable(jac.expr)
     jarr = to_array(jexpr, {M.I: ROW, M.KK: COL})
@@ -367,17 +442,19 @@ def head_views(entry: Entry, act: M.Activation, loss: M.Loss) -> list[FunctionVi
             return float(sp.N(e, 40))
         vexpr, vf = _class_axis_stable(value.expr)
         gexpr, gf = _class_axis_stable(grad.expr)
+        vbody, vplain = _class_axis_bodies(vexpr, {}, printer)
+        gbody, gplain = _class_axis_bodies(gexpr, {M.KK: None}, printer)
         return [
             FunctionView(entry.name, sig, f"{loss.prose.title} of {act.name}(logits), fused and computed from the logits.",
                          _math("L(y, z)", value.expr) + _computed_as(tuple(vf)) + doc_args
                          + ("", "Example:", f"    >>> round(float({entry.name}({example})), 6)", f"    {_fmt_scalar(at(value.raw))}"),
-                         prologue, emit_inplace(to_array(vexpr, {}), ARRAYS, printer), "loss",
-                         ("loss = np.asarray(loss, dtype=z.dtype).reshape(z.shape[:-1])", "return _reduce(loss, reduction, _dtype)")),
+                         prologue, vbody, "loss",
+                         ("loss = np.asarray(loss, dtype=z.dtype).reshape(z.shape[:-1])", "return _reduce(loss, reduction, _dtype)"), **_unshifted(vplain)),
             FunctionView(grad.name, sig, f"Gradient of {entry.name} with respect to the logits (1/N samples for the mean).",
                          _math("\\frac{\\partial L}{\\partial z_k}", grad.expr) + _computed_as(tuple(gf)) + doc_args
                          + ("", "Example:", f"    >>> np.round({grad.name}({example}), 6) + 0.0", f"    {_fmt_array([at(grad.expr, k) for k in (1, 2, 3)])}"),
-                         prologue, emit_inplace(to_array(gexpr, {M.KK: None}), ARRAYS, printer), "grad",
-                         ("return _scale(_result(grad, z), reduction, z.size // max(z.shape[-1], 1) if z.ndim else 1, _dtype, (z, y))",)),
+                         prologue, gbody, "grad",
+                         ("return _scale(_result(grad, z), reduction, z.size // max(z.shape[-1], 1) if z.ndim else 1, _dtype, (z, y))",), **_unshifted(gplain)),
         ]
     ys, zs = (0.0, 1.0), (-1.0, 2.0)
     example = f"np.array([{ys[0]!r}, {ys[1]!r}]), np.array([{zs[0]!r}, {zs[1]!r}])"
