@@ -448,6 +448,28 @@ def test_branch_selection_keeps_every_special_value(ag, name):
         assert np.isnan(got[0]) and got[1] == np.inf and np.signbit(got[4]) and not np.signbit(got[3])
 
 
+@pytest.mark.parametrize("a, b", [(1, 0), (0, -1), (1, -2), (2, -1)])
+def test_mul_exp_shared_repairs_the_subnormal_tail(ag, a, b):
+    """The runtime's _mul_exp_shared (u exp(s) from a shared x = exp(s), s = a min(t, 0) +
+    b max(t, 0)): the same bits as _mul_exp(u, s) everywhere, subnormal tails, infinities and NaN
+    included, written into ``out`` (x's own buffer) or a new array."""
+    import importlib
+
+    rt = importlib.import_module("actgen_numpy._runtime")
+    t = np.concatenate([np.linspace(-760.0, 760.0, 4001), [0.0, -0.0, np.inf, -np.inf, np.nan, 5e-324]])
+    u = t.copy()
+    s = (a * np.minimum(t, 0.0) if a else 0.0) + (b * np.maximum(t, 0.0) if b else 0.0)
+    with np.errstate(all="ignore"):
+        expect = rt._mul_exp(u, s)
+        x = np.exp(s)
+        got_new = rt._mul_exp_shared(u, x.copy(), t, a, b)
+        got_out = rt._mul_exp_shared(u, x, t, a, b, out=x)
+    assert got_out is x
+    for got in (got_new, got_out):
+        np.testing.assert_array_equal(got.view(np.int64), expect.view(np.int64))
+    assert rt._mul_exp_shared(np.zeros(0), np.zeros(0), np.zeros(0), a, b).shape == (0,)
+
+
 def test_the_identity_map_returns_a_new_array(ag):
     x = np.array([1.0, -2.0])
     out = ag.linear(x)

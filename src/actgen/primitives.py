@@ -230,6 +230,23 @@ class mul_exp(_TimesExp):  # noqa: N801
     subnormal (and lose precision) while the product can be a normal number."""
 
 
+class mul_exp_shared(sp.Function):  # noqa: N801
+    r"""u exp(s) with s = a min(t, 0) + b max(t, 0) (integers a >= 0 >= b), given x = exp(s)
+    computed from an exponential shared with other factors (rules.SHARED_EXPONENTIAL): evaluated as
+    u x, and where exp(s) is subnormal, as (u exp(s/2)) exp(s/2) (as :class:`mul_exp`)."""
+
+    nargs = 5
+
+    def _eval_rewrite_as_exp(self, u, x, t, a, b, **kwargs):
+        return u * sp.exp(a * sp.Min(t, 0) + b * sp.Max(t, 0))
+
+    _eval_rewrite_as_elementary = _eval_rewrite_as_exp
+
+    def _latex(self, printer, exp=None):
+        u, _x, t, a, b = self.args
+        return _latex_product(printer, u, r"e^{%s}" % printer._print(a * sp.Min(t, 0) + b * sp.Max(t, 0)), exp)
+
+
 class mul_exp_square(sp.Function):  # noqa: N801
     r"""u exp(c t^2) for a constant c < 0: :class:`exp_square` without a subnormal intermediate
     where exp(c t^2) alone is subnormal but the product is not (as :class:`mul_exp`)."""
@@ -281,7 +298,7 @@ class axis_max(sp.Function):  # noqa: N801
     nargs = 1
 
 
-PRIMITIVES = (logistic, softplus, normal_cdf, xlogy, erfcx, exp_square, mul_exp, mul_exp_square, exp_dd, mul_exp_dd)
+PRIMITIVES = (logistic, softplus, normal_cdf, xlogy, erfcx, exp_square, mul_exp, mul_exp_shared, mul_exp_square, exp_dd, mul_exp_dd)
 
 
 def elementary(expr):

@@ -15,7 +15,7 @@ from sympy.printing.latex import LatexPrinter
 from sympy.printing.numpy import NumPyPrinter
 from sympy.printing.precedence import PRECEDENCE
 
-from .primitives import axis_max, axis_sum, mul_exp
+from .primitives import axis_max, axis_sum, mul_exp, mul_exp_shared
 from .rules import lower, wants_double_double
 
 TOP = "top"  # a class-axis reduction used outside any sum of a Jacobian
@@ -185,6 +185,10 @@ class ActgenNumPyPrinter(NumPyPrinter):
 
     def _print_mul_exp(self, expr):
         return f"_mul_exp({self._print(expr.args[0])}, {self._print(expr.args[1])})"
+
+    def _print_mul_exp_shared(self, expr):
+        u, x, t, a, b = expr.args
+        return f"_mul_exp_shared({self._print(u)}, {self._print(x)}, {self._print(t)}, {a}, {b})"
 
     def _print_mul_exp_square(self, expr):
         return f"_mul_exp_square({', '.join(self._print(a) for a in expr.args)})"
@@ -596,6 +600,8 @@ class _InPlace:
                 return done
         if isinstance(e, mul_exp) and self.is_array(e.args[1]) and not self.is_reduced(e):
             return self._mul_exp(e)
+        if isinstance(e, mul_exp_shared) and not self.is_reduced(e):
+            return self._mul_exp_shared(e)
         # no ufunc: print as is (reads are counted); a where() with constant branches is not a
         # float buffer
         for sym in e.free_symbols & self.arrays:
@@ -619,6 +625,24 @@ class _InPlace:
         self.lines.append(("", f"_mul_exp_tail({name}, {u_code}, {t_code})"))
         self._consume((t_code, u_code), keep=(name,))
         return name, True
+
+    def _mul_exp_shared(self, e):
+        """u exp(s) from x = exp(s): u x into x's buffer when this body owns it (else a spare one),
+        then the runtime's repair of the elements where exp(s) is subnormal (two reductions over
+        t, and nothing more, when there are none)."""
+        u, x, t, a, b = e.args
+        x_code, x_owned = self.gen(x)
+        u_code, _u_owned = self.gen(u)
+        t_code, _t_owned = self.gen(t)
+        target = x_code if x_owned else self._spare(avoid=(u_code, t_code, x_code))
+        call = f"_mul_exp_shared({u_code}, {x_code}, {t_code}, {a}, {b}"
+        if target is None:
+            target = self.assign(f"np.asarray({call}))")
+        else:
+            self.flush()
+            self.lines.append(("", f"{call}, out={target})"))
+        self._consume((u_code, x_code, t_code), keep=(target,))
+        return target, True
 
     def _piecewise_constant(self, e):
         """Piecewise((c, cond), (f, True)) with a constant c (or the mirror image) and a branch f

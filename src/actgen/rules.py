@@ -22,7 +22,7 @@ import sympy as sp
 from sympy.codegen import cfunctions
 
 from .model import Z
-from .primitives import erfcx, exp_dd, exp_square, logistic, mul_exp, mul_exp_dd, mul_exp_square, normal_cdf, softplus, xlogy
+from .primitives import erfcx, exp_dd, exp_square, logistic, mul_exp, mul_exp_dd, mul_exp_shared, mul_exp_square, normal_cdf, softplus, xlogy
 from .symbolic import prove_equal
 
 a = sp.Symbol("a", real=True)
@@ -848,7 +848,94 @@ LOG1P = Rule(
     "lower",
 )
 
-LOWER = (XLOGY, PIECEWISE_MAX, CLAMP_BRANCHES, LINEAR_ROOT, SQRT_COMPLEMENT, HYPERBOLIC_SOFTPLUS, SOFTPLUS_LOG1P, NORMAL_CDF_ERFCX, EXP_SQUARE, SECH_SQUARED_COSH, LOGISTIC_PRODUCT, LOGISTIC_PAIR_SUM, LOGISTIC_RECIPROCAL, STABLE_LOGISTIC, SPLIT_EXP, COMPENSATED_EXPONENT)
+def _min_max_parts(s):
+    """(t, a, b) with s = a min(t, 0) + b max(t, 0) for integers a >= 0 >= b, not both 0 (-|t| is
+    min(t, 0) - max(t, 0); min(-t, 0) is -max(t, 0)); else None."""
+    t, a, b = None, 0, 0
+    for term, c in s.as_coefficients_dict().items():
+        if not c.is_Integer:
+            return None
+        if isinstance(term, (sp.Min, sp.Max)) and len(term.args) == 2 and sp.S.Zero in term.args:
+            arg = term.args[1] if term.args[0] == 0 else term.args[0]
+            is_min = isinstance(term, sp.Min)
+            if arg.could_extract_minus_sign():
+                arg, is_min, c = -arg, not is_min, -c
+            a, b = (a + c, b) if is_min else (a, b + c)
+        elif isinstance(term, sp.Abs):
+            arg = term.args[0]
+            if arg.could_extract_minus_sign():
+                arg = -arg
+            a, b = a - c, b + c
+        else:
+            return None
+        if t is not None and arg != t:
+            return None
+        t = arg
+    if t is None or not t.free_symbols or a < 0 or b > 0 or (a == 0 and b == 0):
+        return None
+    return t, int(a), int(b)
+
+
+def _family_member(node):
+    if isinstance(node, sp.exp):
+        return _min_max_parts(node.args[0])
+    if isinstance(node, mul_exp):
+        return _min_max_parts(node.args[1])
+    return None
+
+
+SHARED_MIN_FAMILY = 3  # distinct exponents (one exponential then replaces three or more)
+
+
+def _shared_exponential(e):
+    # exp(a min(t, 0) + b max(t, 0)) for three or more (a, b) -> powers of A = exp(min(t, 0)) and
+    # B = exp(-max(t, 0)), each chosen from E = exp(-|t|) with the 0/1 indicator h of t >= 0
+    families = {}
+    for node in sp.preorder_traversal(e):
+        parts = _family_member(node)
+        if parts is not None:
+            families.setdefault(parts[0], set()).add(parts[1:])
+    chosen = sorted((t for t, members in families.items() if len(members) >= SHARED_MIN_FAMILY), key=sp.default_sort_key)
+    if not chosen:
+        return None
+    t = chosen[0]
+    E = sp.exp(-sp.Abs(t))
+    h = sp.Piecewise((1, t >= 0), (0, True))
+    A, B = h + E * (1 - h), E * h + 1 - h
+
+    def value(a, b):
+        return E if (a, b) == (1, -1) else A**a * B ** (-b)
+
+    def rewrite(node):
+        parts = _family_member(node)
+        if parts is None or parts[0] != t:
+            return node
+        _t, a, b = parts
+        if isinstance(node, sp.exp):
+            return value(a, b)
+        return mul_exp_shared(node.args[0], value(a, b), t, a, b)
+
+    return e.replace(lambda n: _family_member(n) is not None, rewrite)
+
+
+_h = sp.Piecewise((1, x >= 0), (0, True))
+SHARED_EXPONENTIAL = Rule(
+    "shared_exponential",
+    "exp(a min(t, 0) + b max(t, 0)) = A**a B**(-b) with A = h + E (1 - h), B = E h + 1 - h, E = exp(-|t|), h = [t >= 0] "
+    "(integers a >= 0 >= b; h in {0, 1} makes each choice exact): one exponential for three or more of them",
+    _shared_exponential,
+    tuple((lhs.xreplace({x: v}), rhs.xreplace({x: v}))
+          for v in (sp.Symbol("p", positive=True), sp.Symbol("m", negative=True), sp.Integer(0))
+          for lhs, rhs in ((sp.exp(sp.Min(x, 0)), _h + sp.exp(-sp.Abs(x)) * (1 - _h)),
+                           (sp.exp(-sp.Max(x, 0)), sp.exp(-sp.Abs(x)) * _h + 1 - _h),
+                           (sp.exp(sp.Min(x, 0) - 2 * sp.Max(x, 0)), (_h + sp.exp(-sp.Abs(x)) * (1 - _h)) * (sp.exp(-sp.Abs(x)) * _h + 1 - _h) ** 2),
+                           (mul_exp_shared(a, sp.exp(-sp.Abs(x)), x, 1, -1), a * sp.exp(-sp.Abs(x))))),
+    "lower",
+    top_down=True,
+)
+
+
+LOWER = (XLOGY, PIECEWISE_MAX, CLAMP_BRANCHES, LINEAR_ROOT, SQRT_COMPLEMENT, HYPERBOLIC_SOFTPLUS, SOFTPLUS_LOG1P, NORMAL_CDF_ERFCX, EXP_SQUARE, SECH_SQUARED_COSH, LOGISTIC_PRODUCT, LOGISTIC_PAIR_SUM, LOGISTIC_RECIPROCAL, STABLE_LOGISTIC, SPLIT_EXP, COMPENSATED_EXPONENT, SHARED_EXPONENTIAL)
 
 
 def lower(expr, fired=None):
@@ -871,7 +958,8 @@ def lower(expr, fired=None):
     expr = apply_rules(expr, (STABLE_LOGISTIC,), fired)
     expr = apply_rules(expr, (SPLIT_EXP,), fired)
     expr = apply_rules(expr, (COMPENSATED_EXPONENT,), fired)
-    return apply_rules(expr, (EXPM1, LOG1P), fired)
+    expr = apply_rules(expr, (EXPM1, LOG1P), fired)
+    return apply_rules(expr, (SHARED_EXPONENTIAL,), fired)
 
 
 # -- class-axis rules ------------------------------------------------------------------------------
