@@ -70,8 +70,8 @@ _A, _B = sp.exp(sp.Min(z, 0)), sp.exp(-sp.Max(z, 0))
 _A2, _B2 = sp.exp(sp.Min(2 * z, 0)), sp.exp(-sp.Max(2 * z, 0))
 
 # shared_exponential's choices from exp(-|z|) with the indicator of z >= 0
-_SH_E, _SH_H = sp.exp(-sp.Abs(z)), sp.Piecewise((1, z >= 0), (0, True))
-_SH_A, _SH_B = _SH_H + _SH_E * (1 - _SH_H), _SH_E * _SH_H + 1 - _SH_H
+_SH_E = sp.exp(-sp.Abs(z))
+_SH_A, _SH_B = primitives.sign_select(z, 1, _SH_E), primitives.sign_select(z, _SH_E, 1)
 
 FIRES = {
     "logistic": [
@@ -137,6 +137,8 @@ FIRES = {
         ),
     ],
     "shared_exponential": [
+        # the stable logistic: exp(min(z, 0)) chosen from the denominator's exp(-|z|)
+        (sp.exp(sp.Min(z, 0)) / (1 + sp.exp(-sp.Abs(z))), _SH_A / (1 + _SH_E)),
         # silu_grad's three: exp(min(z, 0)), exp(-|z|) and z exp(min(-z, 0)) = z exp(-max(z, 0))
         (sp.exp(sp.Min(z, 0)) + sp.exp(-sp.Abs(z)) + mul_exp(z, sp.Min(-z, 0)),
          _SH_A + _SH_E + primitives.mul_exp_shared(z, _SH_B, z, 0, -1)),
@@ -226,13 +228,13 @@ LEFT_ALONE = {
     "log_cosh": [sp.log(sp.sinh(z)), sp.log(2 * sp.cosh(z) + 1)],
     "logistic_pair_sum": [logistic(z) + logistic(2 * z), w * logistic(z) - 1, logistic(z) * logistic(-z)],
     "split_exp": [sp.exp(-sp.Abs(z)) / (1 + sp.exp(-sp.Abs(z))) ** 2, z * sp.exp(z), 3 * sp.exp(-sp.Abs(z))],
-    # two of a family (the stable logistic: the exponential saved would cost as much as the
-    # choices), families of different t, growing or non-integer exponents
+    # one of a family, families of different t, growing or non-integer exponents
     "shared_exponential": [
-        sp.exp(sp.Min(z, 0)) / (1 + sp.exp(-sp.Abs(z))),
-        sp.exp(sp.Min(z, 0)) + sp.exp(-sp.Max(w, 0)) + sp.exp(-sp.Abs(z)) + sp.exp(-sp.Abs(w)),
-        sp.exp(sp.Max(z, 0)) + sp.exp(sp.Min(z, 0)) + sp.exp(-sp.Abs(z)),
-        sp.exp(sp.Min(z, 0) / 2) + sp.exp(-sp.Max(z, 0)) + sp.exp(-sp.Abs(z)),
+        z * sp.exp(sp.Min(z, 0)),
+        sp.exp(-sp.Abs(z)) / (1 + sp.exp(-sp.Abs(z))) ** 2,
+        sp.exp(sp.Min(z, 0)) + sp.exp(-sp.Max(w, 0)),
+        sp.exp(sp.Max(z, 0)) + sp.exp(sp.Min(z, 0)),
+        sp.exp(sp.Min(z, 0) / 2) + sp.exp(-sp.Max(z, 0)),
     ],
     "piecewise_max": [sp.Piecewise((2 * z, z > 0), (0, True)), sp.Piecewise((z, z > 0), (1, True)), sp.Piecewise((z, z < 0), (w, True))],
     "sech_squared_cosh": [sp.sech(z), sp.sech(z) ** 3, sp.cosh(z) ** 2],

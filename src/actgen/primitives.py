@@ -230,6 +230,24 @@ class mul_exp(_TimesExp):  # noqa: N801
     subnormal (and lose precision) while the product can be a normal number."""
 
 
+class sign_select(sp.Function):  # noqa: N801
+    r"""``a`` where t >= 0, ``b`` elsewhere: Piecewise((a, t >= 0), (b, True)) kept as one node, so
+    that SymPy does not fold its powers and products into the branches (the printer chooses how
+    the selection is computed)."""
+
+    nargs = 3
+
+    def _eval_rewrite_as_Piecewise(self, t, a, b, **kwargs):
+        return sp.Piecewise((a, t >= 0), (b, True))
+
+    _eval_rewrite_as_elementary = _eval_rewrite_as_Piecewise
+
+    def _latex(self, printer, exp=None):
+        t, a, b = self.args
+        body = r"\begin{cases} %s & %s \geq 0 \\ %s & \text{otherwise} \end{cases}" % (printer._print(a), printer._print(t), printer._print(b))
+        return r"\left(%s\right)^{%s}" % (body, printer._print(exp)) if exp is not None else r"\left(%s\right)" % body
+
+
 class mul_exp_shared(sp.Function):  # noqa: N801
     r"""u exp(s) with s = a min(t, 0) + b max(t, 0) (integers a >= 0 >= b), given x = exp(s)
     computed from an exponential shared with other factors (rules.SHARED_EXPONENTIAL): evaluated as
@@ -298,7 +316,7 @@ class axis_max(sp.Function):  # noqa: N801
     nargs = 1
 
 
-PRIMITIVES = (logistic, softplus, normal_cdf, xlogy, erfcx, exp_square, mul_exp, mul_exp_shared, mul_exp_square, exp_dd, mul_exp_dd)
+PRIMITIVES = (logistic, softplus, normal_cdf, xlogy, erfcx, exp_square, mul_exp, mul_exp_shared, mul_exp_square, exp_dd, mul_exp_dd, sign_select)
 
 
 def elementary(expr):

@@ -15,7 +15,7 @@ from sympy.printing.latex import LatexPrinter
 from sympy.printing.numpy import NumPyPrinter
 from sympy.printing.precedence import PRECEDENCE
 
-from .primitives import axis_max, axis_sum, mul_exp, mul_exp_shared
+from .primitives import axis_max, axis_sum, mul_exp, mul_exp_shared, sign_select
 from .rules import lower, wants_double_double
 
 TOP = "top"  # a class-axis reduction used outside any sum of a Jacobian
@@ -189,6 +189,9 @@ class ActgenNumPyPrinter(NumPyPrinter):
     def _print_mul_exp_shared(self, expr):
         u, x, t, a, b = expr.args
         return f"_mul_exp_shared({self._print(u)}, {self._print(x)}, {self._print(t)}, {a}, {b})"
+
+    def _print_sign_select(self, expr):
+        return self._print(expr.rewrite(sp.Piecewise))
 
     def _print_mul_exp_square(self, expr):
         return f"_mul_exp_square({', '.join(self._print(a) for a in expr.args)})"
@@ -464,11 +467,19 @@ def _bounded(e, arrays) -> bool:
     return False
 
 
+def _unit_interval(e) -> bool:
+    """``e`` lies in [0, 1] (never -0.0) wherever its inputs are finite: exponentials of
+    nonpositive arguments and their products."""
+    if isinstance(e, sp.exp):
+        return e.args[0].is_nonpositive is True
+    return e.is_Mul and all(_unit_interval(a) for a in e.args)
+
+
 def _bounded_argument(e, arrays) -> bool:
-    """An argument built from the inputs by +, *, min and max (finite for finite inputs)."""
+    """An argument built from the inputs by +, *, |.|, min and max (finite for finite inputs)."""
     if e.is_number or e.is_Symbol:
         return True
-    return isinstance(e, (sp.Add, sp.Mul, sp.Min, sp.Max)) and all(_bounded_argument(a, arrays) for a in e.args)
+    return isinstance(e, (sp.Add, sp.Mul, sp.Abs, sp.Min, sp.Max)) and all(_bounded_argument(a, arrays) for a in e.args)
 
 
 # -- in-place emission: the fewest fresh arrays for elementwise functions ----------------------------
@@ -499,6 +510,7 @@ class _InPlace:
         self.workspace = False  # new full-shape buffers come from _w (see emit_inplace)
         self.slots = 0  # workspace buffers used
         self.free = []  # float buffers whose value nobody reads any more: outputs for later ufuncs
+        self.expanded = {}  # CSE symbol -> its value in terms of the inputs
 
     def is_array(self, e):
         return bool(e.free_symbols & self.arrays)
@@ -592,6 +604,8 @@ class _InPlace:
                 elif not self.is_array(e.args[1]):
                     b = f"_filled({b}, {a})"
             return self._call(fn, (a, b), self._target(e, (a, ao), (b, bo)), e), True
+        if isinstance(e, sign_select):
+            e = e.rewrite(sp.Piecewise)  # built here, after CSE: its powers stay unfolded
         if isinstance(e, sp.Piecewise):
             done = self._piecewise_constant(e)
             if done is None:
@@ -657,13 +671,29 @@ class _InPlace:
             constant, branch, mask = second, first, "~({})"
         else:
             return None
-        if self.is_reduced(branch) or self.is_array(constant) or not _bounded(branch, self.arrays):
+        full = branch.xreplace(self.expanded)  # common subexpressions written out
+        if self.is_reduced(branch) or self.is_array(constant) or not _bounded(full, self.arrays):
             return None
         # the branch is generated while the condition's reads are still pending, so no buffer
         # the condition reads is overwritten
-        code = self._own(*self.gen(branch))
+        code, owned = self.gen(branch)
         self._read(cond)
         selector = mask.format(self.printer.doprint(cond))
+        if constant in (0, 1) and _unit_interval(full):
+            # a branch in [0, 1] against 0 or 1: the choice is a maximum with the 0/1 indicator of
+            # where the constant 1 applies (or a minimum with that of where the branch applies,
+            # against 0), exact, two passes
+            h = self._spare(avoid=(code,))
+            where = selector if constant == 1 else ("~({})" if mask == "({})" else "({})").format(self.printer.doprint(cond))
+            if h is None:
+                h = self.assign(f"np.asarray({where}, dtype=np.float64)")
+            else:
+                self.flush()
+                self.lines.append(("", f"np.copyto({h}, {where})"))
+            self.lines.append(("", f"np.{'maximum' if constant == 1 else 'minimum'}({code}, {h}, out={h})"))
+            self._consume((code,), keep=(h,))
+            return h, True
+        code = self._own(code, owned)
         if self.workspace:
             self.slots += 2
             h = self.assign(f"_w[{self.slots - 2}]")
@@ -924,6 +954,8 @@ def emit_inplace(expr, inputs, printer=None, fired=None, workspace=False) -> Emi
     uses = {str(sym): sum(v.count(sym) for v in later) for sym, _ in replacements}
     writer = _InPlace(printer, inputs, uses)
     writer.workspace = workspace
+    for sym, value in replacements:
+        writer.expanded[sym] = value.xreplace(writer.expanded)
     lines = []
     for sym, value in replacements:
         is_array = writer.is_array(value)

@@ -22,7 +22,7 @@ import sympy as sp
 from sympy.codegen import cfunctions
 
 from .model import Z
-from .primitives import erfcx, exp_dd, exp_square, logistic, mul_exp, mul_exp_dd, mul_exp_shared, mul_exp_square, normal_cdf, softplus, xlogy
+from .primitives import erfcx, exp_dd, exp_square, logistic, mul_exp, mul_exp_dd, mul_exp_shared, mul_exp_square, normal_cdf, sign_select, softplus, xlogy
 from .symbolic import prove_equal
 
 a = sp.Symbol("a", real=True)
@@ -884,12 +884,12 @@ def _family_member(node):
     return None
 
 
-SHARED_MIN_FAMILY = 3  # distinct exponents (one exponential then replaces three or more)
+SHARED_MIN_FAMILY = 2  # distinct exponents: one exponential then replaces two or more
 
 
 def _shared_exponential(e):
-    # exp(a min(t, 0) + b max(t, 0)) for three or more (a, b) -> powers of A = exp(min(t, 0)) and
-    # B = exp(-max(t, 0)), each chosen from E = exp(-|t|) with the 0/1 indicator h of t >= 0
+    # exp(a min(t, 0) + b max(t, 0)) for two or more (a, b) -> powers of A = exp(min(t, 0)) and
+    # B = exp(-max(t, 0)), each chosen from E = exp(-|t|) by the sign of t
     families = {}
     for node in sp.preorder_traversal(e):
         parts = _family_member(node)
@@ -900,8 +900,7 @@ def _shared_exponential(e):
         return None
     t = chosen[0]
     E = sp.exp(-sp.Abs(t))
-    h = sp.Piecewise((1, t >= 0), (0, True))
-    A, B = h + E * (1 - h), E * h + 1 - h
+    A, B = sign_select(t, 1, E), sign_select(t, E, 1)
 
     def value(a, b):
         return E if (a, b) == (1, -1) else A**a * B ** (-b)
@@ -918,17 +917,17 @@ def _shared_exponential(e):
     return e.replace(lambda n: _family_member(n) is not None, rewrite)
 
 
-_h = sp.Piecewise((1, x >= 0), (0, True))
+_SA, _SB = sign_select(x, 1, sp.exp(-sp.Abs(x))), sign_select(x, sp.exp(-sp.Abs(x)), 1)
 SHARED_EXPONENTIAL = Rule(
     "shared_exponential",
-    "exp(a min(t, 0) + b max(t, 0)) = A**a B**(-b) with A = h + E (1 - h), B = E h + 1 - h, E = exp(-|t|), h = [t >= 0] "
-    "(integers a >= 0 >= b; h in {0, 1} makes each choice exact): one exponential for three or more of them",
+    "exp(a min(t, 0) + b max(t, 0)) = A**a B**(-b) with A = (1 if t >= 0 else E), B = (E if t >= 0 else 1), E = exp(-|t|) "
+    "(integers a >= 0 >= b): one exponential for two or more of them",
     _shared_exponential,
     tuple((lhs.xreplace({x: v}), rhs.xreplace({x: v}))
           for v in (sp.Symbol("p", positive=True), sp.Symbol("m", negative=True), sp.Integer(0))
-          for lhs, rhs in ((sp.exp(sp.Min(x, 0)), _h + sp.exp(-sp.Abs(x)) * (1 - _h)),
-                           (sp.exp(-sp.Max(x, 0)), sp.exp(-sp.Abs(x)) * _h + 1 - _h),
-                           (sp.exp(sp.Min(x, 0) - 2 * sp.Max(x, 0)), (_h + sp.exp(-sp.Abs(x)) * (1 - _h)) * (sp.exp(-sp.Abs(x)) * _h + 1 - _h) ** 2),
+          for lhs, rhs in ((sp.exp(sp.Min(x, 0)), _SA),
+                           (sp.exp(-sp.Max(x, 0)), _SB),
+                           (sp.exp(sp.Min(x, 0) - 2 * sp.Max(x, 0)), _SA * _SB**2),
                            (mul_exp_shared(a, sp.exp(-sp.Abs(x)), x, 1, -1), a * sp.exp(-sp.Abs(x))))),
     "lower",
     top_down=True,
