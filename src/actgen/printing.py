@@ -609,7 +609,7 @@ class _InPlace:
         if isinstance(e, sp.Piecewise):
             done = self._piecewise_constant(e)
             if done is None:
-                done = self._indicator(e) if _indicator(e) else self._piecewise_select(e)
+                done = self._indicator_passes(e) if _indicator(e) else self._piecewise_select(e)
             if done is not None:
                 return done
         if isinstance(e, mul_exp) and self.is_array(e.args[1]) and not self.is_reduced(e):
@@ -660,8 +660,9 @@ class _InPlace:
 
     def _piecewise_constant(self, e):
         """Piecewise((c, cond), (f, True)) with a constant c (or the mirror image) and a branch f
-        that is finite everywhere: chosen arithmetically with a 0/1 indicator h, f (1 - h) + c h,
-        exact for h in {0, 1} (four cheap passes). Other Piecewise go to _piecewise_select."""
+        that is finite everywhere, chosen with the 0/1 indicator h of where c applies: for f in
+        [0, 1] and c = 1, max(f, h) (for c = 0, min(f, 1 - h)), two passes; else f (1 - h) + c h,
+        four. Both exact for h in {0, 1}. Other Piecewise go to _piecewise_select."""
         if len(e.args) != 2 or e.args[1][1] is not sp.true or self.is_reduced(e):
             return None
         (first, cond), (second, _) = e.args
@@ -694,21 +695,23 @@ class _InPlace:
             self._consume((code,), keep=(h,))
             return h, True
         code = self._own(code, owned)
-        if self.workspace:
-            self.slots += 2
-            h = self.assign(f"_w[{self.slots - 2}]")
-            self.lines.append(("", f"np.copyto({h}, {selector})"))
-            g = self.assign(f"np.subtract(1, {h}, out=_w[{self.slots - 1}])")
-        else:
+        h = self._spare(avoid=(code,))
+        if h is None:
             h = self.assign(f"np.asarray({selector}, dtype=np.float64)")
+        else:
+            self.flush()
+            self.lines.append(("", f"np.copyto({h}, {selector})"))
+        g = self._spare(avoid=(code, h))
+        if g is None:
             g = self.assign(f"np.subtract(1, {h})")
+        else:
+            self.lines.append(("", f"np.subtract(1, {h}, out={g})"))
         self.lines.append(("", f"np.multiply({code}, {g}, out={code})"))
         if constant != 0:
             if constant != 1:
                 self.lines.append(("", f"np.multiply({h}, {self.printer.doprint(constant)}, out={h})"))
             self.lines.append(("", f"np.add({code}, {h}, out={code})"))
-        self.live -= {h, g}
-        self.free.extend((h, g))
+        self._consume((h, g), keep=(code,))
         return code, True
 
     def _piecewise_select(self, e):
@@ -730,6 +733,7 @@ class _InPlace:
                 shape_of = sorted(e.free_symbols & self.arrays, key=str)[0]
                 code = self.assign(f"np.full(np.shape({shape_of}), {constant}, dtype=np.float64)")
             else:
+                self.flush()
                 self.lines.append(("", f"np.copyto({code}, {constant})"))
         for value, cond in reversed(e.args[:-1]):
             v_code, _v_owned = self.gen(value)
@@ -740,7 +744,7 @@ class _InPlace:
             self._consume((v_code,) + ((scratch,) if scratch else ()), keep=(code,))
         return code, True
 
-    def _indicator(self, e):
+    def _indicator_passes(self, e):
         """A Piecewise of two numbers (see the module's _indicator) as ufunc passes into a spare
         buffer: the condition's 0/1 values, times a - b, plus b. None outside workspace mode (the
         printer's arithmetic expression, a fresh array, is used)."""
@@ -774,6 +778,7 @@ class _InPlace:
         buffer = self._spare()
         if buffer is None:
             return self.assign(f"np.array({code}, dtype=np.float64)")
+        self.flush()
         self.lines.append(("", f"np.copyto({buffer}, {code})"))
         return buffer
 
