@@ -7,6 +7,7 @@ mpmath, parameter gradients, the class-axis functions' Jacobians and VJPs, dtype
 """
 from __future__ import annotations
 
+import re
 import sys
 import warnings
 from fractions import Fraction
@@ -377,6 +378,21 @@ def test_blockwise_evaluation_is_bitwise_the_whole_array_evaluation(ag):
         for name, value in whole.items():
             got = getattr(ag, name)(z)
             assert got.shape == z.shape and np.array_equal(got, value), name
+        # the kernel writing its result straight into the output's block, or into a workspace
+        # buffer copied there: the same bits
+        import inspect
+
+        acts = importlib.import_module("actgen_numpy.activations")
+        flat = np.ascontiguousarray(z).reshape(-1)
+        call = re.search(r"_blockwise\(_silu_grad_block, \(z,\), \(\), (\d+), (\d+)\)", inspect.getsource(ag.silu_grad))
+        slots = int(call.group(1))
+        probe = [np.empty(10) for _ in range(slots)]
+        value = acts._silu_grad_block(flat[:10], probe)
+        slot = next(i for i, w in enumerate(probe) if w is value)  # where the kernel leaves its result
+        assert int(call.group(2)) == slot
+        for result in (None, slot):
+            got = rt._blockwise(acts._silu_grad_block, (flat,), (), slots, result)
+            assert np.array_equal(got, whole["silu_grad"].reshape(-1)), result
         alpha = np.linspace(0.5, 2.0, 70)  # one alpha per column: not a scalar, so no blocks
         np.testing.assert_array_equal(ag.celu_grad_alpha(z, alpha=alpha), np.stack([ag.celu_grad_alpha(z[:, j], alpha=a) for j, a in enumerate(alpha)], axis=1))
     finally:

@@ -343,6 +343,7 @@ class Emitted:
     result: str
     rules: tuple[str, ...]
     workspace: int = 0  # float buffers _w[0], _w[1], ... the body writes into (see emit_inplace)
+    result_slot: int | None = None  # the workspace buffer that holds the result, if one does
 
 
 def _late_symbols(replacements):
@@ -511,6 +512,7 @@ class _InPlace:
         self.slots = 0  # workspace buffers used
         self.free = []  # float buffers whose value nobody reads any more: outputs for later ufuncs
         self.expanded = {}  # CSE symbol -> its value in terms of the inputs
+        self.slot_of = {}  # buffer name -> its workspace slot
 
     def is_array(self, e):
         return bool(e.free_symbols & self.arrays)
@@ -553,7 +555,9 @@ class _InPlace:
                 return buffer
         if self.workspace and not result_reduced:
             self.slots += 1
-            return self.assign(f"np.{fn}({', '.join(args)}, out=_w[{self.slots - 1}])")
+            name = self.assign(f"np.{fn}({', '.join(args)}, out=_w[{self.slots - 1}])")
+            self.slot_of[name] = self.slots - 1
+            return name
         # asarray: a ufunc on a 0-d array returns a NumPy scalar, which cannot take out=
         return self.assign(f"np.asarray(np.{fn}({', '.join(args)}))", reduced=result_reduced)
 
@@ -798,7 +802,9 @@ class _InPlace:
                 return buffer
         if self.workspace:
             self.slots += 1
-            return self.assign(f"_w[{self.slots - 1}]")
+            name = self.assign(f"_w[{self.slots - 1}]")
+            self.slot_of[name] = self.slots - 1
+            return name
         return None
 
     def _target(self, e, *operands):
@@ -978,4 +984,8 @@ def emit_inplace(expr, inputs, printer=None, fired=None, workspace=False) -> Emi
     code, _owned = writer.gen(reduced)
     writer.flush()
     lines.extend(writer.lines)
-    return Emitted(tuple(lines), code, tuple(fired), writer.slots)
+    aliases = {name: value for name, value in lines if name}
+    buffer = code
+    while buffer in aliases and buffer not in writer.slot_of:
+        buffer = aliases[buffer]
+    return Emitted(tuple(lines), code, tuple(fired), writer.slots, writer.slot_of.get(buffer))
