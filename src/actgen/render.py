@@ -523,8 +523,8 @@ BLOCK_MIN_PASSES = 6  # fewer passes over memory gain nothing from blocking (mea
 
 
 def _with_blocking(view: FunctionView) -> FunctionView:
-    """An elementwise body of several passes runs on blocks of the arrays (the runtime's
-    _blockwise): its temporaries then stay in the CPU's cache and are allocated once per block
+    """An elementwise body of several passes, or with a minimum/maximum against a constant, runs on
+    blocks of the arrays (the runtime's _blockwise): its temporaries then stay in the CPU's cache and are allocated once per block
     size, not once per 8 MB pass (measured 2.3-2.9x faster on 1e6 float64 for tanh_grad,
     sigmoid_grad, silu_grad, mish_grad). Class-axis bodies (reductions, Jacobians) are left whole."""
     unpack = next((line for line in view.prologue if "_working" in line), "")
@@ -536,7 +536,11 @@ def _with_blocking(view: FunctionView) -> FunctionView:
     arrays = tuple(name.strip() for name in unpack.split("=")[0].split(",") if name.strip() != "_dtype")
     keyword = view.signature.split("*,")[1] if "*," in view.signature else ""
     params = tuple(part.split("=")[0].strip() for part in keyword.split(",") if part.strip())
-    return dataclasses.replace(view, arrays=arrays, params=params, blocked=passes >= BLOCK_MIN_PASSES)
+    # a minimum/maximum against a constant runs its SIMD loop only against _filled's arrays, which
+    # exist for blocks and small inputs: such a body is blocked at any length (relu 1.8x, relu6 and
+    # hard_tanh 2.5x faster on 1e6 float64)
+    blocked = passes >= BLOCK_MIN_PASSES or "_filled(" in code
+    return dataclasses.replace(view, arrays=arrays, params=params, blocked=blocked)
 
 
 def render_package(derived: Derived, package: str) -> dict[str, str]:
