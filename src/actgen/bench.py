@@ -122,22 +122,30 @@ def rows(ag, spec, n=1_000_000, seed=0):
             "lambdify": (lambda f: (lambda: f(z)))(_lambdified_grad(name, spec)[1]),
             "torch": fn_torch,
         })
-    torch_bwd = {"sigmoid": "sigmoid_backward", "tanh": "tanh_backward"}
+    # PyTorch's backward kernels at the default parameters (sigmoid and tanh from the saved output,
+    # the others from the input), each with an incoming gradient of ones
+    torch_bwd = {
+        "sigmoid": lambda A, ones: (lambda fwd: lambda: A.sigmoid_backward(ones, fwd))(torch.sigmoid(zt)),
+        "tanh": lambda A, ones: (lambda fwd: lambda: A.tanh_backward(ones, fwd))(torch.tanh(zt)),
+        "softplus": lambda A, ones: lambda: A.softplus_backward(ones, zt, 1.0, 20.0),
+        "silu": lambda A, ones: lambda: A.silu_backward(ones, zt),
+        "gelu": lambda A, ones: lambda: A.gelu_backward(ones, zt, approximate="none"),
+        "elu": lambda A, ones: lambda: A.elu_backward(ones, 1.0, 1.0, 1.0, False, zt),
+        "mish": lambda A, ones: lambda: A.mish_backward(ones, zt),
+        "relu": lambda A, ones: lambda: A.threshold_backward(ones, zt, 0.0),
+    }
     for name in ("sigmoid", "tanh", "softplus", "silu", "gelu", "elu", "mish", "softsign", "relu"):
         grad = getattr(ag, f"{name}_grad", None)
         if grad is None:
             continue
         fn_torch = None
         if torch and name in torch_bwd:
-            ones = torch.ones_like(zt)
-            fwd = getattr(torch, name)(zt)
-            op = getattr(torch.ops.aten, torch_bwd[name])
-            fn_torch = (lambda op, fwd: (lambda: op(ones, fwd)))(op, fwd)
+            fn_torch = torch_bwd[name](torch.ops.aten, torch.ones_like(zt))
         with np.errstate(all="ignore"):
             lam = _lambdified_grad(name, spec)[0]
             row(f"{name}_grad (1e6 float64)", (lambda f: (lambda: f(z)))(grad), {
                 "lambdify(diff(f), cse=True)": (lambda f: (lambda: f(z)))(lam),
-                "torch backward (from saved output)": fn_torch,
+                "torch backward kernel": fn_torch,
             })
     X = rng.normal(0.0, 3.0, (10_000, 100))
     Xt = torch.from_numpy(X) if torch else None
