@@ -616,7 +616,8 @@ def test_softmax_paths_against_mpmath(ag):
 
 
 def test_unshifted_body_is_only_taken_within_its_bound(ag):
-    """The runtime's _within guards the unshifted body: finite and |z| <= 64 everywhere."""
+    """The runtime's _within decides the unshifted exp(z) in _exp_shifted: finite and |z| <= 64
+    everywhere."""
     import importlib
 
     rt = importlib.import_module("actgen_numpy._runtime")

@@ -316,6 +316,17 @@ class axis_max(sp.Function):  # noqa: N801
     nargs = 1
 
 
+class exp_shifted(sp.Function):  # noqa: N801
+    """exp(z - M) for an array z, M its maximum over the class axis (the max shift, proved for any
+    M): evaluated with M = 0 where every |z| is small enough that the body cannot overflow or
+    underflow (see render.UNSHIFTED_BOUND), which needs neither the max nor the rounding of z - M."""
+
+    nargs = 1
+
+    def _eval_rewrite_as_exp(self, z, **kwargs):
+        return sp.exp(z - axis_max(z))
+
+
 PRIMITIVES = (logistic, softplus, normal_cdf, xlogy, erfcx, exp_square, mul_exp, mul_exp_shared, mul_exp_square, exp_dd, mul_exp_dd, sign_select)
 
 

@@ -111,14 +111,11 @@ class ActgenNumPyPrinter(NumPyPrinter):
         # two constant branches: an indicator (a boolean array; the caller casts it to the
         # floating dtype), or b + (a - b)*indicator, far cheaper than where() with scalars
         if _indicator(expr):
-            (a, cond), (b, _) = expr.args
-            if a == 1 and b == 0:
-                return f"({self._print(cond)})"
-            if a == 0 and b == 1:
-                return f"~({self._print(cond)})"
-            if b == 0:
-                return f"{self._print(a)}*({self._print(cond)})"
-            return f"({self._print(b)} + {self._print(a - b)}*({self._print(cond)}))"
+            negated, scale, offset = _indicator_parts(expr)
+            code = f"{'~' if negated else ''}({self._print(expr.args[0][1])})"
+            if scale != 1:
+                code = f"{self._print(scale)}*{code}"
+            return f"({self._print(offset)} + {code})" if offset != 0 else code
         # nested where(): branches are already clamped to their domain by rules.CLAMP_BRANCHES
         (value, cond), rest = expr.args[0], expr.args[1:]
         if cond is sp.true:
@@ -277,6 +274,9 @@ class ActgenNumPyPrinter(NumPyPrinter):
         finally:
             self._in_reduction = outer
         return f"{inner}[..., None]" if self.jacobian and not outer else inner
+
+    def _print_exp_shifted(self, expr):
+        return f"_exp_shifted({self._print(expr.args[0])}, {self.axis})"
 
     def _print_axis_max(self, expr):
         inner = f"np.max({self._print(expr.args[0])}, axis={self.axis}, keepdims=True)"
@@ -450,6 +450,14 @@ def _indicator(e) -> bool:
         return False
     (a, _), (b, _) = e.args
     return float(b) + float(a - b) == float(a) and math.isfinite(float(a)) and math.isfinite(float(b))
+
+
+def _indicator_parts(e):
+    """(negated, scale, offset) of a two-number Piecewise (see _indicator): the value is
+    offset + scale h, h the 0/1 indicator of its condition (of its negation where the first
+    number is 0: then b h' exactly, without the sum)."""
+    (a, _), (b, _) = e.args
+    return (True, b, 0) if a == 0 else (False, a - b, b)
 
 
 def _bounded(e, arrays) -> bool:
@@ -750,23 +758,18 @@ class _InPlace:
 
     def _indicator_passes(self, e):
         """A Piecewise of two numbers (see the module's _indicator) as ufunc passes into a spare
-        buffer: the condition's 0/1 values, times a - b, plus b. None outside workspace mode (the
-        printer's arithmetic expression, a fresh array, is used)."""
+        buffer (see _indicator_parts). None outside workspace mode (the printer's arithmetic
+        expression, a fresh array, is used)."""
         if self.is_reduced(e):
             return None
-        (a, cond), (b, _) = e.args
+        cond = e.args[0][1]
         buffer = self._spare()
         if buffer is None:
             return None
         self._read(cond)
         self.flush()
-        condition = self.printer.doprint(cond)
-        if a == 0:  # b where the condition fails
-            self.lines.append(("", f"np.copyto({buffer}, ~({condition}))"))
-            scale, offset = b, 0
-        else:
-            self.lines.append(("", f"np.copyto({buffer}, {condition})"))
-            scale, offset = a - b, b
+        negated, scale, offset = _indicator_parts(e)
+        self.lines.append(("", f"np.copyto({buffer}, {'~' if negated else ''}({self.printer.doprint(cond)}))"))
         if scale != 1:
             self.lines.append(("", f"np.multiply({buffer}, {self.printer.doprint(scale)}, out={buffer})"))
         if offset != 0:

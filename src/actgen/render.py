@@ -19,7 +19,7 @@ from . import __version__
 from . import model as M
 from .derive import Y_OUT
 from .pipeline import Derived, Entry
-from .primitives import axis_sum, elementary, erfcx_taylor_table
+from .primitives import axis_max, axis_sum, elementary, erfcx_taylor_table, exp_shifted
 from .printing import COL, ROW, Z_MAX, ActgenNumPyPrinter, Emitted, emit, emit_inplace, latex, to_array
 from .properties import NAMES as PROPERTY_NAMES
 from .properties import TITLES as PROPERTY_TITLES
@@ -69,8 +69,6 @@ class FunctionView:
     arrays: tuple[str, ...] = ()  # set by _with_blocking for elementwise bodies: the array arguments
     params: tuple[str, ...] = ()  # and the scalar parameters
     blocked: bool = False  # the body runs block by block (the runtime's _blockwise)
-    plain: Emitted | None = None  # class-axis bodies: the body without the max shift (M = 0),
-    guard: str = ""  # used when this holds (every |z| <= UNSHIFTED_BOUND)
 
 
 # -- exact example values --------------------------------------------------------------------------
@@ -287,26 +285,21 @@ def exp_degree(expr, arrays):
     return None if deg(expr) is None else worst[0]
 
 
-def _class_axis_bodies(stable, free, printer):
-    """The body of a class-axis function with the max shift M = max z, and the body with M = 0
-    when its exponentials allow it (see UNSHIFTED_BOUND) or None."""
-    body = emit_inplace(to_array(stable, free), ARRAYS, printer)
-    if not stable.has(Z_MAX):
-        return body, None
-    plain = to_array(stable.xreplace({Z_MAX: sp.Integer(0)}), free)
-    if any(a.has(sp.exp) for a in plain.atoms(sp.log)):
-        # z - log sum exp(z) cancels: its rounding error grows with |z|, where the shifted
-        # (z - M) - log sum exp(z - M) has arguments near 0 for the largest terms
-        return body, None
-    degree = exp_degree(plain, ARRAYS)
+def _class_axis_body(stable, free, printer):
+    """The body of a class-axis function. Where every max shift sits in exp(z - M) and the body's
+    exponentials allow it (see UNSHIFTED_BOUND), those become exp_shifted(z): the runtime takes
+    M = 0 when every |z| is within the bound, else M = max z."""
+    arr = to_array(stable, free)
+    z = sp.Symbol("z", real=True)
+    shifted = arr.xreplace({sp.exp(z - axis_max(z)): exp_shifted(z)})
+    if shifted.has(axis_max):
+        # a shift outside exp(z - M): log-sum-exp (z - log sum exp z cancels, where the shifted
+        # (z - M) - log sum exp(z - M) has arguments near 0 for the largest terms), or a weight
+        return emit_inplace(arr, ARRAYS, printer)
+    degree = exp_degree(shifted.xreplace({exp_shifted(z): sp.exp(z)}), ARRAYS)
     if degree is None or degree > MAX_UNSHIFTED_DEGREE:
-        return body, None
-    return body, emit_inplace(plain, ARRAYS, printer)
-
-
-def _unshifted(plain):
-    """FunctionView fields for a class-axis body with an unshifted alternative."""
-    return {"plain": plain, "guard": f"_within(z, {UNSHIFTED_BOUND!r})"} if plain is not None else {}
+        return emit_inplace(arr, ARRAYS, printer)
+    return emit_inplace(shifted, ARRAYS, printer)
 
 
 def _vector_example(act, values):
@@ -324,7 +317,7 @@ def vector_views(entry: Entry, act: M.Activation) -> list[FunctionView]:
     views = []
     expr, fired = _class_axis_stable(fwd.expr)
     printer = ActgenNumPyPrinter(axis="axis")
-    body, plain = _class_axis_bodies(expr, {M.I: None}, printer)
+    body = _class_axis_body(expr, {M.I: None}, printer)
     sample = _vector_example(act, (2.0, 1.0))
     views.append(FunctionView(
         act.name, "z, axis=-1",
@@ -332,17 +325,17 @@ def vector_views(entry: Entry, act: M.Activation) -> list[FunctionView]:
         _math("f(z)_i", act.expr) + _computed_as(tuple(fired))
         + ("", "Args:", "    z: logits; the classes lie along ``axis``.", "    axis: the class axis (default: the last).", "", "Returns:", "    An array of the shape and dtype of z.",
            "", "Example:", f"    >>> np.round({act.name}(np.array([2.0, 1.0])), 6) + 0.0", f"    {_fmt_array(sample)}"),
-        ("z, _dtype = _working(z)",), body, "out", ("return _result(out, z, _dtype)",), **_unshifted(plain),
+        ("z, _dtype = _working(z)",), body, "out", ("return _result(out, z, _dtype)",),
     ))
     vexpr, vfired = _class_axis_stable(vjp.expr)
-    vbody, vplain = _class_axis_bodies(vexpr, {M.KK: None}, printer)
+    vbody = _class_axis_body(vexpr, {M.KK: None}, printer)
     views.append(FunctionView(
         f"{act.name}_vjp", "z, g, axis=-1",
         f"Vector-Jacobian product of {act.name}: the gradient with respect to z given the gradient g with respect to its output.",
         _math(r"\left(g^\top J\right)_k = \sum_i g_i \frac{\partial f_i}{\partial z_k}", vjp.expr) + _computed_as(tuple(vfired))
         + ("", "Args:", "    z: logits; the classes lie along ``axis``.", "    g: gradient with respect to the output, broadcastable to z.", "    axis: the class axis (default: the last).",
            "", "Example:", "    >>> z, g = np.array([2.0, 1.0, 0.5]), np.array([1.0, 0.0, 0.0])", f"    >>> bool(np.allclose({act.name}_vjp(z, g), g @ {act.name}_jacobian(z)))", "    True"),
-        ("z, g, _dtype = _working_all(z, g)",), vbody, "out", ("return _result(out, z, _dtype)",), **_unshifted(vplain),
+        ("z, g, _dtype = _working_all(z, g)",), vbody, "out", ("return _result(out, z, _dtype)",),
     ))
     jexpr, jfired = _class_axis_stable(jac.expr)
     jarr = to_array(jexpr, {M.I: ROW, M.KK: COL})
@@ -442,19 +435,19 @@ def head_views(entry: Entry, act: M.Activation, loss: M.Loss) -> list[FunctionVi
             return float(sp.N(e, 40))
         vexpr, vf = _class_axis_stable(value.expr)
         gexpr, gf = _class_axis_stable(grad.expr)
-        vbody, vplain = _class_axis_bodies(vexpr, {}, printer)
-        gbody, gplain = _class_axis_bodies(gexpr, {M.KK: None}, printer)
+        vbody = _class_axis_body(vexpr, {}, printer)
+        gbody = _class_axis_body(gexpr, {M.KK: None}, printer)
         return [
             FunctionView(entry.name, sig, f"{loss.prose.title} of {act.name}(logits), fused and computed from the logits.",
                          _math("L(y, z)", value.expr) + _computed_as(tuple(vf)) + doc_args
                          + ("", "Example:", f"    >>> round(float({entry.name}({example})), 6)", f"    {_fmt_scalar(at(value.raw))}"),
                          prologue, vbody, "loss",
-                         ("loss = np.asarray(loss, dtype=z.dtype).reshape(z.shape[:-1])", "return _reduce(loss, reduction, _dtype)"), **_unshifted(vplain)),
+                         ("loss = np.asarray(loss, dtype=z.dtype).reshape(z.shape[:-1])", "return _reduce(loss, reduction, _dtype)")),
             FunctionView(grad.name, sig, f"Gradient of {entry.name} with respect to the logits (1/N samples for the mean).",
                          _math("\\frac{\\partial L}{\\partial z_k}", grad.expr) + _computed_as(tuple(gf)) + doc_args
                          + ("", "Example:", f"    >>> np.round({grad.name}({example}), 6) + 0.0", f"    {_fmt_array([at(grad.expr, k) for k in (1, 2, 3)])}"),
                          prologue, gbody, "grad",
-                         ("return _scale(_result(grad, z), reduction, z.size // max(z.shape[-1], 1) if z.ndim else 1, _dtype, (z, y))",), **_unshifted(gplain)),
+                         ("return _scale(_result(grad, z), reduction, z.size // max(z.shape[-1], 1) if z.ndim else 1, _dtype, (z, y))",)),
         ]
     ys, zs = (0.0, 1.0), (-1.0, 2.0)
     example = f"np.array([{ys[0]!r}, {ys[1]!r}]), np.array([{zs[0]!r}, {zs[1]!r}])"
@@ -524,9 +517,10 @@ BLOCK_MIN_PASSES = 6  # fewer passes over memory gain nothing from blocking (mea
 
 def _with_blocking(view: FunctionView) -> FunctionView:
     """An elementwise body of several passes, or with a minimum/maximum against a constant, runs on
-    blocks of the arrays (the runtime's _blockwise): its temporaries then stay in the CPU's cache and are allocated once per block
-    size, not once per 8 MB pass (measured 2.3-2.9x faster on 1e6 float64 for tanh_grad,
-    sigmoid_grad, silu_grad, mish_grad). Class-axis bodies (reductions, Jacobians) are left whole."""
+    blocks of the arrays (the runtime's _blockwise): its temporaries then stay in the CPU's cache
+    and are allocated once per block size, not once per 8 MB pass (measured 2.3-2.9x faster on 1e6
+    float64 for tanh_grad, sigmoid_grad, silu_grad, mish_grad). Class-axis bodies (reductions,
+    Jacobians) are left whole."""
     unpack = next((line for line in view.prologue if "_working" in line), "")
     code = " ".join(c for _, c in view.body.assignments) + " " + view.body.result
     # calls: ufunc passes and runtime helpers (not _filled, a shared constant array)
@@ -573,7 +567,7 @@ def render_package(derived: Derived, package: str) -> dict[str, str]:
         exported = sorted({v.name for v in views} | {a for v in views for a in v.aliases})
         modules[module] = exported
         names += exported
-    files[f"{package}/_runtime.py"] = env.get_template("runtime.py.j2").render(header=h, erfcx=_table_view(erfcx_taylor_table()))
+    files[f"{package}/_runtime.py"] = env.get_template("runtime.py.j2").render(header=h, erfcx=_table_view(erfcx_taylor_table()), unshifted_bound=UNSHIFTED_BOUND)
     files[f"{package}/__init__.py"] = env.get_template("init.py.j2").render(
         header=h, package=package, sources=spec.sources, modules=sorted(modules.items()), all_names=sorted(names)
     )

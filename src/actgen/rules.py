@@ -147,9 +147,9 @@ def _log_logistic(e):
     return None
 
 
-def _paired_with_constant(extract, make, both_signs=False):
-    """A rewrite of the Adds that pair a constant k with a term c*f(t) (``extract`` returns t for
-    f(t), or None): with c = -k it becomes make(t, k); with ``both_signs`` also c = k, as make(-t, k)."""
+def _pair_term_with_constant(extract, combine):
+    """A rewrite of the Adds that pair a term c*f(t) (``extract`` returns t for f(t), or None) with
+    a constant k: the two become combine(t, c, k) where that is not None."""
 
     def rewrite(e):
         if not e.is_Add:
@@ -163,14 +163,24 @@ def _paired_with_constant(extract, make, both_signs=False):
             for j, other in enumerate(terms):
                 if j == i or not other.is_number or other == 0:
                     continue
-                remaining = [t for m, t in enumerate(terms) if m not in (i, j)]
-                if other == -coeff:
-                    return sp.Add(*remaining, make(target, other))
-                if both_signs and other == coeff:
-                    return sp.Add(*remaining, make(-target, other))
+                new = combine(target, coeff, other)
+                if new is not None:
+                    return sp.Add(*[t for m, t in enumerate(terms) if m not in (i, j)], new)
         return None
 
     return rewrite
+
+
+def _paired_with_constant(extract, make, both_signs=False):
+    """Terms c*f(t) paired with the constant k = -c become make(t, k); with ``both_signs`` also
+    k = c, as make(-t, k)."""
+
+    def combine(target, coeff, k):
+        if k == -coeff:
+            return make(target, k)
+        return make(-target, k) if both_signs and k == coeff else None
+
+    return _pair_term_with_constant(extract, combine)
 
 
 def _complement(fn, make):
@@ -686,26 +696,20 @@ def _linear_root(e):
     return sp.Mul(c, sp.Add(v, -r), evaluate=False)
 
 
-def _sqrt_complement(e):
-    # k sqrt(A) - k c -> k (A - c**2) / (sqrt(A) + c) for a constant c > 0, A - c**2 expanded: where
-    # sqrt(A) is near c the difference cancels (bent identity's sqrt(z**2 + 1) - 1 at small z is 0
-    # in floats); in the conjugate form the cancellation, if any, is in A - c**2, computed from the
-    # inputs directly (z**2 here: none; z + 1 for sqrt(z + 2) - 1: exact near z = -1)
-    if not e.is_Add:
-        return None
-    terms = list(e.args)
-    for i, term in enumerate(terms):
-        k, rest = term.as_coeff_Mul()
-        if not (rest.is_Pow and rest.exp == sp.Rational(1, 2) and rest.base.free_symbols):
-            continue
-        for j, other in enumerate(terms):
-            if j == i or not other.is_number or not (other / -k).is_positive:
-                continue
-            c = other / -k
-            difference = sp.expand(rest.base - c**2)
-            remaining = [t for m, t in enumerate(terms) if m not in (i, j)]
-            return sp.Add(*remaining, k * difference / (rest + c))
-    return None
+def _sqrt_radicand(rest):
+    return rest.base if rest.is_Pow and rest.exp == sp.Rational(1, 2) and rest.base.free_symbols else None
+
+
+def _sqrt_conjugate(radicand, k, other):
+    c = other / -k
+    return k * sp.expand(radicand - c**2) / (sp.sqrt(radicand) + c) if c.is_positive else None
+
+
+# k sqrt(A) - k c -> k (A - c**2) / (sqrt(A) + c) for a constant c > 0, A - c**2 expanded: where
+# sqrt(A) is near c the difference cancels (bent identity's sqrt(z**2 + 1) - 1 at small z is 0 in
+# floats); in the conjugate form the cancellation, if any, is in A - c**2, computed from the inputs
+# directly (z**2 here: none; z + 1 for sqrt(z + 2) - 1: exact near z = -1)
+_sqrt_complement = _pair_term_with_constant(_sqrt_radicand, _sqrt_conjugate)
 
 
 def _piecewise_max(e):
