@@ -20,7 +20,11 @@ from actgen.pipeline import derive_all
 TARGET = A.TARGET_ULP
 
 # Measured limitations, kept visible (strict xfail: a fix makes these tests fail until removed).
-KNOWN: dict = {}
+# Second derivatives near their zero crossings: the term-relative error of the largest term.
+KNOWN: dict = {
+    ("gelu_tanh_grad2", "float64"): "4.69 term-ulp at z = 3.3 (measured): the double-double exponent of the first derivative is not carried into its derivative's polynomial factors",
+    ("mish_grad2", "float64"): "4.32 term-ulp at z = 24.6 (measured): sums of several rounded exp-rational terms",
+}
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +46,7 @@ def _cases():
     for act in spec.activations:
         if act.vector:
             continue
-        names += [act.name, f"{act.name}_grad"] + [f"{act.name}_grad_{p.name}" for p in act.params]
+        names += [act.name, f"{act.name}_grad", f"{act.name}_grad2"] + [f"{act.name}_grad_{p.name}" for p in act.params]
     for task_pair in ("sigmoid_bce", "sigmoid_bce_grad"):
         names += [f"{task_pair}(y=0)", f"{task_pair}(y=1)"]
     return [(n, d) for n in names for d in ("float64", "float32")]

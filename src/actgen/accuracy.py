@@ -126,7 +126,29 @@ def _cond(c, env):
 
 
 def reference(expr, values: dict):
-    """The value of ``expr`` at exact binary ``values`` (floats), to well beyond float64."""
+    """The value of ``expr`` at exact binary ``values`` (floats), to well beyond float64.
+    Remembered per expression and point: every backend and dtype is measured at the same points."""
+    key = (expr, tuple(sorted((str(s), float(v)) for s, v in values.items())))
+    try:
+        hit = _REFERENCES.get(key)
+    except TypeError:  # an unhashable expression: computed every time
+        return _reference(expr, values)
+    if hit is None:
+        if len(_REFERENCES) > 2_000_000:
+            _REFERENCES.clear()
+        try:
+            hit = _REFERENCES[key] = _reference(expr, values)
+        except (ReferenceError_, ZeroDivisionError, ValueError) as exc:
+            hit = _REFERENCES[key] = exc
+    if isinstance(hit, Exception):
+        raise hit
+    return hit
+
+
+_REFERENCES: dict = {}
+
+
+def _reference(expr, values):
     expr = elementary(expr)
     prec = PREC_START
     while True:
@@ -179,6 +201,7 @@ class Measurement:
     points: int
     nonfinite: int  # non-finite results where the true value is finite
     warnings: int
+    backend: str = "numpy"  # the target whose package was measured
 
 
 def _terms(expr):
@@ -257,40 +280,59 @@ class Target:
     call: object  # how to call the generated function with the varying input
 
 
-def targets(derived, package):
-    """Every elementwise activation, gradient and parameter gradient; losses and heads along
-    their prediction/logit axis for representative targets."""
+def _torch_call(fn):
+    """A torch function called on NumPy arrays: the array's dtype is the tensor's (so float32 is
+    computed in float32), the result back as an array."""
+    import torch
+
+    def call(x, *args, **kwargs):
+        args = [torch.from_numpy(np.ascontiguousarray(a)) if isinstance(a, np.ndarray) else a for a in args]
+        return fn(torch.from_numpy(np.ascontiguousarray(x)), *args, **kwargs).detach().cpu().numpy()
+
+    return call
+
+
+def targets(derived, package, backend="numpy"):
+    """Every elementwise activation, gradient, second derivative and parameter gradient; losses
+    and heads along their prediction/logit axis for representative targets. ``backend``: the
+    target the package was generated for (its argument order and array type)."""
     spec = derived.spec
+    wrap = _torch_call if backend == "torch" else (lambda f: f)
     out = []
     for entry in derived.activations:
         act = spec.activation(entry.name)
         if act.vector:
             continue
         for d in entry.derivations:
-            if d.kind not in ("forward", "grad", "grad_param"):
+            if d.kind not in ("forward", "grad", "grad2", "grad_param"):
                 continue
             ref = act.expr if d.kind == "forward" else d.raw
-            fn = getattr(package, d.name)
+            fn = wrap(getattr(package, d.name))
             out.append(Target(d.name, d.name, ref, M.Z, act.params, d.expr, fn))
     for entry in derived.heads:
         loss = spec.loss(entry.loss)
         if loss.class_axis:
             continue
         for d in entry.derivations:
+            if backend != "numpy" and d.kind != "head":
+                continue  # frameworks differentiate the head itself (its backward is measured by the tests)
             ref = d.raw
-            fn = getattr(package, d.name)
+            fn = wrap(getattr(package, d.name))
             for y in (0.0, 1.0):
-                call = (lambda f, y: lambda z: f(np.full_like(z, y), z, reduction="none"))(fn, y)
+                if backend == "numpy":
+                    call = (lambda f, y: lambda z: f(np.full_like(z, y), z, reduction="none"))(fn, y)
+                else:
+                    call = (lambda f, y: lambda z: f(z, np.full_like(z, y), reduction="none"))(fn, y)
                 out.append(Target(d.name, f"{d.name}(y={y:g})", ref.xreplace({M.Y: sp.Float(y)}), M.Z, (), d.expr.xreplace({M.Y: y}), call))
     return out
 
 
-def measure_all(derived, package, dtypes=(np.float64, np.float32)):
+def measure_all(derived, package, dtypes=(np.float64, np.float32), backend="numpy"):
     results = []
-    for t in targets(derived, package):
+    for t in targets(derived, package, backend):
         for dt in dtypes:
             m = measure(t.label, t.call, t.reference, t.var, t.params, dtype=dt, terms_expr=t.terms)
-            results.append(m)
+            results.append(dataclasses.replace(m, backend=backend))
     return results
 
 
@@ -299,14 +341,15 @@ def report_markdown(results, header):
              "Measured by `actgen accuracy` against an mpmath reference evaluating the spec's own formulas (and SymPy's raw",
              "derivatives of them) at adaptive precision, over inputs spanning [-750, 750] (a step of 0.1 on [-40, 40]) with the",
              "edges ±0, subnormals, ±1e-300, ±36, ±37, ±705..716, ±745, ±1000. Errors are in ulps of the correctly rounded true",
-             "value; float32 inputs are computed in float64 and rounded once. A true value below the",
+             "value. The NumPy package computes float32 inputs in float64 and rounds once; the torch package (rows marked",
+             "torch) computes float32 tensors in float32, so its float32 rows measure float32 arithmetic. A true value below the",
              "smallest normal number counts as exact when the error is below it. \"Term ulp\" measures the error in ulps of the",
              "largest term of the expanded expression, which is what floating-point summation can guarantee where terms of",
              f"opposite sign cancel (near a zero crossing). Target: at most {TARGET_ULP:g} ulp.", "",
-             "| Function | dtype | max ulp | at input | term ulp | at input | non-finite | warnings |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "| Function | package | dtype | max ulp | at input | term ulp | at input | non-finite | warnings |",
+             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for m in results:
-        lines.append(f"| `{m.name}` | {m.dtype} | {m.max_ulp:.3g} | {m.worst_input:.6g} | {m.max_term_ulp:.3g} | {m.worst_term_input:.6g} | {m.nonfinite} | {m.warnings} |")
+        lines.append(f"| `{m.name}` | {m.backend} | {m.dtype} | {m.max_ulp:.3g} | {m.worst_input:.6g} | {m.max_term_ulp:.3g} | {m.worst_term_input:.6g} | {m.nonfinite} | {m.warnings} |")
     return "\n".join(lines) + "\n"
 
 

@@ -28,7 +28,7 @@ def fingerprint() -> str:
 
     root = Path(__file__).parent
     h = hashlib.sha256(version("sympy").encode())
-    for path in sorted(list(root.glob("*.py")) + list(root.glob("templates/**/*.j2"))):
+    for path in sorted(list(root.rglob("*.py")) + list(root.rglob("*.j2"))):
         h.update(path.relative_to(root).as_posix().encode())
         h.update(path.read_bytes())
     return h.hexdigest()

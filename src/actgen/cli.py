@@ -4,11 +4,12 @@ The flow, one stage per module, each importing only from the ones before it:
 
     load (YAML, safely)  ->  expr (whitelisting parser)  ->  model (frozen entities)
     ->  rules (named, proven rewrites)  ->  derive (SymPy derivatives)  ->  properties
-    ->  prove (identities)  ->  printing (NumPy and LaTeX printers)  ->  render (templates)
-    ->  write (atomic, header-checked files)
+    ->  prove (identities)  ->  printing (shared emission, LaTeX)  ->  render (sheets, catalog)
+    ->  backends/<target>/ (printer, templates, runtime per array library)  ->  write (atomic, header-checked files)
 
-`actgen build` runs all of it; `actgen check` renders in memory and compares with the output
-folder; `actgen prove` prints the identity proofs.
+`actgen build` runs all of it for every selected target (--target numpy --target torch ...);
+`actgen check` renders in memory and compares with the output folder; `actgen prove` prints the
+identity proofs.
 """
 from __future__ import annotations
 
@@ -22,6 +23,9 @@ from pathlib import Path
 from . import __version__
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USER = 0, 1, 2
+# kept here (not imported from actgen.backends) so that --help and a no-op build stay fast
+TARGET_NAMES = ("numpy", "torch")
+DEFAULT_TARGETS = TARGET_NAMES
 REPORT = "this is a bug in actgen; please report it with the spec and the command you ran"
 
 
@@ -61,7 +65,7 @@ def _generate(args, progress):
         sources = [(p.name, p.read_bytes()) for p in paths]
     except OSError:
         sources = None  # let the loader report the problem
-    key = cache.key("build", str(Path(args.spec).resolve()), args.package, sources, getattr(args, "entry_timeout", None)) if sources else None
+    key = cache.key("build", str(Path(args.spec).resolve()), _packages(args), sources, getattr(args, "entry_timeout", None)) if sources else None
     if key is not None:
         hit = cache.get(key)
         if isinstance(hit, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in hit.items()):
@@ -82,7 +86,7 @@ def _generate_uncached(args, progress):
     spec = load_spec(args.spec)
     derived = derive_all(spec, budget=args.entry_timeout, progress=progress)
     proofs = check_identities(spec)
-    files = render_all(derived, args.package, proofs)
+    files = render_all(derived, _packages(args), proofs)
     return {rel: seal(rel, content) for rel, content in files.items()}
 
 
@@ -101,10 +105,19 @@ def cmd_build(args):
     return EXIT_OK
 
 
+def _packages(args) -> dict[str, str]:
+    """Target name -> package name for this build (see actgen.backends for the naming rule)."""
+    from .backends import packages
+
+    return packages(args.package, args.target or DEFAULT_TARGETS)
+
+
 def _owned(args):
+    """The output folder's entries a build may write or remove: the selected targets' packages
+    (a package of a target not selected is left alone) and the sheets."""
     from .write import BUILD_ROOTS as OWNED_ROOTS
 
-    return [args.package] + list(OWNED_ROOTS)
+    return list(_packages(args).values()) + list(OWNED_ROOTS)
 
 
 def _stale(out: Path, files, owned, command) -> str | None:
@@ -253,7 +266,8 @@ def parser():
     def common(p):
         p.add_argument("--spec", default="spec", help="a spec file or a folder of *.yaml files (default: spec/)")
         p.add_argument("--out", default="generated", help="output folder (default: generated/)")
-        p.add_argument("--package", default="actgen_numpy", help="name of the generated Python package (default: actgen_numpy)")
+        p.add_argument("--package", default="actgen_numpy", help="name of the generated NumPy package; another target's package is NAME with _numpy replaced by _TARGET, or NAME_TARGET (default: actgen_numpy, so actgen_torch)")
+        p.add_argument("--target", action="append", choices=TARGET_NAMES, metavar="TARGET", help=f"a target to generate a package for, repeatable ({', '.join(TARGET_NAMES)}; default: all)")
         p.add_argument("--entry-timeout", type=_seconds, default=_default_timeout(), metavar="SECONDS", help="time budget for deriving each entry; an entry that takes longer stops the build with a message naming it (default: $ACTGEN_ENTRY_TIMEOUT or 60)")
 
     b = sub.add_parser("build", help="derive, prove and generate the package and docs", description="Derive every function of the spec, prove its identities, and write the NumPy package and Markdown sheets into the output folder. Only files that actgen generated are ever overwritten or removed.")

@@ -26,7 +26,7 @@ class Derivation:
     """One generated function: its defining expression and how it was obtained."""
 
     name: str  # Python name in the generated package
-    kind: str  # forward, grad, grad_param, grad_from_output, vjp, jacobian, loss, loss_grad, head, head_grad
+    kind: str  # forward, grad, grad_param, grad_from_output, grad2, hessian, vjp, jacobian, loss, loss_grad, head, head_grad
     of: str  # the spec entry it belongs to
     wrt: str  # the variable differentiated by ('' for forward functions)
     raw: sp.Expr  # as written or as SymPy's diff gives it
@@ -75,6 +75,31 @@ def derive_elementwise(act: M.Activation):
     of = output_form(forward, grad, raw)
     if of is not None:
         out.append(Derivation(f"{act.name}_grad_from_output", "grad_from_output", act.name, "z", grad, of, ()))
+    out += second_derivatives(act, out)
+    return out
+
+
+def second_derivatives(act: M.Activation, first):
+    """Every second derivative of f in (z, parameters), each from the simplified first derivative
+    (so it is in stable primitives too): ``NAME_grad2`` (d2f/dz2, kind ``grad2``), and for the
+    backward passes of differentiable frameworks the others of the Hessian, kind ``hessian``,
+    named ``NAME_grad2_V_W`` (V before W in the order z, then the parameters as declared).
+
+    At a kink the branch rule of the first derivatives carries over: the second derivative is
+    that of the branch whose condition holds (no Dirac delta)."""
+    variables = [("z", M.Z)] + [(p.name, p.symbol) for p in act.params]
+    by_wrt = {d.wrt: d for d in first if d.kind in ("grad", "grad_param")}
+    out = []
+    for i, (v, vsym) in enumerate(variables):
+        d1 = by_wrt[v]
+        for w, wsym in variables[i:]:
+            fired: list[str] = []
+            expr = simplest(sp.diff(_piecewise_form(d1.expr), wsym), fired)
+            raw = sp.diff(d1.raw, wsym)
+            if v == w == "z":
+                out.append(Derivation(f"{act.name}_grad2", "grad2", act.name, "z", raw, expr, tuple(fired)))
+            else:
+                out.append(Derivation(f"{act.name}_grad2_{v}_{w}", "hessian", act.name, f"{v},{w}", raw, expr, tuple(fired)))
     return out
 
 

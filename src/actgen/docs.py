@@ -2,7 +2,7 @@
 
 Every page is a view of the model: formulas come from :func:`actgen.printing.latex`, properties
 from :mod:`actgen.properties`, proofs from :mod:`actgen.prove`, code from the rendered package
-(:func:`actgen.render.render_package`), and every printed number (usage examples, the sigmoid vs
+(:func:`actgen.backends.numpy.render_package`), and every printed number (usage examples, the sigmoid vs
 softmax example, plots) from *running* that rendered package at build time. Templates
 (``templates/docs/*.j2``) own the layout.
 
@@ -38,7 +38,8 @@ from . import model as M
 from . import render
 from .derive import Y_OUT, is_identity_map
 from .pipeline import Derived, Entry
-from .render import _conventions, loss_examples, proof_view, render_package
+from .backends.numpy import render_package
+from .render import _conventions, loss_examples, proof_view
 
 DOCS_ROOT = "docs"
 NAV_FILE = "mkdocs_nav.yml"
@@ -368,7 +369,6 @@ def tutorial_view(package: str) -> dict:
     """Builds the tutorial's example spec for real: its derivative and a call of the built function."""
     from .model import load_spec
     from .pipeline import derive_all
-    from .render import render_package as _render
 
     yaml_text = "activations:\n  bent_identity:\n    expr: (sqrt(z**2 + 1) - 1) / 2 + z\n"
     with tempfile.TemporaryDirectory(prefix="actgen-tutorial-") as tmp:
@@ -377,7 +377,7 @@ def tutorial_view(package: str) -> dict:
         spec = load_spec(str(path))
         derived = derive_all(spec)
     entry = derived.activations[0]
-    pkg = Package(_render(derived, "my_acts"), "my_acts")
+    pkg = Package(render_package(derived, "my_acts"), "my_acts")
     output = pkg.run("print(ag.bent_identity_grad([0.0, 1.0]))").rstrip("\n")
     return dict(yaml=yaml_text.rstrip("\n"), formula=latex(spec.activations[0].expr), derivative=latex(entry.get("grad").expr),
                 output=output, functions=sorted(pkg.sources), package=package)

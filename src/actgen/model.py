@@ -30,7 +30,7 @@ Y_HATV = sp.IndexedBase("y_hat", real=True)
 INDICES = {"i": I, "j": J, "k": KK, "l": L, "K": K}
 
 SECTIONS = ("activations", "losses", "tasks", "identities")
-ACTIVATION_KEYS = ("expr", "params", "title", "use", "pros", "cons", "layer", "aliases")
+ACTIVATION_KEYS = ("expr", "params", "title", "use", "pros", "cons", "layer", "aliases", "learnable")
 LOSS_KEYS = ("expr", "params", "title", "use", "pros", "cons", "domain")
 TASK_KEYS = ("title", "output", "loss", "hidden", "note")
 IDENTITY_KEYS = ("claim", "assume", "explain", "conjecture", "title")
@@ -71,6 +71,7 @@ class Activation:
     aliases: tuple[str, ...]
     vector: bool
     location: Location
+    learnable: tuple[str, ...] = ()  # parameters that framework modules hold as trainable weights
 
     @property
     def var(self):
@@ -261,6 +262,18 @@ class _Builder:
                 self.problems.add(body["aliases"].location, name, "aliases", "expected a list of names")
             else:
                 aliases = tuple(a.value for a in raw if self._name_ok(a.value, a.location, "activations"))
+        learnable = ()
+        if "learnable" in body:
+            raw = body["learnable"].value
+            names = {p.name for p in params}
+            if not isinstance(raw, tuple) or not all(isinstance(a.value, str) for a in raw):
+                self.problems.add(body["learnable"].location, name, "learnable", "expected a list of parameter names, e.g. [alpha]")
+            else:
+                for a in raw:
+                    if a.value not in names:
+                        known = ", ".join(sorted(names)) or "none (declare it under params first)"
+                        self.problems.add(a.location, name, "learnable", f"'{a.value}' is not a parameter of '{name}'; its parameters are {known}")
+                learnable = tuple(a.value for a in raw if a.value in names)
         if expr is None:
             return None
         if vector:
@@ -272,7 +285,7 @@ class _Builder:
             self.problems.add(body["expr"].location, name, "expr", "the expression does not use z; an activation is a function of z")
             return None
         prose = Prose(self._text(body, "title", name, name.replace("_", " ").title()), self._text(body, "use", name), self._text(body, "pros", name), self._text(body, "cons", name))
-        return Activation(name, expr, params, prose, layer, aliases, vector, node.location)
+        return Activation(name, expr, params, prose, layer, aliases, vector, node.location, learnable)
 
     def loss(self, name, node: Located):
         body = self._mapping(node, name, None, "fields (expr, params, ...)")

@@ -1,15 +1,15 @@
-"""Stage 8: view models for the templates, and the rendered files.
+"""Stage 8: what every target's files share, and the files beside the packages.
 
-Templates own layout; this module prepares, for each generated function, the printed body (from
-:mod:`actgen.printing`), its docstring lines and an example whose expected output is computed
-exactly by SymPy (so the doctest checks the printed code against exact mathematics).
+Templates own layout. This module holds what the backends' renderers (:mod:`actgen.backends`) have
+in common: docstring pieces (formulas, the rewrites behind the code, kink conventions), examples
+whose expected output is computed exactly by SymPy (so a doctest checks printed code against exact
+mathematics), the class-axis rewrites, and the files written beside the packages (cheat sheet,
+identities, properties, catalog). :func:`render_all` asks each selected target for its package.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
-import re
 
 import jinja2
 import numpy as np
@@ -17,15 +17,15 @@ import sympy as sp
 
 from . import __version__
 from . import model as M
-from .derive import Y_OUT
 from .pipeline import Derived, Entry
-from .primitives import axis_max, axis_sum, elementary, erfcx_taylor_table, exp_shifted
-from .printing import COL, ROW, Z_MAX, ActgenNumPyPrinter, Emitted, emit, emit_inplace, latex, to_array
+from .primitives import axis_sum, elementary
+from .printing import Z_MAX, latex
 from .properties import NAMES as PROPERTY_NAMES
 from .properties import TITLES as PROPERTY_TITLES
 from .properties import VECTOR_NAMES as PROPERTY_VECTOR_NAMES
 from .properties import kinks
 from .rules import ALL_RULES, logsumexp, max_shift
+
 
 RULE_TEXT = {r.name: r.identity for r in ALL_RULES}
 # the array symbols of class-axis expressions after printing.to_array (whole arrays along the axis)
@@ -43,32 +43,16 @@ MAX_UNSHIFTED_DEGREE = 7
 assert MAX_UNSHIFTED_DEGREE * (UNSHIFTED_BOUND + 40 * math.log(2)) < 709
 
 
-def environment(folder="templates"):
-    """Jinja2 with StrictUndefined over one of actgen's template folders."""
+def environment(folder="templates", package="actgen"):
+    """Jinja2 with StrictUndefined over a template folder of actgen (or of a backend's package)."""
     return jinja2.Environment(
-        loader=jinja2.PackageLoader("actgen", folder),
+        loader=jinja2.PackageLoader(package, folder),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=False,
         lstrip_blocks=False,
         autoescape=False,
     )
-
-
-@dataclasses.dataclass(frozen=True)
-class FunctionView:
-    name: str
-    signature: str
-    summary: str
-    doc_lines: tuple[str, ...]
-    prologue: tuple[str, ...]
-    body: Emitted
-    result_name: str
-    epilogue: tuple[str, ...]
-    aliases: tuple[str, ...] = ()
-    arrays: tuple[str, ...] = ()  # set by _with_blocking for elementwise bodies: the array arguments
-    params: tuple[str, ...] = ()  # and the scalar parameters
-    blocked: bool = False  # the body runs block by block (the runtime's _blockwise)
 
 
 # -- exact example values --------------------------------------------------------------------------
@@ -176,63 +160,6 @@ def _loss_conventions(loss_expr, grad, params):
             "gradient jumps, else a smooth point), the gradient is that of the branch whose condition holds; defaults for parameters:", "") + tuple(f"- {l}" for l in dict.fromkeys(lines))
 
 
-def activation_views(entry: Entry, act: M.Activation) -> list[FunctionView]:
-    if act.vector:
-        return vector_views(entry, act)
-    views = []
-    printer = ActgenNumPyPrinter()
-    fwd = entry.get("forward")
-    grad = entry.get("grad")
-    kw = _kw_sig(act.params)
-    defaults = _defaults(act.params)
-    conv = _conventions(act.expr, grad.expr, act.params)
-    example_in = "np.array([-2.0, 0.0, 2.0])"
-    forward_values = [_exact(act.expr, {M.Z: sp.Float(v), **defaults}) for v in EXAMPLE_Z]
-    grad_values = [_exact(grad.raw if not grad.raw.has(sp.Heaviside, sp.DiracDelta) else grad.expr, {M.Z: sp.Float(v), **defaults}) for v in EXAMPLE_Z]
-    grad_values = [_exact(grad.expr, {M.Z: sp.Float(v), **defaults}) for v in EXAMPLE_Z]
-    param_doc = tuple(f"{p.name}: parameter (default {p.default_float!r})." for p in act.params)
-    common_args = ("", "Args:", "    z: array of inputs (any shape; float32 in, float32 out, computed in float64; integers become float64).") + tuple("    " + d for d in param_doc)
-    views.append(FunctionView(
-        act.name, "z" + kw,
-        f"{act.prose.title}, elementwise.",
-        _math("f(z)", act.expr) + _math("f'(z)", grad.expr) + _computed_as(fwd.rules) + common_args
-        + ("", "Returns:", "    f(z), with the shape and dtype of z.", "", "Example:", f"    >>> np.round({act.name}({example_in}), 6) + 0.0", f"    {_fmt_array(forward_values)}"),
-        ("z, _dtype = _working(z)",), emit_inplace(fwd.expr, [M.Z], printer, workspace=True), "out", ("return _result(out, z, _dtype)",), act.aliases,
-    ))
-    views.append(FunctionView(
-        f"{act.name}_grad", "z" + kw,
-        f"Derivative of {act.name} with respect to z, elementwise.",
-        _math("f'(z)", grad.expr) + _computed_as(grad.rules) + conv + common_args
-        + ("", "Returns:", "    f'(z), with the shape and dtype of z.", "", "Example:", f"    >>> np.round({act.name}_grad({example_in}), 6) + 0.0", f"    {_fmt_array(grad_values)}"),
-        ("z, _dtype = _working(z)",), emit_inplace(grad.expr, [M.Z], printer, workspace=True), "out", ("return _result(out, z, _dtype)",), tuple(f"{a}_grad" for a in act.aliases),
-    ))
-    for d in entry.derivations:
-        if d.kind == "grad_param":
-            p = next(p for p in act.params if p.name == d.wrt)
-            values = [_exact(d.expr, {M.Z: sp.Float(v), **defaults}) for v in EXAMPLE_Z]
-            views.append(FunctionView(
-                d.name, "z" + kw,
-                f"Derivative of {act.name} with respect to its parameter {p.name}, elementwise.",
-                _math(r"\frac{\partial f}{\partial %s}" % latex(p.symbol), d.expr) + _computed_as(d.rules) + common_args
-                + ("", "Returns:", f"    df/d{p.name} at each z, with the shape and dtype of z.", "", "Example:", f"    >>> np.round({d.name}({example_in}), 6) + 0.0", f"    {_fmt_array(values)}"),
-                ("z, _dtype = _working(z)",), emit_inplace(d.expr, [M.Z], printer, workspace=True), "out", ("return _result(out, z, _dtype)",),
-            ))
-    of = entry.get("grad_from_output")
-    if of is not None:
-        lossy = of.expr.has(Y_OUT) and not isinstance(of.expr, sp.Piecewise)
-        views.append(FunctionView(
-            of.name, "y" + kw,
-            f"Derivative of {act.name}, computed from its output y = {act.name}(z).",
-            _math("f'(z)", of.expr.xreplace({Y_OUT: sp.Symbol("y")})) + ("", "where y = f(z); found and proved by actgen (f'(z) = g(f(z)))."
-            + (" Where y is rounded to a constant (e.g. y = 1.0 in float64 for large z) this form loses the information that the input-form "
-               f"{act.name}_grad keeps: prefer {act.name}_grad when z is available." if lossy else ""),)
-            + ("", "Args:", "    y: outputs of the forward function.") + tuple("    " + d for d in param_doc)
-            + ("", "Example:", f"    >>> z = {example_in}", f"    >>> bool(np.allclose({of.name}({act.name}(z)), {act.name}_grad(z)))", "    True"),
-            ("y, _dtype = _working(y)",), emit_inplace(of.expr, [Y_OUT], printer, workspace=True), "out", ("return _result(out, y, _dtype)",), tuple(f"{a}_grad_from_output" for a in act.aliases),
-        ))
-    return views
-
-
 def _class_axis_stable(expr):
     fired = []
     new, did = logsumexp(expr, M.ZV, Z_MAX)
@@ -285,204 +212,6 @@ def exp_degree(expr, arrays):
     return None if deg(expr) is None else worst[0]
 
 
-def _class_axis_body(stable, free, printer):
-    """The body of a class-axis function. Where every max shift sits in exp(z - M) and the body's
-    exponentials allow it (see UNSHIFTED_BOUND), those become exp_shifted(z): the runtime takes
-    M = 0 when every |z| is within the bound, else M = max z."""
-    arr = to_array(stable, free)
-    z = sp.Symbol("z", real=True)
-    shifted = arr.xreplace({sp.exp(z - axis_max(z)): exp_shifted(z)})
-    if shifted.has(axis_max):
-        # a shift outside exp(z - M): log-sum-exp (z - log sum exp z cancels, where the shifted
-        # (z - M) - log sum exp(z - M) has arguments near 0 for the largest terms), or a weight
-        return emit_inplace(arr, ARRAYS, printer)
-    degree = exp_degree(shifted.xreplace({exp_shifted(z): sp.exp(z)}), ARRAYS)
-    if degree is None or degree > MAX_UNSHIFTED_DEGREE:
-        return emit_inplace(arr, ARRAYS, printer)
-    return emit_inplace(shifted, ARRAYS, printer)
-
-
-def _vector_example(act, values):
-    n = len(values)
-    out = []
-    for i in range(1, n + 1):
-        e = act.expr.xreplace({M.I: sp.Integer(i), M.K: sp.Integer(n)}).doit()
-        e = e.replace(lambda t: isinstance(t, sp.Indexed) and t.base == M.ZV, lambda t: sp.Float(values[int(t.indices[0]) - 1]))
-        out.append(float(sp.N(e, 40)))
-    return out
-
-
-def vector_views(entry: Entry, act: M.Activation) -> list[FunctionView]:
-    fwd, vjp, jac = entry.get("forward"), entry.get("vjp"), entry.get("jacobian")
-    views = []
-    expr, fired = _class_axis_stable(fwd.expr)
-    printer = ActgenNumPyPrinter(axis="axis")
-    body = _class_axis_body(expr, {M.I: None}, printer)
-    sample = _vector_example(act, (2.0, 1.0))
-    views.append(FunctionView(
-        act.name, "z, axis=-1",
-        f"{act.prose.title} over the class axis.",
-        _math("f(z)_i", act.expr) + _computed_as(tuple(fired))
-        + ("", "Args:", "    z: logits; the classes lie along ``axis``.", "    axis: the class axis (default: the last).", "", "Returns:", "    An array of the shape and dtype of z.",
-           "", "Example:", f"    >>> np.round({act.name}(np.array([2.0, 1.0])), 6) + 0.0", f"    {_fmt_array(sample)}"),
-        ("z, _dtype = _working(z)",), body, "out", ("return _result(out, z, _dtype)",),
-    ))
-    vexpr, vfired = _class_axis_stable(vjp.expr)
-    vbody = _class_axis_body(vexpr, {M.KK: None}, printer)
-    views.append(FunctionView(
-        f"{act.name}_vjp", "z, g, axis=-1",
-        f"Vector-Jacobian product of {act.name}: the gradient with respect to z given the gradient g with respect to its output.",
-        _math(r"\left(g^\top J\right)_k = \sum_i g_i \frac{\partial f_i}{\partial z_k}", vjp.expr) + _computed_as(tuple(vfired))
-        + ("", "Args:", "    z: logits; the classes lie along ``axis``.", "    g: gradient with respect to the output, broadcastable to z.", "    axis: the class axis (default: the last).",
-           "", "Example:", "    >>> z, g = np.array([2.0, 1.0, 0.5]), np.array([1.0, 0.0, 0.0])", f"    >>> bool(np.allclose({act.name}_vjp(z, g), g @ {act.name}_jacobian(z)))", "    True"),
-        ("z, g, _dtype = _working_all(z, g)",), vbody, "out", ("return _result(out, z, _dtype)",),
-    ))
-    jexpr, jfired = _class_axis_stable(jac.expr)
-    jarr = to_array(jexpr, {M.I: ROW, M.KK: COL})
-    jprinter = ActgenNumPyPrinter(axis="-1", jacobian=True)
-    views.append(FunctionView(
-        f"{act.name}_jacobian", "z",
-        f"Jacobian of {act.name} over the last axis: J[..., i, k] = d f_i / d z_k.",
-        _math(r"J_{ik} = \frac{\partial f_i}{\partial z_k}", jac.expr) + _computed_as(tuple(jfired))
-        + ("", "Args:", "    z: logits, classes along the last axis.", "", "Returns:", "    An array of shape z.shape + (K,).",
-           "", "Example:", "    >>> J = " + act.name + "_jacobian(np.array([2.0, 1.0]))", "    >>> J.shape", "    (2, 2)"),
-        ("z, _dtype = _working(z)", "if z.ndim == 0:", f"    raise ValueError('{act.name}_jacobian needs z with a class axis (the last); got a scalar')", "_eye = np.eye(z.shape[-1], dtype=z.dtype)"), emit(jarr, jprinter), "out", ("return np.asarray(out, dtype=_dtype)",),
-    ))
-    return views
-
-
-def _loss_vars_doc(target="y_pred"):
-    return ("", "Args:", "    y_true: targets.", f"    {target}: predictions, broadcastable with y_true.",
-            '    reduction: "mean" (default), "sum" or "none".')
-
-
-def loss_views(entry: Entry, loss: M.Loss) -> list[FunctionView]:
-    views = []
-    value, grad = entry.get("loss"), entry.get("loss_grad")
-    kw = _param_sig(loss.params)
-    sig = f'y_true, y_pred, reduction="mean"{(", *" + kw) if kw else ""}'
-    printer = ActgenNumPyPrinter(axis="-1")
-    prologue = ("_check_reduction(reduction)", "y_hat, y, _dtype = _working_all(y_pred, y_true)")
-    defaults = _defaults(loss.params)
-    param_doc = tuple(f"    {p.name}: parameter (default {p.default_float!r})." for p in loss.params)
-    if loss.class_axis:
-        ys, hats = (0.0, 1.0, 0.0), (0.2, 0.7, 0.1)
-        example = f"np.array([{', '.join(map(repr, ys))}]), np.array([{', '.join(map(repr, hats))}])"
-        sub = {M.K: 3}
-        def at(expr, k=None):
-            e = expr.xreplace({**sub, **defaults, **({M.KK: k} if k else {})}).doit()
-            e = e.replace(lambda t: isinstance(t, sp.Indexed) and t.base == M.YV, lambda t: sp.Float(ys[int(t.indices[0]) - 1]))
-            e = e.replace(lambda t: isinstance(t, sp.Indexed) and t.base == M.Y_HATV, lambda t: sp.Float(hats[int(t.indices[0]) - 1]))
-            return float(sp.N(e, 40))
-        loss_value = at(value.expr)
-        grad_values = [at(grad.expr, k) for k in (1, 2, 3)]
-        views.append(FunctionView(
-            loss.name, sig, f"{loss.prose.title}, over the last (class) axis, reduced over samples.",
-            _math("L(y, \\hat{y})", loss.expr) + _loss_vars_doc() + param_doc + ("", "Example:", f"    >>> round(float({loss.name}({example})), 6)", f"    {_fmt_scalar(loss_value)}"),
-            prologue, emit_inplace(to_array(value.expr, {}), ARRAYS, printer), "loss",
-            ("loss = np.asarray(loss, dtype=y_hat.dtype).reshape(y_hat.shape[:-1])", "return _reduce(loss, reduction, _dtype)"),
-        ))
-        views.append(FunctionView(
-            grad.name, sig, f"Gradient of {loss.name} with respect to y_pred (scaled by 1/N samples for the mean).",
-            _math("\\frac{\\partial L}{\\partial \\hat{y}_k}", grad.expr) + _loss_vars_doc() + param_doc + ("", "Example:", f"    >>> np.round({grad.name}({example}), 6) + 0.0", f"    {_fmt_array(grad_values)}"),
-            prologue, emit_inplace(to_array(grad.expr, {M.KK: None}), ARRAYS, printer), "grad",
-            ("return _scale(_result(grad, y_hat), reduction, y_hat.size // max(y_hat.shape[-1], 1) if y_hat.ndim else 1, _dtype, (y_hat, y))",),
-        ))
-        return views
-    ys, hats = loss_examples(loss)
-    example = f"np.array([{ys[0]!r}, {ys[1]!r}]), np.array([{hats[0]!r}, {hats[1]!r}])"
-    loss_value = sum(_exact(loss.expr, {M.Y: sp.Float(a), M.Y_HAT: sp.Float(b), **defaults}) for a, b in zip(ys, hats)) / 2
-    grad_values = [_exact(grad.expr, {M.Y: sp.Float(a), M.Y_HAT: sp.Float(b), **defaults}) / 2 for a, b in zip(ys, hats)]
-    conv = _loss_conventions(loss.expr, grad.expr, loss.params)
-    views.append(FunctionView(
-        loss.name, sig, f"{loss.prose.title}, elementwise, then reduced.",
-        _math("L(y, \\hat{y})", loss.expr) + _computed_as(value.rules) + _loss_vars_doc() + param_doc
-        + ("", "Example:", f"    >>> round(float({loss.name}({example})), 6)", f"    {_fmt_scalar(loss_value)}"),
-        prologue, emit_inplace(value.expr, [M.Y, M.Y_HAT], printer, workspace=True), "loss", ("return _reduce(_result(loss, y_hat), reduction, _dtype)",),
-    ))
-    views.append(FunctionView(
-        grad.name, sig, f"Gradient of {loss.name} with respect to y_pred (divided by N elements for the mean).",
-        _math("\\frac{\\partial L}{\\partial \\hat{y}}", grad.expr) + _computed_as(grad.rules) + conv + _loss_vars_doc() + param_doc
-        + ("", "Example:", f"    >>> np.round({grad.name}({example}), 6) + 0.0", f"    {_fmt_array(grad_values)}"),
-        prologue, emit_inplace(grad.expr, [M.Y, M.Y_HAT], printer, workspace=True), "grad", ("return _scale(_result(grad, y_hat), reduction, y_hat.size, _dtype, (y_hat, y))",),
-    ))
-    for d in entry.derivations:
-        if d.kind == "loss_grad_param":
-            values = sum(_exact(d.expr, {M.Y: sp.Float(a), M.Y_HAT: sp.Float(b), **defaults}) for a, b in zip(ys, hats)) / 2
-            views.append(FunctionView(
-                d.name, sig, f"Gradient of {loss.name} with respect to its parameter {d.wrt} (reduced like the loss).",
-                _math("\\frac{\\partial L}{\\partial %s}" % d.wrt, d.expr) + _computed_as(d.rules) + _loss_vars_doc() + param_doc
-                + ("", "Example:", f"    >>> round(float({d.name}({example})), 6)", f"    {_fmt_scalar(values)}"),
-                prologue, emit_inplace(d.expr, [M.Y, M.Y_HAT], printer, workspace=True), "grad", ("return _reduce(_result(grad, y_hat), reduction, _dtype)",),
-            ))
-    return views
-
-
-def head_views(entry: Entry, act: M.Activation, loss: M.Loss) -> list[FunctionView]:
-    value, grad = entry.get("head"), entry.get("head_grad")
-    sig = 'y_true, logits, reduction="mean"'
-    printer = ActgenNumPyPrinter(axis="-1")
-    prologue = ("_check_reduction(reduction)", "z, y, _dtype = _working_all(logits, y_true)")
-    doc_args = _loss_vars_doc("logits")
-    if loss.class_axis:
-        ys, zs = (0.0, 1.0, 0.0), (1.0, 2.0, 0.5)
-        example = f"np.array([{', '.join(map(repr, ys))}]), np.array([{', '.join(map(repr, zs))}])"
-
-        def at(expr, k=None):
-            e = expr.xreplace({M.K: 3, **({M.KK: k} if k else {})}).doit()
-            e = e.replace(lambda t: isinstance(t, sp.Indexed) and t.base == M.YV, lambda t: sp.Float(ys[int(t.indices[0]) - 1]))
-            e = e.replace(lambda t: isinstance(t, sp.Indexed) and t.base == M.ZV, lambda t: sp.Float(zs[int(t.indices[0]) - 1]))
-            return float(sp.N(e, 40))
-        vexpr, vf = _class_axis_stable(value.expr)
-        gexpr, gf = _class_axis_stable(grad.expr)
-        vbody = _class_axis_body(vexpr, {}, printer)
-        gbody = _class_axis_body(gexpr, {M.KK: None}, printer)
-        return [
-            FunctionView(entry.name, sig, f"{loss.prose.title} of {act.name}(logits), fused and computed from the logits.",
-                         _math("L(y, z)", value.expr) + _computed_as(tuple(vf)) + doc_args
-                         + ("", "Example:", f"    >>> round(float({entry.name}({example})), 6)", f"    {_fmt_scalar(at(value.raw))}"),
-                         prologue, vbody, "loss",
-                         ("loss = np.asarray(loss, dtype=z.dtype).reshape(z.shape[:-1])", "return _reduce(loss, reduction, _dtype)")),
-            FunctionView(grad.name, sig, f"Gradient of {entry.name} with respect to the logits (1/N samples for the mean).",
-                         _math("\\frac{\\partial L}{\\partial z_k}", grad.expr) + _computed_as(tuple(gf)) + doc_args
-                         + ("", "Example:", f"    >>> np.round({grad.name}({example}), 6) + 0.0", f"    {_fmt_array([at(grad.expr, k) for k in (1, 2, 3)])}"),
-                         prologue, gbody, "grad",
-                         ("return _scale(_result(grad, z), reduction, z.size // max(z.shape[-1], 1) if z.ndim else 1, _dtype, (z, y))",)),
-        ]
-    ys, zs = (0.0, 1.0), (-1.0, 2.0)
-    example = f"np.array([{ys[0]!r}, {ys[1]!r}]), np.array([{zs[0]!r}, {zs[1]!r}])"
-    sub = lambda a, b: {M.Y: sp.Float(a), M.Z: sp.Float(b)}  # noqa: E731
-    lv = sum(_exact(value.raw, sub(a, b)) for a, b in zip(ys, zs)) / 2
-    gv = [_exact(grad.expr, sub(a, b)) / 2 for a, b in zip(ys, zs)]
-    return [
-        FunctionView(entry.name, sig, f"{loss.prose.title} of {act.name}(logits), fused and computed from the logits.",
-                     _math("L(y, z)", value.expr) + _computed_as(value.rules) + doc_args
-                     + ("", "Example:", f"    >>> round(float({entry.name}({example})), 6)", f"    {_fmt_scalar(lv)}"),
-                     prologue, emit_inplace(value.expr, [M.Y, M.Z], printer, workspace=True), "loss", ("return _reduce(_result(loss, z), reduction, _dtype)",)),
-        FunctionView(grad.name, sig, f"Gradient of {entry.name} with respect to the logits (1/N elements for the mean).",
-                     _math("\\frac{\\partial L}{\\partial z}", grad.expr) + _computed_as(grad.rules) + doc_args
-                     + ("", "Example:", f"    >>> np.round({grad.name}({example}), 6) + 0.0", f"    {_fmt_array(gv)}"),
-                     prologue, emit_inplace(grad.expr, [M.Y, M.Z], printer, workspace=True), "grad", ("return _scale(_result(grad, z), reduction, z.size, _dtype, (z, y))",)),
-    ]
-
-
-def _table_view(table):
-    """A TaylorTable as the text the runtime template lays out: the nodes, then the low parts,
-    then the coefficient rows, as little-endian float64 in base64 (a few hundred string tokens
-    compile in well under a millisecond; two thousand float literals take 10 ms on every import
-    that cannot use a cached .pyc)."""
-    import base64
-
-    values = np.array([*table.nodes, *table.low, *(v for row in table.coeffs for v in row)], dtype="<f8")
-    text = base64.b64encode(values.tobytes()).decode("ascii")
-    return {
-        "segments": repr(tuple(tuple(float(v) for v in seg) for seg in table.segments)),
-        "count": len(table.nodes),
-        "rows": len(table.coeffs),
-        "data": [text[i:i + 92] for i in range(0, len(text), 92)],
-    }
-
-
 # -- files -----------------------------------------------------------------------------------------
 
 
@@ -492,86 +221,6 @@ def header(comment, sources):
         return f"# {text}"
     return f"<!-- {text} -->"
 
-
-def _with_lowering(view: FunctionView) -> FunctionView:
-    """Docstrings list every rewrite behind the code: those of the derivation and those applied
-    when printing (one block, in order, without repeats)."""
-    lines = list(view.doc_lines)
-    fired = []
-    if "Computed with these rewrites (each proven equal to the formula):" in lines:
-        start = lines.index("Computed with these rewrites (each proven equal to the formula):") - 1
-        end = start + 3
-        while end < len(lines) and lines[end].startswith("- ``"):
-            fired.append(lines[end][4:].split("``")[0])
-            end += 1
-        del lines[start:end]
-    fired += [r for r in view.body.rules if r not in fired]
-    block = list(_computed_as(tuple(fired)))
-    at = next((i for i, l in enumerate(lines) if l == "Args:" or l.startswith(("Convention at kinks", "At the switching points"))), len(lines))
-    at = at - 1 if at > 0 and lines[at - 1] == "" else at
-    return dataclasses.replace(view, doc_lines=tuple(lines[:at] + block + lines[at:]))
-
-
-BLOCK_MIN_PASSES = 6  # fewer passes over memory gain nothing from blocking (measured: softplus_grad)
-
-
-def _with_blocking(view: FunctionView) -> FunctionView:
-    """An elementwise body of several passes, or with a minimum/maximum against a constant, runs on
-    blocks of the arrays (the runtime's _blockwise): its temporaries then stay in the CPU's cache
-    and are allocated once per block size, not once per 8 MB pass (measured 2.3-2.9x faster on 1e6
-    float64 for tanh_grad, sigmoid_grad, silu_grad, mish_grad). Class-axis bodies (reductions,
-    Jacobians) are left whole."""
-    unpack = next((line for line in view.prologue if "_working" in line), "")
-    code = " ".join(c for _, c in view.body.assignments) + " " + view.body.result
-    # calls: ufunc passes and runtime helpers (not _filled, a shared constant array)
-    passes = len(re.findall(r"\b(?:np\.\w+|_(?!filled\()\w+)\(", code))
-    if not unpack or "axis" in code or "_eye" in code:
-        return view
-    arrays = tuple(name.strip() for name in unpack.split("=")[0].split(",") if name.strip() != "_dtype")
-    keyword = view.signature.split("*,")[1] if "*," in view.signature else ""
-    params = tuple(part.split("=")[0].strip() for part in keyword.split(",") if part.strip())
-    # a minimum/maximum against a constant runs its SIMD loop only against _filled's arrays, which
-    # exist for blocks and small inputs: such a body is blocked at any length (relu 1.8x, relu6 and
-    # hard_tanh 2.5x faster on 1e6 float64)
-    blocked = passes >= BLOCK_MIN_PASSES or "_filled(" in code
-    return dataclasses.replace(view, arrays=arrays, params=params, blocked=blocked)
-
-
-def render_package(derived: Derived, package: str) -> dict[str, str]:
-    """Relative path -> content, for the Python package."""
-    spec = derived.spec
-    env = environment()
-    h = header("#", spec.sources)
-    modules = {}
-    act_views = []
-    for entry in derived.activations:
-        act_views += activation_views(entry, spec.activation(entry.name))
-    loss_views_ = []
-    for entry in derived.losses:
-        loss_views_ += loss_views(entry, spec.loss(entry.name))
-    head_views_ = []
-    for entry in derived.heads:
-        head_views_ += head_views(entry, spec.activation(entry.activation), spec.loss(entry.loss))
-    groups = (
-        ("activations", "Activation functions and their derivatives.", act_views),
-        ("losses", "Loss functions and their gradients with respect to the prediction.", loss_views_),
-        ("heads", "Fused output heads: an output activation and its loss, with gradients at the logits.", head_views_),
-    )
-    names = []
-    files = {}
-    for module, doc, views in groups:
-        if not views:
-            continue
-        views = [_with_blocking(_with_lowering(v)) for v in views]
-        files[f"{package}/{module}.py"] = env.get_template("module.py.j2").render(header=h, doc=doc, functions=views)
-        exported = sorted({v.name for v in views} | {a for v in views for a in v.aliases})
-        modules[module] = exported
-        names += exported
-    files[f"{package}/_runtime.py"] = env.get_template("runtime.py.j2").render(header=h, erfcx=_table_view(erfcx_taylor_table()), unshifted_bound=UNSHIFTED_BOUND)
-    files[f"{package}/__init__.py"] = env.get_template("init.py.j2").render(
-        header=h, package=package, sources=spec.sources, modules=sorted(modules.items()), all_names=sorted(names)
-    )
-    return files
 
 
 def _range_text(entry: Entry):
@@ -666,15 +315,23 @@ def render_identities(derived: Derived, proofs) -> str:
     )
 
 
-def catalog(derived: Derived, package: str, proofs) -> dict:
+def _primary(packages: dict[str, str]) -> str:
+    """The package the sheets name: the NumPy one where it is built, else the first."""
+    return packages.get("numpy") or next(iter(packages.values()))
+
+
+def catalog(derived: Derived, packages: dict[str, str], proofs) -> dict:
     """Machine-readable summary of everything generated, for other tools."""
     spec = derived.spec
+    package = _primary(packages)
 
     def params(entity):
         return [dict(name=p.name, default=p.default_float) for p in entity.params]
 
     def functions(entry):
-        return {d.kind if d.kind not in ("grad_param", "loss_grad_param") else f"grad_{d.wrt}": dict(name=d.name, latex=latex(d.expr), sympy=sp.sstr(d.expr), rules=list(d.rules)) for d in entry.derivations}
+        # the mixed and parameter second derivatives serve the frameworks' backward passes only
+        return {d.kind if d.kind not in ("grad_param", "loss_grad_param") else f"grad_{d.wrt}": dict(name=d.name, latex=latex(d.expr), sympy=sp.sstr(d.expr), rules=list(d.rules))
+                for d in entry.derivations if d.kind != "hessian"}
 
     def props(entry):
         out = {}
@@ -696,13 +353,19 @@ def catalog(derived: Derived, package: str, proofs) -> dict:
     heads = [dict(name=h.name, activation=h.activation, loss=h.loss, functions=functions(h)) for h in derived.heads]
     tasks = [dict(name=t.name, title=t.title, output=t.output, losses=list(t.losses), hidden=list(t.hidden), note=t.note) for t in spec.tasks]
     identities = [dict(**{k: v for k, v in proof_view(p).items() if k != "steps"}, steps=[s["action"] for s in proof_view(p)["steps"]]) for p in proofs]
-    return dict(actgen=__version__, package=package, sources=list(spec.sources), activations=acts, losses=losses, heads=heads, tasks=tasks, identities=identities)
+    return dict(actgen=__version__, package=package, packages=dict(packages), sources=list(spec.sources), activations=acts, losses=losses, heads=heads, tasks=tasks, identities=identities)
 
 
-def render_all(derived: Derived, package: str, proofs=()) -> dict[str, str]:
-    files = render_package(derived, package)
-    files["cheatsheet.md"] = render_cheatsheet(derived, package)
+def render_all(derived: Derived, packages: dict[str, str], proofs=()) -> dict[str, str]:
+    """Every file of a build: one package per target (``packages``: target name -> package name,
+    see :mod:`actgen.backends`) and the sheets and catalog beside them."""
+    from .backends import render_package
+
+    files = {}
+    for target, package in packages.items():
+        files.update(render_package(target, derived, package))
+    files["cheatsheet.md"] = render_cheatsheet(derived, _primary(packages))
     files["identities.md"] = render_identities(derived, proofs)
-    files["catalog.json"] = json.dumps(catalog(derived, package, proofs), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    files["catalog.json"] = json.dumps(catalog(derived, packages, proofs), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     files["properties.md"] = render_properties(derived)
     return files
