@@ -38,8 +38,8 @@ TARGET = A.TARGET_ULP
 
 # Measured limitations of the torch package, kept visible (strict xfail: a fix makes these fail).
 KNOWN: dict = {
-    ("gelu_tanh_grad2", "float64"): "4.69 term-ulp at z = 3.3, as in the NumPy package (the same derived form)",
-    ("mish_grad2", "float64"): "4.32 term-ulp at z = 24.6, as in the NumPy package (the same derived form)",
+    ("gelu_tanh_grad2", "float32"): "4.4 term-ulp at z = -2.7 (measured): float32 arithmetic on the sum of the derived second derivative's terms",
+    ("mish_grad2", "float64"): "4.39 term-ulp at z = 17.1 (measured): sums of several rounded exp-rational terms, as in the NumPy package",
 }
 
 
@@ -284,7 +284,10 @@ def test_losses_gradcheck_and_match_numpy(tt, ag, name, reduction):
     assert torch.autograd.gradcheck(lambda a: fn(a, y, reduction=reduction), (y_hat,))
     assert torch.autograd.gradgradcheck(lambda a: fn(a, y, reduction=reduction), (y_hat,))
     want = getattr(ag, name)(y.numpy(), y_hat.detach().numpy(), reduction=reduction)
-    np.testing.assert_allclose(fn(y_hat.detach(), y, reduction=reduction).numpy(), want, rtol=4e-16 * 8, atol=1e-300)
+    # the same derived form, printed as a straight line here and as ufunc passes there: sums may
+    # be added in another order (log_cosh's |d| - log 2 + log1p(exp(-2|d|)) cancels for small d
+    # in both packages, by different amounts: 2.4e-13 relative at d = 0.03)
+    np.testing.assert_allclose(fn(y_hat.detach(), y, reduction=reduction).numpy(), want, rtol=1e-12, atol=1e-300)
     # the backward is the NumPy package's derived gradient
     (grad,) = torch.autograd.grad(fn(y_hat, y, reduction=reduction).sum(), y_hat)
     want_grad = getattr(ag, f"{name}_grad")(y.numpy(), y_hat.detach().numpy(), reduction="sum" if reduction == "none" else reduction)

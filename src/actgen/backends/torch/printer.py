@@ -12,8 +12,10 @@ a device synchronisation.
 from __future__ import annotations
 
 import sympy as sp
+from sympy.printing.precedence import PRECEDENCE
 
-from ...printing import Emitted
+from ...primitives import axis_max, exp_shifted
+from ...printing import Emitted, _late
 from ...printing import emit as _emit
 from ..numpy.printer import ActgenNumPyPrinter
 
@@ -36,6 +38,14 @@ class ActgenTorchPrinter(ActgenNumPyPrinter):
                 return "torch." + fqn[len(prefix):]
         return super()._module_format(fqn, register)
 
+    def _print_Mul(self, expr, **kwargs):
+        # x/100000 rounds once; x*1e-05 rounds the constant and then the product
+        coeff, rest = expr.as_coeff_Mul()
+        if coeff.is_Rational and not coeff.is_Integer and abs(coeff.p) == 1 and coeff.q < 2**53 and rest != 1:
+            body = f"{self.parenthesize(rest, PRECEDENCE['Mul'])}/{coeff.q}"
+            return f"(-{body})" if coeff.p < 0 else body
+        return super()._print_Mul(expr, **kwargs)
+
     def _print_Pow(self, expr, rational=False):
         code = super()._print_Pow(expr, rational)
         return code.replace("np.sqrt(", "torch.sqrt(")
@@ -46,8 +56,9 @@ class ActgenTorchPrinter(ActgenNumPyPrinter):
             return self._print(value)
         other = self._print(sp.Piecewise(*rest)) if rest else "torch.nan"
         first = self._print(value)
-        if value.is_number and (not rest or sp.Piecewise(*rest).is_number):
-            first = f"{self.like}.new_full((), {first})"  # two numbers: keep the input's dtype
+        scalar = lambda e: {s.name for s in e.free_symbols} <= self.scalars  # noqa: E731 - numbers and parameters
+        if scalar(value) and (not rest or scalar(sp.Piecewise(*rest))):
+            first = f"_scalar({first}, {self.like})"  # two numbers: keep the input's dtype
         condition = self._print(cond)
         if cond.free_symbols and {s.name for s in cond.free_symbols} <= self.scalars:
             # a condition on parameters alone may be a Python bool: a tensor on the input's device
@@ -103,8 +114,27 @@ class ActgenTorchPrinter(ActgenNumPyPrinter):
             self._in_reduction = outer
         return f"{inner}[..., None]" if self.jacobian and not outer else inner
 
+    def _print_Add(self, expr, order=None):
+        # a shift by the class max comes right after the plain terms: (z - M) - log sum exp(z - M)
+        # is exact for the largest logits, (z - log sum exp(z - M)) - M cancels
+        full = {t: self._expanded(t) for t in expr.args}
+        shifts = [t for t in expr.args if full[t].has(axis_max) and not full[t].has(sp.log, sp.exp, exp_shifted)]
+        if not shifts or len(shifts) == len(expr.args):
+            return super()._print_Add(expr, order)
+        rest = sp.Add(*[t for t in expr.args if t not in shifts])
+        plain = [t for t in rest.args if not _late(t, self.late)] if rest.is_Add else ([] if _late(rest, self.late) else [rest])
+        late = [t for t in (rest.args if rest.is_Add else [rest]) if t not in plain]
+        head = sp.Add(*plain, *shifts, evaluate=False) if plain else sp.Add(*shifts)
+        out = super()._print_Add(head) if head.is_Add else self._print(head)
+        for t in sorted(late, key=sp.default_sort_key):
+            if t.could_extract_minus_sign():
+                out = f"({out} - {self.parenthesize(-t, PRECEDENCE['Add'])})"
+            else:
+                out = f"({out} + {self.parenthesize(t, PRECEDENCE['Add'])})"
+        return out
+
     def _print_axis_max(self, expr):
-        inner = f"torch.amax({self._print(expr.args[0])}, dim={self.axis}, keepdim=True)"
+        inner = f"_amax({self._print(expr.args[0])}, {self.axis})"
         return f"{inner}[..., None]" if self.jacobian and expr.args[0].name.endswith("__top") else inner
 
 

@@ -37,6 +37,7 @@ class Body:
     emitted: Emitted
     summary: str
     reshape: str = ""  # a class-axis reduction: the result reshaped to the input's batch shape
+    like: str = ""  # code of a tensor of the result's shape (default: the first argument)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,8 +140,9 @@ def _class_axis_emit(stable, free, params=(), like="z"):
     """A class-axis body: every exp(z - M) becomes the runtime's compensated _exp_shifted."""
     arr = to_array(stable, free)
     z = sp.Symbol("z", real=True)
-    arr = arr.xreplace({sp.exp(z - axis_max(z)): exp_shifted(z)})
-    return emit(arr, _printer(like, params))
+    shifted = arr.xreplace({sp.exp(z - axis_max(z)): exp_shifted(z)})
+    # a shift outside exp(z - M) (log-sum-exp forms) keeps z - M as one rounded difference
+    return emit(arr if shifted.has(axis_max) else shifted, _printer(like, params))
 
 
 def _rules(*derivation_rules, body=None):
@@ -301,7 +303,7 @@ def vector_group(entry: Entry, act: M.Activation) -> Group:
                ("z, _dtype = _working(z)", "if z.dim() == 0:", f"    raise ValueError('{n}_jacobian needs z with a class axis (the last); got a 0-d tensor')",
                 "_eye = torch.eye(z.shape[-1], dtype=z.dtype, device=z.device)", f"return _result({jbody.name}(z, _eye), _dtype)")),
     ]
-    jbody = dataclasses.replace(jbody, args=("z", "_eye"))
+    jbody = dataclasses.replace(jbody, args=("z", "_eye"), like="(z[..., None] * _eye)")
     return Group([value, vbody, jbody], classes, publics, [])
 
 
