@@ -159,3 +159,59 @@ def test_user_functions_meet_the_accuracy_target(built, tmp_path):
         assert r["max_ulp"] <= 4.0 or r["name"].endswith("_grad"), r  # no cancellation hidden in terms
         assert r["nonfinite"] == 0 and r["warnings"] == 0, r
 
+
+
+# -- the same spec through the PyTorch target -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def user_torch(built):
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed: pip install -e '.[torch]' to test the torch target")
+    import importlib
+
+    sys.path.insert(0, str(built))
+    try:
+        return torch, importlib.import_module("my_pkg_torch"), importlib.import_module("my_pkg")
+    finally:
+        sys.path.remove(str(built))
+
+
+def test_build_writes_the_users_torch_package_by_the_naming_rule(built):
+    assert (built / "my_pkg_torch" / "__init__.py").is_file()
+    assert json.loads((built / "catalog.json").read_text(encoding="utf-8"))["packages"] == {"numpy": "my_pkg", "torch": "my_pkg_torch"}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_users_torch_functions_pass_gradcheck_and_gradgradcheck(user_torch, name):
+    torch, tt, ag = user_torch
+    z = torch.tensor([-700.0, -30.0, -2.3, -0.7, -0.05, 0.05, 0.4, 1.9, 30.0, 700.0], dtype=torch.float64, requires_grad=True)
+    params = {"alpha": torch.tensor(2.5, dtype=torch.float64, requires_grad=True)} if name == "softsign_scaled" else {}
+    fn = getattr(tt, name)
+
+    def f(z, *ps):
+        return fn(z, **dict(zip(params, ps)))
+
+    assert torch.autograd.gradcheck(f, (z, *params.values()))
+    assert torch.autograd.gradgradcheck(f, (z, *params.values()))
+    # the backward is the derived derivative, and the values are the NumPy package's
+    (g,) = torch.autograd.grad(fn(z).sum(), z)
+    assert torch.equal(g, getattr(tt, name + "_grad")(z.detach()))
+    x = z.detach().numpy()
+    for suffix in ("", "_grad", "_grad2"):
+        ours = getattr(tt, name + suffix)(z.detach()).numpy()
+        theirs = getattr(ag, name + suffix)(x)
+        np.testing.assert_array_max_ulp(ours, theirs, maxulp=8)
+
+
+def test_users_torch_functions_meet_the_accuracy_target(built, user_torch):
+    """The user's torch package against mpmath, in float64 and in float32 computed in float32."""
+    from actgen import accuracy as A
+    from actgen.model import load_spec
+    from actgen.pipeline import derive_all
+
+    torch, tt, _ = user_torch
+    spec = built.parent / "my.yaml"
+    derived = derive_all(load_spec(str(spec)))
+    for m in A.measure_all(derived, tt, backend="torch"):
+        assert m.max_term_ulp <= 4.0, m
+        assert m.nonfinite == 0, m

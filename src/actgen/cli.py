@@ -224,6 +224,8 @@ ACCURACY_HEADER = "<!-- Measured by `actgen accuracy`; numbers depend on the mac
 
 def cmd_accuracy(args):
     import importlib
+    import importlib.util
+
     import numpy as np
 
     from .accuracy import measure_all, report_json, report_markdown
@@ -235,14 +237,21 @@ def cmd_accuracy(args):
     if not (out / args.package / "__init__.py").exists():
         print(f"actgen accuracy: {out / args.package} does not exist; run actgen build first", file=sys.stderr)
         return EXIT_USER
-    sys.path.insert(0, str(out.resolve()))
-    try:
-        package = importlib.import_module(args.package)
-    finally:
-        sys.path.pop(0)
     derived = derive_all(load_spec(args.spec))
     dtypes = (np.float64,) if args.float64_only else (np.float64, np.float32)
-    results = measure_all(derived, package, dtypes)
+    results = []
+    for target, name in _packages(args).items():
+        if target not in ("numpy", "torch") or not (out / name / "__init__.py").exists():
+            continue
+        if target != "numpy" and importlib.util.find_spec(target) is None:
+            print(f"actgen accuracy: {target} is not installed; skipping {out / name} (pip install -e '.[{target}]')", file=sys.stderr)
+            continue
+        sys.path.insert(0, str(out.resolve()))
+        try:
+            package = importlib.import_module(name)
+        finally:
+            sys.path.pop(0)
+        results += measure_all(derived, package, dtypes, backend=target)
     report = out / "accuracy.md"
     for path, text in ((report, report_markdown(results, ACCURACY_HEADER)), (out / "accuracy.json", report_json(results))):
         if path.exists() and ACCURACY_HEADER not in path.read_text(encoding="utf-8", errors="replace") and path.suffix == ".md":
@@ -250,7 +259,7 @@ def cmd_accuracy(args):
             return EXIT_USER
         atomic_write(path, text)
     worst = max(results, key=lambda m: m.max_term_ulp)
-    print(f"actgen accuracy: {len(results)} measurements written to {report}; worst (term ulp) {worst.name} {worst.dtype}: {worst.max_term_ulp:.3g} ulp at {worst.worst_term_input:g}")
+    print(f"actgen accuracy: {len(results)} measurements written to {report}; worst (term ulp) {worst.name} {worst.backend} {worst.dtype}: {worst.max_term_ulp:.3g} ulp at {worst.worst_term_input:g}")
     return EXIT_OK
 
 
@@ -288,7 +297,7 @@ def parser():
     pr.add_argument("names", nargs="*", help="identities to prove (default: all)")
     pr.add_argument("--spec", default="spec", help="a spec file or a folder of *.yaml files (default: spec/)")
     pr.set_defaults(fn=cmd_prove)
-    acc = sub.add_parser("accuracy", help="measure the generated package against an mpmath reference, in ulps", description="Import the built package from the output folder, measure every elementwise function, gradient and fused head against an independent high-precision mpmath reference over [-750, 750] and the float edges, and write accuracy.md and accuracy.json there.")
+    acc = sub.add_parser("accuracy", help="measure the generated package against an mpmath reference, in ulps", description="Import the built packages from the output folder (NumPy, and PyTorch where it is installed), measure every elementwise function, gradient, second derivative and fused head against an independent high-precision mpmath reference over [-750, 750] and the float edges, and write accuracy.md and accuracy.json there.")
     common(acc)
     acc.add_argument("--float64-only", action="store_true", help="skip the float32 measurements")
     acc.set_defaults(fn=cmd_accuracy)

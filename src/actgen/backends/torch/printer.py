@@ -15,7 +15,7 @@ import sympy as sp
 from sympy.printing.precedence import PRECEDENCE
 
 from ...primitives import axis_max, exp_shifted
-from ...printing import Emitted, _late
+from ...printing import Emitted, _indicator, _indicator_parts, _late, _unit_interval
 from ...printing import emit as _emit
 from ..numpy.printer import ActgenNumPyPrinter
 
@@ -50,10 +50,38 @@ class ActgenTorchPrinter(ActgenNumPyPrinter):
         code = super()._print_Pow(expr, rational)
         return code.replace("np.sqrt(", "torch.sqrt(")
 
+    def _is_array_condition(self, cond):
+        """A condition on tensors (not on parameters alone)."""
+        return bool({s.name for s in cond.free_symbols} - self.scalars)
+
+    def _indicator_code(self, cond, negated=False):
+        """The 0/1 indicator of ``cond`` as a tensor of the working dtype (a comparison and a cast:
+        ~0.5 ns per element on a CPU, where torch.where takes ~2 on an unsorted mask)."""
+        code = self._print(cond)
+        return f"(~({code})).to({self.like}.dtype)" if negated else f"({code}).to({self.like}.dtype)"
+
     def _print_Piecewise(self, expr):
         (value, cond), rest = expr.args[0], expr.args[1:]
         if cond is sp.true:
             return self._print(value)
+        if len(rest) == 1 and rest[0][1] is sp.true and self._is_array_condition(cond):
+            other = rest[0][0]
+            if _indicator(expr):
+                # two numbers: offset + scale h, exact (see actgen.printing._indicator)
+                negated, scale, offset = _indicator_parts(expr)
+                code = self._indicator_code(cond, negated)
+                code = code if scale == 1 else f"{self._print(scale)}*{code}"
+                return f"({self._print(offset)} + {code})" if offset != 0 else code
+            a, b = self._expanded(value), self._expanded(other)
+            # a branch in [0, 1] against 1 or 0: max/min or a product with the 0/1 indicator, exact
+            if value == 1 and _unit_interval(b):
+                return f"torch.maximum({self._print(other)}, {self._indicator_code(cond)})"
+            if other == 1 and _unit_interval(a):
+                return f"torch.maximum({self._print(value)}, {self._indicator_code(cond, True)})"
+            if value == 0 and _unit_interval(b):
+                return f"{self.parenthesize(other, PRECEDENCE['Mul'])}*{self._indicator_code(cond, True)}"
+            if other == 0 and _unit_interval(a):
+                return f"{self.parenthesize(value, PRECEDENCE['Mul'])}*{self._indicator_code(cond)}"
         other = self._print(sp.Piecewise(*rest)) if rest else "torch.nan"
         first = self._print(value)
         scalar = lambda e: {s.name for s in e.free_symbols} <= self.scalars  # noqa: E731 - numbers and parameters
