@@ -264,6 +264,9 @@ def activation_page(entry: Entry, act: M.Activation, pkg: Package, spec: M.Spec)
         grad = entry.get("grad")
         formulas.append(dict(label="f'(z)", latex=latex(grad.expr)))
         functions.append(grad.name)
+        grad2 = entry.get("grad2")
+        if grad2 is not None:
+            formulas.append(dict(label="f''(z)", latex=latex(grad2.expr)))
         for d in entry.derivations:
             if d.kind == "grad_param":
                 p = next(p for p in act.params if p.name == d.wrt)
@@ -392,7 +395,7 @@ def _accuracy_rows(accuracy, functions):
     for name in functions:
         for m in accuracy or ():
             if m.get("name") == name or str(m.get("name", "")).startswith(name + "("):
-                rows.append(dict(name=m["name"], dtype=m["dtype"], max_ulp=f"{float(m['max_ulp']):.3g}", at=f"{float(m['worst_input']):.6g}",
+                rows.append(dict(name=m["name"], package=m.get("backend", "numpy"), dtype=m["dtype"], max_ulp=f"{float(m['max_ulp']):.3g}", at=f"{float(m['worst_input']):.6g}",
                                  term_ulp=f"{float(m['max_term_ulp']):.3g}"))
     return rows
 
@@ -408,10 +411,16 @@ def render_docs(derived: Derived, package: str, proofs=(), accuracy=None) -> dic
     def page(rel, template, **kw):
         files[f"{DOCS_ROOT}/{rel}"] = env.get_template(template).render(header=h, package=package, sources=spec.sources, **kw)
 
+    from .backends import package_name
+    from .backends.torch.render import module_views
+
+    modules = {m.function: m.name for m in module_views(derived)}
+    torch_package = package_name(package, "torch")
     acts, losses = [], []
     for entry in derived.activations:
         act = spec.activation(entry.name)
         view = activation_page(entry, act, pkg, spec)
+        view["torch"] = dict(package=torch_package, module=modules[act.name])
         view["accuracy"] = _accuracy_rows(accuracy, [c["name"] for c in view["code"]])
         acts.append(view)
         page(f"activations/{act.name}.md", "function.md.j2", f=view)
@@ -419,6 +428,7 @@ def render_docs(derived: Derived, package: str, proofs=(), accuracy=None) -> dic
     for entry in derived.losses:
         loss = spec.loss(entry.name)
         view = loss_page(entry, loss, pkg, spec, derived.heads)
+        view["torch"] = dict(package=torch_package, module=modules[loss.name])
         view["accuracy"] = _accuracy_rows(accuracy, [c["name"] for c in view["code"]])
         losses.append(view)
         page(f"losses/{loss.name}.md", "function.md.j2", f=view)
