@@ -32,9 +32,12 @@ EDGES = (0.0, -0.0, 5e-324, -5e-324, 1e-310, -1e-310, 1e-300, -1e-300, 36.0, -36
          710.0, -710.0, 745.0, -745.0, 750.0, -750.0, 1000.0, -1000.0)
 
 
-def grid(n_log=48, n_lin=61):
-    """Inputs over [-750, 750] plus the edges: log-spaced magnitudes, a linear sweep, the edges."""
-    mags = np.logspace(-8, np.log10(750.0), n_log)
+def grid(n_log=48, n_lin=61, n_huge=36):
+    """Inputs over [-750, 750] plus the edges: log-spaced magnitudes, a linear sweep, the edges,
+    and log-spaced magnitudes from 750 up to the largest float64 (those beyond a narrower
+    format's range are dropped when the grid is cast to it, and its largest value is added)."""
+    huge = np.logspace(np.log10(750.0), np.log10(np.finfo(np.float64).max), n_huge)[1:]
+    mags = np.concatenate([np.logspace(-8, np.log10(750.0), n_log), huge])
     lin = np.linspace(-750.0, 750.0, n_lin)
     # where most inputs lie and rounding errors decide the worst case: a step of 0.1
     small = np.linspace(-40.0, 40.0, 801)
@@ -158,13 +161,13 @@ def _reference(expr, values):
         with mpmath.workprec(2 * prec):
             env = {s: mpmath.mpf(v) for s, v in values.items()}
             b = _eval(expr, env)
-        if mpmath.isinf(b) or mpmath.isnan(b):
+        if not (mpmath.isinf(b) or mpmath.isnan(b)) and (abs(b) < mpmath.mpf(2) ** -1100 or abs(a - b) <= abs(b) * mpmath.mpf(2) ** -70):
             return b
-        if abs(b) < mpmath.mpf(2) ** -1100 or abs(a - b) <= abs(b) * mpmath.mpf(2) ** -70:
-            return b
+        # an infinity or NaN at finite inputs is a cancellation the precision has not resolved
+        # (log(1 - 1/(1 + exp(-z))) at z = 6145 needs 8900 bits): more bits, up to PREC_MAX
         prec *= 2
         if prec > PREC_MAX:
-            raise ReferenceError_("reference did not converge")
+            raise ReferenceError_("reference did not converge within PREC_MAX bits (the formula cancels beyond it); the point is skipped")
 
 
 # -- ulps ------------------------------------------------------------------------------------------
@@ -178,15 +181,19 @@ def ulp_error(got: float, true, dtype=np.float64):
         return 0.0 if math.isnan(got) else math.inf
     if mpmath.isinf(true):
         return 0.0 if got == float(true) else math.inf
+    # round to nearest overflows from the largest float plus half its spacing on
+    largest = mpmath.mpf(float(info.max))
+    if abs(true) >= largest + (largest - mpmath.mpf(float(np.nextafter(info.max, dtype(0))))) / 2:
+        return 0.0 if got == math.copysign(math.inf, float(mpmath.sign(true))) else math.inf
     if not math.isfinite(got):
         return math.inf
-    rounded = dtype(float(true)) if abs(true) <= float(info.max) else dtype(math.copysign(math.inf, float(true)))
-    if not np.isfinite(rounded):
-        return 0.0 if not math.isfinite(got) and math.copysign(1, got) == math.copysign(1, float(rounded)) else math.inf
+    rounded = dtype(float(true)) if abs(true) <= largest else dtype(math.copysign(float(info.max), float(mpmath.sign(true))))
     err = abs(mpmath.mpf(got) - true)
     if abs(true) < tiny:
         return 0.0 if err <= tiny else float(err / tiny)
-    spacing = float(np.spacing(np.abs(rounded)))
+    magnitude = np.abs(rounded)
+    # the spacing above the largest float is infinite: use the one below it
+    spacing = float(np.spacing(magnitude) if magnitude < info.max else magnitude - np.nextafter(magnitude, dtype(0)))
     return float(err / spacing)
 
 
@@ -202,6 +209,7 @@ class Measurement:
     nonfinite: int  # non-finite results where the true value is finite
     warnings: int
     backend: str = "numpy"  # the target whose package was measured
+    skipped: int = 0  # points where the reference could not be resolved (reported, not hidden)
 
 
 def _terms(expr):
@@ -225,22 +233,26 @@ def _terms_at(terms, env):
 def measure(name, fn, ref_expr, var, params=(), dtype=np.float64, inputs=None, kwargs=None, terms_expr=None):
     """Max ulp error of ``fn`` (a generated function) against ``ref_expr`` over ``inputs``."""
     inputs = grid() if inputs is None else inputs
-    x = np.asarray(inputs, dtype=dtype)
-    x = np.unique(x)
+    with np.errstate(over="ignore"):
+        x = np.asarray(inputs, dtype=dtype)
+    largest = np.finfo(dtype).max
+    x = np.unique(np.concatenate([x[np.isfinite(x)], np.array([largest, -largest], dtype=dtype)]))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         got = np.asarray(fn(x, **(kwargs or {})))
     defaults = {p.symbol: float(p.default) for p in params}
     worst, worst_at, worst_t, worst_t_at, nonfinite = 0.0, float("nan"), 0.0, float("nan"), 0
     terms = _terms(terms_expr) if terms_expr is not None else None
+    skipped = 0
     for xi, gi in zip(x.tolist(), got.tolist()):
         try:
             true = reference(ref_expr, {var: xi, **defaults})
         except (ReferenceError_, ZeroDivisionError, ValueError):
+            skipped += 1
             continue
         err = ulp_error(gi, true, dtype)
-        if mpmath.isfinite(true) and not math.isfinite(gi):
-            nonfinite += 1
+        if mpmath.isfinite(true) and abs(true) <= largest and not math.isfinite(gi):
+            nonfinite += 1  # a true value beyond the format's range overflows, rightly
         if err > worst:
             worst, worst_at = err, xi
         term_err = err
@@ -259,7 +271,7 @@ def measure(name, fn, ref_expr, var, params=(), dtype=np.float64, inputs=None, k
                 pass
         if term_err > worst_t:
             worst_t, worst_t_at = term_err, xi
-    return Measurement(name, np.dtype(dtype).name, worst, worst_at, worst_t, worst_t_at, len(x), nonfinite, len(caught))
+    return Measurement(name, np.dtype(dtype).name, worst, worst_at, worst_t, worst_t_at, len(x), nonfinite, len(caught), skipped=skipped)
 
 
 # -- what to measure -------------------------------------------------------------------------------
@@ -340,16 +352,19 @@ def report_markdown(results, header):
     lines = [header, "", "# Accuracy of the generated functions", "",
              "Measured by `actgen accuracy` against an mpmath reference evaluating the spec's own formulas (and SymPy's raw",
              "derivatives of them) at adaptive precision, over inputs spanning [-750, 750] (a step of 0.1 on [-40, 40]) with the",
-             "edges ±0, subnormals, ±1e-300, ±36, ±37, ±705..716, ±745, ±1000. Errors are in ulps of the correctly rounded true",
+             "edges ±0, subnormals, ±1e-300, ±36, ±37, ±705..716, ±745, ±1000, and log-spaced magnitudes up to each format's",
+             "largest value (±1.8e308, ±3.4e38). A true value beyond the format's range must overflow to infinity. \"Skipped\":",
+             "points where the naive formula cancels beyond 40000 bits (log(1 - sigma(z)) at z = 1e8), so the reference cannot",
+             "be resolved. Errors are in ulps of the correctly rounded true",
              "value. The NumPy package computes float32 inputs in float64 and rounds once; the torch package (rows marked",
              "torch) computes float32 tensors in float32, so its float32 rows measure float32 arithmetic. A true value below the",
              "smallest normal number counts as exact when the error is below it. \"Term ulp\" measures the error in ulps of the",
              "largest term of the expanded expression, which is what floating-point summation can guarantee where terms of",
              f"opposite sign cancel (near a zero crossing). Target: at most {TARGET_ULP:g} ulp.", "",
-             "| Function | package | dtype | max ulp | at input | term ulp | at input | non-finite | warnings |",
-             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "| Function | package | dtype | max ulp | at input | term ulp | at input | non-finite | warnings | skipped |",
+             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for m in results:
-        lines.append(f"| `{m.name}` | {m.backend} | {m.dtype} | {m.max_ulp:.3g} | {m.worst_input:.6g} | {m.max_term_ulp:.3g} | {m.worst_term_input:.6g} | {m.nonfinite} | {m.warnings} |")
+        lines.append(f"| `{m.name}` | {m.backend} | {m.dtype} | {m.max_ulp:.3g} | {m.worst_input:.6g} | {m.max_term_ulp:.3g} | {m.worst_term_input:.6g} | {m.nonfinite} | {m.warnings} | {m.skipped} |")
     return "\n".join(lines) + "\n"
 
 
