@@ -61,6 +61,8 @@ def test_within_target(measurements, name, dtype, request):
     # Mish', CELU's alpha-gradient), only the largest term's precision can be guaranteed
     assert m.max_term_ulp <= TARGET, f"{name} {dtype}: {m.max_term_ulp:.3g} ulp (term-relative) at {m.worst_term_input!r}; {m.max_ulp:.3g} ulp of the value at {m.worst_input!r}"
     assert m.nonfinite == 0
+    # points whose naive formula cancels beyond the reference's 40000 bits (huge logits): few, and reported
+    assert m.skipped <= 0.05 * m.points, f"{name} {dtype}: the reference skipped {m.skipped} of {m.points} points"
     assert m.warnings == 0
 
 
