@@ -34,8 +34,8 @@ CASES = [
     ("unknown_function_suggested", A.format("tnah(z)"), EXPR + f"unknown function 'tnah'; did you mean 'tanh'? The known functions are {FUNCS}"),
     ("unknown_function_listed", A.format("softpls(z)"), EXPR + f"unknown function 'softpls'; the known functions are {FUNCS}"),
     ("unknown_variable", A.format("z + x"), EXPR + "unknown name 'x'; the names in scope are E, pi, z"),
-    ("learnable_not_a_parameter", "activations:\n  foo:\n    expr: alpha * z\n    params: {alpha: 1.0}\n    learnable: [beta]\n", "bad.yaml:5: entry 'foo'.learnable: 'beta' is not a parameter of 'foo'; its parameters are alpha"),
-    ("learnable_not_a_list", "activations:\n  foo:\n    expr: alpha * z\n    params: {alpha: 1.0}\n    learnable: alpha\n", "bad.yaml:5: entry 'foo'.learnable: expected a list of parameter names, e.g. [alpha]"),
+    ("learnable_not_a_parameter", "activations:\n  foo:\n    expr: alpha * z\n    params: {alpha: 1.0}\n    learnable: [beta]\n", "bad.yaml:5: entry 'foo'.learnable: 'beta' is not a parameter of 'foo'; name one of its parameters: alpha"),
+    ("learnable_not_a_list", "activations:\n  foo:\n    expr: alpha * z\n    params: {alpha: 1.0}\n    learnable: alpha\n", "bad.yaml:5: entry 'foo'.learnable: expected a list of parameter names; write it as [alpha]"),
     ("unknown_key", "activations:\n  foo:\n    expr: z\n    tittle: Foo\n", "bad.yaml:4: entry 'foo': unknown key 'tittle'; did you mean 'title'? The allowed keys are expr, params, title, use, pros, cons, layer, aliases, learnable"),
     ("unknown_section", "activation:\n  foo:\n    expr: z\n", "bad.yaml:1: unknown section 'activation'; did you mean 'activations'? The sections are activations, losses, tasks, identities"),
     ("task_unknown_loss", "activations:\n  lin:\n    expr: z\ntasks:\n  t:\n    output: lin\n    loss: msee\n", "bad.yaml:5: entry 't'.loss: unknown loss 'msee'; declare it under losses or name a declared one"),
@@ -107,7 +107,7 @@ CASES = [
     ("several_problems_at_once", "activations:\n  foo:\n    expr: tnah(z)\n  bar:\n    expr: z + x\n    colour: red\n", "\n".join([
         EXPR + f"unknown function 'tnah'; did you mean 'tanh'? The known functions are {FUNCS}",
         "bad.yaml:5: entry 'bar'.expr: unknown name 'x'; the names in scope are E, pi, z",
-        "bad.yaml:6: entry 'bar': unknown key 'colour'; the allowed keys are expr, params, title, use, pros, cons, layer, aliases",
+        "bad.yaml:6: entry 'bar': unknown key 'colour'; the allowed keys are expr, params, title, use, pros, cons, layer, aliases, learnable",
     ])),
 ]
 

@@ -269,7 +269,7 @@ def measure(name, fn, ref_expr, var, params=(), dtype=np.float64, inputs=None, k
                         raise ReferenceError_("no cancellation")
                     scale = max(abs(_eval(t, env)) for t in active)
                 scale_rounded = abs(float(scale))
-                if scale_rounded > abs(float(true)) and math.isfinite(scale_rounded) and scale_rounded > 0:
+                if scale_rounded > abs(float(true)) and 0 < scale_rounded <= float(largest):
                     term_err = float(abs(mpmath.mpf(gi) - true) / float(np.spacing(dtype(scale_rounded))))
             except (ReferenceError_, ZeroDivisionError, ValueError, OverflowError):
                 pass

@@ -267,12 +267,12 @@ class _Builder:
             raw = body["learnable"].value
             names = {p.name for p in params}
             if not isinstance(raw, tuple) or not all(isinstance(a.value, str) for a in raw):
-                self.problems.add(body["learnable"].location, name, "learnable", "expected a list of parameter names, e.g. [alpha]")
+                self.problems.add(body["learnable"].location, name, "learnable", "expected a list of parameter names; write it as [alpha]")
             else:
                 for a in raw:
                     if a.value not in names:
                         known = ", ".join(sorted(names)) or "none (declare it under params first)"
-                        self.problems.add(a.location, name, "learnable", f"'{a.value}' is not a parameter of '{name}'; its parameters are {known}")
+                        self.problems.add(a.location, name, "learnable", f"'{a.value}' is not a parameter of '{name}'; name one of its parameters: {known}")
                 learnable = tuple(a.value for a in raw if a.value in names)
         if expr is None:
             return None
