@@ -24,7 +24,7 @@ from . import __version__
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USER = 0, 1, 2
 # kept here (not imported from actgen.backends) so that --help and a no-op build stay fast
-TARGET_NAMES = ("numpy", "torch")
+TARGET_NAMES = ("numpy", "torch", "jax")
 DEFAULT_TARGETS = TARGET_NAMES
 REPORT = "this is a bug in actgen; please report it with the spec and the command you ran"
 
