@@ -4,7 +4,8 @@
 what differs: the ``jnp.`` prefix, ``jnp.where`` selections (Python numbers are weakly typed in
 JAX, so a selection between two numbers takes the input's dtype where it meets it: no helper is
 needed), ``jnp.maximum``/``jnp.minimum`` against a number, and ``jax.scipy.special`` for the special
-functions. Bodies are straight-line code (:func:`actgen.printing.emit`), which ``jax.jit`` traces
+functions; tanh and cosh are the runtime's ``_tanh`` and ``_cosh`` (XLA's lose up to 7 and 350 ulp
+in float64 where they saturate or grow). Bodies are straight-line code (:func:`actgen.printing.emit`), which ``jax.jit`` traces
 once into one XLA computation; the runtime helpers keep their NumPy names and meaning and are
 written without Python branches on values, so they trace under jit, vmap and grad.
 """
@@ -68,7 +69,13 @@ class ActgenJaxPrinter(ActgenTorchPrinter):
         return f"jnp.sign({self._print(expr.args[0])})"
 
     def _print_sech(self, expr):
-        return f"1/jnp.cosh({self._print(expr.args[0])})"
+        return f"1/_cosh({self._print(expr.args[0])})"
+
+    def _print_cosh(self, expr):
+        return f"_cosh({self._print(expr.args[0])})"
+
+    def _print_tanh(self, expr):
+        return f"_tanh({self._print(expr.args[0])})"
 
     def _print_expm1(self, expr):
         return f"jnp.expm1({self._print(expr.args[0])})"
