@@ -100,13 +100,19 @@ def test_every_catalogued_function_is_in_the_jax_package(jx):
     assert CATALOG["packages"] == {"numpy": "actgen_numpy", "torch": "actgen_torch", "jax": "actgen_jax"}
 
 
-def test_the_package_leaves_x64_alone():
+def test_the_package_leaves_x64_alone_and_its_doctests_pass_without_it():
+    """In a process of its own: x64 stays off (JAX's default), and every docstring example runs in
+    float32 there (Python ints beyond int32 in a body would raise OverflowError)."""
     import subprocess
 
-    code = ("import jax; import actgen_jax as a, jax.numpy as jnp; "
-            "assert not jax.config.jax_enable_x64; assert a.gelu(jnp.ones(3)).dtype == jnp.float32; print('ok')")
-    out = subprocess.run([sys.executable, "-c", code], cwd=GENERATED, capture_output=True, text=True, timeout=120)
-    assert out.stdout.strip() == "ok", out.stderr
+    code = ("import doctest, importlib, jax; import actgen_jax as a, jax.numpy as jnp; "
+            "assert not jax.config.jax_enable_x64; assert a.gelu(jnp.ones(3)).dtype == jnp.float32; "
+            "r = [doctest.testmod(importlib.import_module('actgen_jax.' + m), extraglobs={'jnp': jnp}, optionflags=doctest.NORMALIZE_WHITESPACE) "
+            "for m in ('activations', 'losses', 'heads')]; "
+            "assert not jax.config.jax_enable_x64; print(sum(t.failed for t in r), sum(t.attempted for t in r))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=GENERATED, capture_output=True, text=True, timeout=300)
+    failed, attempted = out.stdout.split()[-2:] if out.stdout.strip() else ("?", "?")
+    assert failed == "0" and int(attempted) > 0, out.stdout[-3000:] + out.stderr[-3000:]
 
 
 # -- derivatives -----------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ written without Python branches on values, so they trace under jit, vmap and gra
 from __future__ import annotations
 
 import sympy as sp
+from sympy.printing.precedence import PRECEDENCE
 
 from ...printing import Emitted
 from ...printing import emit as _emit
@@ -26,6 +27,20 @@ class ActgenJaxPrinter(ActgenTorchPrinter):
 
     def __init__(self, axis="-1", jacobian=False, like="z"):
         super().__init__(axis=axis, jacobian=jacobian, like=like)
+
+    def _print_Integer(self, expr):
+        # JAX makes a Python int a (weakly typed) int32 where x64 is off: one beyond its range is an
+        # OverflowError, so it is printed as the float it becomes anyway (exact below 2**53)
+        n = int(expr)
+        return str(n) if abs(n) < 2**31 else repr(float(n))
+
+    def _print_Mul(self, expr, **kwargs):
+        # x/q as the torch printer has it (one rounding), with a q beyond int32 as a float literal
+        coeff, rest = expr.as_coeff_Mul()
+        if coeff.is_Rational and not coeff.is_Integer and abs(coeff.p) == 1 and 2**31 <= coeff.q < 2**53 and rest != 1:
+            body = f"{self.parenthesize(rest, PRECEDENCE['Mul'])}/{float(coeff.q)!r}"
+            return f"(-{body})" if coeff.p < 0 else body
+        return super()._print_Mul(expr, **kwargs)
 
     def _module_format(self, fqn, register=True):
         for prefix in ("numpy.", "math.", "torch."):
