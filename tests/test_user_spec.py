@@ -202,7 +202,7 @@ def user_torch(built):
 
 def test_build_writes_the_users_torch_package_by_the_naming_rule(built):
     assert (built / "my_pkg_torch" / "__init__.py").is_file()
-    assert json.loads((built / "catalog.json").read_text(encoding="utf-8"))["packages"] == {"numpy": "my_pkg", "torch": "my_pkg_torch"}
+    assert json.loads((built / "catalog.json").read_text(encoding="utf-8"))["packages"] == {"numpy": "my_pkg", "torch": "my_pkg_torch", "jax": "my_pkg_jax"}
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -308,12 +308,28 @@ def _torch_call(fn):
     return call
 
 
+def _jax_call(fn):
+    """A JAX function, jitted, called on NumPy arrays: the array's dtype is the JAX array's (float32
+    computed in float32; float64 needs ``jax.config.update("jax_enable_x64", True)``, which is the
+    caller's to set), the result back as an array."""
+    import jax
+    import jax.numpy as jnp
+
+    def call(x, *args, **kwargs):
+        if np.asarray(x).dtype == np.float64 and not jax.config.jax_enable_x64:
+            raise ValueError("measuring a JAX package in float64 needs jax.config.update('jax_enable_x64', True)")
+        jitted = jax.jit(lambda x, *a: fn(x, *a, **kwargs))
+        return np.asarray(jitted(jnp.asarray(x), *(jnp.asarray(a) if isinstance(a, np.ndarray) else a for a in args)))
+
+    return call
+
+
 def targets(derived, package, backend="numpy"):
     """Every elementwise activation, gradient, second derivative and parameter gradient; losses
     and heads along their prediction/logit axis for representative targets. ``backend``: the
     target the package was generated for (its argument order and array type)."""
     spec = derived.spec
-    wrap = _torch_call if backend == "torch" else (lambda f: f)
+    wrap = {"torch": _torch_call, "jax": _jax_call}.get(backend, lambda f: f)
     out = []
     for entry in derived.activations:
         act = spec.activation(entry.name)

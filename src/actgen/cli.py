@@ -24,7 +24,7 @@ from . import __version__
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USER = 0, 1, 2
 # kept here (not imported from actgen.backends) so that --help and a no-op build stay fast
-TARGET_NAMES = ("numpy", "torch")
+TARGET_NAMES = ("numpy", "torch", "jax")
 DEFAULT_TARGETS = TARGET_NAMES
 REPORT = "this is a bug in actgen; please report it with the spec and the command you ran"
 
@@ -241,11 +241,15 @@ def cmd_accuracy(args):
     dtypes = (np.float64,) if args.float64_only else (np.float64, np.float32)
     results = []
     for target, name in _packages(args).items():
-        if target not in ("numpy", "torch") or not (out / name / "__init__.py").exists():
+        if not (out / name / "__init__.py").exists():
             continue
         if target != "numpy" and importlib.util.find_spec(target) is None:
             print(f"actgen accuracy: {target} is not installed; skipping {out / name} (pip install -e '.[{target}]')", file=sys.stderr)
             continue
+        if target == "jax":
+            import jax
+
+            jax.config.update("jax_enable_x64", True)  # float64 measurements (the package itself never sets it)
         sys.path.insert(0, str(out.resolve()))
         try:
             package = importlib.import_module(name)
@@ -297,7 +301,7 @@ def parser():
     pr.add_argument("names", nargs="*", help="identities to prove (default: all)")
     pr.add_argument("--spec", default="spec", help="a spec file or a folder of *.yaml files (default: spec/)")
     pr.set_defaults(fn=cmd_prove)
-    acc = sub.add_parser("accuracy", help="measure the generated package against an mpmath reference, in ulps", description="Import the built packages from the output folder (NumPy, and PyTorch where it is installed), measure every elementwise function, gradient, second derivative and fused head against an independent high-precision mpmath reference over [-750, 750] and the float edges, and write accuracy.md and accuracy.json there.")
+    acc = sub.add_parser("accuracy", help="measure the generated package against an mpmath reference, in ulps", description="Import the built packages from the output folder (NumPy, and PyTorch and JAX where they are installed), measure every elementwise function, gradient, second derivative and fused head against an independent high-precision mpmath reference over [-750, 750] and the float edges, and write accuracy.md and accuracy.json there.")
     common(acc)
     acc.add_argument("--float64-only", action="store_true", help="skip the float32 measurements")
     acc.set_defaults(fn=cmd_accuracy)

@@ -18,6 +18,7 @@ from .symbolic import TimeBudgetExceeded, prove_equal, time_budget
 
 Y_OUT = sp.Symbol("y", real=True)  # the output of an activation, in output-form derivatives
 G = sp.IndexedBase("g", real=True)  # the incoming gradient of a vector-Jacobian product
+T = sp.IndexedBase("t", real=True)  # the tangent of a Jacobian-vector product
 Z_MAX = sp.Symbol("z_max", real=True)  # max_j z[j], for max-shifted class-axis expressions
 
 
@@ -292,6 +293,16 @@ def derive_vector(act: M.Activation):
     jac = _simplify(_in_range(jac_raw.doit(), M.KK))
     out.append(Derivation(f"{act.name}_jacobian", "jacobian", act.name, "z", jac_raw, jac, ()))
     return out
+
+
+def derive_vector_jvp(act: M.Activation) -> Derivation:
+    """The Jacobian-vector product sum_k J_ik t_k of a class-axis activation: the forward-mode
+    rule of targets whose transforms need one (JAX's custom_jvp; reverse mode transposes it).
+    Not part of :func:`derive_all`'s entries (no other target has a use for it)."""
+    d = _in_range(sp.diff(act.expr, M.ZV[M.KK]).doit(), M.KK)
+    raw = sp.Sum(d * T[M.KK], (M.KK, 1, M.K))
+    jvp = _simplify(_in_range(raw.doit(), M.I))
+    return Derivation(f"{act.name}_jvp", "jvp", act.name, "z", raw, jvp, ())
 
 
 def derive_loss(loss: M.Loss):

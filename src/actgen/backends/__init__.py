@@ -26,6 +26,7 @@ class Target:
 TARGETS = {
     "numpy": Target("numpy", "actgen.backends.numpy", "NumPy functions and their derivatives (SciPy for a few special functions)", "numpy, scipy"),
     "torch": Target("torch", "actgen.backends.torch", "PyTorch functions with the derived derivatives as autograd backward passes, and nn modules", "torch"),
+    "jax": Target("jax", "actgen.backends.jax", "JAX functions with the derived derivatives as custom_jvp rules (jit, vmap, grad, jacfwd, jacrev)", "jax"),
 }
 DEFAULT_PACKAGE = "actgen_numpy"
 
