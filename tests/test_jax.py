@@ -44,7 +44,7 @@ TARGET = A.TARGET_ULP
 # (z = 5e-324 takes the z <= 0 branch), and a subnormal intermediate becomes 0 even where the result
 # would be normal (c exp(z) with exp(z) below the smallest normal number). Not a property of the
 # generated code: the same bodies pass in NumPy and PyTorch.
-_DAZ = "XLA on CPU treats the subnormal input 5e-324 as 0 (denormals-are-zero): the kink's other branch is taken"
+_DAZ = "XLA on CPU treats a subnormal input (5e-324, 1e-310) as 0 (denormals-are-zero): the kink's other branch is taken"
 _FTZ = "XLA on CPU flushes a subnormal intermediate to zero (c exp(z) with exp(z) subnormal, result normal); measured at {}"
 KNOWN: dict = {
     **{(f"{n}_grad", "float64"): _DAZ for n in ("leaky_relu", "prelu", "relu", "relu6")},

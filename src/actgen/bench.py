@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import json
 import os
 import platform
@@ -222,6 +223,9 @@ def _timed_rows(args, memory):
     return json.loads(done.stdout)
 
 
+NO_TORCH = "not installed (pip install -e '.[torch]' adds it)"
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m actgen.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="generated", help="folder holding the generated package (default: generated/)")
@@ -230,6 +234,7 @@ def main(argv=None):
     parser.add_argument("--no-build", action="store_true", help="skip the build-time measurements")
     parser.add_argument("--memory", choices=("both", *MEMORY), default="both",
                         help="allocator regime(s) to time in: fresh pages, reused pages, or both (default)")
+    parser.add_argument("--no-frameworks", action="store_true", help="skip the PyTorch and JAX benchmarks (python -m actgen.bench_torch, actgen.bench_jax)")
     parser.add_argument("--rows-json", action="store_true", help=argparse.SUPPRESS)  # a child: time the rows in this process
     args = parser.parse_args(argv)
     from .model import load_spec
@@ -247,7 +252,7 @@ def main(argv=None):
         blas = "?"
     regimes = tuple(MEMORY) if args.memory == "both" else (args.memory,)
     print(f"# actgen benchmark: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-          f"NumPy {np.__version__}, PyTorch {torch.__version__ if torch else 'not installed'} ({blas})\n")
+          f"NumPy {np.__version__}, PyTorch {torch.__version__ if torch else NO_TORCH} ({blas})\n")
     timed = {memory: _timed_rows(args, memory) for memory in regimes}
     head = " | ".join(f"{m} pages: generated | peer | ratio" for m in regimes)
     print(f"| function | peer | {head} |")
@@ -269,6 +274,16 @@ def main(argv=None):
     if not args.no_build:
         cold, noop = build_times(args.spec)
         print(f"Build of {args.spec}/: cold (empty cache) {cold:.1f} s; no-op rebuild {noop:.2f} s (each a fresh process)")
+    if not args.no_frameworks:
+        # the framework packages, each in a fresh process (their own threads and allocators)
+        for module, framework in (("actgen.bench_torch", "torch"), ("actgen.bench_jax", "jax")):
+            if importlib.util.find_spec(framework) is None:
+                print(f"\n{framework} is not installed: pip install -e '.[{framework}]' to benchmark the {framework} package too")
+                continue
+            print()
+            sys.stdout.flush()
+            extra = ["--out", args.out, "--spec", args.spec] if framework == "torch" else []
+            subprocess.run([sys.executable, "-m", module, *extra], check=False)
     return 0
 
 

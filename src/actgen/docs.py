@@ -415,12 +415,13 @@ def render_docs(derived: Derived, package: str, proofs=(), accuracy=None) -> dic
     from .backends.torch.render import module_views
 
     modules = {m.function: m.name for m in module_views(derived)}
-    torch_package = package_name(package, "torch")
+    torch_package, jax_package = package_name(package, "torch"), package_name(package, "jax")
     acts, losses = [], []
     for entry in derived.activations:
         act = spec.activation(entry.name)
         view = activation_page(entry, act, pkg, spec)
         view["torch"] = dict(package=torch_package, module=modules[act.name])
+        view["jax"] = jax_package
         view["accuracy"] = _accuracy_rows(accuracy, [c["name"] for c in view["code"]])
         acts.append(view)
         page(f"activations/{act.name}.md", "function.md.j2", f=view)
@@ -429,6 +430,7 @@ def render_docs(derived: Derived, package: str, proofs=(), accuracy=None) -> dic
         loss = spec.loss(entry.name)
         view = loss_page(entry, loss, pkg, spec, derived.heads)
         view["torch"] = dict(package=torch_package, module=modules[loss.name])
+        view["jax"] = jax_package
         view["accuracy"] = _accuracy_rows(accuracy, [c["name"] for c in view["code"]])
         losses.append(view)
         page(f"losses/{loss.name}.md", "function.md.j2", f=view)
