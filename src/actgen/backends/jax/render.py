@@ -13,6 +13,7 @@ public functions around them.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 import sympy as sp
@@ -20,24 +21,15 @@ import sympy as sp
 from ... import model as M
 from ...derive import derive_vector_jvp
 from ...pipeline import Derived, Entry
-from ...primitives import axis_max, erfcx_taylor_table, exp_shifted
-from ...printing import COL, ROW, Emitted, latex, to_array
+from ...primitives import erfcx_taylor_table
+from ...printing import COL, ROW, latex, to_array
 from ...render import EXAMPLE_Z, _class_axis_stable, _computed_as, _conventions, _defaults, _exact, _math, environment, header
 from ..numpy.render import _table_view
-from ..torch.render import _kw_only, _rules
+from ..torch.render import Body, Public, _kw_only, _rules
+from ..torch.render import _body as _torch_body
+from ..torch.render import _class_axis_emit as _torch_class_axis_emit
+from ..torch.render import _printer as _torch_printer
 from .printer import ActgenJaxPrinter, emit
-
-
-@dataclasses.dataclass(frozen=True)
-class Body:
-    """A private helper computing one expression from arrays (and parameters)."""
-
-    name: str
-    args: tuple[str, ...]
-    emitted: Emitted
-    summary: str
-    reshape: str = ""  # a class-axis reduction: the result has the input's batch shape
-    like: str = ""  # code of an array of the result's shape (default: the first argument)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,16 +49,6 @@ class Rule:
 
 
 @dataclasses.dataclass(frozen=True)
-class Public:
-    name: str
-    signature: str
-    summary: str
-    doc_lines: tuple[str, ...]
-    lines: tuple[str, ...]  # the function's code
-    aliases: tuple[str, ...] = ()
-
-
-@dataclasses.dataclass(frozen=True)
 class Group:
     bodies: list
     rules: list
@@ -76,23 +58,10 @@ class Group:
 # -- printing --------------------------------------------------------------------------------------
 
 
-def _printer(like, params=(), axis="-1", jacobian=False):
-    printer = ActgenJaxPrinter(axis=axis, jacobian=jacobian, like=like)
-    printer.scalars = frozenset(p.name for p in params)
-    return printer
-
-
-def _body(name, args, expr, params, summary, like=None):
-    return Body(name, tuple(args) + tuple(p.name for p in params), emit(expr, _printer(like or args[0], params)), summary)
-
-
-def _class_axis_emit(stable, free, params=(), like="z"):
-    """A class-axis body: every exp(z - M) becomes the runtime's compensated _exp_shifted."""
-    arr = to_array(stable, free)
-    z = sp.Symbol("z", real=True)
-    shifted = arr.xreplace({sp.exp(z - axis_max(z)): exp_shifted(z)})
-    # a shift outside exp(z - M) (log-sum-exp forms) keeps z - M as one rounded difference
-    return emit(arr if shifted.has(axis_max) else shifted, _printer(like, params))
+# the torch renderer's printing steps, with the JAX printer
+_printer = functools.partial(_torch_printer, printer_class=ActgenJaxPrinter)
+_body = functools.partial(_torch_body, printer_class=ActgenJaxPrinter)
+_class_axis_emit = functools.partial(_torch_class_axis_emit, printer_class=ActgenJaxPrinter)
 
 
 def _values(values):

@@ -126,23 +126,23 @@ def class_names(entries) -> dict[str, str]:
 # -- printing --------------------------------------------------------------------------------------
 
 
-def _printer(like, params=(), axis="-1", jacobian=False):
-    printer = ActgenTorchPrinter(axis=axis, jacobian=jacobian, like=like)
+def _printer(like, params=(), axis="-1", jacobian=False, printer_class=ActgenTorchPrinter):
+    printer = printer_class(axis=axis, jacobian=jacobian, like=like)
     printer.scalars = frozenset(p.name for p in params)
     return printer
 
 
-def _body(name, args, expr, params, summary, like=None):
-    return Body(name, tuple(args) + tuple(p.name for p in params), emit(expr, _printer(like or args[0], params)), summary)
+def _body(name, args, expr, params, summary, like=None, printer_class=ActgenTorchPrinter):
+    return Body(name, tuple(args) + tuple(p.name for p in params), emit(expr, _printer(like or args[0], params, printer_class=printer_class)), summary)
 
 
-def _class_axis_emit(stable, free, params=(), like="z"):
+def _class_axis_emit(stable, free, params=(), like="z", printer_class=ActgenTorchPrinter):
     """A class-axis body: every exp(z - M) becomes the runtime's compensated _exp_shifted."""
     arr = to_array(stable, free)
     z = sp.Symbol("z", real=True)
     shifted = arr.xreplace({sp.exp(z - axis_max(z)): exp_shifted(z)})
     # a shift outside exp(z - M) (log-sum-exp forms) keeps z - M as one rounded difference
-    return emit(arr if shifted.has(axis_max) else shifted, _printer(like, params))
+    return emit(arr if shifted.has(axis_max) else shifted, _printer(like, params, printer_class=printer_class))
 
 
 def _rules(*derivation_rules, body=None):
