@@ -22,7 +22,7 @@ from ...derive import Y_OUT
 from ...pipeline import Derived, Entry
 from ...primitives import axis_max, erfcx_taylor_table, exp_shifted
 from ...printing import COL, ROW, Emitted, latex, to_array
-from ...render import (ARRAYS, EXAMPLE_Z, _class_axis_stable, _computed_as, _conventions, _defaults, _exact, _math,
+from ...render import (EXAMPLE_Z, _class_axis_stable, _computed_as, _conventions, _defaults, _exact, _math,
                        environment, header)
 from ..numpy.render import _table_view
 from .printer import ActgenTorchPrinter, emit
@@ -437,4 +437,4 @@ def render_package(derived: Derived, package: str) -> dict[str, str]:
     return files
 
 
-__all__ = ["render_package", "class_names", "ARRAYS"]
+__all__ = ["render_package", "class_names", "module_views"]
