@@ -36,7 +36,13 @@ TASK_KEYS = ("title", "output", "loss", "hidden", "note")
 IDENTITY_KEYS = ("claim", "assume", "explain", "conjecture", "title")
 LAYERS = ("hidden", "output", "both")
 # names the generated functions use for their own arguments and imports (see pipeline.RESERVED)
-GENERATED_NAMES = frozenset({"np", "axis", "reduction", "out", "g", "z", "y", "y_hat", "y_true", "y_pred", "logits"})
+GENERATED_NAMES = frozenset({"np", "axis", "reduction", "out", "g", "z", "y", "y_hat", "y_true", "y_pred", "logits",
+                             # the framework targets' arguments, modules and nn-module attributes
+                             "torch", "jax", "jnp", "dim", "input", "target", "predictions", "targets", "labels", "ctx",
+                             "self", "num_parameters", "device", "dtype"})
+# module-level names of the generated packages (imports, submodules): a function must not shadow one
+MODULE_NAMES = frozenset({"np", "torch", "jax", "jnp", "nn", "math", "struct", "base64", "functools",
+                          "activations", "losses", "heads"})
 DOMAINS = ("real", "positive", "nonnegative", "[0, 1]", "(0, 1)", "{0, 1}", "{-1, 1}")
 
 
@@ -182,6 +188,9 @@ class _Builder:
             return False
         if name in self.names:
             self.problems.add(location, name, None, f"name '{name}' is already declared at {self.names[name].display}; give each function a distinct name")
+            return False
+        if section in ("activations", "losses") and name in MODULE_NAMES:
+            self.problems.add(location, name, None, f"name '{name}' would shadow a module the generated packages use; rename it (reserved: {', '.join(sorted(MODULE_NAMES))})")
             return False
         self.names[name] = location
         self.declared[section].add(name)

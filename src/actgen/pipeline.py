@@ -14,7 +14,7 @@ from .properties import Property, derive_properties
 from .symbolic import TimeBudgetExceeded, time_budget
 
 ENTRY_BUDGET_S = 60.0  # default; `actgen build --entry-timeout` or ACTGEN_ENTRY_TIMEOUT override it
-RESERVED = {"np", "axis", "reduction", "out", "g", "z", "y", "y_hat", "y_true", "y_pred", "logits"}
+RESERVED = M.GENERATED_NAMES
 
 
 @dataclasses.dataclass(frozen=True)
