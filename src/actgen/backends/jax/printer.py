@@ -48,14 +48,6 @@ class ActgenJaxPrinter(ActgenTorchPrinter):
                 return "jnp." + fqn[len(prefix):]
         return super()._module_format(fqn, register)
 
-    def _print_Pow(self, expr, rational=False):
-        base, exp = expr.args
-        if exp == sp.Rational(1, 2):
-            return f"jnp.sqrt({self._print(base)})"
-        if exp == -sp.Rational(1, 2):
-            return f"1/jnp.sqrt({self._print(base)})"
-        return super()._print_Pow(expr, rational)
-
     def _print_Piecewise(self, expr):
         (value, cond), rest = expr.args[0], expr.args[1:]
         if cond is sp.true:

@@ -81,9 +81,9 @@ class ActgenNumPyPrinter(NumPyPrinter):
                 return f"1/{b}**{-n}"
             return f"{b}**{n}"
         if exp == sp.Rational(1, 2):
-            return f"np.sqrt({self._print(base)})"
+            return f"{self._module_format('numpy.sqrt')}({self._print(base)})"
         if exp == -sp.Rational(1, 2):
-            return f"1/np.sqrt({self._print(base)})"
+            return f"1/{self._module_format('numpy.sqrt')}({self._print(base)})"
         return f"{self.parenthesize(base, PRECEDENCE['Pow'])}**{self.parenthesize(exp, PRECEDENCE['Pow'])}"
 
     def _print_Add(self, expr, order=None):

@@ -46,10 +46,6 @@ class ActgenTorchPrinter(ActgenNumPyPrinter):
             return f"(-{body})" if coeff.p < 0 else body
         return super()._print_Mul(expr, **kwargs)
 
-    def _print_Pow(self, expr, rational=False):
-        code = super()._print_Pow(expr, rational)
-        return code.replace("np.sqrt(", "torch.sqrt(")
-
     def _is_array_condition(self, cond):
         """A condition on tensors (not on parameters alone)."""
         return bool({s.name for s in cond.free_symbols} - self.scalars)
