@@ -128,3 +128,30 @@ def test_every_file_beside_the_package_is_owned_by_build(tiny_build):
     out = tiny_build / "out"
     beside = sorted(p.name for p in out.iterdir() if p.is_file())
     assert beside and set(beside) <= set(BUILD_ROOTS), beside
+
+
+@pytest.mark.parametrize("package, expected", [
+    ("numpy", "actgen: --package: 'numpy' is the name of an installed module ("),
+    ("class", "actgen: --package: 'class' is not an importable Python name; use letters, digits and underscores, not starting with a digit, and no keyword (e.g. my_acts)"),
+    ("my-pkg", "actgen: --package: 'my-pkg' is not an importable Python name; use letters, digits and underscores, not starting with a digit, and no keyword (e.g. my_pkg)"),
+])
+def test_package_names_that_cannot_be_imported_are_refused(tmp_path, monkeypatch, capsys, package, expected):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my.yaml").write_text(TINY, encoding="utf-8")
+    assert main(["build", "--spec", "my.yaml", "--out", "out", "--package", package, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(expected) and err.endswith("actgen: nothing was written\n"), err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_package_name_of_an_earlier_actgen_build_is_accepted(tmp_path, monkeypatch):
+    """The importable module of that name is an actgen package (an earlier build on sys.path):
+    rebuilding it elsewhere is allowed."""
+    import sys
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my.yaml").write_text(TINY, encoding="utf-8")
+    assert main(["build", "--spec", "my.yaml", "--out", "first", "--package", "tiny_pkg", "--quiet", "--target", "numpy"]) == 0
+    monkeypatch.syspath_prepend(str(tmp_path / "first"))
+    assert main(["build", "--spec", "my.yaml", "--out", "second", "--package", "tiny_pkg", "--quiet", "--target", "numpy"]) == 0
+    assert "tiny_pkg" not in sys.modules  # found, not imported, by the check
