@@ -17,9 +17,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import jax
@@ -53,17 +51,11 @@ JAX_NN = {
 
 
 def medians(fns, repeat=11, number=3):
-    """Median seconds per call of each (already compiled) function, timed in turns."""
-    times = [[] for _ in fns]
-    order = list(range(len(fns)))
-    for _ in range(repeat):
-        for i in order:
-            start = time.perf_counter()
-            for _ in range(number):
-                jax.block_until_ready(fns[i]())
-            times[i].append((time.perf_counter() - start) / number)
-        order = order[1:] + order[:1]
-    return [statistics.median(t) for t in times]
+    """Median seconds per call of each (already compiled) function, timed in turns
+    (:func:`actgen.bench.interleaved_medians`, each call waited for: JAX dispatches asynchronously)."""
+    from .bench import interleaved_medians
+
+    return interleaved_medians([(lambda f: lambda: jax.block_until_ready(f()))(f) for f in fns], repeat=repeat, number=number)
 
 
 def naive(act):

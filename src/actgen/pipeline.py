@@ -31,6 +31,18 @@ class Entry:
     def get(self, kind):
         return next((d for d in self.derivations if d.kind == kind), None)
 
+    def first_derivative(self, wrt):
+        """d f / d wrt of an elementwise activation: wrt is 'z' or a parameter's name."""
+        return next(d for d in self.derivations if d.kind in ("grad", "grad_param") and d.wrt == wrt)
+
+    def second_derivative(self, v, w, variables):
+        """d2 f / dv dw of an elementwise activation, in either order (``variables``: 'z' then the
+        parameters, the order in which the Hessian was derived)."""
+        i, j = sorted((variables.index(v), variables.index(w)))
+        if variables[i] == variables[j] == "z":
+            return self.get("grad2")
+        return next(d for d in self.derivations if d.kind == "hessian" and d.wrt == f"{variables[i]},{variables[j]}")
+
 
 @dataclasses.dataclass(frozen=True)
 class Derived:

@@ -87,14 +87,10 @@ def activation_group(entry: Entry, act: M.Activation) -> Group:
     P = act.params
     n = act.name
     variables = ["z"] + [p.name for p in P]
-    first = {"z": entry.get("grad")}
-    first.update({d.wrt: d for d in entry.derivations if d.kind == "grad_param"})
-    second = {("z", "z"): entry.get("grad2")}
-    second.update({tuple(d.wrt.split(",")): d for d in entry.derivations if d.kind == "hessian"})
+    first = {v: entry.first_derivative(v) for v in variables}
 
     def hess(v, w):
-        i, j = variables.index(v), variables.index(w)
-        return second[(variables[min(i, j)], variables[max(i, j)])]
+        return entry.second_derivative(v, w, variables)
 
     def hess_body(v, w):
         d = hess(v, w)
@@ -141,7 +137,7 @@ def activation_group(entry: Entry, act: M.Activation) -> Group:
                (f"_{n}_fn({call})", f"_{n}_value"), act.aliases, rule_doc),
         public(f"{n}_grad", f"Derivative of {n} with respect to z, elementwise (itself differentiable with the derived second derivatives).",
                "f'(z)", first["z"], (f"_{n}_d_z_fn({call})", f"_{n}_d_z"), tuple(f"{a}_grad" for a in act.aliases), conv),
-        public(f"{n}_grad2", f"Second derivative of {n} with respect to z, elementwise.", "f''(z)", second[("z", "z")],
+        public(f"{n}_grad2", f"Second derivative of {n} with respect to z, elementwise.", "f''(z)", entry.get("grad2"),
                (f"_{n}_d_z_z({call})", f"_{n}_d_z_z"), tuple(f"{a}_grad2" for a in act.aliases),
                ("", "At a kink the second derivative is that of the branch whose condition holds (no Dirac delta).",
                 "Differentiating it differentiates the printed operations (there is no third derivative in the spec).")),
