@@ -89,7 +89,9 @@ def _eval(e, env):
         if base < 0:
             raise ReferenceError_("fractional power of a negative number")
         if base == 0:
-            return mpmath.mpf(0)
+            # 0 to a positive power is 0; to a negative one, the limit from the right (sqrt's
+            # derivative at the closed end of its domain [0, oo)), +inf
+            return mpmath.mpf(0) if ex > 0 else mpmath.inf
         return base ** _eval(ex, env)
     if isinstance(e, sp.Piecewise):
         for value, cond in e.args:
@@ -234,13 +236,33 @@ def _terms_at(terms, env):
     return terms
 
 
-def measure(name, fn, ref_expr, var, params=(), dtype=np.float64, inputs=None, kwargs=None, terms_expr=None):
-    """Max ulp error of ``fn`` (a generated function) against ``ref_expr`` over ``inputs``."""
+def on_domain(x, domain, dtype=np.float64):
+    """The points of ``x`` inside an activation's ``domain``, with points approaching each finite
+    end of it (the next floats, and 10^-k away for k = 1..15) added."""
+    if domain == "real":
+        return x
+    interval = M.domain_interval(domain)
+    lo, hi = float(interval.start), float(interval.end)
+    extra = []
+    for end, inward in ((lo, 1.0), (hi, -1.0)):
+        if math.isfinite(end):
+            extra += [end] + [end + inward * 10.0 ** -k for k in range(1, 16)]
+            extra.append(float(np.nextafter(dtype(end), dtype(end + inward))))
+    with np.errstate(over="ignore"):
+        x = np.unique(np.concatenate([x, np.asarray(extra, dtype=dtype)]))
+    keep = ((x > lo) | ((x == lo) & (not interval.left_open))) & ((x < hi) | ((x == hi) & (not interval.right_open)))
+    return x[keep]
+
+
+def measure(name, fn, ref_expr, var, params=(), dtype=np.float64, inputs=None, kwargs=None, terms_expr=None, domain="real"):
+    """Max ulp error of ``fn`` (a generated function) against ``ref_expr`` over ``inputs`` (those
+    inside ``domain``, for an activation declared on part of the line)."""
     inputs = grid() if inputs is None else inputs
     with np.errstate(over="ignore"):
         x = np.asarray(inputs, dtype=dtype)
     largest = np.finfo(dtype).max
     x = np.unique(np.concatenate([x[np.isfinite(x)], np.array([largest, -largest], dtype=dtype)]))
+    x = on_domain(x, domain, dtype)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         got = np.asarray(fn(x, **(kwargs or {})))
@@ -294,6 +316,7 @@ class Target:
     params: tuple
     terms: sp.Expr  # the expression whose expanded terms give the cancellation scale
     call: object  # how to call the generated function with the varying input
+    domain: str = "real"  # the activation's domain: inputs outside it are not measured
 
 
 def _torch_call(fn):
@@ -340,7 +363,7 @@ def targets(derived, package, backend="numpy"):
                 continue
             ref = act.expr if d.kind == "forward" else d.raw
             fn = wrap(getattr(package, d.name))
-            out.append(Target(d.name, d.name, ref, M.Z, act.params, d.expr, fn))
+            out.append(Target(d.name, d.name, ref, M.Z, act.params, d.expr, fn, act.domain))
     for entry in derived.heads:
         loss = spec.loss(entry.loss)
         if loss.class_axis:
@@ -363,7 +386,7 @@ def measure_all(derived, package, dtypes=(np.float64, np.float32), backend="nump
     results = []
     for t in targets(derived, package, backend):
         for dt in dtypes:
-            m = measure(t.label, t.call, t.reference, t.var, t.params, dtype=dt, terms_expr=t.terms)
+            m = measure(t.label, t.call, t.reference, t.var, t.params, dtype=dt, terms_expr=t.terms, domain=t.domain)
             results.append(dataclasses.replace(m, backend=backend))
     return results
 

@@ -43,9 +43,19 @@ def _piecewise_form(expr):
     return expr
 
 
+def jumps_as_zero(expr):
+    """The branch rule at a jump: the derivative of a step (``sign``, ``Heaviside``, a Piecewise
+    with different values on each side) is 0 on both sides of the jump, so it is 0 there too.
+    SymPy's ``diff`` gives a ``DiracDelta`` at the jump; as a function value that is 0 at every
+    z (the convention of every framework's sign and step), so it is dropped here."""
+    if expr.has(sp.DiracDelta):
+        expr = expr.replace(lambda e: isinstance(e, sp.DiracDelta), lambda e: sp.S.Zero)
+    return expr
+
+
 def simplest(expr, fired):
     """The simplest of a few exact rearrangements of ``expr``, re-raised into stable primitives."""
-    candidates = [raise_primitives(expr, fired)]
+    candidates = [raise_primitives(jumps_as_zero(expr), fired)]
     for transform in (sp.factor_terms, sp.simplify, sp.expand):
         try:
             candidates.append(raise_primitives(transform(candidates[0]), fired))
@@ -61,26 +71,48 @@ def simplest(expr, fired):
 
 
 def derive_elementwise(act: M.Activation):
+    """Every function of an elementwise activation. On a declared domain (``domain: {z: positive}``)
+    the derivation runs with z carrying that domain's assumptions, and each result is that
+    expression on the domain and NaN outside it (as NumPy's own log returns NaN below 0)."""
+    if act.domain == "real":
+        return _derive_elementwise(act, M.Z)
+    z = M.domain_symbol(act.domain)
+    back = {z: M.Z}
+    out = []
+    for d in _derive_elementwise(dataclasses.replace(act, expr=act.expr.xreplace({M.Z: z})), z):
+        out.append(dataclasses.replace(d, raw=d.raw.xreplace(back), expr=on_domain(d.expr.xreplace(back), act.domain)))
+    return out
+
+
+def on_domain(expr, domain):
+    """``expr`` where z is in ``domain``, NaN elsewhere."""
+    if domain == "real":
+        return expr
+    return sp.Piecewise((expr, M.domain_condition(domain)), (sp.nan, True))
+
+
+def _derive_elementwise(act: M.Activation, z):
     fired: list[str] = []
     forward = raise_primitives(act.expr, fired)
     out = [Derivation(act.name, "forward", act.name, "", act.expr, forward, tuple(fired))]
     base = _piecewise_form(forward)
-    raw = sp.diff(_piecewise_form(act.expr), M.Z)
+    raw = sp.diff(_piecewise_form(act.expr), z)
     gfired: list[str] = []
-    grad = simplest(sp.diff(base, M.Z), gfired)
+    grad = simplest(sp.diff(base, z), gfired)
     out.append(Derivation(f"{act.name}_grad", "grad", act.name, "z", raw, grad, tuple(gfired)))
     for p in act.params:
         pf: list[str] = []
         gp = simplest(sp.diff(base, p.symbol), pf)
         out.append(Derivation(f"{act.name}_grad_{p.name}", "grad_param", act.name, p.name, sp.diff(act.expr, p.symbol), gp, tuple(pf)))
-    of = output_form(forward, grad, raw)
+    # an output form g(f(z)) is proved on the whole line; on a restricted domain it is not offered
+    of = output_form(forward, grad, raw) if z == M.Z else None
     if of is not None:
         out.append(Derivation(f"{act.name}_grad_from_output", "grad_from_output", act.name, "z", grad, of, ()))
-    out += second_derivatives(act, out)
+    out += second_derivatives(act, out, z)
     return out
 
 
-def second_derivatives(act: M.Activation, first):
+def second_derivatives(act: M.Activation, first, z=M.Z):
     """Every second derivative of f in (z, parameters), each from the simplified first derivative
     (so it is in stable primitives too): ``NAME_grad2`` (d2f/dz2, kind ``grad2``), and for the
     backward passes of differentiable frameworks the others of the Hessian, kind ``hessian``,
@@ -88,7 +120,7 @@ def second_derivatives(act: M.Activation, first):
 
     At a kink the branch rule of the first derivatives carries over: the second derivative is
     that of the branch whose condition holds (no Dirac delta)."""
-    variables = [("z", M.Z)] + [(p.name, p.symbol) for p in act.params]
+    variables = [("z", z)] + [(p.name, p.symbol) for p in act.params]
     by_wrt = {d.wrt: d for d in first if d.kind in ("grad", "grad_param")}
     out = []
     for i, (v, vsym) in enumerate(variables):
@@ -257,6 +289,7 @@ def _select_branch(pw, domain):
 def _simplify(expr):
     """sp.simplify, or ``expr`` itself where SymPy's simplification of sums fails (it raises
     StopIteration or TypeError on some products of Sums): an unsimplified derivative is still exact."""
+    expr = jumps_as_zero(expr)
     try:
         return sp.simplify(expr)
     except (StopIteration, TypeError, ValueError, NotImplementedError, AttributeError, RecursionError):

@@ -30,7 +30,7 @@ Y_HATV = sp.IndexedBase("y_hat", real=True)
 INDICES = {"i": I, "j": J, "k": KK, "l": L, "K": K}
 
 SECTIONS = ("activations", "losses", "tasks", "identities")
-ACTIVATION_KEYS = ("expr", "params", "title", "use", "pros", "cons", "layer", "aliases", "learnable")
+ACTIVATION_KEYS = ("expr", "params", "title", "use", "pros", "cons", "layer", "aliases", "learnable", "domain")
 LOSS_KEYS = ("expr", "params", "title", "use", "pros", "cons", "domain")
 TASK_KEYS = ("title", "output", "loss", "hidden", "note")
 IDENTITY_KEYS = ("claim", "assume", "explain", "conjecture", "title")
@@ -44,6 +44,33 @@ GENERATED_NAMES = frozenset({"np", "axis", "reduction", "out", "g", "z", "y", "y
 MODULE_NAMES = frozenset({"np", "torch", "jax", "jnp", "nn", "math", "struct", "base64", "functools",
                           "activations", "losses", "heads"})
 DOMAINS = ("real", "positive", "nonnegative", "[0, 1]", "(0, 1)", "{0, 1}", "{-1, 1}")
+# the domains an elementwise activation may declare (`domain: {z: positive}`): intervals of the line
+ACTIVATION_DOMAINS = ("real", "positive", "nonnegative", "negative", "nonpositive", "(0, 1)", "[0, 1]", "(-1, 1)", "[-1, 1]")
+_INTERVALS = {
+    "real": sp.Interval(-sp.oo, sp.oo), "positive": sp.Interval.open(0, sp.oo), "nonnegative": sp.Interval(0, sp.oo),
+    "negative": sp.Interval.open(-sp.oo, 0), "nonpositive": sp.Interval(-sp.oo, 0), "(0, 1)": sp.Interval.open(0, 1),
+    "[0, 1]": sp.Interval(0, 1), "(-1, 1)": sp.Interval.open(-1, 1), "[-1, 1]": sp.Interval(-1, 1),
+}
+# the SymPy assumptions each domain implies for z (an interval inside (0, oo) is positive, ...)
+_ASSUMPTIONS = {"positive": {"positive": True}, "nonnegative": {"nonnegative": True}, "negative": {"negative": True},
+                "nonpositive": {"nonpositive": True}, "(0, 1)": {"positive": True}, "[0, 1]": {"nonnegative": True}}
+# points where a declared function is checked to be real and finite (its domain's share of them)
+PROBE_POINTS = tuple(sp.Rational(v) for v in ("-10", "-2", "-1", "-1/2", "-1/10", "0", "1/10", "1/2", "1", "2", "10"))
+
+
+def domain_interval(domain: str) -> sp.Interval:
+    """The interval of the real line that an activation's ``domain`` names."""
+    return _INTERVALS[domain]
+
+
+def domain_condition(domain: str, z=None):
+    """``domain`` as a SymPy condition on z (``true`` for the whole line)."""
+    return domain_interval(domain).as_relational(Z if z is None else z)
+
+
+def domain_symbol(domain: str) -> sp.Symbol:
+    """z with the assumptions that ``domain`` implies, for derivations on the domain."""
+    return sp.Symbol("z", real=True, **_ASSUMPTIONS.get(domain, {}))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +105,7 @@ class Activation:
     vector: bool
     location: Location
     learnable: tuple[str, ...] = ()  # parameters that framework modules hold as trainable weights
+    domain: str = "real"  # one of ACTIVATION_DOMAINS; outside it the generated functions return NaN
 
     @property
     def var(self):
@@ -293,8 +321,66 @@ class _Builder:
         elif Z not in expr.free_symbols:
             self.problems.add(body["expr"].location, name, "expr", "the expression does not use z; an activation is a function of z")
             return None
+        domain = self._activation_domain(body, name, vector)
+        if domain is None:
+            return None
+        if not vector and not self._real_on_domain(body["expr"].location, name, expr, params, domain, "domain" in body):
+            return None
         prose = Prose(self._text(body, "title", name, name.replace("_", " ").title()), self._text(body, "use", name), self._text(body, "pros", name), self._text(body, "cons", name))
-        return Activation(name, expr, params, prose, layer, aliases, vector, node.location, learnable)
+        return Activation(name, expr, params, prose, layer, aliases, vector, node.location, learnable, domain)
+
+    def _activation_domain(self, body, name, vector):
+        if "domain" not in body:
+            return "real"
+        node = body["domain"]
+        if not isinstance(node.value, dict):
+            self.problems.add(node.location, name, "domain", f"expected a mapping from z to a domain; write it as {{z: positive}} (domains: {', '.join(ACTIVATION_DOMAINS)})")
+            return None
+        mapping = self._mapping(node, name, "domain", "z to its domain")
+        for var, dnode in mapping.items():
+            if var != "z":
+                self.problems.add(dnode.location, name, "domain", f"unknown variable '{var}'; an activation's variable is z, e.g. domain: {{z: positive}}")
+                return None
+            if vector:
+                self.problems.add(dnode.location, name, "domain", "a class-axis function is defined for all real logits; remove 'domain'")
+                return None
+            if str(dnode.value) not in ACTIVATION_DOMAINS:
+                self.problems.add(dnode.location, name, "domain.z", f"unknown domain '{dnode.value}'; use one of {', '.join(ACTIVATION_DOMAINS)}")
+                return None
+            return str(dnode.value)
+        return "real"
+
+    def _real_on_domain(self, location, name, expr, params, domain, declared):
+        """A function must be real and finite on its domain: probed at a few points of it (a quick
+        refusal of log(z) or 1/z on the whole line, with the domain that would fit; evidence, not a
+        proof). Returns False after recording the problem."""
+        defaults = {p.symbol: p.default for p in params}
+        interval = domain_interval(domain)
+
+        def failure(points):
+            for point in points:
+                try:
+                    value = sp.N(expr.xreplace({Z: point, **defaults}), 15)
+                except (TypeError, ValueError, ZeroDivisionError, RecursionError, ArithmeticError):
+                    return point, "cannot be evaluated"
+                if value.has(sp.nan, sp.zoo, sp.oo, -sp.oo):
+                    return point, "is undefined or infinite"
+                if not value.is_number:
+                    return point, "cannot be evaluated"
+                re_im = value.as_real_imag()
+                if abs(re_im[1]) > 1e-12 * max(1, abs(re_im[0])):
+                    return point, f"is complex ({sp.sstr(value, full_prec=False)})"
+            return None
+
+        found = failure([p for p in PROBE_POINTS if interval.contains(p) is sp.true])
+        if found is None:
+            return True
+        point, why = found
+        fits = [d for d in ACTIVATION_DOMAINS[1:] if failure([p for p in PROBE_POINTS if domain_interval(d).contains(p) is sp.true]) is None]
+        hint = f"declare the domain where it is real, e.g. domain: {{z: {fits[0]}}}" if fits else f"correct the formula (domains: {', '.join(ACTIVATION_DOMAINS)})"
+        where = f"on its domain {domain}, " if declared else ""
+        self.problems.add(location, name, "expr", f"{where}f(z) {why} at z = {sp.sstr(point)} (with default parameters); {hint}")
+        return False
 
     def loss(self, name, node: Located):
         body = self._mapping(node, name, None, "fields (expr, params, ...)")

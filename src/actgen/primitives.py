@@ -245,7 +245,7 @@ class sign_select(sp.Function):  # noqa: N801
     def _latex(self, printer, exp=None):
         t, a, b = self.args
         body = r"\begin{cases} %s & %s \geq 0 \\ %s & \text{otherwise} \end{cases}" % (printer._print(a), printer._print(t), printer._print(b))
-        return r"\left(%s\right)^{%s}" % (body, printer._print(exp)) if exp is not None else r"\left(%s\right)" % body
+        return r"\left(%s\right)^{%s}" % (body, printer._print(exp)) if exp is not None else body
 
 
 class mul_exp_shared(sp.Function):  # noqa: N801
@@ -327,7 +327,29 @@ class exp_shifted(sp.Function):  # noqa: N801
         return sp.exp(z - axis_max(z))
 
 
-PRIMITIVES = (logistic, softplus, normal_cdf, xlogy, erfcx, exp_square, mul_exp, mul_exp_shared, mul_exp_square, exp_dd, mul_exp_dd, sign_select)
+class ratio(sp.Function):  # noqa: N801
+    """a / b as one division, kept apart from the factors around it: t / (c + |t|)**2 evaluated as
+    ratio(t, c + |t|) / (c + |t|), so that no intermediate power of a large |t| overflows (SymPy
+    would merge the two factors back into t (c + |t|)**-2)."""
+
+    nargs = 2
+
+    def fdiff(self, argindex=1):
+        a, b = self.args
+        return 1 / b if argindex == 1 else -a / b**2
+
+    def _eval_rewrite_as_exp(self, a, b, **kwargs):
+        return a / b
+
+    _eval_rewrite_as_elementary = _eval_rewrite_as_exp
+
+    def _latex(self, printer, exp=None):
+        a, b = self.args
+        body = r"\frac{%s}{%s}" % (printer._print(a), printer._print(b))
+        return r"\left(%s\right)^{%s}" % (body, printer._print(exp)) if exp is not None else body
+
+
+PRIMITIVES = (logistic, softplus, normal_cdf, xlogy, erfcx, exp_square, mul_exp, mul_exp_shared, mul_exp_square, exp_dd, mul_exp_dd, sign_select, ratio)
 
 
 def elementary(expr):

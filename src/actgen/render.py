@@ -74,6 +74,21 @@ def _fmt_scalar(value):
 
 
 EXAMPLE_Z = (-2.0, 0.0, 2.0)
+# docstring example inputs on each activation domain (EXAMPLE_Z on the whole line)
+# (interior points: a derivative may be infinite at a closed end, as sqrt's at 0)
+_EXAMPLE_ON = {"positive": (0.5, 1.0, 2.0), "nonnegative": (0.5, 1.0, 2.0), "negative": (-2.0, -1.0, -0.5),
+               "nonpositive": (-2.0, -1.0, -0.5), "(0, 1)": (0.25, 0.5, 0.75), "[0, 1]": (0.25, 0.5, 0.75),
+               "(-1, 1)": (-0.5, 0.0, 0.5), "[-1, 1]": (-0.5, 0.0, 0.5)}
+
+
+def example_points(act) -> tuple[float, ...]:
+    """Three example inputs for an activation's docstrings, inside its domain."""
+    return _EXAMPLE_ON.get(getattr(act, "domain", "real"), EXAMPLE_Z)
+
+
+def example_literal(act, make="np.array", dtype="") -> str:
+    """The example inputs as a literal of the target's array type, e.g. ``np.array([-2.0, 0.0, 2.0])``."""
+    return f"{make}([{', '.join(repr(v) for v in example_points(act))}]{dtype})"
 DOMAIN_SAMPLES = {
     "real": (0.0, 1.5), "positive": (0.5, 2.0), "nonnegative": (0.0, 2.0), "[0, 1]": (0.0, 1.0),
     "(0, 1)": (0.2, 0.7), "{0, 1}": (0.0, 1.0), "{-1, 1}": (-1.0, 1.0),

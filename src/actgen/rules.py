@@ -22,7 +22,7 @@ import sympy as sp
 from sympy.codegen import cfunctions
 
 from .model import Z
-from .primitives import erfcx, exp_dd, exp_square, logistic, mul_exp, mul_exp_dd, mul_exp_shared, mul_exp_square, normal_cdf, sign_select, softplus, xlogy
+from .primitives import erfcx, exp_dd, exp_square, logistic, mul_exp, mul_exp_dd, mul_exp_shared, mul_exp_square, normal_cdf, ratio, sign_select, softplus, xlogy
 from .symbolic import prove_equal
 
 a = sp.Symbol("a", real=True)
@@ -43,6 +43,9 @@ class Rule:
     proof: tuple  # ((lhs, rhs), ...) on generic symbols; each proved equal by prove_rule
     stage: str  # "raise" or "lower"
     top_down: bool = False  # try each node before its arguments (a rule that rewrites whole products)
+    # one top-down pass, not a fixpoint: for rules whose result keeps the matched form in one of
+    # its branches (a Piecewise that selects the rewritten form where it is needed)
+    once: bool = False
 
 
 def _apply_top_down(expr, rule):
@@ -81,10 +84,12 @@ def _apply_once(expr, rule):
 def apply_rules(expr, rules, fired=None, max_rounds=12):
     """Apply ``rules`` until nothing changes; the names that fired are appended to ``fired``."""
     fired = [] if fired is None else fired
-    for _ in range(max_rounds):
+    for round_ in range(max_rounds):
         any_change = False
         for rule in rules:
-            expr, did = _apply_once(expr, rule)
+            if rule.once and round_:
+                continue
+            expr, did = _apply_top_down(expr, rule) if rule.once else _apply_once(expr, rule)
             if did:
                 any_change = True
                 if rule.name not in fired:
@@ -597,7 +602,11 @@ def _softplus_log1p(e):
     # logaddexp(0, t), with the same accuracy (exp never overflows, log1p keeps the small tail)
     if isinstance(e, softplus):
         t = e.args[0]
-        return sp.Max(t, 0) + cfunctions.log1p(sp.exp(-sp.Abs(t)))
+        # max(k v, 0) = k max(v, 0) for a number k > 0: a coefficient outside (softplus(2z)/2)
+        # then meets k and cancels, so 2z is never formed (it overflows from z = 9e307)
+        k, v = t.as_coeff_Mul()
+        ramp = k * sp.Max(v, 0) if k.is_positive and k != 1 else sp.Max(t, 0)
+        return ramp + cfunctions.log1p(sp.exp(-sp.Abs(t)))
     return None
 
 
@@ -702,14 +711,135 @@ def _sqrt_radicand(rest):
 
 def _sqrt_conjugate(radicand, k, other):
     c = other / -k
-    return k * sp.expand(radicand - c**2) / (sp.sqrt(radicand) + c) if c.is_positive else None
+    if not c.is_positive:
+        return None
+    root = sp.sqrt(radicand)
+    return sp.Piecewise((k * sp.expand(radicand - c**2) / (root + c), root < 2 * c), (k * root - k * c, True))
 
 
-# k sqrt(A) - k c -> k (A - c**2) / (sqrt(A) + c) for a constant c > 0, A - c**2 expanded: where
-# sqrt(A) is near c the difference cancels (bent identity's sqrt(z**2 + 1) - 1 at small z is 0 in
-# floats); in the conjugate form the cancellation, if any, is in A - c**2, computed from the inputs
-# directly (z**2 here: none; z + 1 for sqrt(z + 2) - 1: exact near z = -1)
+# k sqrt(A) - k c -> k (A - c**2) / (sqrt(A) + c) for a constant c > 0, A - c**2 expanded, where
+# sqrt(A) < 2c: there the difference cancels (bent identity's sqrt(z**2 + 1) - 1 at small z is 0
+# in floats); in the conjugate form the cancellation, if any, is in A - c**2, computed from the
+# inputs directly (z**2 here: none; z + 1 for sqrt(z + 2) - 1: exact near z = -1). Where
+# sqrt(A) >= 2c the difference is at least c and at least half of sqrt(A), so it loses nothing,
+# while A - c**2 could overflow (z**2 beyond 1.3e154) where sqrt(A) does not (see HYPOT)
 _sqrt_complement = _pair_term_with_constant(_sqrt_radicand, _sqrt_conjugate)
+
+
+def _inputs_free(e):
+    """True when ``e`` holds no input variable: numbers and positive parameters only."""
+    return all(s.is_positive for s in e.free_symbols)
+
+
+def _root_conjugate(e):
+    # R + m sqrt(A) -> D / (m sqrt(A) - R) with D = m**2 A - R**2, and R + m / sqrt(A) ->
+    # D / ((R sqrt(A) - m) sqrt(A)) with D = R**2 A - m**2, where D is free of the inputs (and
+    # nonzero), on the inputs where the two terms have opposite signs (R m < 0): there the sum
+    # cancels (squareplus's z + sqrt(z**2 + 4) for z < 0, its derivative 1 + z / sqrt(z**2 + 4)),
+    # while the conjugate's denominator adds two terms of one sign
+    if not e.is_Add:
+        return None
+    for term in e.args:
+        for f in sp.Mul.make_args(term):
+            if not (f.is_Pow and f.exp in (sp.Rational(1, 2), sp.Rational(-1, 2)) and not _inputs_free(f.base)):
+                continue
+            A, root = f.base, sp.sqrt(f.base)
+            m = term / f
+            R = e - term
+            if R == 0 or m.has(root) or R.has(root):
+                continue
+            if f.exp > 0:
+                D = sp.expand(m**2 * A - R**2)
+                conjugate = D / (m * root - R)
+            else:
+                D = sp.expand(R**2 * A - m**2)
+                conjugate = D / ((R * root - m) * root)
+            if D == 0 or not _inputs_free(D) or not (D.is_positive or D.is_negative):
+                continue
+            return sp.Piecewise((conjugate, R * m < 0), (e, True))
+    return None
+
+
+def _grows_like(d, t):
+    """True when d / |t| tends to a positive constant as |t| grows: hypot(t, c), or c + k |t| with
+    c >= 0, k > 0 free of the inputs (the denominators of softsign-like functions)."""
+    if type(d).__name__ == "hypot":
+        return t in d.args and all(_inputs_free(a) for a in d.args if a != t)
+    if d.is_Add:
+        parts = [a for a in d.args if not _inputs_free(a)]
+        if len(parts) == 1:
+            k, rest = parts[0].as_coeff_Mul()
+            return k.is_positive and rest == sp.Abs(t) and all(_inputs_free(a) and a.is_nonnegative for a in d.args if a is not parts[0])
+    return False
+
+
+def _ratio_first(e):
+    # t**m d**-n -> ratio(t, d)**m d**(m - n) for integers 1 <= m < n, d growing like |t|: the
+    # power d**n overflows from |t| ~ 2**(1024/n) where the value, ~ t**(m - n), is representable
+    if not e.is_Mul:
+        return None
+    factors = list(e.args)
+    for i, f in enumerate(factors):
+        t, m = (f.base, f.exp) if f.is_Pow else (f, sp.Integer(1))
+        if not (m.is_Integer and m > 0) or _inputs_free(t) or isinstance(t, ratio):
+            continue
+        for j, g in enumerate(factors):
+            if j == i or not (g.is_Pow and g.exp.is_Integer and g.exp < -m):
+                continue
+            if _grows_like(g.base, t):
+                rest = [h for k_, h in enumerate(factors) if k_ not in (i, j)]
+                return sp.Mul(*rest, ratio(t, g.base) ** m, g.base ** (m + g.exp))
+    return None
+
+
+def _square_root_of(term):
+    """(a, t) with term = a t**2, a > 0 free of the inputs (numbers and positive parameters), t the
+    product of the even powers' halves; None if the term is not of that form."""
+    coeff, rest = term.as_coeff_Mul()
+    if not coeff.is_positive:
+        return None
+    scale, roots = [coeff], []
+    for f in sp.Mul.make_args(rest):
+        if f.is_Pow and f.exp.is_Integer and f.exp % 2 == 0 and not f.base.is_positive:
+            roots.append(f.base ** (f.exp / 2))
+        elif f.is_positive:
+            scale.append(f)
+        else:
+            return None
+    return (sp.Mul(*scale), sp.Mul(*roots)) if roots else None
+
+
+def _quadratic_radicand(radicand):
+    """(a, t, c) with radicand = a t**2 + c, a > 0 and c > 0 free of the inputs; else None."""
+    if not radicand.is_Add:
+        return None
+    constant = [t for t in radicand.args if t.is_positive]
+    rest = [t for t in radicand.args if not t.is_positive]
+    if not constant or len(rest) != 1:
+        return None
+    square = _square_root_of(rest[0])
+    return None if square is None else (square[0], square[1], sp.Add(*constant))
+
+
+def _hypot(e):
+    # (a t**2 + c)**(k/2) -> (sqrt(a) hypot(t, sqrt(c/a)))**k for odd k, a > 0, c > 0: t**2
+    # overflows from |t| = 1.3e154 (and underflows below 1.5e-154) where the root does not;
+    # hypot(t, d) = sqrt(t**2 + d**2) scales internally (C99 hypot, correctly rounded to < 1 ulp)
+    if not (e.is_Pow and e.exp.is_Rational and e.exp.q == 2):
+        return None
+    parts = _quadratic_radicand(e.base)
+    if parts is None:
+        return None
+    a_, t, c_ = parts
+    root = cfunctions.hypot(t, sp.sqrt(c_ / a_))
+    scaled = (root if a_ == 1 else sp.sqrt(a_) * root) ** e.exp.p
+    if abs(e.exp.p) == 1:
+        return scaled
+    # a higher power amplifies hypot's rounding k times where one pow of the radicand (rounded
+    # once) amplifies it k/2 times: the radicand where its power stays within 2**+-120, which
+    # float32 holds too (the threshold is a float32 number, so one body serves both dtypes)
+    bound = sp.Float(2.0 ** (120 // abs(e.exp.p)))
+    return sp.Piecewise((e, sp.Abs(t) < (bound if a_ == 1 else bound / sp.sqrt(a_))), (scaled, True))
 
 
 def _piecewise_max(e):
@@ -760,14 +890,41 @@ SQRT_COMPLEMENT = Rule(
     "sqrt_complement",
     "k sqrt(A) - k c = k (A - c**2) / (sqrt(A) + c) for c > 0: no cancellation where sqrt(A) is near c",
     _sqrt_complement,
-    ((sp.sqrt(x**2 + 1) - 1, x**2 / (sp.sqrt(x**2 + 1) + 1)), (x + (sp.sqrt(x**2 + 4) - 2) / 2, x + x**2 / (2 * (sp.sqrt(x**2 + 4) + 2)))),
+    tuple((lhs, _sqrt_complement(lhs)) for lhs in (sp.sqrt(x**2 + 1) - 1, x + (sp.sqrt(x**2 + 4) - 2) / 2, 3 * sp.sqrt(x + 2) - 3)),
     "lower",
+    once=True,
+)
+ROOT_CONJUGATE = Rule(
+    "root_conjugate",
+    "R + m sqrt(A) = D / (m sqrt(A) - R), D = m**2 A - R**2 (and R + m / sqrt(A) = D / ((R sqrt(A) - m) sqrt(A)), D = R**2 A - m**2), used where R m < 0 and D is a constant",
+    _root_conjugate,
+    tuple((lhs, _root_conjugate(lhs)) for lhs in (x + sp.sqrt(x**2 + 4), x / 2 + sp.sqrt(x**2 + 4) / 2, 1 + x / sp.sqrt(x**2 + u),
+                                                   sp.sqrt(x**2 + 1) - x)),
+    "lower",
+    once=True,
+)
+RATIO_FIRST = Rule(
+    "ratio_first",
+    "t**m d**-n = (t/d)**m d**(m-n) for 1 <= m < n, where d grows like |t| (hypot(t, c), c + k|t|): no overflow of d**n",
+    _ratio_first,
+    tuple((lhs, _ratio_first(lhs)) for lhs in (x / (u + sp.Abs(x)) ** 2, 3 * x * cfunctions.hypot(x, 1) ** -5, x**2 / (1 + 2 * sp.Abs(x)) ** 3)),
+    "lower",
+)
+HYPOT = Rule(
+    "hypot",
+    "(a t**2 + c)**(k/2) = (sqrt(a) hypot(t, sqrt(c/a)))**k for a, c > 0, used for |t| >= 2**(120//|k|)/sqrt(a) when |k| > 1: no overflow of t**2 where the root is finite",
+    _hypot,
+    tuple((lhs, _hypot(lhs)) for lhs in (sp.sqrt(x**2 + 1), (x**2 + 4) ** sp.Rational(-3, 2), sp.sqrt(3 * x**2 * u**2 + u),
+                                         sp.sqrt((x - b) ** 2 / u**2 + 1))),
+    "lower",
+    once=True,
 )
 SOFTPLUS_LOG1P = Rule(
     "softplus_log1p",
-    "softplus(t) = max(t, 0) + log1p(exp(-|t|))",
+    "softplus(t) = max(t, 0) + log1p(exp(-|t|)), with max(k v, 0) = k max(v, 0) for a number k > 0",
     _softplus_log1p,
-    ((softplus(u), sp.Max(u, 0) + cfunctions.log1p(sp.exp(-sp.Abs(u)))), (softplus(-u), sp.Max(-u, 0) + cfunctions.log1p(sp.exp(-sp.Abs(-u))))),
+    ((softplus(u), sp.Max(u, 0) + cfunctions.log1p(sp.exp(-sp.Abs(u)))), (softplus(-u), sp.Max(-u, 0) + cfunctions.log1p(sp.exp(-sp.Abs(-u)))),
+     (softplus(2 * u), _softplus_log1p(softplus(2 * u))), (softplus(-2 * u), _softplus_log1p(softplus(-2 * u)))),
     "lower",
 )
 SECH_SQUARED_COSH = Rule(
@@ -938,7 +1095,7 @@ SHARED_EXPONENTIAL = Rule(
 )
 
 
-LOWER = (XLOGY, PIECEWISE_MAX, CLAMP_BRANCHES, LINEAR_ROOT, SQRT_COMPLEMENT, HYPERBOLIC_SOFTPLUS, SOFTPLUS_LOG1P, NORMAL_CDF_ERFCX, EXP_SQUARE, SECH_SQUARED_COSH, LOGISTIC_PRODUCT, LOGISTIC_PAIR_SUM, LOGISTIC_RECIPROCAL, STABLE_LOGISTIC, SPLIT_EXP, COMPENSATED_EXPONENT, SHARED_EXPONENTIAL)
+LOWER = (XLOGY, PIECEWISE_MAX, CLAMP_BRANCHES, LINEAR_ROOT, SQRT_COMPLEMENT, ROOT_CONJUGATE, HYPOT, RATIO_FIRST, HYPERBOLIC_SOFTPLUS, SOFTPLUS_LOG1P, NORMAL_CDF_ERFCX, EXP_SQUARE, SECH_SQUARED_COSH, LOGISTIC_PRODUCT, LOGISTIC_PAIR_SUM, LOGISTIC_RECIPROCAL, STABLE_LOGISTIC, SPLIT_EXP, COMPENSATED_EXPONENT, SHARED_EXPONENTIAL)
 
 
 def lower(expr, fired=None):
@@ -947,6 +1104,9 @@ def lower(expr, fired=None):
     # branches are clamped before primitives are expanded, so the expansions stay untouched
     expr = apply_rules(expr, (XLOGY, PIECEWISE_MAX, CLAMP_BRANCHES), fired)
     expr = apply_rules(expr, (LINEAR_ROOT, SQRT_COMPLEMENT), fired)
+    expr = apply_rules(expr, (ROOT_CONJUGATE,), fired)
+    expr = apply_rules(expr, (HYPOT,), fired)
+    expr = apply_rules(expr, (RATIO_FIRST,), fired)
     expr = apply_rules(expr, (HYPERBOLIC_SOFTPLUS,), fired)
     expr = apply_rules(expr, (SOFTPLUS_LOG1P,), fired)
     expr = apply_rules(expr, (NORMAL_CDF_ERFCX,), fired)

@@ -90,6 +90,9 @@ class ActgenJaxPrinter(ActgenTorchPrinter):
     def _print_log1p(self, expr):
         return f"jnp.log1p({self._print(expr.args[0])})"
 
+    def _print_hypot(self, expr):
+        return f"jnp.hypot({self._print(expr.args[0])}, {self._print(expr.args[1])})"
+
     def _print_normal_cdf(self, expr):
         return f"jsp.ndtr({self._print(expr.args[0])})"
 

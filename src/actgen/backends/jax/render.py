@@ -23,7 +23,7 @@ from ...derive import derive_vector_jvp
 from ...pipeline import Derived, Entry
 from ...primitives import erfcx_taylor_table
 from ...printing import COL, ROW, latex, to_array
-from ...render import EXAMPLE_Z, _class_axis_stable, _computed_as, _conventions, _defaults, _exact, _math, environment, header
+from ...render import example_literal, example_points, _class_axis_stable, _computed_as, _conventions, _defaults, _exact, _math, environment, header
 from ..numpy.render import _table_view
 from ..torch.render import Body, Public, _kw_only, _rules
 from ..torch.render import _body as _torch_body
@@ -75,7 +75,6 @@ def _param_doc(params):
 
 Z_DOC = ("    z: array of inputs (any shape and floating dtype; float16/bfloat16 are computed in float32 and rounded once;",
          "        integers become JAX's default floating dtype).")
-EXAMPLE = "jnp.array([-2.0, 0.0, 2.0], dtype=jnp.float32)"
 
 
 # -- elementwise activations -----------------------------------------------------------------------
@@ -120,12 +119,12 @@ def activation_group(entry: Entry, act: M.Activation) -> Group:
     args_doc = ("", "Args:") + Z_DOC + _param_doc(P)
 
     def public(name, summary, label, d, fn_call, aliases=(), extra=()):
-        values = [_exact(d.expr if d is not fwd else act.expr, {M.Z: sp.Float(v), **defaults}) for v in EXAMPLE_Z]
+        values = [_exact(d.expr if d is not fwd else act.expr, {M.Z: sp.Float(v), **defaults}) for v in example_points(act)]
         return Public(
             name, "z" + _kw_only(P), summary,
             _math(label, d.expr if d is not fwd else act.expr) + _rules(d.rules, body=next(b for b in bodies if b.name == fn_call[1])) + extra + args_doc
             + ("", "Returns:", "    An array of z's shape (broadcast with the parameters') and dtype.", "", "Example:",
-               f"    >>> [round(v, 6) + 0.0 for v in {name}({EXAMPLE}).tolist()]", f"    {_values(values)}"),
+               f"    >>> [round(v, 6) + 0.0 for v in {name}({example_literal(act, 'jnp.array', ', dtype=jnp.float32')}).tolist()]", f"    {_values(values)}"),
             ("z, _dtype = _working(z)", f"return _result({fn_call[0]}, _dtype)"), aliases,
         )
 

@@ -165,6 +165,13 @@ class ActgenNumPyPrinter(NumPyPrinter):
     def _print_log1p(self, expr):
         return f"np.log1p({self._print(expr.args[0])})"
 
+    def _print_ratio(self, expr):
+        a, b = expr.args
+        return f"({self.parenthesize(a, PRECEDENCE['Mul'])}/{self.parenthesize(b, PRECEDENCE['Mul'] + 1)})"
+
+    def _print_hypot(self, expr):
+        return f"{self._module_format('numpy.hypot')}({self._print(expr.args[0])}, {self._print(expr.args[1])})"
+
     def _print_softplus(self, expr):
         return f"np.logaddexp(0, {self._print(expr.args[0])})"
 
@@ -403,6 +410,10 @@ class _InPlace:
         if fn is not None:
             arg, owned = self.gen(e.args[0])
             return self._call(fn, (arg,), arg if owned else None, e), True
+        if type(e).__name__ in ("hypot", "ratio"):
+            (a, ao), (b, bo) = self.gen(e.args[0]), self.gen(e.args[1])
+            fn = "hypot" if type(e).__name__ == "hypot" else "divide"
+            return self._call(fn, (a, b), self._target(e, (a, ao), (b, bo)), e), True
         if isinstance(e, (sp.Max, sp.Min)) and len(e.args) == 2:
             (a, ao), (b, bo) = self.gen(e.args[0]), self.gen(e.args[1])
             fn = "maximum" if isinstance(e, sp.Max) else "minimum"

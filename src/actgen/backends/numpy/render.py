@@ -17,9 +17,9 @@ from ...derive import Y_OUT
 from ...pipeline import Derived, Entry
 from ...primitives import axis_max, erfcx_taylor_table, exp_shifted
 from ...printing import COL, ROW, Emitted, latex, to_array
-from ...render import (ARRAYS, EXAMPLE_Z, MAX_UNSHIFTED_DEGREE, UNSHIFTED_BOUND, _class_axis_stable, _computed_as, _conventions,
+from ...render import (ARRAYS, MAX_UNSHIFTED_DEGREE, UNSHIFTED_BOUND, _class_axis_stable, _computed_as, _conventions,
                        _defaults, _exact, _fmt_array, _fmt_scalar, _kw_sig, _loss_conventions, _math, _param_sig, environment,
-                       exp_degree, header, loss_examples)
+                       example_literal, example_points, exp_degree, header, loss_examples)
 from .printer import ActgenNumPyPrinter, emit, emit_inplace
 
 
@@ -49,10 +49,10 @@ def activation_views(entry: Entry, act: M.Activation) -> list[FunctionView]:
     kw = _kw_sig(act.params)
     defaults = _defaults(act.params)
     conv = _conventions(act.expr, grad.expr, act.params)
-    example_in = "np.array([-2.0, 0.0, 2.0])"
-    forward_values = [_exact(act.expr, {M.Z: sp.Float(v), **defaults}) for v in EXAMPLE_Z]
-    grad_values = [_exact(grad.raw if not grad.raw.has(sp.Heaviside, sp.DiracDelta) else grad.expr, {M.Z: sp.Float(v), **defaults}) for v in EXAMPLE_Z]
-    grad_values = [_exact(grad.expr, {M.Z: sp.Float(v), **defaults}) for v in EXAMPLE_Z]
+    example_in = example_literal(act)
+    points = example_points(act)
+    forward_values = [_exact(act.expr, {M.Z: sp.Float(v), **defaults}) for v in points]
+    grad_values = [_exact(grad.expr, {M.Z: sp.Float(v), **defaults}) for v in points]
     param_doc = tuple(f"{p.name}: parameter (default {p.default_float!r})." for p in act.params)
     common_args = ("", "Args:", "    z: array of inputs (any shape; float32 in, float32 out, computed in float64; integers become float64).") + tuple("    " + d for d in param_doc)
     views.append(FunctionView(
@@ -71,7 +71,7 @@ def activation_views(entry: Entry, act: M.Activation) -> list[FunctionView]:
     ))
     grad2 = entry.get("grad2")
     if grad2 is not None:
-        grad2_values = [_exact(grad2.expr, {M.Z: sp.Float(v), **defaults}) for v in EXAMPLE_Z]
+        grad2_values = [_exact(grad2.expr, {M.Z: sp.Float(v), **defaults}) for v in points]
         views.append(FunctionView(
             grad2.name, "z" + kw,
             f"Second derivative of {act.name} with respect to z, elementwise.",
@@ -84,7 +84,7 @@ def activation_views(entry: Entry, act: M.Activation) -> list[FunctionView]:
     for d in entry.derivations:
         if d.kind == "grad_param":
             p = next(p for p in act.params if p.name == d.wrt)
-            values = [_exact(d.expr, {M.Z: sp.Float(v), **defaults}) for v in EXAMPLE_Z]
+            values = [_exact(d.expr, {M.Z: sp.Float(v), **defaults}) for v in points]
             views.append(FunctionView(
                 d.name, "z" + kw,
                 f"Derivative of {act.name} with respect to its parameter {p.name}, elementwise.",

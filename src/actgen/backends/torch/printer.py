@@ -115,6 +115,11 @@ class ActgenTorchPrinter(ActgenNumPyPrinter):
     def _print_log1p(self, expr):
         return f"torch.log1p({self._print(expr.args[0])})"
 
+    def _print_hypot(self, expr):
+        # torch.hypot takes two tensors: a number becomes a 0-d tensor of the input's dtype
+        args = [self._print(a) if a.free_symbols else f"_scalar({self._print(a)}, {self.like})" for a in expr.args]
+        return f"torch.hypot({args[0]}, {args[1]})"
+
     def _print_softplus(self, expr):
         return f"_softplus({self._print(expr.args[0])})"
 

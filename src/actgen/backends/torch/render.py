@@ -22,7 +22,7 @@ from ...derive import Y_OUT
 from ...pipeline import Derived, Entry
 from ...primitives import axis_max, erfcx_taylor_table, exp_shifted
 from ...printing import COL, ROW, Emitted, latex, to_array
-from ...render import (EXAMPLE_Z, _class_axis_stable, _computed_as, _conventions, _defaults, _exact, _math,
+from ...render import (example_literal, example_points, _class_axis_stable, _computed_as, _conventions, _defaults, _exact, _math,
                        environment, header)
 from ..numpy.render import _table_view
 from .printer import ActgenTorchPrinter, emit
@@ -235,12 +235,12 @@ def activation_group(entry: Entry, act: M.Activation) -> Group:
     defaults = _defaults(P)
     call = ", ".join(["z"] + [f"_param({p.name}, z)" for p in P])
     prologue = ("z, _dtype = _working(z)",)
-    example = "torch.tensor([-2.0, 0.0, 2.0], dtype=torch.float64)"
+    example = example_literal(act, "torch.tensor", ", dtype=torch.float64")
     conv = _conventions(act.expr, first["z"].expr, P)
     args_doc = ("", "Args:") + Z_DOC + _param_doc(P)
 
     def public(name, summary, label, d, fn_call, aliases=(), extra=()):
-        values = [_exact(d.expr if d is not fwd else act.expr, {M.Z: sp.Float(v), **defaults}) for v in EXAMPLE_Z]
+        values = [_exact(d.expr if d is not fwd else act.expr, {M.Z: sp.Float(v), **defaults}) for v in example_points(act)]
         return Public(
             name, "z" + _kw_only(P), summary,
             _math(label, d.expr if d is not fwd else act.expr) + _rules(d.rules, body=next(b for b in bodies if b.name == fn_call[1])) + extra + args_doc
