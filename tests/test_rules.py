@@ -161,9 +161,32 @@ FIRES = {
         (sp.exp(sp.sqrt(2) * z**3), primitives.exp_dd(sp.sqrt(2) * z**3)),
         (mul_exp(z, sp.Min(0, sp.Rational(17, 10) * z)), primitives.mul_exp_dd(z, sp.Min(0, sp.Rational(17, 10) * z))),
     ],
+    # the conjugate where the root is near c (it cancels there), the direct form beyond (the
+    # conjugate's numerator would overflow first)
     "sqrt_complement": [
-        (sp.sqrt(z**2 + 1) - 1, z**2 / (sp.sqrt(z**2 + 1) + 1)),
-        (w + (sp.sqrt(z + 2) - 1) / 2, w + (z / 2 + sp.Rational(1, 2)) / (sp.sqrt(z + 2) + 1)),
+        (sp.sqrt(z**2 + 1) - 1,
+         sp.Piecewise((z**2 / (sp.sqrt(z**2 + 1) + 1), sp.sqrt(z**2 + 1) < 2), (sp.sqrt(z**2 + 1) - 1, True))),
+        (w + (sp.sqrt(z + 3) - 1) / 2,
+         w + sp.Piecewise(((z / 2 + 1) / (sp.sqrt(z + 3) + 1), sp.sqrt(z + 3) < 2),
+                          (sp.sqrt(z + 3) / 2 - sp.Rational(1, 2), True))),
+    ],
+    # R + m sqrt(A) with R**2 - m**2 A constant: the conjugate on the side where the terms cancel
+    "root_conjugate": [
+        (z - sp.sqrt(z**2 + 1), sp.Piecewise((1 / (-z - sp.sqrt(z**2 + 1)), z > 0), (z - sp.sqrt(z**2 + 1), True))),
+        (-z + sp.sqrt(z**2 + 4), sp.Piecewise((4 / (z + sp.sqrt(z**2 + 4)), z > 0), (-z + sp.sqrt(z**2 + 4), True))),
+    ],
+    # (a t**2 + c)**(k/2) as a hypotenuse (no overflow of t**2); |k| > 1 keeps the direct power
+    # where it cannot overflow
+    "hypot": [
+        (sp.sqrt(z**2 + 1), cfunctions.hypot(z, 1)),
+        (sp.sqrt(4 * z**2 + 9), 2 * cfunctions.hypot(z, sp.Rational(3, 2))),
+        ((z**2 + 1) ** sp.Rational(-3, 2),
+         sp.Piecewise(((z**2 + 1) ** sp.Rational(-3, 2), sp.Abs(z) < 2.0**40), (cfunctions.hypot(z, 1) ** -3, True))),
+    ],
+    # t**m / d**n with d ~ |t|: the ratio first, bounded by 1, so neither power overflows
+    "ratio_first": [
+        (z**2 / (sp.Abs(z) + 1) ** 3, primitives.ratio(z, sp.Abs(z) + 1) ** 2 / (sp.Abs(z) + 1)),
+        (z**3 / cfunctions.hypot(z, 1) ** 5, primitives.ratio(z, cfunctions.hypot(z, 1)) ** 3 / cfunctions.hypot(z, 1) ** 2),
     ],
     "linear_root": [
         (z / 6 + sp.Rational(1, 2), sp.Mul(sp.Rational(1, 6), z + 3, evaluate=False)),
@@ -183,6 +206,8 @@ FIRES = {
     "softplus_log1p": [
         (softplus(z), sp.Max(z, 0) + cfunctions.log1p(sp.exp(-sp.Abs(z)))),
         (2 * softplus(-z), 2 * sp.Max(-z, 0) + 2 * cfunctions.log1p(sp.exp(-sp.Abs(z)))),
+        # a positive coefficient comes out of the max: 2z never overflows where z does not
+        (softplus(2 * z) / 2, sp.Max(z, 0) + cfunctions.log1p(sp.exp(-2 * sp.Abs(z))) / 2),
     ],
     "logistic_reciprocal": [
         (logistic(z), 1 / (1 + sp.exp(-z))),
@@ -244,6 +269,12 @@ LEFT_ALONE = {
     # exact exponents (min, |.|, a power-of-two scale), another variable, a sum of exact terms
     "compensated_exponent": [sp.exp(-sp.Abs(z)), sp.exp(sp.Min(z, 0)), sp.exp(z / 2), sp.exp(sp.pi * w), sp.exp(z - 1), mul_exp(z, -2 * sp.Max(z, 0))],
     # same signs (no cancellation), no constant term, a cube root
+    # no constant conjugate product (w), a coefficient that does not cancel the linear term
+    "root_conjugate": [z + sp.sqrt(z**2 + w), 2 * z - sp.sqrt(z**2 + 1), z - sp.sqrt(z + 1)],
+    # not a square plus a positive constant
+    "hypot": [sp.sqrt(z + 1), sp.sqrt(z**2 + w), sp.sqrt(z**2 - 1)],
+    # t/d is already a bounded ratio; d not of the size of |t|
+    "ratio_first": [z / cfunctions.hypot(z, 1), z * sp.exp(z), z / (z**2 + 1), z**2 / (sp.exp(z) + 1) ** 3],
     "sqrt_complement": [sp.sqrt(z**2 + 1) + 1, z / sp.sqrt(z**2 + 1), sp.sqrt(z**2 + 1) - w, sp.cbrt(z) - 1],
     # c a power of two (c z exact), a root that is not an exact float, c = 1, three terms
     "linear_root": [z / 2 + sp.Rational(1, 2), z / 3 - sp.Rational(1, 7), z + 3, z / 6 + w + 1],

@@ -36,10 +36,18 @@ CASES = [
     ("unknown_variable", A.format("z + x"), EXPR + "unknown name 'x'; the names in scope are E, pi, z"),
     ("learnable_not_a_parameter", "activations:\n  foo:\n    expr: alpha * z\n    params: {alpha: 1.0}\n    learnable: [beta]\n", "bad.yaml:5: entry 'foo'.learnable: 'beta' is not a parameter of 'foo'; name one of its parameters: alpha"),
     ("learnable_not_a_list", "activations:\n  foo:\n    expr: alpha * z\n    params: {alpha: 1.0}\n    learnable: alpha\n", "bad.yaml:5: entry 'foo'.learnable: expected a list of parameter names; write it as [alpha]"),
-    ("unknown_key", "activations:\n  foo:\n    expr: z\n    tittle: Foo\n", "bad.yaml:4: entry 'foo': unknown key 'tittle'; did you mean 'title'? The allowed keys are expr, params, title, use, pros, cons, layer, aliases, learnable"),
+    ("unknown_key", "activations:\n  foo:\n    expr: z\n    tittle: Foo\n", "bad.yaml:4: entry 'foo': unknown key 'tittle'; did you mean 'title'? The allowed keys are expr, params, title, use, pros, cons, layer, aliases, learnable, domain"),
     ("unknown_section", "activation:\n  foo:\n    expr: z\n", "bad.yaml:1: unknown section 'activation'; did you mean 'activations'? The sections are activations, losses, tasks, identities"),
     ("task_unknown_loss", "activations:\n  lin:\n    expr: z\ntasks:\n  t:\n    output: lin\n    loss: msee\n", "bad.yaml:5: entry 't'.loss: unknown loss 'msee'; declare it under losses or name a declared one"),
     ("task_unknown_output_suggested", "activations:\n  sigmoid:\n    expr: 1 / (1 + exp(-z))\nlosses:\n  mse:\n    expr: (y - y_hat)**2\ntasks:\n  t:\n    output: sigmod\n    loss: mse\n", "bad.yaml:8: entry 't'.output: unknown activation 'sigmod'; did you mean 'sigmoid'?; declare it under activations or name a declared one"),
+    # -- partial functions: a function must be real on its (declared) domain -------------------
+    ("log_without_domain", A.format("log(z)"), EXPR + "f(z) is complex (2.30258509299405 + 3.14159265358979*I) at z = -10 (with default parameters); declare the domain where it is real, e.g. domain: {z: positive}"),
+    ("reciprocal_without_domain", A.format("1/z"), EXPR + "f(z) is undefined or infinite at z = 0 (with default parameters); declare the domain where it is real, e.g. domain: {z: positive}"),
+    ("sqrt_on_too_wide_a_domain", A.format("sqrt(z)") + "    domain: {z: \"[-1, 1]\"}\n", EXPR + "on its domain [-1, 1], f(z) is complex (1.0*I) at z = -1 (with default parameters); declare the domain where it is real, e.g. domain: {z: nonnegative}"),
+    ("unknown_domain", A.format("sqrt(z)") + "    domain: {z: positve}\n", "bad.yaml:4: entry 'foo'.domain.z: unknown domain 'positve'; use one of real, positive, nonnegative, negative, nonpositive, (0, 1), [0, 1], (-1, 1), [-1, 1]"),
+    ("domain_not_a_mapping", A.format("log(z)") + "    domain: positive\n", "bad.yaml:4: entry 'foo'.domain: expected a mapping from z to a domain; write it as {z: positive} (domains: real, positive, nonnegative, negative, nonpositive, (0, 1), [0, 1], (-1, 1), [-1, 1])"),
+    ("domain_of_another_variable", A.format("log(z)") + "    domain: {z: positive, w: real}\n", "bad.yaml:4: entry 'foo'.domain: unknown variable 'w'; an activation's variable is z, e.g. domain: {z: positive}"),
+    ("domain_on_class_axis", A.format("exp(z[i])/Sum(exp(z[j]), (j, 1, K))") + "    domain: {z: positive}\n", "bad.yaml:4: entry 'foo'.domain: a class-axis function is defined for all real logits; remove 'domain'"),
     # -- injection attempts ------------------------------------------------------------------
     ("attribute_access", A.format("z.__class__"), EXPR + f"attribute access 'z.__class__' is not allowed in an expression; {ALLOWED}"),
     ("import_os_system", A.format("__import__('os').system('touch /tmp/pwned')"), EXPR + f"attribute access '__import__('os').system' is not allowed in an expression; {ALLOWED}"),
@@ -109,7 +117,7 @@ CASES = [
     ("several_problems_at_once", "activations:\n  foo:\n    expr: tnah(z)\n  bar:\n    expr: z + x\n    colour: red\n", "\n".join([
         EXPR + f"unknown function 'tnah'; did you mean 'tanh'? The known functions are {FUNCS}",
         "bad.yaml:5: entry 'bar'.expr: unknown name 'x'; the names in scope are E, pi, z",
-        "bad.yaml:6: entry 'bar': unknown key 'colour'; the allowed keys are expr, params, title, use, pros, cons, layer, aliases, learnable",
+        "bad.yaml:6: entry 'bar': unknown key 'colour'; the allowed keys are expr, params, title, use, pros, cons, layer, aliases, learnable, domain",
     ])),
 ]
 

@@ -234,3 +234,82 @@ def test_users_torch_functions_meet_the_accuracy_target(built, user_torch):
     spec = built.parent / "my.yaml"
     derived = derive_all(load_spec(str(spec)))
     _check_rows([dataclasses.asdict(m) for m in A.measure_all(derived, tt, backend="torch")])
+
+
+# -- partial functions and steps: a declared domain, sign and Heaviside ------------------------------
+
+DOMAIN_SPEC = """\
+activations:
+  log_act:
+    expr: log(z)
+    domain: {z: positive}
+  root:
+    expr: sqrt(z)
+    domain: {z: nonnegative}
+  log1p_unit:
+    expr: log(1 + z)
+    domain: {z: "(0, 1)"}
+  step:
+    expr: Heaviside(z)
+  half_abs:
+    expr: z*sign(z)/2
+"""
+
+
+@pytest.fixture(scope="module")
+def domain_built(tmp_path_factory):
+    work = tmp_path_factory.mktemp("domain")
+    (work / "d.yaml").write_text(DOMAIN_SPEC, encoding="utf-8")
+    assert main(["build", "--spec", str(work / "d.yaml"), "--out", str(work / "o"), "--package", "dom", "--quiet", "--target", "numpy"]) == 0
+    import importlib
+
+    sys.path.insert(0, str(work / "o"))
+    try:
+        return work, importlib.import_module("dom")
+    finally:
+        sys.path.remove(str(work / "o"))
+
+
+def test_partial_functions_are_nan_outside_their_domain(domain_built):
+    """On its domain a partial function is the formula; outside it NaN (as NumPy's own log and
+    sqrt), with no warning; the derivatives likewise."""
+    _, dom = domain_built
+    z = np.array([-3.0, -1e-300, 0.0, 1e-300, 0.25, 0.75, 1.0, 4.0])
+    with np.errstate(all="raise"):
+        got = {n + s: getattr(dom, n + s)(z) for n in ("log_act", "root", "log1p_unit") for s in ("", "_grad", "_grad2")}
+    inside = {"log_act": z > 0, "root": z >= 0, "log1p_unit": (z > 0) & (z < 1)}
+    for name, mask in inside.items():
+        for s in ("", "_grad", "_grad2"):
+            assert np.isnan(got[name + s][~mask]).all(), (name + s, got[name + s])
+            assert not np.isnan(got[name + s][mask]).any(), (name + s, got[name + s])
+    np.testing.assert_allclose(got["log_act"][z > 0], np.log(z[z > 0]), rtol=1e-15)
+    np.testing.assert_allclose(got["root_grad"][z > 0], 0.5 / np.sqrt(z[z > 0]), rtol=1e-15)
+    assert got["root_grad"][2] == np.inf  # the one-sided derivative at the closed end
+    np.testing.assert_allclose(got["log1p_unit_grad"][inside["log1p_unit"]], 1 / (1 + z[inside["log1p_unit"]]), rtol=1e-15)
+
+
+def test_steps_follow_the_branch_convention(domain_built):
+    """Heaviside(0) = 1/2 (SymPy's convention); the derivative of a step or of sign is 0 everywhere
+    (a jump's Dirac delta is not a function value)."""
+    _, dom = domain_built
+    z = np.array([-2.0, -1e-300, 0.0, 1e-300, 3.0])
+    np.testing.assert_array_equal(dom.step(z), [0.0, 0.0, 0.5, 1.0, 1.0])
+    np.testing.assert_array_equal(dom.step_grad(z), np.zeros(5))
+    np.testing.assert_array_equal(dom.half_abs(z), np.abs(z) / 2)
+    np.testing.assert_array_equal(dom.half_abs_grad(z), np.sign(z) / 2)
+
+
+def test_partial_functions_meet_the_accuracy_target(domain_built):
+    """mpmath over each function's domain (the accuracy inputs filtered to the domain, plus its
+    ends and interior points): within 4 ulp."""
+    from actgen import accuracy as A
+    from actgen.model import load_spec
+    from actgen.pipeline import derive_all
+
+    import dataclasses
+
+    work, dom = domain_built
+    derived = derive_all(load_spec(str(work / "d.yaml")))
+    rows = [dataclasses.asdict(m) for m in A.measure_all(derived, dom)]
+    assert {r["name"] for r in rows} >= {"log_act", "root_grad", "log1p_unit_grad2", "step", "half_abs_grad"}
+    _check_rows(rows)

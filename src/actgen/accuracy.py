@@ -197,10 +197,15 @@ def ulp_error(got: float, true, dtype=np.float64):
     err = abs(mpmath.mpf(got) - true)
     if abs(true) < tiny:
         return 0.0 if err <= tiny else float(err / tiny)
-    magnitude = np.abs(rounded)
-    # the spacing above the largest float is infinite: use the one below it
-    spacing = float(np.spacing(magnitude) if magnitude < info.max else magnitude - np.nextafter(magnitude, dtype(0)))
-    return float(err / spacing)
+    return float(err / _spacing(np.abs(rounded), dtype))
+
+
+def _spacing(magnitude, dtype):
+    """One ulp at a finite ``magnitude`` of ``dtype``; the spacing above the largest float is
+    infinite, so there the one below it."""
+    info = np.finfo(dtype)
+    magnitude = dtype(min(float(magnitude), float(info.max)))
+    return float(np.spacing(magnitude) if magnitude < info.max else magnitude - np.nextafter(magnitude, dtype(0)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -292,7 +297,7 @@ def measure(name, fn, ref_expr, var, params=(), dtype=np.float64, inputs=None, k
                     scale = max(abs(_eval(t, env)) for t in active)
                 scale_rounded = abs(float(scale))
                 if scale_rounded > abs(float(true)) and 0 < scale_rounded <= float(largest):
-                    term_err = float(abs(mpmath.mpf(gi) - true) / float(np.spacing(dtype(scale_rounded))))
+                    term_err = float(abs(mpmath.mpf(gi) - true) / _spacing(scale_rounded, dtype))
             except (ReferenceError_, ZeroDivisionError, ValueError, OverflowError):
                 pass
         if term_err > worst_t:

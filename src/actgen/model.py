@@ -341,6 +341,7 @@ class _Builder:
             if var != "z":
                 self.problems.add(dnode.location, name, "domain", f"unknown variable '{var}'; an activation's variable is z, e.g. domain: {{z: positive}}")
                 return None
+        for var, dnode in mapping.items():
             if vector:
                 self.problems.add(dnode.location, name, "domain", "a class-axis function is defined for all real logits; remove 'domain'")
                 return None
@@ -355,6 +356,8 @@ class _Builder:
         refusal of log(z) or 1/z on the whole line, with the domain that would fit; evidence, not a
         proof). Returns False after recording the problem."""
         defaults = {p.symbol: p.default for p in params}
+        if not expr.free_symbols <= {Z, *defaults}:
+            return True  # a rejected parameter: its own problem is reported, nothing to probe
         interval = domain_interval(domain)
 
         def failure(points):
@@ -376,7 +379,9 @@ class _Builder:
         if found is None:
             return True
         point, why = found
-        fits = [d for d in ACTIVATION_DOMAINS[1:] if failure([p for p in PROBE_POINTS if domain_interval(d).contains(p) is sp.true]) is None]
+        # the widest domain that fits: a closed one before the open one inside it
+        widest_first = sorted(ACTIVATION_DOMAINS[1:], key=lambda d: (-float(domain_interval(d).measure), d.startswith("(") or d in ("positive", "negative")))
+        fits = [d for d in widest_first if failure([p for p in PROBE_POINTS if domain_interval(d).contains(p) is sp.true]) is None]
         hint = f"declare the domain where it is real, e.g. domain: {{z: {fits[0]}}}" if fits else f"correct the formula (domains: {', '.join(ACTIVATION_DOMAINS)})"
         where = f"on its domain {domain}, " if declared else ""
         self.problems.add(location, name, "expr", f"{where}f(z) {why} at z = {sp.sstr(point)} (with default parameters); {hint}")
