@@ -439,6 +439,23 @@ def test_max_shift_on_softmax_is_proved_and_applied():
     assert shifted == sp.exp(zb[i] - Mx) / sp.Sum(sp.exp(zb[j] - Mx), (j, 1, K))
 
 
+def test_max_shift_uses_the_min_for_negative_weights():
+    """softmin's exp(-z): the shift by the max would make every exponent >= 0 (overflow); by the
+    min every exponent -(z - min) is <= 0. Mixed signs (exp(z_i - z_j)) are not shifted."""
+    zb = sp.IndexedBase("z")
+    i, j = sp.symbols("i j", integer=True)
+    K = sp.Symbol("K", integer=True, positive=True)
+    Mx, Mn = sp.Symbol("M", real=True), sp.Symbol("m", real=True)
+    softmin = sp.exp(-zb[i]) / sp.Sum(sp.exp(-zb[j]), (j, 1, K))
+    shifted, ok = rules.max_shift(softmin, zb, Mx, Mn)
+    assert ok and shifted == sp.exp(Mn - zb[i]) / sp.Sum(sp.exp(Mn - zb[j]), (j, 1, K))
+    assert rules.max_shift(softmin, zb, Mx) == (softmin, False)  # no min given: left alone
+    lse, ok = rules.logsumexp(sp.log(sp.Sum(sp.exp(-zb[j]), (j, 1, K))), zb, Mx, Mn)
+    assert ok and lse == -Mn + sp.log(sp.Sum(sp.exp(Mn - zb[j]), (j, 1, K)))
+    mixed = sp.exp(zb[i] - 2 * zb[i]) + sp.exp(zb[i])
+    assert rules.max_shift(mixed, zb, Mx, Mn) == (mixed, False)
+
+
 def test_exp_degree_bounds_the_unshifted_bodies():
     """render.exp_degree: the total weight of exponentials in any product, which decides whether a
     class-axis body may run without its max shift (M = 0) for |z| <= 64."""

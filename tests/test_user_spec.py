@@ -253,6 +253,8 @@ activations:
     expr: Heaviside(z)
   half_abs:
     expr: z*sign(z)/2
+  softmin:
+    expr: exp(-z[i])/Sum(exp(-z[j]), (j, 1, K))
 """
 
 
@@ -313,3 +315,15 @@ def test_partial_functions_meet_the_accuracy_target(domain_built):
     rows = [dataclasses.asdict(m) for m in A.measure_all(derived, dom)]
     assert {r["name"] for r in rows} >= {"log_act", "root_grad", "log1p_unit_grad2", "step", "half_abs_grad"}
     _check_rows(rows)
+
+
+def test_softmin_shifts_by_the_min(domain_built, ag):
+    """exp(-z) has weight -1: the shift is the min of z (exp(min z - z) <= 1), so softmin neither
+    overflows nor divides inf by inf at +-1000, and equals softmax(-z)."""
+    _, dom = domain_built
+    z = np.array([[-1000.0, 0.0, 1000.0], [1.0, 2.0, 3.0], [1e300, -1e300, 0.0]])
+    with np.errstate(all="raise"):
+        got = dom.softmin(z)
+    np.testing.assert_array_max_ulp(got, ag.softmax(-z), maxulp=2)
+    np.testing.assert_allclose(dom.softmin_vjp(z, np.ones_like(z)), 0.0, atol=1e-16)
+    assert dom.softmin(np.array(5.0)) == 1.0 and dom.softmin(np.zeros((2, 0))).shape == (2, 0)

@@ -24,6 +24,7 @@ import sympy as sp
 
 from . import model as M
 from .primitives import elementary
+from .derive import Y_OUT
 
 PREC_START = 1200
 PREC_MAX = 40000
@@ -322,6 +323,7 @@ class Target:
     terms: sp.Expr  # the expression whose expanded terms give the cancellation scale
     call: object  # how to call the generated function with the varying input
     domain: str = "real"  # the activation's domain: inputs outside it are not measured
+    inputs: object = None  # the points measured (default: the grid)
 
 
 def _torch_call(fn):
@@ -369,6 +371,13 @@ def targets(derived, package, backend="numpy"):
             ref = act.expr if d.kind == "forward" else d.raw
             fn = wrap(getattr(package, d.name))
             out.append(Target(d.name, d.name, ref, M.Z, act.params, d.expr, fn, act.domain))
+        of = entry.get("grad_from_output")
+        if of is not None and hasattr(package, of.name):
+            # g(y) at the outputs y = f(z) the package itself gives over the grid, against the
+            # proved output form evaluated in mpmath (its printed, factored form is what is measured)
+            with np.errstate(all="ignore"):
+                ys = np.asarray(getattr(package, act.name)(grid()), dtype=np.float64)
+            out.append(Target(of.name, of.name, of.expr, Y_OUT, act.params, sp.expand(of.expr), wrap(getattr(package, of.name)), inputs=ys))
     for entry in derived.heads:
         loss = spec.loss(entry.loss)
         if loss.class_axis:
@@ -391,7 +400,7 @@ def measure_all(derived, package, dtypes=(np.float64, np.float32), backend="nump
     results = []
     for t in targets(derived, package, backend):
         for dt in dtypes:
-            m = measure(t.label, t.call, t.reference, t.var, t.params, dtype=dt, terms_expr=t.terms, domain=t.domain)
+            m = measure(t.label, t.call, t.reference, t.var, t.params, dtype=dt, inputs=t.inputs, terms_expr=t.terms, domain=t.domain)
             results.append(dataclasses.replace(m, backend=backend))
     return results
 

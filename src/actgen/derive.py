@@ -166,8 +166,22 @@ def _output_form(f, fprime, raw):
             continue
         ok, _ = prove_equal(g.xreplace({Y_OUT: f}), fprime)
         if ok:
-            return g
+            return factored_at_roots(g)
     return None
+
+
+def factored_at_roots(g):
+    """A polynomial in the output y as the product of its factors when each is linear: y (1 - y)
+    rather than y - y**2, (1 - y)(1 + y) rather than 1 - y**2. Near a root the expanded form
+    subtracts nearly equal terms (sigmoid's output near 1, tanh's near +-1); each linear factor is
+    exact there, so the product keeps its relative accuracy. sp.factor is an identity."""
+    if not g.is_polynomial(Y_OUT) or sp.degree(g, Y_OUT) < 2:
+        return g
+    product = sp.factor(g, Y_OUT)
+    factors = sp.Mul.make_args(product)
+    if all(sp.degree(b, Y_OUT) <= 1 for b in (f.base if f.is_Pow else f for f in factors) if b.has(Y_OUT)):
+        return product
+    return g
 
 
 MAX_SOLVE_OPS = 10  # SymPy's solve on larger expressions can run for minutes (gelu_tanh)

@@ -45,11 +45,12 @@ def to_array(expr, free=None):
         if isinstance(e, sp.Sum):
             (j, lo, hi), = e.limits
             return axis_sum(convert(e.function, bound | {j}))
-        if e == Z_MAX:
+        if e in (Z_MAX, Z_MIN):
             # in a Jacobian the max outside a sum broadcasts over both class axes: a distinct
             # symbol keeps CSE from sharing it with the max inside sums
             top = not bound and any(role in (ROW, COL) for role in free.values())
-            return axis_max(sp.Symbol("z__" + TOP if top else "z", real=True))
+            z = sp.Symbol("z__" + TOP if top else "z", real=True)
+            return axis_max(z) if e == Z_MAX else -axis_max(-z)  # min z = -max(-z)
         if isinstance(e, sp.KroneckerDelta):
             return e
         if not e.args:
@@ -60,6 +61,7 @@ def to_array(expr, free=None):
 
 
 Z_MAX = sp.Symbol("z_max", real=True)
+Z_MIN = sp.Symbol("z_min", real=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,8 +141,8 @@ class ActgenLatexPrinter(LatexPrinter):
     def _print_Symbol(self, expr, style="plain"):
         if expr.name == "y_hat":
             return r"\hat{y}"
-        if expr.name == "z_max":
-            return r"z_{\max}"
+        if expr.name in ("z_max", "z_min"):
+            return r"z_{\%s}" % expr.name[2:]
         return super()._print_Symbol(expr, style)
 
     def _print_Abs(self, expr, exp=None):

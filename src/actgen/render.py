@@ -19,7 +19,7 @@ from . import __version__
 from . import model as M
 from .pipeline import Derived, Entry
 from .primitives import axis_sum, elementary
-from .printing import Z_MAX, latex
+from .printing import Z_MAX, Z_MIN, latex
 from .properties import NAMES as PROPERTY_NAMES
 from .properties import TITLES as PROPERTY_TITLES
 from .properties import VECTOR_NAMES as PROPERTY_VECTOR_NAMES
@@ -114,6 +114,28 @@ def _kw_sig(params):
     return (", *" + _param_sig(params)) if params else ""
 
 
+def param_prologue(params, fn, check_sign, convert="_param"):
+    """Lines that take each parameter through the runtime's ``convert``: as a float of the working
+    precision (so that dividing by a zero parameter gives inf, which its branch then selects away,
+    rather than Python's ZeroDivisionError) and, where ``check_sign``, refusing a negative value of
+    a parameter that the derivation assumed positive (its default is): for losses and output forms,
+    whose proofs use the sign, as PyTorch refuses a negative Huber delta or an ELU backward from the
+    output with a negative alpha."""
+    lines = []
+    for p in params:
+        if check_sign and p.symbol.is_positive:
+            lines.append(f"{p.name} = {convert}({p.name}, {fn!r}, {p.name!r})")
+        else:
+            lines.append(f"{p.name} = {convert}({p.name})")
+    return tuple(lines)
+
+
+def sign_checks(params, fn):
+    """The frameworks' lines refusing a negative number for each parameter that the derivation of
+    ``fn`` assumed positive (see param_prologue)."""
+    return tuple(f"_nonnegative({p.name}, {fn!r}, {p.name!r})" for p in params if p.symbol.is_positive)
+
+
 def _defaults(params):
     return {p.symbol: p.default for p in params}
 
@@ -177,10 +199,10 @@ def _loss_conventions(loss_expr, grad, params):
 
 def _class_axis_stable(expr):
     fired = []
-    new, did = logsumexp(expr, M.ZV, Z_MAX)
+    new, did = logsumexp(expr, M.ZV, Z_MAX, Z_MIN)
     if did:
         fired.append("logsumexp")
-    new2, did2 = max_shift(new, M.ZV, Z_MAX)
+    new2, did2 = max_shift(new, M.ZV, Z_MAX, Z_MIN)
     if did2:
         fired.append("max_shift")
     return new2, fired

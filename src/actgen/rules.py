@@ -1128,17 +1128,41 @@ def lower(expr, fired=None):
 # -- class-axis rules ------------------------------------------------------------------------------
 
 
-def max_shift(expr, base, M):
+def _weight(arg, base):
+    """The total coefficient of the components of ``base`` in ``arg`` (1 for z_k, -1 for -z_k)."""
+    return sum((coeff for term, coeff in arg.as_coefficients_dict().items() if isinstance(term, sp.Indexed) and term.base == base), sp.Integer(0))
+
+
+def _shift_bound(expr, base, M, M_low):
+    """M (the max) when every exponential of ``base`` in ``expr`` has a positive weight, M_low (the
+    min) when every one has a negative weight (softmin's exp(-z)): then every shifted exponent
+    c (z - M) is <= 0. None for mixed signs or non-numeric weights."""
+    weights = {_weight(e.args[0], base) for e in expr.atoms(sp.exp)} - {0}
+    if not weights or not all(w.is_number for w in weights):
+        return None
+    if all(w > 0 for w in weights):
+        return M
+    if M_low is not None and all(w < 0 for w in weights):
+        return M_low
+    return None
+
+
+def max_shift(expr, base, M, M_low=None):
     """exp(a) -> exp(a - c M) throughout, where c is the total coefficient of the components of
     ``base`` in a (1 for exp(z_k), 2 for exp(z_i + z_k)), when that leaves ``expr`` unchanged
     (proved).
 
     True exactly when ``expr`` is homogeneous of degree 0 in exp(z) (softmax and its derivatives);
-    with M = max_j z[j] no exponential can overflow.
+    with M = max_j z[j] (or the min, ``M_low``, where every weight is negative, as in softmin) no
+    exponential can overflow.
     """
+    bound = _shift_bound(expr, base, M, M_low)
+    if bound is None:
+        return expr, False
+    M = bound
 
     def weight(arg):
-        return sum((coeff for term, coeff in arg.as_coefficients_dict().items() if isinstance(term, sp.Indexed) and term.base == base), sp.Integer(0))
+        return _weight(arg, base)
 
     shifted = expr.replace(
         lambda e: isinstance(e, sp.exp) and weight(e.args[0]) != 0,
@@ -1150,15 +1174,21 @@ def max_shift(expr, base, M):
     return (shifted, True) if ok else (expr, False)
 
 
-def logsumexp(expr, base, M):
-    """log(Sum(exp(z[j]))) -> M + log(Sum(exp(z[j] - M))): the max-shifted log-sum-exp."""
+def logsumexp(expr, base, M, M_low=None):
+    """log(Sum(exp(c z[j]))) -> S + log(Sum(exp(c z[j] - S))), S = c M: the max-shifted
+    log-sum-exp (S = c M_low, the min, for a negative c)."""
 
     def is_lse(e):
-        return isinstance(e, sp.log) and isinstance(e.args[0], sp.Sum) and isinstance(e.args[0].function, sp.exp)
+        if not (isinstance(e, sp.log) and isinstance(e.args[0], sp.Sum) and isinstance(e.args[0].function, sp.exp)):
+            return False
+        c = _weight(e.args[0].function.args[0], base)
+        return c.is_number and (c > 0 or (c < 0 and M_low is not None))
 
     def shift(e):
         s = e.args[0]
-        return M + sp.log(sp.Sum(sp.exp(s.function.args[0] - M), *s.limits))
+        c = _weight(s.function.args[0], base)
+        S = c * (M if c > 0 else M_low)
+        return S + sp.log(sp.Sum(sp.exp(s.function.args[0] - S), *s.limits))
 
     new = expr.replace(is_lse, shift)
     return new, new != expr

@@ -23,7 +23,7 @@ from ...derive import derive_vector_jvp
 from ...pipeline import Derived, Entry
 from ...primitives import erfcx_taylor_table
 from ...printing import COL, ROW, latex, to_array
-from ...render import example_literal, example_points, _class_axis_stable, _computed_as, _conventions, _defaults, _exact, _math, environment, header
+from ...render import example_literal, example_points, _class_axis_stable, _computed_as, _conventions, _defaults, _exact, _math, environment, header, sign_checks
 from ..numpy.render import _table_view
 from ..torch.render import Body, Public, _kw_only, _rules
 from ..torch.render import _body as _torch_body
@@ -203,7 +203,7 @@ def loss_group(entry: Entry, loss: M.Loss) -> Group:
     gparams = {d.wrt: d for d in entry.derivations if d.kind == "loss_grad_param"}
     args = ("y_hat", "y") + tuple(p.name for p in P)
     call = ", ".join(["y_hat", "y"] + [f"_param({p.name}, y_hat)" for p in P])
-    prologue = ("_check_reduction(reduction)", "y_hat, _dtype = _working(predictions)", "y = _like(targets, y_hat)")
+    prologue = ("_check_reduction(reduction)", "y_hat, _dtype = _working(predictions)", "y = _like(targets, y_hat)", *sign_checks(P, n))
     mapping = ("", "The argument order is (predictions, targets), as PyTorch's (input, target) and optax's losses; the NumPy package's",
                f"``{n}(y_true, y_pred)`` takes them the other way round. Parameters other than the targets may be differentiated",
                "where actgen derived their gradient.")

@@ -280,8 +280,8 @@ class ActgenNumPyPrinter(NumPyPrinter):
         return f"_exp_shifted({self._print(expr.args[0])}, {self.axis})"
 
     def _print_axis_max(self, expr):
-        inner = f"np.max({self._print(expr.args[0])}, axis={self.axis}, keepdims=True)"
-        return f"{inner}[..., None]" if self.jacobian and expr.args[0].name.endswith("__" + TOP) else inner
+        inner = f"np.max({self._print(expr.args[0])}, axis={self.axis}, keepdims=True, initial=-np.inf)"  # an empty axis has no max
+        return f"{inner}[..., None]" if self.jacobian and any(s.name.endswith("__" + TOP) for s in expr.args[0].free_symbols) else inner
 
     def _print_KroneckerDelta(self, expr):
         return "_eye"
@@ -385,7 +385,8 @@ class _InPlace:
         if isinstance(e, (axis_sum, axis_max)):
             arg, _owned = self.gen(e.args[0])
             fn = "sum" if isinstance(e, axis_sum) else "max"
-            code = self.assign(f"np.asarray(np.{fn}({arg}, axis={self.printer.axis}, keepdims=True))", reduced=True)
+            extra = ", initial=-np.inf" if fn == "max" else ""  # an empty class axis has no max
+            code = self.assign(f"np.asarray(np.{fn}({arg}, axis={self.printer.axis}, keepdims=True{extra}))", reduced=True)
             self._consume((arg,))
             return code, True
         if e.is_Add:

@@ -19,7 +19,7 @@ from ...primitives import axis_max, erfcx_taylor_table, exp_shifted
 from ...printing import COL, ROW, Emitted, latex, to_array
 from ...render import (ARRAYS, MAX_UNSHIFTED_DEGREE, UNSHIFTED_BOUND, _class_axis_stable, _computed_as, _conventions,
                        _defaults, _exact, _fmt_array, _fmt_scalar, _kw_sig, _loss_conventions, _math, _param_sig, environment,
-                       example_literal, example_points, exp_degree, header, loss_examples)
+                       example_literal, example_points, exp_degree, header, loss_examples, param_prologue)
 from .printer import ActgenNumPyPrinter, emit, emit_inplace
 
 
@@ -60,14 +60,14 @@ def activation_views(entry: Entry, act: M.Activation) -> list[FunctionView]:
         f"{act.prose.title}, elementwise.",
         _math("f(z)", act.expr) + _math("f'(z)", grad.expr) + _computed_as(fwd.rules) + common_args
         + ("", "Returns:", "    f(z), with the shape and dtype of z.", "", "Example:", f"    >>> np.round({act.name}({example_in}), 6) + 0.0", f"    {_fmt_array(forward_values)}"),
-        ("z, _dtype = _working(z)",), emit_inplace(fwd.expr, [M.Z], printer, workspace=True), "out", ("return _result(out, z, _dtype)",), act.aliases,
+        ("z, _dtype = _working(z)", *param_prologue(act.params, "", False)), emit_inplace(fwd.expr, [M.Z], printer, workspace=True), "out", ("return _result(out, z, _dtype)",), act.aliases,
     ))
     views.append(FunctionView(
         f"{act.name}_grad", "z" + kw,
         f"Derivative of {act.name} with respect to z, elementwise.",
         _math("f'(z)", grad.expr) + _computed_as(grad.rules) + conv + common_args
         + ("", "Returns:", "    f'(z), with the shape and dtype of z.", "", "Example:", f"    >>> np.round({act.name}_grad({example_in}), 6) + 0.0", f"    {_fmt_array(grad_values)}"),
-        ("z, _dtype = _working(z)",), emit_inplace(grad.expr, [M.Z], printer, workspace=True), "out", ("return _result(out, z, _dtype)",), tuple(f"{a}_grad" for a in act.aliases),
+        ("z, _dtype = _working(z)", *param_prologue(act.params, "", False)), emit_inplace(grad.expr, [M.Z], printer, workspace=True), "out", ("return _result(out, z, _dtype)",), tuple(f"{a}_grad" for a in act.aliases),
     ))
     grad2 = entry.get("grad2")
     if grad2 is not None:
@@ -79,7 +79,7 @@ def activation_views(entry: Entry, act: M.Activation) -> list[FunctionView]:
             + ("", "At a kink the second derivative is that of the branch whose condition holds (no Dirac delta).")
             + common_args
             + ("", "Returns:", "    f''(z), with the shape and dtype of z.", "", "Example:", f"    >>> np.round({grad2.name}({example_in}), 6) + 0.0", f"    {_fmt_array(grad2_values)}"),
-            ("z, _dtype = _working(z)",), emit_inplace(grad2.expr, [M.Z], printer, workspace=True), "out", ("return _result(out, z, _dtype)",), tuple(f"{a}_grad2" for a in act.aliases),
+            ("z, _dtype = _working(z)", *param_prologue(act.params, "", False)), emit_inplace(grad2.expr, [M.Z], printer, workspace=True), "out", ("return _result(out, z, _dtype)",), tuple(f"{a}_grad2" for a in act.aliases),
         ))
     for d in entry.derivations:
         if d.kind == "grad_param":
@@ -90,7 +90,7 @@ def activation_views(entry: Entry, act: M.Activation) -> list[FunctionView]:
                 f"Derivative of {act.name} with respect to its parameter {p.name}, elementwise.",
                 _math(r"\frac{\partial f}{\partial %s}" % latex(p.symbol), d.expr) + _computed_as(d.rules) + common_args
                 + ("", "Returns:", f"    df/d{p.name} at each z, with the shape and dtype of z.", "", "Example:", f"    >>> np.round({d.name}({example_in}), 6) + 0.0", f"    {_fmt_array(values)}"),
-                ("z, _dtype = _working(z)",), emit_inplace(d.expr, [M.Z], printer, workspace=True), "out", ("return _result(out, z, _dtype)",),
+                ("z, _dtype = _working(z)", *param_prologue(act.params, "", False)), emit_inplace(d.expr, [M.Z], printer, workspace=True), "out", ("return _result(out, z, _dtype)",),
             ))
     of = entry.get("grad_from_output")
     if of is not None:
@@ -103,7 +103,7 @@ def activation_views(entry: Entry, act: M.Activation) -> list[FunctionView]:
                f"{act.name}_grad keeps: prefer {act.name}_grad when z is available." if lossy else ""),)
             + ("", "Args:", "    y: outputs of the forward function.") + tuple("    " + d for d in param_doc)
             + ("", "Example:", f"    >>> z = {example_in}", f"    >>> bool(np.allclose({of.name}({act.name}(z)), {act.name}_grad(z)))", "    True"),
-            ("y, _dtype = _working(y)",), emit_inplace(of.expr, [Y_OUT], printer, workspace=True), "out", ("return _result(out, y, _dtype)",), tuple(f"{a}_grad_from_output" for a in act.aliases),
+            ("y, _dtype = _working(y)", *param_prologue(act.params, of.name, True)), emit_inplace(of.expr, [Y_OUT], printer, workspace=True), "out", ("return _result(out, y, _dtype)",), tuple(f"{a}_grad_from_output" for a in act.aliases),
         ))
     return views
 
@@ -185,7 +185,7 @@ def loss_views(entry: Entry, loss: M.Loss) -> list[FunctionView]:
     kw = _param_sig(loss.params)
     sig = f'y_true, y_pred, reduction="mean"{(", *" + kw) if kw else ""}'
     printer = ActgenNumPyPrinter(axis="-1")
-    prologue = ("_check_reduction(reduction)", "y_hat, y, _dtype = _working_all(y_pred, y_true)")
+    prologue = ("_check_reduction(reduction)", "y_hat, y, _dtype = _working_all(y_pred, y_true)", *param_prologue(loss.params, loss.name, True))
     defaults = _defaults(loss.params)
     param_doc = tuple(f"    {p.name}: parameter (default {p.default_float!r})." for p in loss.params)
     if loss.class_axis:

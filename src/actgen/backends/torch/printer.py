@@ -164,7 +164,7 @@ class ActgenTorchPrinter(ActgenNumPyPrinter):
 
     def _print_axis_max(self, expr):
         inner = f"_amax({self._print(expr.args[0])}, {self.axis})"
-        return f"{inner}[..., None]" if self.jacobian and expr.args[0].name.endswith("__top") else inner
+        return f"{inner}[..., None]" if self.jacobian and any(s.name.endswith("__top") for s in expr.args[0].free_symbols) else inner
 
 
 def emit(expr, printer=None, fired=None) -> Emitted:

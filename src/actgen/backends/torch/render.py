@@ -23,7 +23,7 @@ from ...pipeline import Derived, Entry
 from ...primitives import axis_max, erfcx_taylor_table, exp_shifted
 from ...printing import COL, ROW, Emitted, latex, to_array
 from ...render import (example_literal, example_points, _class_axis_stable, _computed_as, _conventions, _defaults, _exact, _math,
-                       environment, header)
+                       environment, header, sign_checks)
 from ..numpy.render import _table_view
 from .printer import ActgenTorchPrinter, emit
 
@@ -317,7 +317,7 @@ def loss_group(entry: Entry, loss: M.Loss) -> Group:
     value, grad = entry.get("loss"), entry.get("loss_grad")
     gparams = {d.wrt: d for d in entry.derivations if d.kind == "loss_grad_param"}
     call = ", ".join(["y_hat", "y"] + [f"_param({p.name}, y_hat)" for p in P])
-    prologue = ("_check_reduction(reduction)", f"_check_target(target, '{n}')", "y_hat, _dtype = _working(input)", "y = _like(target, y_hat)")
+    prologue = ("_check_reduction(reduction)", f"_check_target(target, '{n}')", "y_hat, _dtype = _working(input)", "y = _like(target, y_hat)", *sign_checks(P, n))
     mapping = ("", f"PyTorch's argument order (input, target); the NumPy package's ``{n}(y_true, y_pred)`` takes them the other way round.")
     if loss.class_axis:
         vb = Body(f"_{n}_value", ("y_hat", "y") + tuple(p.name for p in P), emit(to_array(value.expr, {}), _printer("y_hat", P)), f"{n} per sample (classes last)", "y_hat.shape[:-1]")

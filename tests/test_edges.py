@@ -1,0 +1,111 @@
+"""Runtime edges of the generated packages: 0-d and empty class axes, parameters at or past the
+boundary their derivation assumed, and output forms near the roots where an expanded polynomial
+would cancel. NumPy always; the PyTorch and JAX packages where installed."""
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+import pytest
+
+
+def _frameworks():
+    out = []
+    try:
+        torch = importlib.import_module("torch")
+        out.append(("torch", lambda x: torch.tensor(x, dtype=torch.float64), lambda t: t.detach().numpy()))
+    except ImportError:
+        pass
+    try:
+        jax = importlib.import_module("jax")
+        jax.config.update("jax_enable_x64", True)
+        jnp = importlib.import_module("jax.numpy")
+        out.append(("jax", lambda x: jnp.asarray(x, dtype=jnp.float64), np.asarray))
+    except ImportError:
+        pass
+    return out
+
+
+@pytest.fixture(scope="module")
+def packages(ag):
+    """(package, to the package's array, back to NumPy) for every installed target."""
+    found = [(ag, lambda x: np.asarray(x, dtype=np.float64), np.asarray)]
+    for name, to, back in _frameworks():
+        found.append((importlib.import_module(f"actgen_{name}"), to, back))
+    return found
+
+
+@pytest.mark.parametrize("fn", ["softmax", "log_softmax"])
+def test_a_scalar_is_one_class(packages, fn):
+    """softmax of a 0-d input is one class (1, log 1 = 0), at any magnitude (no TypeError past the
+    unshifted bound), as torch.softmax(tensor(1000.), -1)."""
+    for pkg, to, back in packages:
+        for v in (0.5, 1000.0, -1e308):
+            assert float(back(getattr(pkg, fn)(to(v)))) == (1.0 if fn == "softmax" else 0.0), (pkg.__name__, v)
+
+
+def test_a_scalar_vjp_is_zero(ag):
+    for fn in ("softmax_vjp", "log_softmax_vjp"):
+        assert float(getattr(ag, fn)(np.array(1000.0), np.array(1.0))) == 0.0
+
+
+@pytest.mark.parametrize("fn", ["softmax", "log_softmax"])
+def test_an_empty_class_axis_gives_an_empty_result(packages, fn):
+    for pkg, to, back in packages:
+        for shape in ((0,), (3, 0), (0, 4)):
+            got = back(getattr(pkg, fn)(to(np.zeros(shape))))
+            assert got.shape == shape, (pkg.__name__, shape)
+
+
+def test_smooth_l1_at_beta_zero_is_the_l1_loss(packages):
+    """beta -> 0 leaves only the linear branch: plain L1 (as PyTorch's smooth_l1_loss with
+    beta=0), with no ZeroDivisionError from the quadratic branch that is not selected."""
+    y, p = np.array([0.0, 1.0, -2.0]), np.array([0.5, 3.0, -2.0])
+    expected = np.mean(np.abs(p - y))
+    for pkg, to, back in packages:
+        args = (to(y), to(p)) if pkg.__name__ == "actgen_numpy" else (to(p), to(y))
+        assert float(back(pkg.smooth_l1(*args, beta=0))) == pytest.approx(expected, rel=4e-16), pkg.__name__  # summation order
+
+
+def test_smooth_l1_at_beta_zero_matches_torch(ag):
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed: pip install -e '.[torch]'")
+    y, p = np.linspace(-3, 3, 13), np.linspace(2, -1, 13)
+    ref = torch.nn.functional.smooth_l1_loss(torch.tensor(p), torch.tensor(y), beta=0.0).item()
+    assert ag.smooth_l1(y, p, beta=0) == pytest.approx(ref, rel=1e-15)
+    np.testing.assert_array_equal(ag.smooth_l1_grad(y, p, beta=0, reduction="none"), np.sign(p - y))
+
+
+@pytest.mark.parametrize("call", [
+    lambda pkg, to, np_order: pkg.huber(*np_order(to([0.0]), to([3.0])), delta=-2.0),
+    lambda pkg, to, np_order: pkg.smooth_l1(*np_order(to([0.0]), to([3.0])), beta=-1.0),
+])
+def test_a_negative_loss_parameter_is_refused(packages, call):
+    """A parameter whose derivation assumed it positive (its default is) is refused below 0 with a
+    message naming the function, the parameter and the value (PyTorch refuses these too)."""
+    for pkg, to, _ in packages:
+        np_order = (lambda a, b: (a, b)) if pkg.__name__ == "actgen_numpy" else (lambda a, b: (b, a))
+        with pytest.raises(ValueError, match=r"must be >= 0 .*derived and proved for \w+ > 0.*got -"):
+            call(pkg, to, np_order)
+
+
+def test_an_output_form_refuses_a_negative_parameter(ag):
+    """elu's derivative from its output, y + alpha for y < 0, was proved for alpha > 0 (the output
+    then tells the branch); with alpha = -1 it would be silently wrong, so it is refused."""
+    with pytest.raises(ValueError, match="elu_grad_from_output: alpha must be >= 0"):
+        ag.elu_grad_from_output(np.array([-0.5, 1.0]), alpha=-1)
+    z = np.array([-2.0, -0.1, 0.3])
+    np.testing.assert_allclose(ag.elu_grad_from_output(ag.elu(z, alpha=0.5), alpha=0.5), ag.elu_grad(z, alpha=0.5), rtol=1e-15)
+
+
+def test_output_forms_keep_their_accuracy_near_one(ag):
+    """sigmoid's y(1 - y) and tanh's (1 - y)(1 + y): exact factors near y = 1, where y - y**2 and
+    1 - y**2 cancel (checked here against exact rational arithmetic at the float inputs)."""
+    from fractions import Fraction
+
+    for y in (1 - 2.0**-30, 1 - 3 * 2.0**-40, 0.5 + 2.0**-20, 2.0**-30):
+        exact = Fraction(y) * (1 - Fraction(y))
+        got = float(ag.sigmoid_grad_from_output(np.array(y)))
+        assert abs(Fraction(got) - exact) <= Fraction(np.spacing(float(exact))), y
+        exact = (1 - Fraction(y)) * (1 + Fraction(y))
+        got = float(ag.tanh_grad_from_output(np.array(y)))
+        assert abs(Fraction(got) - exact) <= Fraction(np.spacing(float(exact))), y
