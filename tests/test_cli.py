@@ -155,3 +155,21 @@ def test_a_package_name_of_an_earlier_actgen_build_is_accepted(tmp_path, monkeyp
     monkeypatch.syspath_prepend(str(tmp_path / "first"))
     assert main(["build", "--spec", "my.yaml", "--out", "second", "--package", "tiny_pkg", "--quiet", "--target", "numpy"]) == 0
     assert "tiny_pkg" not in sys.modules  # found, not imported, by the check
+
+
+def test_an_output_place_that_cannot_be_written_is_a_user_error(tmp_path, monkeypatch, capsys):
+    """--out below a file, or on a file system where folders cannot be made (/proc), is exit 2
+    with a message naming the place, never an internal error, and nothing is written."""
+    import os
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my.yaml").write_text(TINY, encoding="utf-8")
+    (tmp_path / "afile").write_text("mine\n", encoding="utf-8")
+    assert main(["build", "--spec", "my.yaml", "--out", "afile/out", "--package", "tiny_pkg", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err == "afile: is a file, not a folder, so afile/out cannot be created; choose another --out\nactgen: nothing was written\n", err
+    assert (tmp_path / "afile").read_text(encoding="utf-8") == "mine\n"
+    if os.path.isdir("/proc/self"):
+        assert main(["build", "--spec", "my.yaml", "--out", "/proc/actgen-out", "--package", "tiny_pkg", "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("/proc/actgen-out: ") and "choose another --out" in err and "internal error" not in err, err

@@ -82,6 +82,7 @@ def plan(out_dir: Path, files: dict[str, str], force=False, owned=None) -> Plan:
     write, unchanged = [], []
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputError(f"{out_dir}: is a file, not a folder; choose another --out")
+    _check_writable(out_dir)
     for rel, content in sorted(files.items()):
         target = out_dir / rel
         if target.is_symlink():
@@ -172,7 +173,25 @@ def _fsync_dir(folder: Path):
         os.close(fd)
 
 
+def _check_writable(out_dir: Path):
+    """The output folder, or its nearest existing ancestor, must be a folder we may write into."""
+    here = out_dir
+    while not here.exists() and here != here.parent:
+        here = here.parent
+    if not here.is_dir():
+        raise OutputError(f"{here}: is a file, not a folder, so {out_dir} cannot be created; choose another --out")
+    if not os.access(here, os.W_OK | os.X_OK):
+        raise OutputError(f"{here}: is not writable, so nothing can be written to {out_dir}; choose another --out")
+
+
 def apply(out_dir: Path, files: dict[str, str], p: Plan):
+    """Carry out a plan. Folders are created first, so that an output place that cannot be written
+    (a read-only or virtual file system) fails before any file is written."""
+    try:
+        for folder in sorted({(out_dir / rel).parent for rel in p.write}):
+            folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{out_dir}: cannot be written ({exc.strerror or exc}); choose another --out") from None
     for rel in p.write:
         atomic_write(out_dir / rel, files[rel])
     for rel in p.remove:
