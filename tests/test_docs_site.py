@@ -225,3 +225,43 @@ def test_search_previews_hold_prose_not_tex_or_code(site):
     code = [loc for loc, t in texts.items() if "<pre>" in t or "import numpy" in t]
     assert not tex, f"TeX source in the search index: {tex[:5]}"
     assert not code, f"code blocks in the search index: {code[:5]}"
+
+
+USER_SPEC = """\
+activations:
+  bent_identity:
+    expr: (sqrt(z**2 + 1) - 1) / 2 + z
+  scaled_swish:
+    expr: z / (1 + exp(-beta * z))
+    params: {beta: 1.5}
+losses:
+  half_square:
+    expr: (y_hat - y)**2 / 2
+tasks:
+  fit:
+    title: Curve fitting
+    output: bent_identity
+    loss: half_square
+"""
+
+
+def test_a_users_spec_gets_its_own_site_with_one_command(tmp_path):
+    """`actgen site --spec my.yaml --out mysite --package my_acts`, from a folder with nothing of
+    actgen's in it; run again, it replaces its own earlier site."""
+    _require("npm", shutil.which("npm"), "Debian: apt-get install -y npm; it fetches KaTeX from the npm registry")
+    (tmp_path / "my.yaml").write_text(USER_SPEC, encoding="utf-8")
+    cmd = [sys.executable, "-m", "actgen.cli", "site", "--spec", "my.yaml", "--out", "mysite", "--package", "my_acts"]
+    for _ in range(2):
+        done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert done.stdout.startswith("actgen site: ") and not done.stderr, done.stdout + done.stderr
+    site = tmp_path / "mysite"
+    pages = sorted(p.relative_to(site).as_posix() for p in site.rglob("*.html"))
+    for page in ("index.html", "cheatsheet.html", "proofs.html", "activations/bent_identity.html", "activations/scaled_swish.html",
+                 "losses/half_square.html", "tasks/fit.html"):
+        assert page in pages, pages
+    assert not any(p.startswith("activations/sigmoid") for p in pages), "the bundled spec's pages leaked in"
+    index = (site / "index.html").read_text(encoding="utf-8")
+    assert "<title>my_acts</title>" in index or ">my_acts<" in index
+    assert (site / "activations" / "scaled_swish.svg").is_file() and (site / "assets" / "vendor" / "katex" / "katex.min.js").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["my.yaml", "mysite"], "nothing but the site is written"
