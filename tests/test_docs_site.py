@@ -265,3 +265,30 @@ def test_a_users_spec_gets_its_own_site_with_one_command(tmp_path):
     assert "<title>my_acts</title>" in index or ">my_acts<" in index
     assert (site / "activations" / "scaled_swish.svg").is_file() and (site / "assets" / "vendor" / "katex" / "katex.min.js").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["my.yaml", "mysite"], "nothing but the site is written"
+
+
+@pytest.mark.parametrize("page", ("index", "activations/sigmoid", "losses/cce", "cheatsheet"))
+def test_screenshot_at_1280_px(site, page):
+    """What a person sees: a screenshot of the page at 1280 x 900 (kept in the test's temporary
+    folder; set ACTGEN_SCREENSHOTS=DIR to keep copies), a PNG of that size with more than a blank
+    page's content. The layout facts are asserted above, on the same pages."""
+    import struct
+
+    png = site["tmp"] / (page.replace("/", "_") + ".png")
+    profile = tempfile.mkdtemp(dir=site["tmp"])
+    cmd = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--hide-scrollbars",
+           "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
+           "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1", f"--window-size={WIDTH},900",
+           "--virtual-time-budget=8000", f"--screenshot={png}", f"{site['base']}/{page}.html"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and png.is_file(), done.stderr[-2000:]
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", data[16:24])
+    assert (width, height) == (WIDTH, 900)
+    # a blank page compresses to almost nothing; a page of text, formulas and a plot does not
+    assert len(data) > 40_000, len(data)
+    if os.environ.get("ACTGEN_SCREENSHOTS"):
+        keep = Path(os.environ["ACTGEN_SCREENSHOTS"])
+        keep.mkdir(parents=True, exist_ok=True)
+        shutil.copy(png, keep / png.name)

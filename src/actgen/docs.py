@@ -638,8 +638,13 @@ KATEX_INIT = textwrap.dedent("""\
     """)
 
 
-# The site's own style: formulas in table cells at the cells' text size (KaTeX's default is 1.21 times
-# the text), so that the cheat sheet's formula and derivative tables fit the content column.
+# Pages shown without the right-hand table of contents, so that their tables have the width of
+# two columns (the cheat sheet: a formula, a derivative and a range side by side at KaTeX's size);
+# mkdocs_hooks.py sets Material's `hide: [toc]` for them.
+WIDE_PAGES = ("cheatsheet.md",)
+
+# The site's own style sheet (assets/actgen.css).
 SITE_CSS = textwrap.dedent("""\
-    .md-typeset table:not([class]) .katex { font-size: 1em; }
+    /* a formula in a table cell keeps to one line; the table wraps the prose columns instead */
+    .md-typeset table:not([class]) td .katex { white-space: nowrap; }
     """)

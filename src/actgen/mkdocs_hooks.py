@@ -12,12 +12,18 @@ import re
 from mkdocs.exceptions import PluginError
 from mkdocs.structure.files import File
 
-from actgen.docs import KATEX_INIT, SITE_CSS, VendorError, vendor_cache, vendor_files
+from actgen.docs import KATEX_INIT, SITE_CSS, WIDE_PAGES, VendorError, vendor_cache, vendor_files
 
 
 # formulas (TeX source until KaTeX typesets them in the browser) and code blocks: Material's search
 # skips every element that carries data-search-exclude, so its previews show the prose
 _NOT_SEARCHED = re.compile(r'<(span|div) class="(arithmatex|[^"]*\bhighlight\b[^"]*)"')
+
+
+def on_page_markdown(markdown, page, config, files):
+    if page.file.src_uri in WIDE_PAGES:  # Material's front-matter key, set here: the first line is the generated header
+        page.meta["hide"] = sorted(set(page.meta.get("hide", [])) | {"toc"})
+    return markdown
 
 
 def on_page_content(html, page, config, files):
