@@ -133,3 +133,23 @@ def test_check_ignores_what_pip_leaves_in_the_package(installed):
     assert main(["check", *args]) == 0
     assert main(["build", *args, "--quiet"]) == 0
     assert sorted(p.relative_to(pkg).as_posix() for p in pkg.rglob("*") if p.is_file() and (p.relative_to(pkg).parts[0] == "build" or ".egg-info" in p.as_posix())) == leftovers
+
+
+@pytest.mark.parametrize("name", ["actgen_numpy", "actgen_torch", "actgen_jax"])
+def test_bundled_packages_have_version_and_catalog(name):
+    """Each committed package lists every exported function (torch's nn module aside) and carries
+    the version label of the spec it was generated from; its pyproject.toml names the same version."""
+    import importlib
+
+    from conftest import GENERATED
+
+    pytest.importorskip({"actgen_numpy": "numpy", "actgen_torch": "torch", "actgen_jax": "jax"}[name])
+    if str(GENERATED) not in sys.path:
+        sys.path.insert(0, str(GENERATED))
+    pkg = importlib.import_module(name)
+    records = pkg.catalog()
+    assert {r["name"] for r in records} == set(pkg.__all__) - {"nn"}
+    assert [r["name"] for r in records] == sorted(r["name"] for r in records)
+    assert all(r["same_as"] is None or r["same_as"] in pkg.__all__ for r in records)
+    assert re.fullmatch(re.escape(actgen.__version__) + r"\+spec\.[0-9a-f]{12}", pkg.__version__)
+    assert f'version = "{pkg.__version__}"' in (GENERATED / name / "pyproject.toml").read_text(encoding="utf-8")

@@ -433,6 +433,8 @@ def parser():
     for action in st._actions:
         if action.dest == "out":
             action.help = "folder of the built site (default: site/)"
+        elif action.dest == "target":
+            action.help = argparse.SUPPRESS  # the site documents every target's package
     st.add_argument("--accuracy", metavar="FILE", help="an accuracy.json written by `actgen accuracy` for this spec, shown on the function pages (default: generated/accuracy.json for the bundled spec, none otherwise)")
     st.add_argument("--quiet", action="store_true", help="print nothing on success")
     st.set_defaults(fn=cmd_site)
