@@ -245,6 +245,11 @@ def cmd_site(args):
     from .site import SiteError, build_site, check_out
 
     check_out(Path(args.out))  # before the work: a folder the site may not replace is refused at once
+    import importlib.util
+
+    missing = [name for name in ("mkdocs", "material", "pymdownx", "matplotlib") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise UsageError(f"actgen site needs {', '.join(missing)} (the docs extra): pip install 'actgen[docs]', or pip install -e '.[docs]' in actgen's folder")
     progress = _Progress(sys.stderr, args.quiet)
     started = time.monotonic()
     report = Path(args.accuracy) if args.accuracy else None
