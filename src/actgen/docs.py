@@ -346,6 +346,16 @@ def readable_latex(expr) -> str:
     return latex(expr)
 
 
+def readable_text(expr) -> str:
+    """Plain text of a sum with its positive terms first (``logistic(z) - y``), for the diagrams."""
+    if isinstance(expr, sp.Add):
+        pos = [t for t in expr.args if not t.could_extract_minus_sign()]
+        neg = [-t for t in expr.args if t.could_extract_minus_sign()]
+        if pos and neg:
+            return " + ".join(sp.sstr(t) for t in pos) + "".join(f" - {sp.sstr(t)}" for t in neg)
+    return sp.sstr(expr)
+
+
 def _proved_gradient(proofs, loss_name, act, identity_output):
     """The simplified gradient at the logit that a proved identity states for this loss after this
     output activation (a claim ``diff(LOSS(y, ACT(z)), z) == RHS``, or ``diff(LOSS(y, y_hat),
@@ -367,7 +377,8 @@ def _proved_gradient(proofs, loss_name, act, identity_output):
                 continue
             rhs = i.rhs
         view = proof_view(p)
-        return dict(latex=readable_latex(raise_primitives(rhs)), name=i.name, title=i.title, assumptions=view["assumptions"])
+        simple = raise_primitives(rhs)
+        return dict(latex=readable_latex(simple), text=readable_text(simple), name=i.name, title=i.title, assumptions=view["assumptions"])
     return None
 
 
