@@ -153,3 +153,11 @@ def test_bundled_packages_have_version_and_catalog(name):
     assert all(r["same_as"] is None or r["same_as"] in pkg.__all__ for r in records)
     assert re.fullmatch(re.escape(actgen.__version__) + r"\+spec\.[0-9a-f]{12}", pkg.__version__)
     assert f'version = "{pkg.__version__}"' in (GENERATED / name / "pyproject.toml").read_text(encoding="utf-8")
+
+
+def test_an_entry_named_like_the_catalog_is_refused(tmp_path, capsys):
+    (tmp_path / "my.yaml").write_text("activations:\n  catalog:\n    expr: z / (1 + Abs(z))\n", encoding="utf-8")
+    assert main(["build", "--spec", str(tmp_path / "my.yaml"), "--out", str(tmp_path / "out"), "--package", "my_pkg"]) == 2
+    err = capsys.readouterr().err
+    assert "my.yaml:2: entry 'catalog'" in err and "would hide the package's own catalog" in err, err
+    assert not (tmp_path / "out").exists()
