@@ -173,3 +173,60 @@ def test_an_output_place_that_cannot_be_written_is_a_user_error(tmp_path, monkey
         assert main(["build", "--spec", "my.yaml", "--out", "/proc/actgen-out", "--package", "tiny_pkg", "--quiet"]) == 2
         err = capsys.readouterr().err
         assert err.startswith("/proc/actgen-out: ") and "choose another --out" in err and "internal error" not in err, err
+
+
+@pytest.mark.parametrize("command", ["build", "check", "docs", "site", "prove", "accuracy"])
+def test_no_spec_says_where_it_looked_and_how_to_point_at_one(tmp_path, monkeypatch, capsys, command):
+    monkeypatch.chdir(tmp_path)
+    assert main([command]) == 2
+    err = capsys.readouterr().err
+    assert str(tmp_path / "spec") in err and "(the default)" in err, err
+    assert "--spec PATH" in err and f"actgen {command} --spec my.yaml" in err, err
+    assert not any(tmp_path.iterdir()), "nothing written"
+    assert main(["build", "--spec", "mine.yaml"]) == 2
+    err = capsys.readouterr().err
+    assert str(tmp_path / "mine.yaml") in err and "Check the path" in err, err
+
+
+def test_site_refuses_a_folder_it_did_not_build_before_any_work(tmp_path, capsys):
+    (tmp_path / "spec.yaml").write_text(TINY, encoding="utf-8")
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me\n", encoding="utf-8")
+    assert main(["site", "--spec", str(tmp_path / "spec.yaml"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "was not built by `actgen site`" in err and "choose another --out" in err, err
+    assert (out / "notes.txt").read_text(encoding="utf-8") == "keep me\n" and len(list(out.iterdir())) == 1
+
+
+def test_accuracy_progress_on_a_terminal_and_summary():
+    import io
+
+    from actgen.accuracy import Measurement
+    from actgen.cli import _MeasureProgress, accuracy_summary
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    stream = Tty()
+    progress = _MeasureProgress(stream)
+    progress.start("numpy")
+    progress(0, 4, "sigmoid", "float64")
+    progress(3, 4, "sigmoid_grad", "float32")
+    progress.done()
+    shown = stream.getvalue()
+    assert "actgen accuracy: numpy 1/4 (0%) sigmoid float64" in shown and "4/4 (75%) sigmoid_grad float32" in shown
+    assert shown.endswith("\r")  # the line is cleared before the summary
+    piped = io.StringIO()  # not a terminal: no progress line
+    _MeasureProgress(piped)(0, 4, "sigmoid", "float64")
+    assert piped.getvalue() == ""
+
+    def m(name, ulp, dtype="float64"):
+        return Measurement(name=name, dtype=dtype, max_ulp=ulp, worst_input=1.5, max_term_ulp=ulp, worst_term_input=2.5, points=100, nonfinite=0, warnings=0, backend="numpy")
+
+    text = accuracy_summary([m("sigmoid", 0.5), m("sigmoid", 0.7, "float32"), m("gelu_grad2", 4.7)], Path("out/accuracy.md"), 61.0)
+    flat = " ".join(text.split())
+    assert "measured 2 functions (3 measurements, 300 points) of the numpy package(s) in float32, float64" in flat
+    assert "2 of 3 within the target of 4 ulp, above it: gelu_grad2 (numpy)" in flat
+    assert "worst gelu_grad2 (numpy, float64) 4.7 ulp at input 2.5" in flat and "out/accuracy.md" in flat and "61 s" in flat

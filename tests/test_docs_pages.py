@@ -135,3 +135,35 @@ def test_user_spec_gets_pages(tmp_path):
     assert "activations/bent_identity.md" in files[docs.NAV_FILE]
     # the example ran: the derivative at 0 of (sqrt(z^2+1)-1)/2 + z is 1
     assert "[0.552786 0.776393 1.       1.223607 1.447214]" in page
+
+
+def test_pipeline_pages_show_the_proved_simplified_gradient():
+    """The binary-classification page states "prediction minus target": its first formula for the
+    gradient is sigma(z) - y (the proved identity's right side), with a link to the proof; the
+    derived form follows it; the diagram says the same."""
+    page = (DOCS / "tasks" / "binary.md").read_text(encoding="utf-8")
+    backward = page.split("## Backward", 1)[1]
+    formulas = [f.strip() for f in backward.split("$$")[1::2]]
+    assert formulas[0] == r"\frac{\partial L}{\partial z} = \sigma\left(z\right) - y", formulas
+    assert "(../proofs.md#sigmoid_bce_gradient)" in backward.split("$$")[2]
+    assert r"\sigma\left(- z\right)" in formulas[1], "the derived form is shown after the simplified one"
+    assert "bce: logistic(z) - y" in (DOCS / "tasks" / "binary.svg").read_text(encoding="utf-8")
+    multi = (DOCS / "tasks" / "multi_class.md").read_text(encoding="utf-8").split("## Backward", 1)[1]
+    assert r"\sum_{i=1}^{K} y_{i} = 1" in multi.split("$$")[2], "the assumption under which the simplified form holds"
+    # where the proved form is the derived one, it is shown once
+    regression = (DOCS / "tasks" / "regression.md").read_text(encoding="utf-8").split("## Backward", 1)[1]
+    assert regression.count(r"2 z - 2 y") == 1 and r"- 2 y + 2 z" not in regression
+
+
+def test_proofs_page_grouped_by_task_then_title_with_contents(spec):
+    page = (DOCS / "proofs.md").read_text(encoding="utf-8")
+    contents, body = page.split("## Contents", 1)[1].split("\n## ", 1)
+    headings = [line[4:].rsplit(" {#", 1)[0] for line in ("\n## " + body).splitlines() if line.startswith("### ")]
+    listed = [line.strip()[3:].split("](")[0] for line in contents.splitlines() if line.startswith("    - [")]
+    assert listed == headings and len(headings) == len(spec.identities)
+    groups = [line[3:].rsplit(" {#", 1)[0] for line in ("\n## " + body).splitlines() if line.startswith("## ")]
+    task_titles = [t.title for t in spec.tasks]
+    assert groups[:-1] == [t for t in task_titles if t in groups], groups
+    for chunk in ("\n## " + body).split("\n## ")[1:]:
+        titles = [line[4:].rsplit(" {#", 1)[0] for line in chunk.splitlines() if line.startswith("### ")]
+        assert titles == sorted(titles, key=str.lower), titles

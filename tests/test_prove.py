@@ -145,6 +145,10 @@ def test_false_identity_stops_the_build_with_a_counterexample(tmp_path, capsys, 
     z = float(values["z"])
     s = 1 / (1 + math.exp(-z))
     assert abs(s * (1 - s) - s * (1 + s)) > 1e-6
+    # and the message gives both sides' values there
+    sides = re.search(r"the left side is (\S+) and the right side (\S+);", line)
+    assert sides, line
+    assert float(sides.group(1)) == pytest.approx(s * (1 - s), rel=1e-5) and float(sides.group(2)) == pytest.approx(s * (1 + s), rel=1e-5)
 
 
 def test_false_identity_reported_by_prove(tmp_path, capsys):
@@ -153,7 +157,7 @@ def test_false_identity_reported_by_prove(tmp_path, capsys):
     rc = main(["prove", "--spec", str(spec_dir)])
     out = capsys.readouterr().out
     assert rc == 2
-    assert "FALSE: counterexample z = " in out
+    assert re.search(r"FALSE: at z = \S+ the left side is \S+ and the right side \S+", out), out
     assert "1 of 2 identities proved, 1 failed" in out
 
 

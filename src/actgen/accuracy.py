@@ -396,12 +396,16 @@ def targets(derived, package, backend="numpy"):
     return out
 
 
-def measure_all(derived, package, dtypes=(np.float64, np.float32), backend="numpy"):
+def measure_all(derived, package, dtypes=(np.float64, np.float32), backend="numpy", progress=None):
+    """Every measurement of one package; ``progress(done, total, label, dtype)`` is called before
+    each (for a terminal's progress line)."""
     results = []
-    for t in targets(derived, package, backend):
-        for dt in dtypes:
-            m = measure(t.label, t.call, t.reference, t.var, t.params, dtype=dt, inputs=t.inputs, terms_expr=t.terms, domain=t.domain)
-            results.append(dataclasses.replace(m, backend=backend))
+    todo = [(t, dt) for t in targets(derived, package, backend) for dt in dtypes]
+    for done, (t, dt) in enumerate(todo):
+        if progress:
+            progress(done, len(todo), t.label, np.dtype(dt).name)
+        m = measure(t.label, t.call, t.reference, t.var, t.params, dtype=dt, inputs=t.inputs, terms_expr=t.terms, domain=t.domain)
+        results.append(dataclasses.replace(m, backend=backend))
     return results
 
 

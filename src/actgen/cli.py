@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -200,22 +201,30 @@ def cmd_prove(args):
     return EXIT_USER if failed else EXIT_OK
 
 
-def cmd_docs(args):
-    from .docs import OWNED_ROOTS, render_docs
+def _docs_files(args, report: Path | None, progress):
+    """The docs pages of the spec (as `actgen docs` writes them), and the spec."""
+    from .docs import render_docs
     from .model import load_spec
     from .pipeline import derive_all
     from .prove import check_identities
-    from .write import apply, plan, seal
+    from .write import seal
 
-    progress = _Progress(sys.stderr, args.quiet or args.check)
-    started = time.monotonic()
     spec = load_spec(args.spec)
     derived = derive_all(spec, budget=args.entry_timeout, progress=progress)
     proofs = check_identities(spec)
-    report = Path(args.out) / "accuracy.json"
-    accuracy = json.loads(report.read_text(encoding="utf-8")) if report.exists() else None
+    accuracy = json.loads(report.read_text(encoding="utf-8")) if report is not None and report.exists() else None
     files = {rel: seal(rel, content) for rel, content in render_docs(derived, args.package, proofs, accuracy).items()}
     progress.done()
+    return files, spec
+
+
+def cmd_docs(args):
+    from .docs import OWNED_ROOTS
+    from .write import apply, plan
+
+    progress = _Progress(sys.stderr, args.quiet or args.check)
+    started = time.monotonic()
+    files, _ = _docs_files(args, Path(args.out) / "accuracy.json", progress)
     out = Path(args.out)
     if args.check:
         reason = _stale(out, files, list(OWNED_ROOTS), "docs")
@@ -229,6 +238,46 @@ def cmd_docs(args):
     if not args.quiet:
         print(f"actgen docs: {len(files)} files in {out}/ ({len(p.write)} written, {len(p.unchanged)} unchanged, {len(p.remove)} removed) in {time.monotonic() - started:.1f} s")
     return EXIT_OK
+
+
+def cmd_site(args):
+    from .backends import DEFAULT_PACKAGE
+    from .site import SiteError, build_site, check_out
+
+    check_out(Path(args.out))  # before the work: a folder the site may not replace is refused at once
+    import importlib.util
+
+    missing = [name for name in ("mkdocs", "material", "pymdownx", "matplotlib") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise UsageError(f"actgen site needs {', '.join(missing)} (the docs extra): pip install 'actgen[docs]', or pip install -e '.[docs]' in actgen's folder")
+    progress = _Progress(sys.stderr, args.quiet)
+    started = time.monotonic()
+    report = Path(args.accuracy) if args.accuracy else None
+    if report is None and args.spec == "spec" and args.package == DEFAULT_PACKAGE:
+        report = Path("generated") / "accuracy.json"  # the bundled spec's measurements, where present
+    elif report is not None and not report.is_file():
+        raise UsageError(f"--accuracy: {report} does not exist; run `actgen accuracy --spec {args.spec} --out DIR` and pass DIR/accuracy.json")
+    files, spec = _docs_files(args, report, progress)
+    name = "actgen" if args.package == DEFAULT_PACKAGE else args.package
+    out = Path(args.out)
+    try:
+        pages = build_site(files, out, name, spec.sources, f"Activation and loss functions of {', '.join(spec.sources)}: proven derivatives, stable code, docs.")
+    except SiteError as exc:
+        print(exc, file=sys.stderr)
+        print(f"actgen site: mkdocs could not build the site (output above); {out}/ was left as it was", file=sys.stderr)
+        return EXIT_USER
+    if not args.quiet:
+        print(f"actgen site: {pages} pages in {out}/ in {time.monotonic() - started:.1f} s; open {out / 'index.html'} (works offline)")
+    return EXIT_OK
+
+
+def _no_spec(args) -> str:
+    where = Path(args.spec).resolve()
+    default = args.spec == "spec"
+    return (f"--spec: no spec at {args.spec}{' (the default)' if default else ''}: looked for {where}, which does not exist. "
+            + ("Run actgen in the folder that holds your spec/ folder, or " if default else "Check the path, or ")
+            + f"point at a spec with --spec PATH (a .yaml file, or a folder of *.yaml files), e.g. "
+            f"`actgen {args.command} --spec my.yaml" + (" --out mygen --package my_acts`" if args.command in ("build", "check", "docs") else "`"))
 
 
 def _seconds(text):
@@ -270,6 +319,8 @@ def cmd_accuracy(args):
     derived = derive_all(load_spec(args.spec))
     dtypes = (np.float64,) if args.float64_only else (np.float64, np.float32)
     results = []
+    started = time.monotonic()
+    shown = _MeasureProgress(sys.stderr, args.quiet)
     for target, name in _packages(args).items():
         if not (out / name / "__init__.py").exists():
             continue
@@ -285,16 +336,66 @@ def cmd_accuracy(args):
             package = importlib.import_module(name)
         finally:
             sys.path.pop(0)
-        results += measure_all(derived, package, dtypes, backend=target)
+        shown.start(target)
+        results += measure_all(derived, package, dtypes, backend=target, progress=shown)
+        shown.done()
     report = out / "accuracy.md"
     for path, text in ((report, report_markdown(results, ACCURACY_HEADER)), (out / "accuracy.json", report_json(results))):
         if path.exists() and ACCURACY_HEADER not in path.read_text(encoding="utf-8", errors="replace") and path.suffix == ".md":
             print(f"actgen accuracy: {path} was not written by actgen accuracy; refusing to overwrite it", file=sys.stderr)
             return EXIT_USER
         atomic_write(path, text)
-    worst = max(results, key=lambda m: m.max_term_ulp)
-    print(f"actgen accuracy: {len(results)} measurements written to {report}; worst (term ulp) {worst.name} {worst.backend} {worst.dtype}: {worst.max_term_ulp:.3g} ulp at {worst.worst_term_input:g}")
+    print(accuracy_summary(results, report, time.monotonic() - started))
     return EXIT_OK
+
+
+def accuracy_summary(results, report, seconds) -> str:
+    """One paragraph: what was measured, how many meet the target, the worst, where the report is."""
+    from .accuracy import TARGET_ULP
+
+    if not results:
+        return f"actgen accuracy: nothing was measured (no built package found); {report} lists no function"
+    backends = sorted({m.backend for m in results})
+    dtypes = sorted({m.dtype for m in results})
+    names = {m.name for m in results}
+    over = sorted({(m.name, m.backend) for m in results if not m.max_term_ulp <= TARGET_ULP})
+    worst = max(results, key=lambda m: m.max_term_ulp)
+    points = sum(m.points for m in results)
+    text = (f"actgen accuracy: measured {len(names)} functions ({len(results)} measurements, {points} points) of the "
+            f"{', '.join(backends)} package(s) in {', '.join(dtypes)} against mpmath in {seconds:.0f} s; "
+            + (f"all within the target of {TARGET_ULP:g} ulp" if not over else
+               f"{len(results) - sum(1 for m in results if not m.max_term_ulp <= TARGET_ULP)} of {len(results)} within the target of {TARGET_ULP:g} ulp, "
+               f"above it: {', '.join(f'{n} ({b})' for n, b in over[:8])}{' and more' if len(over) > 8 else ''}")
+            + f"; worst {worst.name} ({worst.backend}, {worst.dtype}) {worst.max_term_ulp:.3g} ulp at input {worst.worst_term_input:g}. "
+            f"Written to {report} and {report.with_suffix('.json')}.")
+    return textwrap.fill(text, width=100)
+
+
+class _MeasureProgress:
+    """`actgen accuracy` on a terminal: which package and function is being measured, how far."""
+
+    def __init__(self, stream, quiet=False):
+        self.stream = stream
+        self.quiet = quiet or not getattr(stream, "isatty", lambda: False)()
+        self.target = ""
+        self.width = 0
+
+    def start(self, target):
+        self.target = target
+
+    def __call__(self, done, total, label, dtype):
+        if self.quiet:
+            return
+        line = f"actgen accuracy: {self.target} {done + 1}/{total} ({100 * done // max(total, 1)}%) {label} {dtype}"
+        self.stream.write("\r" + line.ljust(self.width))
+        self.stream.flush()
+        self.width = len(line)
+
+    def done(self):
+        if not self.quiet and self.width:
+            self.stream.write("\r" + " " * self.width + "\r")
+            self.stream.flush()
+            self.width = 0
 
 
 def parser():
@@ -321,12 +422,27 @@ def parser():
     c = sub.add_parser("check", help="exit 0 if the output folder is exactly what build would write", description="Render everything in memory and compare with the output folder; exit 0 when it is up to date, 2 with a one-line reason when it is stale or edited by hand.")
     common(c)
     c.set_defaults(fn=cmd_check)
-    d = sub.add_parser("docs", help="generate the documentation site's pages (mkdocs)", description="Write the docs site's Markdown pages, SVG plots and diagrams into OUT/docs/ and its navigation into OUT/mkdocs_nav.yml; then `mkdocs build --strict` builds the site (mkdocs.yml at the repository root).")
+    d = sub.add_parser("docs", help="generate the documentation site's pages (mkdocs)", description="Write the docs site's Markdown pages, SVG plots and diagrams into OUT/docs/ and its navigation into OUT/mkdocs_nav.yml; `actgen site` builds the HTML site from the same pages.")
     common(d)
     d.add_argument("--check", action="store_true", help="write nothing; exit 0 if the docs pages are exactly what `actgen docs` would write, 2 otherwise")
     d.add_argument("--force", action="store_true", help="overwrite generated pages even if they were edited by hand")
     d.add_argument("--quiet", action="store_true", help="print nothing on success")
     d.set_defaults(fn=cmd_docs)
+    st = sub.add_parser("site", help="build the static HTML docs site of a spec (mkdocs, KaTeX, search)",
+                        description="Render the docs pages of the spec (as `actgen docs` does) and build the complete static site "
+                        "with mkdocs into OUT: a page per function with its plot, the cheat sheet, a pipeline per task, the proofs, "
+                        "typeset math and search. KaTeX is fetched from the npm registry once (npm needed) and cached; the site works "
+                        "offline, from a web server or from file://. OUT is replaced only when it is empty or an earlier `actgen site` output.")
+    common(st)
+    st.set_defaults(out="site")
+    for action in st._actions:
+        if action.dest == "out":
+            action.help = "folder of the built site (default: site/)"
+        elif action.dest == "target":
+            action.help = argparse.SUPPRESS  # the site documents every target's package
+    st.add_argument("--accuracy", metavar="FILE", help="an accuracy.json written by `actgen accuracy` for this spec, shown on the function pages (default: generated/accuracy.json for the bundled spec, none otherwise)")
+    st.add_argument("--quiet", action="store_true", help="print nothing on success")
+    st.set_defaults(fn=cmd_site)
     pr = sub.add_parser("prove", help="prove the spec's identities and print each proof", description="Prove every identity of the spec (or the named ones) and print its claim, assumptions and proof steps.")
     pr.add_argument("names", nargs="*", help="identities to prove (default: all)")
     pr.add_argument("--spec", default="spec", help="a spec file or a folder of *.yaml files (default: spec/)")
@@ -334,6 +450,7 @@ def parser():
     acc = sub.add_parser("accuracy", help="measure the generated package against an mpmath reference, in ulps", description="Import the built packages from the output folder (NumPy, and PyTorch and JAX where they are installed), measure every elementwise function, gradient, second derivative and fused head against an independent high-precision mpmath reference over [-750, 750] and the float edges, and write accuracy.md and accuracy.json there.")
     common(acc)
     acc.add_argument("--float64-only", action="store_true", help="skip the float32 measurements")
+    acc.add_argument("--quiet", action="store_true", help="no progress line on a terminal (the summary is still printed)")
     acc.set_defaults(fn=cmd_accuracy)
     return top
 
@@ -347,6 +464,8 @@ def main(argv=None):
         parser().print_help()
         return EXIT_USER
     try:
+        if getattr(args, "spec", None) is not None and not Path(args.spec).exists():
+            raise UsageError(_no_spec(args))
         return args.fn(args)
     except SpecError as exc:
         for problem in exc.problems:

@@ -9,11 +9,11 @@ softmax example, plots) from *running* that rendered package at build time. Temp
 Output, relative to the output folder (``generated/`` by default)::
 
     docs/                 Markdown pages and SVG plots/diagrams (mkdocs' docs_dir)
-    mkdocs_nav.yml        the navigation, inherited by the repository's mkdocs.yml
+    mkdocs_nav.yml        the navigation, inherited by the mkdocs.yml of `actgen site` (actgen.site)
 
 Third-party browser assets (KaTeX, the iframe-worker polyfill of Material's offline plugin) are
 never committed: :func:`fetch_vendor` downloads pinned versions from the npm registry into an
-ignored cache when mkdocs builds the site (see ``mkdocs_hooks.py``).
+cache (:func:`vendor_cache`) when mkdocs builds the site (see ``mkdocs_hooks.py``).
 """
 from __future__ import annotations
 
@@ -73,8 +73,21 @@ def latex(expr) -> str:
     return _latex(expr)
 
 
+TABLE_DIGITS = 7  # significant digits of a constant in a cheat-sheet cell (its page has them all)
+
+
+def _short(value) -> sp.Float:
+    return sp.Float(f"{float(value):.{TABLE_DIGITS}g}")
+
+
 def table_latex(expr) -> str:
-    """LaTeX safe inside a Markdown table cell: printing.latex writes |x| as \\lvert x \\rvert."""
+    """LaTeX for a cheat-sheet cell: safe inside a Markdown table (printing.latex writes |x| as
+    \\lvert x \\rvert), with long constants (SELU's 1.0507009873554805) shown to
+    TABLE_DIGITS significant digits so that the tables fit a page's column."""
+    if isinstance(expr, sp.Basic):
+        long = {r: _short(r) for r in expr.atoms(sp.Rational) if abs(r.q) > 1000}
+        long.update({f: _short(f) for f in expr.atoms(sp.Float) if len(repr(float(f)).lstrip("-").replace(".", "").lstrip("0")) > TABLE_DIGITS})
+        expr = expr.xreplace(long)
     return latex(expr)
 
 
@@ -323,6 +336,52 @@ def _mentions(claim: str, name: str) -> bool:
     return f"{name}(" in claim
 
 
+def readable_latex(expr) -> str:
+    """LaTeX of a sum with its positive terms first (sigma(z) - y, not -y + sigma(z))."""
+    if isinstance(expr, sp.Add):
+        pos = [t for t in expr.args if not t.could_extract_minus_sign()]
+        neg = [-t for t in expr.args if t.could_extract_minus_sign()]
+        if pos and neg:
+            return " + ".join(latex(t) for t in pos) + "".join(f" - {latex(t)}" for t in neg)
+    return latex(expr)
+
+
+def readable_text(expr) -> str:
+    """Plain text of a sum with its positive terms first (``logistic(z) - y``), for the diagrams."""
+    if isinstance(expr, sp.Add):
+        pos = [t for t in expr.args if not t.could_extract_minus_sign()]
+        neg = [-t for t in expr.args if t.could_extract_minus_sign()]
+        if pos and neg:
+            return " + ".join(sp.sstr(t) for t in pos) + "".join(f" - {sp.sstr(t)}" for t in neg)
+    return sp.sstr(expr)
+
+
+def _proved_gradient(proofs, loss_name, act, identity_output):
+    """The simplified gradient at the logit that a proved identity states for this loss after this
+    output activation (a claim ``diff(LOSS(y, ACT(z)), z) == RHS``, or ``diff(LOSS(y, y_hat),
+    y_hat) == RHS`` where the output is the identity): RHS in the primitives' notation, its proof
+    and its assumptions; None where no proved identity says it."""
+    from .rules import raise_primitives
+
+    for p in proofs:
+        i = p.identity
+        if p.status != "proved" or not isinstance(i.lhs, sp.Derivative) or not _mentions(i.claim, loss_name):
+            continue
+        var = i.lhs.variables[0]
+        if identity_output:
+            if var != M.Y_HAT:
+                continue
+            rhs = i.rhs.xreplace({M.Y_HAT: M.Z})
+        else:
+            if not _mentions(i.claim, act.name) or not (var == M.Z or isinstance(var, sp.Indexed)):
+                continue
+            rhs = i.rhs
+        view = proof_view(p)
+        simple = raise_primitives(rhs)
+        return dict(latex=readable_latex(simple), text=readable_text(simple), name=i.name, title=i.title, assumptions=view["assumptions"])
+    return None
+
+
 def task_view(task: M.Task, spec: M.Spec, heads, loss_entries, proofs) -> dict:
     act = _task_output(spec, task)
     by_pair = {(h.activation, h.loss): h for h in heads}
@@ -332,18 +391,23 @@ def task_view(task: M.Task, spec: M.Spec, heads, loss_entries, proofs) -> dict:
         head = by_pair.get((act.name, loss_name))
         if head is not None:
             g = head.get("head_grad")
-            gradients.append(dict(loss=loss_name, loss_title=loss.prose.title, function=g.name, latex=latex(g.expr), text=sp.sstr(g.expr),
+            gradients.append(dict(loss=loss_name, loss_title=loss.prose.title, function=g.name, latex=latex(g.expr), text=sp.sstr(g.expr), readable=readable_latex(g.expr),
                                   how=f"derived for the fused head `{head.name}` ({act.name} followed by {loss_name}), differentiated at the logit z"))
         else:
             g = next(d for d in loss_entries[loss_name].derivations if d.kind == "loss_grad")
             expr = g.expr.xreplace({M.Y_HAT: M.Z})
-            gradients.append(dict(loss=loss_name, loss_title=loss.prose.title, function=g.name, latex=latex(expr), text=sp.sstr(expr),
+            gradients.append(dict(loss=loss_name, loss_title=loss.prose.title, function=g.name, latex=latex(expr), text=sp.sstr(expr), readable=readable_latex(expr),
                                   how=f"the output is the identity ({act.name}), so the logit z is the prediction and the gradient is that of `{loss_name}`"))
     # the proofs about this task's gradient: claims that call one of its losses and, unless the
     # output is the identity map, its output activation
     identity_output = is_identity_map(act)
     related = [proof_view(p) for p in proofs
                if any(_mentions(p.identity.claim, l) for l in task.losses) and (identity_output or _mentions(p.identity.claim, act.name))]
+    for g in gradients:
+        g["proved"] = _proved_gradient(proofs, g["loss"], act, identity_output)
+        # the derived form is shown too where it reads differently
+        readable = g.pop("readable")
+        g["derived_differs"] = g["proved"] is not None and readable != g["proved"]["latex"]
     hidden = [spec.activation(h) for h in task.hidden if spec.activation(h)]
     return dict(name=task.name, title=task.title, note=task.note, output=dict(name=act.name, title=act.prose.title, latex=latex(act.expr), vector=act.vector),
                 hidden=[dict(name=h.name, title=h.prose.title) for h in hidden], losses=[dict(name=l, title=spec.loss(l).prose.title, latex=latex(spec.loss(l).expr)) for l in task.losses],
@@ -457,13 +521,28 @@ def render_docs(derived: Derived, package: str, proofs=(), accuracy=None) -> dic
     page("cheatsheet.md", "cheatsheet.md.j2", activations=table_acts, losses=table_losses, tasks=tasks,
          hidden=[a for a in table_acts if a["layer"] in ("hidden", "both")], output=[a for a in table_acts if a["layer"] in ("output", "both")],
          compare=_sigmoid_vs_softmax(spec, pkg, proofs))
-    page("proofs.md", "proofs.md.j2", proofs=[proof_view(p) for p in proofs])
+    page("proofs.md", "proofs.md.j2", groups=proof_groups(tasks, proofs))
     page("index.md", "index.md.j2", activations=acts, losses=losses, tasks=tasks, n_proofs=len(proofs),
          example=_home_example(spec, pkg))
     page("tutorial.md", "tutorial.md.j2", t=tutorial_view(package))
     page("cli.md", "cli.md.j2", sections=cli_reference())
     files[NAV_FILE] = env.get_template("nav.yml.j2").render(header=header("#", spec.sources), activations=acts, losses=losses, tasks=tasks)
     return files
+
+
+def proof_groups(tasks, proofs) -> list[dict]:
+    """The proofs for a reader: under the first task (in the spec's order) whose pipeline page
+    cites them, then the rest; by title within each group."""
+    placed, groups = set(), []
+    for t in tasks:
+        mine = sorted((p for p in t["proofs"] if p["name"] not in placed), key=lambda p: (p["title"].lower(), p["name"]))
+        placed |= {p["name"] for p in mine}
+        if mine:
+            groups.append(dict(title=t["title"], anchor=f"task-{t['name']}", proofs=mine))
+    rest = sorted((proof_view(p) for p in proofs if p.identity.name not in placed), key=lambda p: (p["title"].lower(), p["name"]))
+    if rest:
+        groups.append(dict(title="Activation functions and other identities" if groups else "Identities", anchor="other", proofs=rest))
+    return groups
 
 
 def _home_example(spec, pkg):
@@ -489,6 +568,21 @@ def _sigmoid_vs_softmax(spec, pkg, proofs):
 
 class VendorError(Exception):
     """npm could not provide a pinned browser asset; says which and how to fix."""
+
+
+VENDOR_CACHE_ENV = "ACTGEN_VENDOR_CACHE"
+
+
+def vendor_cache() -> Path:
+    """Where the npm packages are unpacked: $ACTGEN_VENDOR_CACHE, else docs-vendor/ in actgen's
+    cache folder ($ACTGEN_CACHE_DIR, else $XDG_CACHE_HOME/actgen or ~/.cache/actgen), kept even
+    where ACTGEN_CACHE=0 turns off the derivation cache: it is what makes later builds offline."""
+    import os
+
+    if os.environ.get(VENDOR_CACHE_ENV):
+        return Path(os.environ[VENDOR_CACHE_ENV])
+    base = os.environ.get("ACTGEN_CACHE_DIR") or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "actgen")
+    return Path(base) / "docs-vendor"
 
 
 def fetch_vendor(cache: Path) -> dict[str, Path]:
@@ -552,4 +646,16 @@ KATEX_INIT = textwrap.dedent("""\
     }
     if (typeof document$ !== "undefined") { document$.subscribe(actgenTypeset); }
     else { document.addEventListener("DOMContentLoaded", actgenTypeset); }
+    """)
+
+
+# Pages shown without the right-hand table of contents, so that their tables have the width of
+# two columns (the cheat sheet: a formula, a derivative and a range side by side at KaTeX's size);
+# mkdocs_hooks.py sets Material's `hide: [toc]` for them.
+WIDE_PAGES = ("cheatsheet.md",)
+
+# The site's own style sheet (assets/actgen.css).
+SITE_CSS = textwrap.dedent("""\
+    /* a formula in a table cell keeps to one line; the table wraps the prose columns instead */
+    .md-typeset table:not([class]) td .katex { white-space: nowrap; }
     """)

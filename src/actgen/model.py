@@ -156,6 +156,7 @@ class Spec:
     tasks: tuple[Task, ...]
     identities: tuple[Identity, ...]
     sources: tuple[str, ...]
+    digest: str = ""  # sha256 of the spec files' names and bytes (load_spec): the generated packages' version label
 
     def activation(self, name) -> Optional[Activation]:
         return next((a for a in self.activations if a.name == name), None)
@@ -651,4 +652,17 @@ def load_spec(spec_path) -> Spec:
         problems.problems.extend(exc.problems)
         spec = None
     problems.raise_if_any()
-    return spec
+    return dataclasses.replace(spec, digest=_digest(spec_path, paths))
+
+
+def _digest(spec_path, paths) -> str:
+    """The spec's content hash: each file's stable name and bytes, in order."""
+    import hashlib
+
+    from .load import source_name
+
+    h = hashlib.sha256()
+    for p in sorted(paths, key=lambda p: source_name(spec_path, p)):
+        h.update(source_name(spec_path, p).encode("utf-8") + b"\0")
+        h.update(p.read_bytes() + b"\0")
+    return h.hexdigest()

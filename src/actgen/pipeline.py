@@ -15,6 +15,8 @@ from .symbolic import TimeBudgetExceeded, time_budget
 
 ENTRY_BUDGET_S = 60.0  # default; `actgen build --entry-timeout` or ACTGEN_ENTRY_TIMEOUT override it
 RESERVED = M.GENERATED_NAMES
+# what every generated package defines besides the spec's functions (render.package_files)
+PACKAGE_NAMES = frozenset({"catalog"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,6 +109,8 @@ def derive_all(spec: M.Spec, budget=ENTRY_BUDGET_S, progress=None) -> Derived:
     for entry in acts + losses + heads:
         source = spec.activation(entry.name) or spec.loss(entry.name) or spec.loss(entry.loss)
         for d in entry.derivations:
+            if d.name in PACKAGE_NAMES:
+                problems.add(source.location, entry.name, None, f"generated function '{d.name}' would hide the package's own {d.name} (see its __init__); rename the entry")
             if d.name in seen and seen[d.name] != entry.name:
                 problems.add(source.location, entry.name, None, f"generated function '{d.name}' clashes with one generated for '{seen[d.name]}'; rename one of the entries")
             seen[d.name] = entry.name

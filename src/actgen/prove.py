@@ -29,6 +29,7 @@ class Proof:
     steps: tuple[Step, ...]
     counterexample: tuple[tuple[str, float], ...] = ()
     sides: tuple[sp.Expr, sp.Expr] = (sp.Integer(0), sp.Integer(0))  # after differentiation and assumptions
+    values: tuple[float, float] = ()  # a false claim's left and right sides at the counterexample
 
 
 def _alpha_equal_sum(a, b):
@@ -86,9 +87,9 @@ def prove(identity: M.Identity, seconds=PROOF_BUDGET_S) -> Proof:
         ok, lhs, rhs = False, identity.lhs, identity.rhs
     if ok:
         return Proof(identity, "proved", tuple(steps), (), (lhs, rhs))
-    counter = counterexample(lhs, rhs)
+    counter, values = _refute(lhs, rhs)
     if counter:
-        return Proof(identity, "false", tuple(steps), counter, (lhs, rhs))
+        return Proof(identity, "false", tuple(steps), counter, (lhs, rhs), values)
     return Proof(identity, "conjecture" if identity.conjecture else "unproved", tuple(steps), (), (lhs, rhs))
 
 
@@ -110,20 +111,36 @@ def _concrete(expr, K=3):
 
 def counterexample(lhs, rhs, tries=40, seed=0):
     """Values where the two sides differ clearly (evidence of falsity), or ()."""
+    return _refute(lhs, rhs, tries, seed)[0]
+
+
+def _refute(lhs, rhs, tries=40, seed=0):
+    """(a counterexample, (left side, right side) there), or ((), ())."""
     if isinstance(lhs, sp.MatrixExpr) or isinstance(rhs, sp.MatrixExpr):
-        return ()
+        return (), ()
     rng = random.Random(seed)
     try:
+        left, right = _concrete(elementary(lhs)), _concrete(elementary(rhs))
         diff = _concrete(elementary(lhs - rhs))
     except (TypeError, ValueError, NotImplementedError):
-        return ()
+        return (), ()
+    indices = {s: 1 for s in (M.I, M.J, M.KK, M.L)}
+
+    def sides(point):
+        try:
+            values = [sp.N(e.xreplace(indices).xreplace(point), 30) for e in (left, right)]
+        except (TypeError, ValueError, ZeroDivisionError):
+            return ()
+        return tuple(float(v) for v in values) if all(v.is_number and v.is_real for v in values) else ()
+
     if not diff.free_symbols:
         value = sp.N(diff, 30)
         if value.is_number and value != 0:
-            return (("every input", float(value)),)
-        return ()
+            # the same at every input: the sides at 1 for every variable, as an example
+            return (("every input", float(value)),), sides({s: 1 for s in (left.free_symbols | right.free_symbols)})
+        return (), ()
     symbols = sorted(diff.free_symbols, key=str)
-    for index_symbol in (M.I, M.J, M.KK, M.L):
+    for index_symbol in indices:
         if index_symbol in symbols:
             symbols.remove(index_symbol)
             diff = diff.xreplace({index_symbol: 1})
@@ -139,8 +156,8 @@ def counterexample(lhs, rhs, tries=40, seed=0):
         except (TypeError, ValueError, ZeroDivisionError):
             continue
         if value.is_number and value.is_finite and not value.has(sp.nan) and abs(value) > 1e-12:
-            return tuple((str(s), float(v)) for s, v in point.items())
-    return ()
+            return tuple((str(s), float(v)) for s, v in point.items()), sides(point)
+    return (), ()
 
 
 def _cached_proof(identity):
@@ -157,8 +174,7 @@ def check_identities(spec: M.Spec, names=None, raise_on_failure=True) -> tuple[P
         problems = Collector()
         for p in proofs:
             if p.status == "false":
-                values = _point(p.counterexample)
-                problems.add(p.identity.location, p.identity.name, "claim", f"the claim is false: the two sides differ at {values}; correct the claim")
+                problems.add(p.identity.location, p.identity.name, "claim", f"the claim is false: {_refutation(p)}; correct the claim")
             elif p.status == "unproved":
                 problems.add(p.identity.location, p.identity.name, "claim", "SymPy could neither prove nor refute the claim; simplify it, add an assumption, or mark it 'conjecture: true'")
         problems.raise_if_any()
@@ -172,6 +188,19 @@ def _point(counterexample):
     return ", ".join(f"{k} = {v:g}" for k, v in counterexample)
 
 
+def _refutation(proof: Proof) -> str:
+    """'at z = 2.4 the left side is 2.4 and the right side 4.8', or, for a claim off by a constant,
+    'the sides differ by 1 at every input (at z = 1: left 1, right 2)'."""
+    values = proof.values
+    if len(proof.counterexample) == 1 and proof.counterexample[0][0].startswith("every input"):
+        text = f"the sides differ by {proof.counterexample[0][1]:.6g} at every input"
+        return text + (f" (e.g. left {values[0]:.6g}, right {values[1]:.6g})" if values else "")
+    where = _point(proof.counterexample)
+    if values:
+        return f"at {where} the left side is {values[0]:.6g} and the right side {values[1]:.6g}"
+    return f"the two sides differ at {where}"
+
+
 def format_proof(proof: Proof) -> str:
     i = proof.identity
     lines = [f"{i.name}: {i.title}", f"  claim: {i.claim}"]
@@ -180,7 +209,7 @@ def format_proof(proof: Proof) -> str:
     for step in proof.steps:
         lines.append(f"  - {step.action}: {sp.sstr(step.expr)}")
     if proof.status == "false":
-        lines.append("  FALSE: counterexample " + _point(proof.counterexample))
+        lines.append("  FALSE: " + _refutation(proof))
     else:
         lines.append(f"  {proof.status}")
     return "\n".join(lines)

@@ -393,6 +393,63 @@ def catalog(derived: Derived, packages: dict[str, str], proofs) -> dict:
     return dict(actgen=__version__, package=package, packages=dict(packages), sources=list(spec.sources), activations=acts, losses=losses, heads=heads, tasks=tasks, identities=identities)
 
 
+def package_version(spec) -> str:
+    """The generated packages' version: actgen's, with the spec's content hash as its local label
+    (PEP 440), so two builds from different specs never share a version."""
+    return f"{__version__}+spec.{spec.digest[:12]}" if spec.digest else __version__
+
+
+def _catalog_records(derived: Derived, exported, aliases) -> list[dict]:
+    """One record per exported function of a package: its entry, kind, what it computes, the
+    spec's parameters with their defaults and, for activations, the derived properties."""
+    spec = derived.spec
+    exported = set(exported)
+    records = {}
+    for entry in derived.entries():
+        if entry.kind == "activation":
+            entities = (spec.activation(entry.name),)
+        elif entry.kind == "loss":
+            entities = (spec.loss(entry.name),)
+        else:
+            entities = (spec.activation(entry.activation), spec.loss(entry.loss))
+        params = {p.name: p.default_float for e in entities for p in e.params}
+        props = {p.name: (p.value.text() if hasattr(p.value, "text") else p.value) if p.known else "unknown" for p in entry.properties}
+        for d in entry.derivations:
+            if d.name not in exported or d.kind == "hessian":
+                continue
+            computes = f"grad_{d.wrt}" if d.kind in ("grad_param", "loss_grad_param") else d.kind
+            records[d.name] = dict(name=d.name, kind=entry.kind, entry=entry.name, computes=computes,
+                                   params=params, properties=dict(sorted(props.items())), latex=latex(d.expr), same_as=None)
+    for alias, target in sorted(aliases.items()):
+        if alias in exported and target in records and alias not in records:
+            records[alias] = {**records[target], "name": alias, "same_as": target}
+    return [dict(sorted(records[name].items())) for name in sorted(records)]
+
+
+def package_files(derived: Derived, target: str, package: str, exported, aliases=None) -> dict[str, str]:
+    """The files every target's package has besides its code: ``_catalog.py`` (its functions as
+    data, read by ``catalog()`` and ``__version__`` in ``__init__``) and ``pyproject.toml`` (so that
+    ``pip install`` and ``pip install -e`` of the package folder work). ``exported``: the package's
+    public function names; ``aliases``: other names -> the function they are another name or
+    convention for."""
+    import pprint
+
+    from .backends import TARGETS
+
+    spec = derived.spec
+    records = _catalog_records(derived, exported, aliases or {})
+    env = environment()
+    return {
+        f"{package}/_catalog.py": env.get_template("catalog.py.j2").render(
+            header=header("#", spec.sources), package=package, version=package_version(spec),
+            records=[pprint.pformat(r, width=100, sort_dicts=True) for r in records],
+            kinds=sorted({r["kind"] for r in records})),
+        f"{package}/pyproject.toml": env.get_template("pyproject.toml.j2").render(
+            header=header("#", spec.sources), package=package, version=package_version(spec), target=TARGETS[target],
+            sources=spec.sources),
+    }
+
+
 def render_all(derived: Derived, packages: dict[str, str], proofs=()) -> dict[str, str]:
     """Every file of a build: one package per target (``packages``: target name -> package name,
     see :mod:`actgen.backends`) and the sheets and catalog beside them."""

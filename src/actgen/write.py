@@ -22,7 +22,15 @@ _HASH_RE = re.compile(r"actgen-sha256:([0-9a-f]{64})")
 # the files `actgen build` owns beside the package (render.py writes them); kept here so that a
 # no-op build can plan its writes without importing the renderer (and SymPy)
 BUILD_ROOTS = ("cheatsheet.md", "identities.md", "catalog.json", "properties.md")
-MANAGED_SUFFIXES = (".py", ".md", ".json", ".svg", ".yml", ".yaml", ".txt")
+MANAGED_SUFFIXES = (".py", ".md", ".json", ".svg", ".yml", ".yaml", ".txt", ".toml")
+# what pip and setuptools leave in a package folder they build from (pip install PACKAGE_FOLDER):
+# never actgen's, never compared or removed, even where it holds copies of generated files
+BUILD_LEFTOVERS = ("build", "dist")
+
+
+def _leftover(rel: str) -> bool:
+    parts = rel.split("/")
+    return (len(parts) > 2 and parts[1] in BUILD_LEFTOVERS) or any(p.endswith(".egg-info") for p in parts[:-1])
 
 
 class OutputError(Exception):
@@ -112,7 +120,7 @@ def plan(out_dir: Path, files: dict[str, str], force=False, owned=None) -> Plan:
             if path.is_symlink():
                 continue
             rel = path.relative_to(out_dir).as_posix()
-            if rel in files or "__pycache__" in rel or path.suffix not in MANAGED_SUFFIXES:
+            if rel in files or "__pycache__" in rel or path.suffix not in MANAGED_SUFFIXES or _leftover(rel):
                 continue
             state = status(path)
             if state == "generated" or (state == "edited" and force):

@@ -21,12 +21,14 @@ class Target:
     module: str  # the subpackage that renders it
     summary: str  # for --help and the docs
     requires: str  # what the generated package imports (for users: what to install)
+    dependencies: tuple[str, ...] = ()  # the same, as the generated pyproject.toml's requirements
 
 
 TARGETS = {
-    "numpy": Target("numpy", "actgen.backends.numpy", "NumPy functions and their derivatives (SciPy for a few special functions)", "numpy, scipy"),
-    "torch": Target("torch", "actgen.backends.torch", "PyTorch functions with the derived derivatives as autograd backward passes, and nn modules", "torch"),
-    "jax": Target("jax", "actgen.backends.jax", "JAX functions with the derived derivatives as custom_jvp rules (jit, vmap, grad, jacfwd, jacrev)", "jax"),
+    "numpy": Target("numpy", "actgen.backends.numpy", "NumPy functions and their derivatives (SciPy for a few special functions)", "numpy, scipy",
+                    ("numpy>=1.26,<3", "scipy>=1.11,<2")),
+    "torch": Target("torch", "actgen.backends.torch", "PyTorch functions with the derived derivatives as autograd backward passes, and nn modules", "torch", ("torch>=2.13",)),
+    "jax": Target("jax", "actgen.backends.jax", "JAX functions with the derived derivatives as custom_jvp rules (jit, vmap, grad, jacfwd, jacrev)", "jax", ("jax>=0.6,<0.11",)),
 }
 DEFAULT_PACKAGE = "actgen_numpy"
 

@@ -23,7 +23,7 @@ from ...derive import derive_vector_jvp
 from ...pipeline import Derived, Entry
 from ...primitives import erfcx_taylor_table
 from ...printing import COL, ROW, latex, to_array
-from ...render import example_literal, example_points, _class_axis_stable, _computed_as, _conventions, _defaults, _exact, _math, environment, header, sign_checks
+from ...render import example_literal, example_points, _class_axis_stable, _computed_as, _conventions, _defaults, _exact, _math, environment, header, package_files, sign_checks
 from ..numpy.render import _table_view
 from ..torch.render import Body, Public, _kw_only, _rules
 from ..torch.render import _body as _torch_body
@@ -325,7 +325,7 @@ def render_package(derived: Derived, package: str) -> dict[str, str]:
         "heads": ("Fused output heads on logits, with the derived gradient as their JVP rule, and optax's names for them.",
                   _head_groups(derived)),
     }
-    files, modules, names = {}, {}, []
+    files, modules, names, aliases = {}, {}, [], {}
     for module, (doc, gs) in groups.items():
         if not gs:
             continue
@@ -336,6 +336,11 @@ def render_package(derived: Derived, package: str) -> dict[str, str]:
         exported = sorted({p.name for p in publics} | {a for p in publics for a in p.aliases})
         modules[module] = exported
         names += exported
+        aliases.update({a: p.name for p in publics for a in p.aliases})
+    for e in derived.heads:  # optax's names: another convention of the head they were given to
+        for name in optax_names(spec.activation(e.activation), spec.loss(e.loss)):
+            aliases.setdefault(name, e.name)
+    files.update(package_files(derived, "jax", package, names, aliases))
     files[f"{package}/_runtime.py"] = env.get_template("runtime.py.j2").render(header=h, erfcx=_table_view(erfcx_taylor_table()))
     files[f"{package}/__init__.py"] = env.get_template("init.py.j2").render(
         header=h, package=package, sources=spec.sources, modules=sorted(modules.items()), all_names=sorted(names))

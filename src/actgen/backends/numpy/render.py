@@ -19,7 +19,7 @@ from ...primitives import axis_max, erfcx_taylor_table, exp_shifted
 from ...printing import COL, ROW, Emitted, latex, to_array
 from ...render import (ARRAYS, MAX_UNSHIFTED_DEGREE, UNSHIFTED_BOUND, _class_axis_stable, _computed_as, _conventions,
                        _defaults, _exact, _fmt_array, _fmt_scalar, _kw_sig, _loss_conventions, _math, _param_sig, environment,
-                       example_literal, example_points, exp_degree, header, loss_examples, param_prologue)
+                       example_literal, example_points, exp_degree, header, loss_examples, package_files, param_prologue)
 from .printer import ActgenNumPyPrinter, emit, emit_inplace
 
 
@@ -370,7 +370,7 @@ def render_package(derived: Derived, package: str) -> dict[str, str]:
         ("losses", "Loss functions and their gradients with respect to the prediction.", loss_views_),
         ("heads", "Fused output heads: an output activation and its loss, with gradients at the logits.", head_views_),
     )
-    names = []
+    names, aliases = [], {}
     files = {}
     for module, doc, views in groups:
         if not views:
@@ -380,6 +380,8 @@ def render_package(derived: Derived, package: str) -> dict[str, str]:
         exported = sorted({v.name for v in views} | {a for v in views for a in v.aliases})
         modules[module] = exported
         names += exported
+        aliases.update({a: v.name for v in views for a in v.aliases})
+    files.update(package_files(derived, "numpy", package, names, aliases))
     files[f"{package}/_runtime.py"] = env.get_template("runtime.py.j2").render(header=h, erfcx=_table_view(erfcx_taylor_table()), unshifted_bound=UNSHIFTED_BOUND)
     files[f"{package}/__init__.py"] = env.get_template("init.py.j2").render(
         header=h, package=package, sources=spec.sources, modules=sorted(modules.items()), all_names=sorted(names)

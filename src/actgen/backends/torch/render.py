@@ -23,7 +23,7 @@ from ...pipeline import Derived, Entry
 from ...primitives import axis_max, erfcx_taylor_table, exp_shifted
 from ...printing import COL, ROW, Emitted, latex, to_array
 from ...render import (example_literal, example_points, _class_axis_stable, _computed_as, _conventions, _defaults, _exact, _math,
-                       environment, header, sign_checks)
+                       environment, header, package_files, sign_checks)
 from ..numpy.render import _table_view
 from .printer import ActgenTorchPrinter, emit
 
@@ -414,7 +414,7 @@ def render_package(derived: Derived, package: str) -> dict[str, str]:
         "heads": ("Fused output heads on logits, with the derived gradient as their backward.",
                   [head_group(e, spec.activation(e.activation), spec.loss(e.loss)) for e in derived.heads]),
     }
-    files, modules, names = {}, {}, []
+    files, modules, names, aliases = {}, {}, [], {}
     for module, (doc, gs) in groups.items():
         if not gs:
             continue
@@ -425,8 +425,10 @@ def render_package(derived: Derived, package: str) -> dict[str, str]:
         exported = sorted({p.name for p in publics} | {a for p in publics for a in p.aliases})
         modules[module] = exported
         names += exported
+        aliases.update({a: p.name for p in publics for a in p.aliases})
     mods = module_views(derived)
     files[f"{package}/nn.py"] = env.get_template("nn.py.j2").render(header=h, modules=mods, imports=sorted({m.module for m in mods}))
+    files.update(package_files(derived, "torch", package, names, aliases))
     files[f"{package}/_runtime.py"] = env.get_template("runtime.py.j2").render(header=h, erfcx=_table_view(erfcx_taylor_table()))
     files[f"{package}/__init__.py"] = env.get_template("init.py.j2").render(
         header=h, package=package, sources=spec.sources, modules=sorted(modules.items()), all_names=sorted(names + ["nn"]))
