@@ -24,6 +24,17 @@ TARGET = A.TARGET_ULP
 KNOWN: dict = {
     ("gelu_tanh_grad2", "float64"): "4.69 term-ulp at z = 3.3 (measured): the double-double exponent of the first derivative is not carried into its derivative's polynomial factors",
     ("mish_grad2", "float64"): "4.32 term-ulp at z = 24.6 (measured): sums of several rounded exp-rational terms",
+    # losses, measured along y_hat over the whole grid (tiny and subnormal predictions included)
+    ("focal_grad(y=0)", "float64"): "NaN at y_hat = 5e-324 (measured): the shared 1/y_hat overflows and meets a zero factor (0 * inf)",
+    ("focal_grad(y=0.3)", "float64"): "inf at y_hat = 5e-324 (measured): 1/y_hat overflows before it is multiplied by y (1 - y_hat)**gamma",
+    ("focal_grad(y=1)", "float64"): "inf at y_hat = 5e-324 (measured): 1/y_hat overflows before it is multiplied by y (1 - y_hat)**gamma",
+    ("kl_div(y=0.5)", "float64"): "inf at y_hat = 5e-324 (measured): y/y_hat overflows inside the log (log y - log y_hat would not)",
+    ("kl_div(y=2)", "float64"): "inf at y_hat = 5e-324 (measured): y/y_hat overflows inside the log (log y - log y_hat would not)",
+    # class-axis: log-sum-exp of the shifted logits is 1 + (the others), rounded to 1 where the
+    # others are below half an ulp, so the largest component of log_softmax is 0, not -(the others)
+    **{(f"log_softmax[{c}](z, {a}, {b})", d): "1e7 (float32) to 1e16 (float64) ulp where one logit dominates (measured): log(1 + small) of the shifted sum; a log1p of the sum without its largest term would keep it"
+       for c, a, b in ((0, 0, 0), (0, 2, -10000), (1, 2, -10000)) for d in ("float64", "float32")},
+    ("log_softmax_vjp[0](z, 0, 0)", "float64"): "4.61 ulp at z = 14.8 (measured): g_k - softmax_k * sum(g) cancels partly",
 }
 
 
@@ -49,6 +60,17 @@ def _cases():
         names += [act.name, f"{act.name}_grad", f"{act.name}_grad2"] + [f"{act.name}_grad_{p.name}" for p in act.params]
     for task_pair in ("sigmoid_bce", "sigmoid_bce_grad"):
         names += [f"{task_pair}(y=0)", f"{task_pair}(y=1)"]
+    # elementwise losses and their gradients along y_hat, at representative targets
+    for loss in spec.losses:
+        if loss.class_axis:
+            continue
+        for y in A.SAMPLE_TARGETS[dict(loss.domain).get("y", "real")]:
+            names += [f"{loss.name}(y={y:g})", f"{loss.name}_grad(y={y:g})"]
+    # class-axis functions and their VJPs over three logits, the first over the whole grid
+    for act in spec.activations:
+        if act.vector:
+            for fn in (act.name, f"{act.name}_vjp"):
+                names += [f"{fn}[{c}](z, {a:g}, {b:g})" for a, b in A.CLASS_OTHERS for c in (0, 1)]
     return [(n, d) for n in names for d in ("float64", "float32")]
 
 

@@ -112,8 +112,12 @@ FIRES = {
         (z * sp.sign(z), sp.Abs(z)),
         (3 * w * z * sp.sign(z), 3 * w * sp.Abs(z)),
     ],
+    # near 0 the exact complement cosh(t) - 1 = 2 sinh(t/2)**2; beyond, no overflow of cosh
     "log_cosh": [
-        (sp.log(sp.cosh(z)), sp.Abs(z) + softplus(-2 * sp.Abs(z)) - sp.log(2)),
+        (sp.log(sp.cosh(z)), sp.Piecewise((cfunctions.log1p(2 * sp.sinh(z / 2) ** 2), sp.Abs(z) < 1),
+                                          (sp.Abs(z) + softplus(-2 * sp.Abs(z)) - sp.log(2), True))),
+        (2 * sp.log(sp.cosh(w - z)), 2 * sp.Piecewise((cfunctions.log1p(2 * sp.sinh((w - z) / 2) ** 2), sp.Abs(w - z) < 1),
+                                                       (sp.Abs(w - z) + softplus(-2 * sp.Abs(w - z)) - sp.log(2), True))),
     ],
     "sech_squared_cosh": [
         (sp.sech(z) ** 2, 2 / (1 + sp.cosh(2 * z))),
@@ -219,6 +223,7 @@ FIRES = {
     "xlogy": [
         (y * sp.log(p), xlogy(y, p)),
         (-2 * y * sp.log(p), -2 * xlogy(y, p)),
+        (y * sp.log(1 + p), primitives.xlog1py(y, p)),
     ],
     "clamp_branches": [
         (

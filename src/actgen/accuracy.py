@@ -33,10 +33,20 @@ EDGES = (0.0, -0.0, 5e-324, -5e-324, 1e-310, -1e-310, 1e-300, -1e-300, 36.0, -36
          710.0, -710.0, 745.0, -745.0, 750.0, -750.0, 1000.0, -1000.0)
 
 
-def grid(n_log=48, n_lin=61, n_huge=36):
+RANDOM_SEED = 20261205  # fixed: the same spec gives the same report
+
+
+def grid(n_log=48, n_lin=61, n_huge=36, n_random=600):
     """Inputs over [-750, 750] plus the edges: log-spaced magnitudes, a linear sweep, the edges,
     and log-spaced magnitudes from 750 up to the largest float64 (those beyond a narrower
-    format's range are dropped when the grid is cast to it, and its largest value is added)."""
+    format's range are dropped when the grid is cast to it, and its largest value is added);
+    and ``n_random`` random off-grid points (a fixed seed): two thirds uniform on [-40, 40], where
+    rounding decides the worst case, one third with log-uniform magnitudes from 1e-8 to 1e308 and
+    random signs. A fixed grid finds what it was tuned to; these find the rest."""
+    rng = np.random.default_rng(RANDOM_SEED)
+    n_near = 2 * n_random // 3
+    near = rng.uniform(-40.0, 40.0, n_near)
+    far = 10.0 ** rng.uniform(-8.0, 308.0, n_random - n_near) * rng.choice([-1.0, 1.0], n_random - n_near)
     huge = np.geomspace(750.0, 1e308, n_huge)[1:]  # the largest float itself is added by measure()
     mags = np.concatenate([np.logspace(-8, np.log10(750.0), n_log), huge])
     lin = np.linspace(-750.0, 750.0, n_lin)
@@ -44,7 +54,7 @@ def grid(n_log=48, n_lin=61, n_huge=36):
     small = np.linspace(-40.0, 40.0, 801)
     # where exp(z) is subnormal but z exp(z) is not (SiLU's tail), and the overflow threshold
     tails = np.linspace(-716.0, -705.0, 23)
-    values = np.concatenate([mags, -mags, lin, small, tails, -tails, np.array(EDGES)])
+    values = np.concatenate([mags, -mags, lin, small, tails, -tails, np.array(EDGES), near, far])
     return np.unique(values)
 
 
@@ -364,6 +374,7 @@ def targets(derived, package, backend="numpy"):
     for entry in derived.activations:
         act = spec.activation(entry.name)
         if act.vector:
+            out += _class_axis_targets(entry, act, package, wrap, backend)
             continue
         for d in entry.derivations:
             if d.kind not in ("forward", "grad", "grad2", "grad_param"):
@@ -378,6 +389,10 @@ def targets(derived, package, backend="numpy"):
             with np.errstate(all="ignore"):
                 ys = np.asarray(getattr(package, act.name)(grid()), dtype=np.float64)
             out.append(Target(of.name, of.name, of.expr, Y_OUT, act.params, sp.expand(of.expr), wrap(getattr(package, of.name)), inputs=ys))
+    for entry in derived.losses:
+        loss = spec.loss(entry.name)
+        if not loss.class_axis:
+            out += _loss_targets(entry, loss, package, wrap, backend)
     for entry in derived.heads:
         loss = spec.loss(entry.loss)
         if loss.class_axis:
@@ -393,6 +408,68 @@ def targets(derived, package, backend="numpy"):
                 else:
                     call = (lambda f, y: lambda z: f(z, np.full_like(z, y), reduction="none"))(fn, y)
                 out.append(Target(d.name, f"{d.name}(y={y:g})", ref.xreplace({M.Y: sp.Float(y)}), M.Z, (), d.expr.xreplace({M.Y: y}), call))
+    return out
+
+
+# representative targets y of an elementwise loss, by the domain of y (the loss is measured along
+# y_hat over the grid, restricted to y_hat's domain)
+SAMPLE_TARGETS = {"real": (0.0, 1.5), "positive": (0.5, 2.0), "nonnegative": (0.0, 2.0), "[0, 1]": (0.0, 0.3, 1.0),
+                  "(0, 1)": (0.3,), "{0, 1}": (0.0, 1.0), "{-1, 1}": (-1.0, 1.0)}
+# class-axis functions: K = 3 logits (x, a, b), x over the grid (so it is the dominant one, or a
+# negligible one, up to +-1e308), the others fixed: balanced, and one far below the rest
+CLASS_OTHERS = ((0.0, 0.0), (2.0, -1e4))
+CLASS_G = (1.0, -0.5, 0.25)  # the incoming gradient of a VJP
+
+
+def _loss_targets(entry, loss, package, wrap, backend):
+    """An elementwise loss (and, for NumPy, its gradient) along y_hat at representative targets."""
+    doms = dict(loss.domain)
+    y_hat_domain = doms.get("y_hat", "real")
+    y_hat_domain = y_hat_domain if y_hat_domain in M.ACTIVATION_DOMAINS else "real"
+    out = []
+    for d in entry.derivations:
+        if d.kind not in ("loss", "loss_grad") or (backend != "numpy" and d.kind != "loss") or not hasattr(package, d.name):
+            continue  # the frameworks' loss gradients are their autograd backward, tested against these
+        fn = wrap(getattr(package, d.name))
+        ref = loss.expr if d.kind == "loss" else d.raw
+        for y in SAMPLE_TARGETS.get(doms.get("y", "real"), (0.0, 1.5)):
+            if backend == "numpy":
+                call = (lambda f, y: lambda x: f(np.full_like(x, y), x, reduction="none"))(fn, y)
+            else:
+                call = (lambda f, y: lambda x: f(x, np.full_like(x, y), reduction="none"))(fn, y)
+            out.append(Target(d.name, f"{d.name}(y={y:g})", ref.xreplace({M.Y: sp.Float(y)}), M.Y_HAT, loss.params,
+                              d.expr.xreplace({M.Y: sp.Float(y)}), call, y_hat_domain))
+    return out
+
+
+def _at_classes(expr, values, **indices):
+    """A class-axis expression for K = len(values) with its free indices set and the logits (and
+    the VJP's incoming gradient) replaced by ``values`` (and CLASS_G); z[1] may stay a symbol."""
+    from .derive import G
+
+    e = expr.xreplace({M.K: sp.Integer(len(values)), **{getattr(M, k): sp.Integer(v) for k, v in indices.items()}}).doit()
+    e = e.replace(lambda t: isinstance(t, sp.Indexed) and t.base == G, lambda t: sp.Float(CLASS_G[int(t.indices[0]) - 1]))
+    return e.replace(lambda t: isinstance(t, sp.Indexed) and t.base == M.ZV, lambda t: values[int(t.indices[0]) - 1])
+
+
+def _class_axis_targets(entry, act, package, wrap, backend):
+    """A class-axis activation and its VJP over K = 3 logits, the first varying over the grid."""
+    out = []
+    for d in entry.derivations:
+        if d.kind not in ("forward", "vjp") or not hasattr(package, d.name):
+            continue
+        fn = wrap(getattr(package, d.name))
+        for a, b in CLASS_OTHERS:
+            values = (M.Z, sp.Float(a), sp.Float(b))
+            for comp in (0, 1):
+                if d.kind == "forward":
+                    ref = _at_classes(act.expr, values, I=comp + 1)
+                    call = (lambda f, a, b, c: lambda x: np.asarray(f(np.stack([x, np.full_like(x, a), np.full_like(x, b)], axis=-1)))[..., c])(fn, a, b, comp)
+                else:
+                    ref = _at_classes(d.raw, values, KK=comp + 1)
+                    call = (lambda f, a, b, c: lambda x: np.asarray(f(np.stack([x, np.full_like(x, a), np.full_like(x, b)], axis=-1),
+                                                                      np.broadcast_to(np.asarray(CLASS_G, dtype=x.dtype), x.shape + (3,))))[..., c])(fn, a, b, comp)
+                out.append(Target(d.name, f"{d.name}[{comp}](z, {a:g}, {b:g})", ref, M.Z, (), None, call))
     return out
 
 
@@ -414,7 +491,8 @@ def report_markdown(results, header):
              "Measured by `actgen accuracy` against an mpmath reference evaluating the spec's own formulas (and SymPy's raw",
              "derivatives of them) at adaptive precision, over inputs spanning [-750, 750] (a step of 0.1 on [-40, 40]) with the",
              "edges ±0, subnormals, ±1e-300, ±36, ±37, ±705..716, ±745, ±1000, and log-spaced magnitudes up to each format's",
-             "largest value (±1.8e308, ±3.4e38). A true value beyond the format's range must overflow to infinity. \"Skipped\":",
+             "largest value (±1.8e308, ±3.4e38), and 600 random off-grid points (a fixed seed; 400 uniform on [-40, 40], 200 of",
+             "log-uniform magnitude up to 1e308). A true value beyond the format's range must overflow to infinity. \"Skipped\":",
              "points where the naive formula cancels beyond 40000 bits (log(1 - sigma(z)) at z = 1e8), so the reference cannot",
              "be resolved. Errors are in ulps of the correctly rounded true",
              "value. The NumPy package computes float32 inputs in float64 and rounds once; the torch package (rows marked",

@@ -137,6 +137,26 @@ class xlogy(sp.Function):  # noqa: N801
         return _latex_product(printer, x, r"\log\left(%s\right)" % printer._print(y), exp)
 
 
+class xlog1py(sp.Function):  # noqa: N801
+    r"""x log(1 + y), continued by 0 where x = 0 (SciPy's ``xlog1py``): cross-entropy's
+    (1 - y) log(1 - y_hat) without rounding 1 - y_hat to 1 where y_hat is tiny."""
+
+    nargs = 2
+
+    def fdiff(self, argindex=1):
+        x, y = self.args
+        return sp.log(1 + y) if argindex == 1 else x / (1 + y)
+
+    def _eval_rewrite_as_exp(self, x, y, **kwargs):
+        return x * sp.log(1 + y)
+
+    _eval_rewrite_as_elementary = _eval_rewrite_as_exp
+
+    def _latex(self, printer, exp=None):
+        x, y = self.args
+        return _latex_product(printer, x, r"\log\left(1 + %s\right)" % printer._print(y), exp)
+
+
 class erfcx(sp.Function):  # noqa: N801
     r"""The scaled complementary error function :math:`e^{u^2}\operatorname{erfc}(u)` (SciPy's ``erfcx``)."""
 
@@ -349,7 +369,7 @@ class ratio(sp.Function):  # noqa: N801
         return r"\left(%s\right)^{%s}" % (body, printer._print(exp)) if exp is not None else body
 
 
-PRIMITIVES = (logistic, softplus, normal_cdf, xlogy, erfcx, exp_square, mul_exp, mul_exp_shared, mul_exp_square, exp_dd, mul_exp_dd, sign_select, ratio)
+PRIMITIVES = (logistic, softplus, normal_cdf, xlogy, xlog1py, erfcx, exp_square, mul_exp, mul_exp_shared, mul_exp_square, exp_dd, mul_exp_dd, sign_select, ratio)
 
 
 def elementary(expr):

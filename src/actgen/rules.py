@@ -22,7 +22,7 @@ import sympy as sp
 from sympy.codegen import cfunctions
 
 from .model import Z
-from .primitives import erfcx, exp_dd, exp_square, logistic, mul_exp, mul_exp_dd, mul_exp_shared, mul_exp_square, normal_cdf, ratio, sign_select, softplus, xlogy
+from .primitives import erfcx, exp_dd, exp_square, logistic, mul_exp, mul_exp_dd, mul_exp_shared, mul_exp_square, normal_cdf, ratio, sign_select, softplus, xlog1py, xlogy
 from .symbolic import prove_equal
 
 a = sp.Symbol("a", real=True)
@@ -225,11 +225,18 @@ def _sign_times_self(e):
     return None
 
 
+def _log_cosh_form(t):
+    """log(cosh(t)) without overflow and without cancellation: near 0, where log(cosh(t)) ~ t**2/2
+    and |t| + softplus(-2|t|) - log 2 subtracts nearly equal terms, log1p(2 sinh(t/2)**2) (cosh(t)
+    - 1 = 2 sinh(t/2)**2 exactly); beyond |t| = 1, where cosh would overflow, the softplus form
+    (its terms then differ by a factor of 2.6 or more)."""
+    return sp.Piecewise((cfunctions.log1p(2 * sp.sinh(t / 2) ** 2), sp.Abs(t) < 1),
+                        (sp.Abs(t) + softplus(-2 * sp.Abs(t)) - sp.log(2), True))
+
+
 def _log_cosh(e):
-    # log(cosh(t)) -> |t| + softplus(-2|t|) - log 2
     if isinstance(e, sp.log) and isinstance(e.args[0], sp.cosh):
-        t = e.args[0].args[0]
-        return sp.Abs(t) + softplus(-2 * sp.Abs(t)) - sp.log(2)
+        return _log_cosh_form(e.args[0].args[0])
     return None
 
 
@@ -296,15 +303,7 @@ SIGN_TIMES_SELF = Rule(
     ((a * sp.sign(a), sp.Abs(a)),),
     "raise",
 )
-LOG_COSH = Rule(
-    "log_cosh",
-    "log(cosh(t)) = |t| + softplus(-2|t|) - log(2) (no overflow of cosh)",
-    _log_cosh,
-    ((sp.log(sp.cosh(u)), u + softplus(-2 * u) - sp.log(2)), (sp.log(sp.cosh(-u)), u + softplus(-2 * u) - sp.log(2))),
-    "raise",
-)
-
-RAISE = (LOGISTIC, EXP_TIMES_LOGISTIC, SOFTPLUS, LOG_LOGISTIC, LOGISTIC_COMPLEMENT, SECH_SQUARED, NORMAL_CDF, TANH_COMPLEMENT, LOG_COSH, SIGN_TIMES_SELF)
+RAISE = (LOGISTIC, EXP_TIMES_LOGISTIC, SOFTPLUS, LOG_LOGISTIC, LOGISTIC_COMPLEMENT, SECH_SQUARED, NORMAL_CDF, TANH_COMPLEMENT, SIGN_TIMES_SELF)
 
 
 def raise_primitives(expr, fired=None):
@@ -382,7 +381,12 @@ def _xlogy(e):
     if var_part == 1 or not var_part.free_symbols or var_part.has(sp.log):
         return None
     # only where the factor can be 0 while the logarithm's argument is 0: a loss's target
-    return coeff * xlogy(var_part, logs[0].args[0])
+    arg = logs[0].args[0]
+    if arg.is_Add and sp.S.One in arg.args:
+        rest = arg - 1
+        if rest.free_symbols:  # log(1 + t): log1p's accuracy where t is tiny
+            return coeff * xlog1py(var_part, rest)
+    return coeff * xlogy(var_part, arg)
 
 
 def _clamp_branches(e):
@@ -975,9 +979,9 @@ CLAMP_BRANCHES = Rule(
 )
 XLOGY = Rule(
     "xlogy",
-    "x log(t) = xlogy(x, t) wherever t > 0, continued by 0 at x = 0",
+    "x log(t) = xlogy(x, t) wherever t > 0, continued by 0 at x = 0; x log(1 + t) = xlog1py(x, t) (log1p's accuracy for tiny t)",
     _xlogy,
-    ((x * sp.log(u), xlogy(x, u)),),
+    ((x * sp.log(u), xlogy(x, u)), (x * sp.log(1 + u), xlog1py(x, u))),
     "lower",
 )
 def _log1p(e):
@@ -1095,7 +1099,17 @@ SHARED_EXPONENTIAL = Rule(
 )
 
 
-LOWER = (XLOGY, PIECEWISE_MAX, CLAMP_BRANCHES, LINEAR_ROOT, SQRT_COMPLEMENT, ROOT_CONJUGATE, HYPOT, RATIO_FIRST, HYPERBOLIC_SOFTPLUS, SOFTPLUS_LOG1P, NORMAL_CDF_ERFCX, EXP_SQUARE, SECH_SQUARED_COSH, LOGISTIC_PRODUCT, LOGISTIC_PAIR_SUM, LOGISTIC_RECIPROCAL, STABLE_LOGISTIC, SPLIT_EXP, COMPENSATED_EXPONENT, SHARED_EXPONENTIAL)
+# a lower rule: log(cosh(t)) stays itself while deriving (its derivative is tanh(t), exact), and is
+# evaluated in this form
+LOG_COSH = Rule(
+    "log_cosh",
+    "log(cosh(t)) = log1p(2 sinh(t/2)**2) for |t| < 1 (no cancellation near 0), else |t| + softplus(-2|t|) - log(2) (no overflow of cosh)",
+    _log_cosh,
+    ((sp.log(sp.cosh(u)), _log_cosh_form(u)), (sp.log(sp.cosh(-u)), _log_cosh_form(-u))),
+    "lower",
+)
+
+LOWER = (XLOGY, PIECEWISE_MAX, CLAMP_BRANCHES, LOG_COSH, LINEAR_ROOT, SQRT_COMPLEMENT, ROOT_CONJUGATE, HYPOT, RATIO_FIRST, HYPERBOLIC_SOFTPLUS, SOFTPLUS_LOG1P, NORMAL_CDF_ERFCX, EXP_SQUARE, SECH_SQUARED_COSH, LOGISTIC_PRODUCT, LOGISTIC_PAIR_SUM, LOGISTIC_RECIPROCAL, STABLE_LOGISTIC, SPLIT_EXP, COMPENSATED_EXPONENT, SHARED_EXPONENTIAL)
 
 
 def lower(expr, fired=None):
@@ -1108,6 +1122,7 @@ def lower(expr, fired=None):
     expr = apply_rules(expr, (HYPOT,), fired)
     expr = apply_rules(expr, (RATIO_FIRST,), fired)
     expr = apply_rules(expr, (HYPERBOLIC_SOFTPLUS,), fired)
+    expr = apply_rules(expr, (LOG_COSH,), fired)
     expr = apply_rules(expr, (SOFTPLUS_LOG1P,), fired)
     expr = apply_rules(expr, (NORMAL_CDF_ERFCX,), fired)
     expr = apply_rules(expr, (EXP_SQUARE,), fired)

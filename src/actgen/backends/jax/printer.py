@@ -99,6 +99,9 @@ class ActgenJaxPrinter(ActgenTorchPrinter):
     def _print_xlogy(self, expr):
         return f"jsp.xlogy({self._print(expr.args[0])}, {self._print(expr.args[1])})"
 
+    def _print_xlog1py(self, expr):
+        return f"jsp.xlog1py({self._print(expr.args[0])}, {self._print(expr.args[1])})"
+
     def _print_erf(self, expr):
         return f"jsp.erf({self._print(expr.args[0])})"
 

@@ -181,6 +181,9 @@ class ActgenNumPyPrinter(NumPyPrinter):
     def _print_xlogy(self, expr):
         return f"_special().xlogy({self._print(expr.args[0])}, {self._print(expr.args[1])})"
 
+    def _print_xlog1py(self, expr):
+        return f"_special().xlog1py({self._print(expr.args[0])}, {self._print(expr.args[1])})"
+
     def _print_mul_exp(self, expr):
         return f"_mul_exp({self._print(expr.args[0])}, {self._print(expr.args[1])})"
 

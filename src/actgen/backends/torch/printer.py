@@ -129,6 +129,9 @@ class ActgenTorchPrinter(ActgenNumPyPrinter):
     def _print_xlogy(self, expr):
         return f"torch.special.xlogy({self._print(expr.args[0])}, {self._print(expr.args[1])})"
 
+    def _print_xlog1py(self, expr):
+        return f"torch.special.xlog1py({self._print(expr.args[0])}, {self._print(expr.args[1])})"
+
     def _print_erf(self, expr):
         return f"torch.erf({self._print(expr.args[0])})"
 
