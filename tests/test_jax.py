@@ -209,6 +209,57 @@ def test_jax_accuracy(jax_measurements, name, dtype, request):
     assert m.skipped <= 0.05 * m.points, f"{name} {dtype}: the reference skipped {m.skipped} of {m.points} points"
 
 
+# -- what XLA on CPU does to floating point, and the printer's and runtime's answers ---------------
+
+
+def test_products_with_an_exponential_print_as_mul_exp():
+    """A product with exp(t) is one _mul_exp (its other factors u, a denominator outside), and the
+    number factors of a _mul_exp or _mul_exp_square join its u: no subnormal intermediate for XLA
+    to flush where the product is normal. exp(t) alone (u = 1) stays as it is."""
+    from actgen.backends.jax.printer import ActgenJaxPrinter
+    from actgen.primitives import mul_exp, mul_exp_square
+
+    p, alpha, s = ActgenJaxPrinter(), sp.Symbol("alpha", positive=True), sp.Symbol("s", positive=True)
+    assert p.doprint(sp.Float(1.7580993408473768) * sp.exp(sp.Min(Z, 0))) == "_mul_exp(1.7580993408473768, jnp.minimum(z, 0.0))"
+    assert p.doprint(alpha * sp.exp(Z) / s) == "_mul_exp(alpha, z)/s"
+    assert p.doprint(sp.exp(Z) / s) == "jnp.exp(z)/s"
+    assert p.doprint(-2 * mul_exp_square(Z, Z, -1)) == "_mul_exp_square(-2*z, z, -1)"
+    assert p.doprint(2 * mul_exp(Z, -sp.Abs(Z)) / s) == "_mul_exp(2*z, -jnp.abs(z))/s"
+
+
+def test_subnormal_intermediates_do_not_reach_normal_results(jx, ag):
+    """XLA on CPU flushes subnormals to zero: selu_grad at -708.5 (exp(z) subnormal, 1.76 exp(z)
+    normal) and gaussian_grad in float32 at -9.5 (z exp(-z**2) subnormal, twice it normal) were 0."""
+    z = np.asarray([-708.5, -708.0])
+    np.testing.assert_allclose(jax.jit(jx.selu_grad)(jnp.asarray(z)), ag.selu_grad(z), rtol=4e-16)
+    z32 = np.asarray([-9.5, -9.4], dtype=np.float32)
+    got = jax.jit(jx.gaussian_grad)(jnp.asarray(z32))
+    assert got.dtype == jnp.float32
+    np.testing.assert_allclose(got, ag.gaussian_grad(z32.astype(np.float64)), rtol=5e-7)
+
+
+def test_double_double_arithmetic_is_exact_under_jit(jx):
+    """Jitted, XLA on CPU rewrote (c + y) - c to y (the two-sum of a constant and an array lost its
+    low part) and LLVM contracted Dekker's product into fused multiply-adds (the pair off by the
+    product's rounding error for half the inputs): both measured before the runtime was changed."""
+    from fractions import Fraction
+
+    runtime = importlib.import_module(CATALOG["packages"]["jax"] + "._runtime")
+    r = np.random.default_rng(3)
+    z = r.normal(size=500) * 3
+    y = r.normal(size=500) * 0.3
+    y_low = y * 1e-17 * r.normal(size=500)
+
+    def worst(pairs, exact):
+        return max(abs(Fraction(float(h)) + Fraction(float(l)) - e) / abs(e) for h, l, e in zip(*pairs, exact))
+
+    square = jax.jit(lambda v: runtime._dd_mul((v, 0.0), (v, 0.0)))(jnp.asarray(z))
+    assert worst(square, [Fraction(float(v)) ** 2 for v in z]) < 2.0 ** -100
+    for c in (1.0, 200000.0, -0.6931471805599453):
+        total = jax.jit(lambda a, b: runtime._dd_add((c, 0.0), (a, b)))(jnp.asarray(y), jnp.asarray(y_low))
+        assert worst(total, [Fraction(c) + Fraction(float(a)) + Fraction(float(b)) for a, b in zip(y, y_low)]) < 2.0 ** -100
+
+
 def test_naive_float32_grad_overflows_where_the_derived_form_does_not(jx):
     """Evidence that the measurement bites: jax.grad of log(1 + exp(z)) in float32 overflows near
     z = 89; the generated softplus and its rule stay exact."""
