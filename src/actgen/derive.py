@@ -339,13 +339,15 @@ def derive_vector(act: M.Activation):
     jac_raw = sp.diff(f_i, zk)
     jac = _simplify(_in_range(jac_raw.doit(), M.KK))
     out.append(Derivation(f"{act.name}_jacobian", "jacobian", act.name, "z", jac_raw, jac, ()))
+    out.append(derive_vector_jvp(act))
     return out
 
 
 def derive_vector_jvp(act: M.Activation) -> Derivation:
     """The Jacobian-vector product sum_k J_ik t_k of a class-axis activation: the forward-mode
     rule of targets whose transforms need one (JAX's custom_jvp; reverse mode transposes it).
-    Not part of :func:`derive_all`'s entries (no other target has a use for it)."""
+    Derived with the entry (and cached with it); like the Hessian's entries it serves a framework's
+    rule only, so the catalog leaves it out."""
     d = _in_range(sp.diff(act.expr, M.ZV[M.KK]).doit(), M.KK)
     raw = sp.Sum(d * T[M.KK], (M.KK, 1, M.K))
     jvp = _simplify(_in_range(raw.doit(), M.I))

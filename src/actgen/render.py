@@ -366,9 +366,10 @@ def catalog(derived: Derived, packages: dict[str, str], proofs) -> dict:
         return [dict(name=p.name, default=p.default_float) for p in entity.params]
 
     def functions(entry):
-        # the mixed and parameter second derivatives serve the frameworks' backward passes only
+        # the mixed and parameter second derivatives and the class-axis JVP serve the frameworks'
+        # derivative rules only
         return {d.kind if d.kind not in ("grad_param", "loss_grad_param") else f"grad_{d.wrt}": dict(name=d.name, latex=latex(d.expr), sympy=sp.sstr(d.expr), rules=list(d.rules))
-                for d in entry.derivations if d.kind != "hessian"}
+                for d in entry.derivations if d.kind not in ("hessian", "jvp")}
 
     def props(entry):
         out = {}

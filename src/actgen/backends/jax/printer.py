@@ -14,6 +14,7 @@ from __future__ import annotations
 import sympy as sp
 from sympy.printing.precedence import PRECEDENCE
 
+from ...primitives import mul_exp, mul_exp_square
 from ...printing import Emitted
 from ...printing import emit as _emit
 from ..torch.printer import ActgenTorchPrinter
@@ -35,6 +36,31 @@ class ActgenJaxPrinter(ActgenTorchPrinter):
         return str(n) if abs(n) < 2**31 else repr(float(n))
 
     def _print_Mul(self, expr, **kwargs):
+        # XLA on CPU flushes subnormal intermediates to zero: a product with an exponential is one
+        # _mul_exp (exp(t) scaled into the normal range where it would be subnormal), and number
+        # factors of a _mul_exp or _mul_exp_square join its u (2 (z exp(-z**2)) with z exp(-z**2)
+        # subnormal in float32 but the product normal)
+        carriers = [a for a in expr.args if isinstance(a, (mul_exp, mul_exp_square)) or (isinstance(a, sp.exp) and a.args[0].free_symbols)]
+        if len(carriers) == 1:
+            (carrier,) = carriers
+            others = [a for a in expr.args if a is not carrier]
+            if isinstance(carrier, sp.exp):
+                # the numerator's factors are u; a denominator divides the product
+                below = [a for a in others if a.is_Pow and a.exp.is_negative]
+                u = sp.Mul(*[a for a in others if a not in below])
+                if u == 1:  # exp(t)/d with exp(t) subnormal: the result is subnormal too (d >= 1 in the bodies)
+                    return super()._print_Mul(expr, **kwargs)
+                product = f"_mul_exp({self._print(u)}, {self._print(carrier.args[0])})"
+                if not below:
+                    return product
+                return f"{product}/{self.parenthesize(sp.Mul(*[1 / a for a in below]), PRECEDENCE['Mul'] + 1)}"
+            numbers = [a for a in others if a.is_number]
+            if numbers:
+                u = carrier.args[0]
+                u = sp.Mul(*numbers, u, evaluate=False) if u.is_Add else sp.Mul(*numbers, u)
+                folded = carrier.func(u, *carrier.args[1:])
+                rest = [a for a in others if not a.is_number]
+                return self._print(sp.Mul(*rest, folded)) if rest else self._print(folded)
         # x/q as the torch printer has it (one rounding), with a q beyond int32 as a float literal
         coeff, rest = expr.as_coeff_Mul()
         if coeff.is_Rational and not coeff.is_Integer and abs(coeff.p) == 1 and 2**31 <= coeff.q < 2**53 and rest != 1:

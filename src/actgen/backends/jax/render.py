@@ -19,7 +19,6 @@ import numpy as np
 import sympy as sp
 
 from ... import model as M
-from ...derive import derive_vector_jvp
 from ...pipeline import Derived, Entry
 from ...primitives import erfcx_taylor_table
 from ...printing import COL, ROW, latex, to_array
@@ -154,7 +153,7 @@ def activation_group(entry: Entry, act: M.Activation) -> Group:
 def vector_group(entry: Entry, act: M.Activation) -> Group:
     n = act.name
     fwd, vjp, jac = entry.get("forward"), entry.get("vjp"), entry.get("jacobian")
-    jvp = derive_vector_jvp(act)
+    jvp = entry.get("jvp")
     expr, fired = _class_axis_stable(fwd.expr)
     vexpr, vfired = _class_axis_stable(vjp.expr)
     jexpr, jfired = _class_axis_stable(jac.expr)
