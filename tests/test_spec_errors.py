@@ -48,7 +48,6 @@ CASES = [
     ("domain_not_a_mapping", A.format("log(z)") + "    domain: positive\n", "bad.yaml:4: entry 'foo'.domain: expected a mapping from z to a domain; write it as {z: positive} (domains: real, positive, nonnegative, negative, nonpositive, (0, 1), [0, 1], (-1, 1), [-1, 1])"),
     ("domain_of_another_variable", A.format("log(z)") + "    domain: {z: positive, w: real}\n", "bad.yaml:4: entry 'foo'.domain: unknown variable 'w'; an activation's variable is z, e.g. domain: {z: positive}"),
     ("domain_on_class_axis", A.format("exp(z[i])/Sum(exp(z[j]), (j, 1, K))") + "    domain: {z: positive}\n", "bad.yaml:4: entry 'foo'.domain: a class-axis function is defined for all real logits; remove 'domain'"),
-    ("class_axis_with_a_parameter", "activations:\n  foo:\n    expr: exp(z[i]/t)/Sum(exp(z[j]/t), (j, 1, K))\n    params: {t: 2.0}\n", "bad.yaml:4: entry 'foo'.params: a class-axis function cannot take parameters yet; write the value into the expression (exp(z[i]/2) for a temperature of 2) or declare one entry per value"),
     # -- injection attempts ------------------------------------------------------------------
     ("attribute_access", A.format("z.__class__"), EXPR + f"attribute access 'z.__class__' is not allowed in an expression; {ALLOWED}"),
     ("import_os_system", A.format("__import__('os').system('touch /tmp/pwned')"), EXPR + f"attribute access '__import__('os').system' is not allowed in an expression; {ALLOWED}"),

@@ -327,3 +327,92 @@ def test_softmin_shifts_by_the_min(domain_built, ag):
     np.testing.assert_array_max_ulp(got, ag.softmax(-z), maxulp=2)
     np.testing.assert_allclose(dom.softmin_vjp(z, np.ones_like(z)), 0.0, atol=1e-16)
     assert dom.softmin(np.array(5.0)) == 1.0 and dom.softmin(np.zeros((2, 0))).shape == (2, 0)
+
+
+# -- a class-axis function with a parameter: softmax with a temperature ------------------------------
+
+TEMPERATURE_SPEC = """\
+activations:
+  softmax_temp:
+    expr: exp(z[i]/temperature)/Sum(exp(z[j]/temperature), (j, 1, K))
+    params: {temperature: 2.0}
+  log_softmax_temp:
+    expr: z[i]/temperature - log(Sum(exp(z[j]/temperature), (j, 1, K)))
+    params: {temperature: 2.0}
+"""
+
+
+@pytest.fixture(scope="module")
+def temp_built(tmp_path_factory):
+    work = tmp_path_factory.mktemp("temperature")
+    (work / "t.yaml").write_text(TEMPERATURE_SPEC, encoding="utf-8")
+    assert main(["build", "--spec", str(work / "t.yaml"), "--out", str(work / "o"), "--package", "temp", "--quiet"]) == 0
+    import importlib
+
+    sys.path.insert(0, str(work / "o"))
+    try:
+        return work, importlib.import_module("temp")
+    finally:
+        sys.path.remove(str(work / "o"))
+
+
+def test_a_temperature_shifts_by_the_max_over_the_temperature(temp_built, ag):
+    """exp(z/T) has weight 1/T, positive because T's default is: the max shift applies, so the
+    dominant logit at +-1000 with T = 0.5 neither overflows nor gives inf/inf."""
+    _, temp = temp_built
+    z = np.array([[-1000.0, 0.0, 1000.0], [1.0, 2.0, 3.0], [0.0, 0.0, 0.0]])
+    for t in (0.5, 2.0, 7.0):
+        np.testing.assert_array_max_ulp(temp.softmax_temp(z, temperature=t), ag.softmax(z / t), maxulp=4)
+        np.testing.assert_allclose(temp.log_softmax_temp(z, temperature=t), ag.log_softmax(z / t), rtol=1e-14, atol=1e-300)
+    g = np.array([1.0, -0.5, 0.25])
+    np.testing.assert_allclose(temp.softmax_temp_vjp(z, g, temperature=0.5), np.einsum("...i,...ik->...k", g, temp.softmax_temp_jacobian(z, temperature=0.5)), atol=1e-15)
+    assert temp.softmax_temp(np.array(3.0)) == 1.0
+
+
+def test_a_temperature_in_the_frameworks(temp_built):
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed: pip install -e '.[torch]'")
+    import importlib
+
+    work, _ = temp_built
+    sys.path.insert(0, str(work / "o"))
+    try:
+        tt = importlib.import_module("temp_torch")
+    finally:
+        sys.path.remove(str(work / "o"))
+    z = torch.tensor([[-30.0, 0.0, 30.0], [1.0, 2.0, 3.5]], dtype=torch.float64, requires_grad=True)
+    torch.testing.assert_close(tt.softmax_temp(z, temperature=0.7), torch.softmax(z / 0.7, -1))
+    assert torch.autograd.gradcheck(lambda a: tt.softmax_temp(a, temperature=0.7), (z,))
+    assert torch.autograd.gradgradcheck(lambda a: tt.log_softmax_temp(a, temperature=0.7), (z,))
+
+
+def test_a_temperature_in_jax(temp_built):
+    jax = pytest.importorskip("jax", reason="JAX is not installed: pip install 'jax[cpu]'")
+    import importlib
+
+    from jax.test_util import check_grads
+
+    jax.config.update("jax_enable_x64", True)
+    work, _ = temp_built
+    sys.path.insert(0, str(work / "o"))
+    try:
+        tj = importlib.import_module("temp_jax")
+    finally:
+        sys.path.remove(str(work / "o"))
+    z = np.array([[-30.0, 0.0, 30.0], [1.0, 2.0, 3.5]])
+    check_grads(lambda a: tj.softmax_temp(a, temperature=0.7), (z,), order=2, modes=["fwd", "rev"])
+    with pytest.raises(ValueError, match="not derived"):
+        jax.grad(lambda t: tj.softmax_temp(z, temperature=t).sum())(0.7)
+
+
+def test_class_axis_functions_with_a_parameter_meet_the_accuracy_target(temp_built):
+    from actgen import accuracy as A
+    from actgen.model import load_spec
+    from actgen.pipeline import derive_all
+
+    import dataclasses
+
+    work, temp = temp_built
+    derived = derive_all(load_spec(str(work / "t.yaml")))
+    rows = [dataclasses.asdict(m) for m in A.measure_all(derived, temp) if m.name.startswith("softmax_temp")]
+    assert rows
+    _check_rows(rows)

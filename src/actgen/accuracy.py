@@ -60,10 +60,25 @@ def grid(n_log=48, n_lin=61, n_huge=36, n_random=600):
 
 # -- the reference ---------------------------------------------------------------------------------
 
+def _erfc(x):
+    """mpmath's erfc, with its asymptotic series beyond |x| = 1e6, where mpmath's own check of
+    the series overflows a float (exp(-x**2) itself is fine at any size in mpmath)."""
+    if x > 10**6:
+        t = 1 / (2 * x * x)  # the next term, 15 t**3, is below 1e-36 of the value here
+        return mpmath.exp(-x * x) / (x * mpmath.sqrt(mpmath.pi)) * (1 - t + 3 * t * t)
+    if x < -10**6:
+        return 2 - _erfc(-x)
+    return mpmath.erfc(x)
+
+
+def _erf(x):
+    return 1 - _erfc(x) if abs(x) > 10**6 else mpmath.erf(x)
+
+
 _FUNCS = {
     sp.exp: mpmath.exp, sp.log: mpmath.log, sp.tanh: mpmath.tanh, sp.sinh: mpmath.sinh, sp.cosh: mpmath.cosh,
-    sp.atan: mpmath.atan, sp.asinh: mpmath.asinh, sp.sin: mpmath.sin, sp.cos: mpmath.cos, sp.erf: mpmath.erf,
-    sp.erfc: mpmath.erfc, sp.sech: mpmath.sech, sp.Abs: abs, sp.sign: mpmath.sign,
+    sp.atan: mpmath.atan, sp.asinh: mpmath.asinh, sp.sin: mpmath.sin, sp.cos: mpmath.cos, sp.erf: _erf,
+    sp.erfc: _erfc, sp.sech: mpmath.sech, sp.Abs: abs, sp.sign: mpmath.sign,
 }
 
 
@@ -469,7 +484,7 @@ def _class_axis_targets(entry, act, package, wrap, backend):
                     ref = _at_classes(d.raw, values, KK=comp + 1)
                     call = (lambda f, a, b, c: lambda x: np.asarray(f(np.stack([x, np.full_like(x, a), np.full_like(x, b)], axis=-1),
                                                                       np.broadcast_to(np.asarray(CLASS_G, dtype=x.dtype), x.shape + (3,))))[..., c])(fn, a, b, comp)
-                out.append(Target(d.name, f"{d.name}[{comp}](z, {a:g}, {b:g})", ref, M.Z, (), None, call))
+                out.append(Target(d.name, f"{d.name}[{comp}](z, {a:g}, {b:g})", ref, M.Z, act.params, None, call))
     return out
 
 

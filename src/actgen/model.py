@@ -319,9 +319,6 @@ class _Builder:
             if free != {I}:
                 self.problems.add(body["expr"].location, name, "expr", "a vector activation gives component i: use z[i] and sum over another index, e.g. exp(z[i]) / Sum(exp(z[j]), (j, 1, K))")
                 return None
-            if params:
-                self.problems.add(body["params"].location, name, "params", "a class-axis function cannot take parameters yet; write the value into the expression (exp(z[i]/2) for a temperature of 2) or declare one entry per value")
-                return None
         elif Z not in expr.free_symbols:
             self.problems.add(body["expr"].location, name, "expr", "the expression does not use z; an activation is a function of z")
             return None

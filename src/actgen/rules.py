@@ -1144,8 +1144,14 @@ def lower(expr, fired=None):
 
 
 def _weight(arg, base):
-    """The total coefficient of the components of ``base`` in ``arg`` (1 for z_k, -1 for -z_k)."""
-    return sum((coeff for term, coeff in arg.as_coefficients_dict().items() if isinstance(term, sp.Indexed) and term.base == base), sp.Integer(0))
+    """The total coefficient of the components of ``base`` in ``arg`` (1 for z_k, -1 for -z_k,
+    1/T for z_k/T); NaN where ``arg`` is not linear in them (no shift is then possible)."""
+    comps = [t for t in arg.atoms(sp.Indexed) if t.base == base]
+    coeffs = [sp.expand(arg).coeff(t) for t in comps]  # not diff: d z[k] / d z[i] is delta(i, k)
+    rest = sp.expand(arg - sum((c * t for c, t in zip(coeffs, comps)), sp.Integer(0)))
+    if any(t.base == base for e in (*coeffs, rest) for t in e.atoms(sp.Indexed)):
+        return sp.nan
+    return sum(coeffs, sp.Integer(0))
 
 
 def _shift_bound(expr, base, M, M_low):
@@ -1153,11 +1159,12 @@ def _shift_bound(expr, base, M, M_low):
     min) when every one has a negative weight (softmin's exp(-z)): then every shifted exponent
     c (z - M) is <= 0. None for mixed signs or non-numeric weights."""
     weights = {_weight(e.args[0], base) for e in expr.atoms(sp.exp)} - {0}
-    if not weights or not all(w.is_number for w in weights):
+    if not weights:
         return None
-    if all(w > 0 for w in weights):
+    # the sign of a weight with a parameter (exp(z/T)) comes from the parameter's assumptions
+    if all(w.is_positive for w in weights):
         return M
-    if M_low is not None and all(w < 0 for w in weights):
+    if M_low is not None and all(w.is_negative for w in weights):
         return M_low
     return None
 
@@ -1197,12 +1204,12 @@ def logsumexp(expr, base, M, M_low=None):
         if not (isinstance(e, sp.log) and isinstance(e.args[0], sp.Sum) and isinstance(e.args[0].function, sp.exp)):
             return False
         c = _weight(e.args[0].function.args[0], base)
-        return c.is_number and (c > 0 or (c < 0 and M_low is not None))
+        return bool(c.is_positive or (c.is_negative and M_low is not None))
 
     def shift(e):
         s = e.args[0]
         c = _weight(s.function.args[0], base)
-        S = c * (M if c > 0 else M_low)
+        S = c * (M if c.is_positive else M_low)
         return S + sp.log(sp.Sum(sp.exp(s.function.args[0] - S), *s.limits))
 
     new = expr.replace(is_lse, shift)

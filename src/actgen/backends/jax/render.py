@@ -152,37 +152,43 @@ def activation_group(entry: Entry, act: M.Activation) -> Group:
 
 def vector_group(entry: Entry, act: M.Activation) -> Group:
     n = act.name
+    P = act.params
+    pn = tuple(p.name for p in P)
     fwd, vjp, jac = entry.get("forward"), entry.get("vjp"), entry.get("jacobian")
     jvp = entry.get("jvp")
     expr, fired = _class_axis_stable(fwd.expr)
     vexpr, vfired = _class_axis_stable(vjp.expr)
     jexpr, jfired = _class_axis_stable(jac.expr)
     texpr, tfired = _class_axis_stable(jvp.expr)
-    value = Body(f"_{n}_value", ("z",), _class_axis_emit(expr, {M.I: None}), f"{n}(z) over the last axis")
-    vbody = Body(f"_{n}_vjp_value", ("z", "g"), _class_axis_emit(vexpr, {M.KK: None}), f"the VJP of {n} over the last axis")
-    tbody = Body(f"_{n}_jvp_value", ("z", "t"), _class_axis_emit(texpr, {M.I: None}), f"the JVP of {n} over the last axis")
+    value = Body(f"_{n}_value", ("z",) + pn, _class_axis_emit(expr, {M.I: None}, P), f"{n}(z) over the last axis")
+    vbody = Body(f"_{n}_vjp_value", ("z",) + pn + ("g",), _class_axis_emit(vexpr, {M.KK: None}, P), f"the VJP of {n} over the last axis")
+    tbody = Body(f"_{n}_jvp_value", ("z",) + pn + ("t",), _class_axis_emit(texpr, {M.I: None}, P), f"the JVP of {n} over the last axis")
     jarr = to_array(jexpr, {M.I: ROW, M.KK: COL})
-    jbody = Body(f"_{n}_jacobian_value", ("z", "_eye"), emit(jarr, ActgenJaxPrinter(axis="-1", jacobian=True, like="z")),
+    jprinter = ActgenJaxPrinter(axis="-1", jacobian=True, like="z")
+    jprinter.scalars = frozenset(pn)
+    jbody = Body(f"_{n}_jacobian_value", ("z", "_eye") + pn, emit(jarr, jprinter),
                  f"the Jacobian of {n}", like="(z[..., None] * _eye)")
-    rules = [Rule(f"_{n}_fn", ("z",), value.name, (tbody.name,),
+    rules = [Rule(f"_{n}_fn", ("z",) + pn, value.name, (tbody.name,),
                   f"{n} over the last axis, with the derived Jacobian-vector product as its JVP rule", "linear")]
-    axis_doc = ("    axis: the class axis (default: the last).",)
+    axis_doc = ("    axis: the class axis (default: the last).",) + tuple(f"    {p.name}: parameter (default {p.default_float!r}); not differentiated (a tangent for it raises ValueError)." for p in P)
+    kw = _kw_only(P)
+    call = "".join(f", _param({p}, zl)" for p in pn)
     publics = [
-        Public(n, "z, axis=-1", f"{act.prose.title} over the class axis ``axis``, with the derived Jacobian-vector product as its JVP rule.",
+        Public(n, "z, axis=-1" + kw, f"{act.prose.title} over the class axis ``axis``, with the derived Jacobian-vector product as its JVP rule.",
                _math("f(z)_i", act.expr) + _computed_as(tuple(fired)) + ("", "Args:", "    z: logits, classes along ``axis``.") + axis_doc
                + ("", "A ``jax.custom_jvp`` function: its rule is the derived Jacobian-vector product",
                   *_math(r"\left(J t\right)_i", jvp.expr), *_computed_as(tuple(tfired)),
                   "", "printed as jax.numpy operations linear in the tangent, so reverse mode transposes it and second",
                   "derivatives differentiate it. ``" + n + "_vjp`` is the derived vector-Jacobian product itself."),
-               ("z, _dtype = _working(z)", "zl = _class_last(z, axis)", f"return _result(_class_back(_{n}_fn(zl), z, axis), _dtype)")),
-        Public(f"{n}_vjp", "z, g, axis=-1", f"Vector-Jacobian product of {n}: the gradient with respect to z given g, the gradient with respect to its output.",
+               ("z, _dtype = _working(z)", "zl = _class_last(z, axis)", f"return _result(_class_back(_{n}_fn(zl{call}), z, axis), _dtype)")),
+        Public(f"{n}_vjp", "z, g, axis=-1" + kw, f"Vector-Jacobian product of {n}: the gradient with respect to z given g, the gradient with respect to its output.",
                _math(r"\left(g^\top J\right)_k", vjp.expr) + _computed_as(tuple(vfired)) + ("", "Args:", "    z: logits, classes along ``axis``.", "    g: gradient with respect to the output, broadcastable to z.") + axis_doc,
                ("z, _dtype = _working(z)", "g = jnp.broadcast_to(_like(g, z), z.shape)", "zl, gl = _class_last(z, axis), _class_last(g, axis)",
-                f"return _result(_class_back({vbody.name}(zl, gl), z, axis), _dtype)")),
-        Public(f"{n}_jacobian", "z", f"Jacobian of {n} over the last axis: J[..., i, k] = d f_i / d z_k.",
-               _math(r"J_{ik}", jac.expr) + _computed_as(tuple(jfired)) + ("", "Args:", "    z: logits, classes along the last axis.", "", "Returns:", "    An array of shape z.shape + (K,)."),
+                f"return _result(_class_back({vbody.name}(zl{call}, gl), z, axis), _dtype)")),
+        Public(f"{n}_jacobian", "z" + kw, f"Jacobian of {n} over the last axis: J[..., i, k] = d f_i / d z_k.",
+               _math(r"J_{ik}", jac.expr) + _computed_as(tuple(jfired)) + ("", "Args:", "    z: logits, classes along the last axis.") + axis_doc[1:] + ("", "Returns:", "    An array of shape z.shape + (K,)."),
                ("z, _dtype = _working(z)", "if z.ndim == 0:", f"    raise ValueError('{n}_jacobian needs z with a class axis (the last); got a 0-d array')",
-                "_eye = jnp.eye(z.shape[-1], dtype=z.dtype)", f"return _result({jbody.name}(z, _eye), _dtype)")),
+                "_eye = jnp.eye(z.shape[-1], dtype=z.dtype)", f"return _result({jbody.name}(z, _eye{''.join(f', _param({p}, z)' for p in pn)}), _dtype)")),
     ]
     return Group([value, vbody, tbody, jbody], rules, publics)
 

@@ -129,7 +129,7 @@ def _vector_example(act, values):
     n = len(values)
     out = []
     for i in range(1, n + 1):
-        e = act.expr.xreplace({M.I: sp.Integer(i), M.K: sp.Integer(n)}).doit()
+        e = act.expr.xreplace({M.I: sp.Integer(i), M.K: sp.Integer(n), **_defaults(act.params)}).doit()
         e = e.replace(lambda t: isinstance(t, sp.Indexed) and t.base == M.ZV, lambda t: sp.Float(values[int(t.indices[0]) - 1]))
         out.append(float(sp.N(e, 40)))
     return out
@@ -138,38 +138,41 @@ def _vector_example(act, values):
 def vector_views(entry: Entry, act: M.Activation) -> list[FunctionView]:
     fwd, vjp, jac = entry.get("forward"), entry.get("vjp"), entry.get("jacobian")
     views = []
+    kw = _kw_sig(act.params)
+    params = param_prologue(act.params, "", False)
+    param_doc = tuple(f"    {p.name}: parameter (default {p.default_float!r})." for p in act.params)
     expr, fired = _class_axis_stable(fwd.expr)
     printer = ActgenNumPyPrinter(axis="axis")
     body = _class_axis_body(expr, {M.I: None}, printer)
     sample = _vector_example(act, (2.0, 1.0))
     views.append(FunctionView(
-        act.name, "z, axis=-1",
+        act.name, "z, axis=-1" + kw,
         f"{act.prose.title} over the class axis.",
         _math("f(z)_i", act.expr) + _computed_as(tuple(fired))
-        + ("", "Args:", "    z: logits; the classes lie along ``axis``.", "    axis: the class axis (default: the last).", "", "Returns:", "    An array of the shape and dtype of z.",
+        + ("", "Args:", "    z: logits; the classes lie along ``axis``.", "    axis: the class axis (default: the last).") + param_doc + ("", "Returns:", "    An array of the shape and dtype of z.",
            "", "Example:", f"    >>> np.round({act.name}(np.array([2.0, 1.0])), 6) + 0.0", f"    {_fmt_array(sample)}"),
-        ("z, _dtype = _working(z)",), body, "out", ("return _result(out, z, _dtype)",),
+        ("z, _dtype = _working(z)", *params), body, "out", ("return _result(out, z, _dtype)",),
     ))
     vexpr, vfired = _class_axis_stable(vjp.expr)
     vbody = _class_axis_body(vexpr, {M.KK: None}, printer)
     views.append(FunctionView(
-        f"{act.name}_vjp", "z, g, axis=-1",
+        f"{act.name}_vjp", "z, g, axis=-1" + kw,
         f"Vector-Jacobian product of {act.name}: the gradient with respect to z given the gradient g with respect to its output.",
         _math(r"\left(g^\top J\right)_k = \sum_i g_i \frac{\partial f_i}{\partial z_k}", vjp.expr) + _computed_as(tuple(vfired))
-        + ("", "Args:", "    z: logits; the classes lie along ``axis``.", "    g: gradient with respect to the output, broadcastable to z.", "    axis: the class axis (default: the last).",
+        + ("", "Args:", "    z: logits; the classes lie along ``axis``.", "    g: gradient with respect to the output, broadcastable to z.", "    axis: the class axis (default: the last).") + param_doc + (
            "", "Example:", "    >>> z, g = np.array([2.0, 1.0, 0.5]), np.array([1.0, 0.0, 0.0])", f"    >>> bool(np.allclose({act.name}_vjp(z, g), g @ {act.name}_jacobian(z)))", "    True"),
-        ("z, g, _dtype = _working_all(z, g)",), vbody, "out", ("return _result(out, z, _dtype)",),
+        ("z, g, _dtype = _working_all(z, g)", *params), vbody, "out", ("return _result(out, z, _dtype)",),
     ))
     jexpr, jfired = _class_axis_stable(jac.expr)
     jarr = to_array(jexpr, {M.I: ROW, M.KK: COL})
     jprinter = ActgenNumPyPrinter(axis="-1", jacobian=True)
     views.append(FunctionView(
-        f"{act.name}_jacobian", "z",
+        f"{act.name}_jacobian", "z" + kw,
         f"Jacobian of {act.name} over the last axis: J[..., i, k] = d f_i / d z_k.",
         _math(r"J_{ik} = \frac{\partial f_i}{\partial z_k}", jac.expr) + _computed_as(tuple(jfired))
-        + ("", "Args:", "    z: logits, classes along the last axis.", "", "Returns:", "    An array of shape z.shape + (K,).",
+        + ("", "Args:", "    z: logits, classes along the last axis.") + param_doc + ("", "Returns:", "    An array of shape z.shape + (K,).",
            "", "Example:", "    >>> J = " + act.name + "_jacobian(np.array([2.0, 1.0]))", "    >>> J.shape", "    (2, 2)"),
-        ("z, _dtype = _working(z)", "if z.ndim == 0:", f"    raise ValueError('{act.name}_jacobian needs z with a class axis (the last); got a scalar')", "_eye = np.eye(z.shape[-1], dtype=z.dtype)"), emit(jarr, jprinter), "out", ("return np.asarray(out, dtype=_dtype)",),
+        ("z, _dtype = _working(z)", *params, "if z.ndim == 0:", f"    raise ValueError('{act.name}_jacobian needs z with a class axis (the last); got a scalar')", "_eye = np.eye(z.shape[-1], dtype=z.dtype)"), emit(jarr, jprinter), "out", ("return np.asarray(out, dtype=_dtype)",),
     ))
     return views
 

@@ -273,33 +273,39 @@ def activation_group(entry: Entry, act: M.Activation) -> Group:
 
 def vector_group(entry: Entry, act: M.Activation) -> Group:
     n = act.name
+    P = act.params
+    pn = tuple(p.name for p in P)
     fwd, vjp, jac = entry.get("forward"), entry.get("vjp"), entry.get("jacobian")
     expr, fired = _class_axis_stable(fwd.expr)
     vexpr, vfired = _class_axis_stable(vjp.expr)
     jexpr, jfired = _class_axis_stable(jac.expr)
-    value = Body(f"_{n}_value", ("z",), _class_axis_emit(expr, {M.I: None}), f"{n}(z) over the last axis")
-    vbody = Body(f"_{n}_vjp_value", ("z", "g"), _class_axis_emit(vexpr, {M.KK: None}), f"the VJP of {n} over the last axis")
+    value = Body(f"_{n}_value", ("z",) + pn, _class_axis_emit(expr, {M.I: None}, P), f"{n}(z) over the last axis")
+    vbody = Body(f"_{n}_vjp_value", ("z",) + pn + ("g",), _class_axis_emit(vexpr, {M.KK: None}, P), f"the VJP of {n} over the last axis")
     jarr = to_array(jexpr, {M.I: ROW, M.KK: COL})
-    jbody = Body(f"_{n}_jacobian_value", ("z",), emit(jarr, ActgenTorchPrinter(axis="-1", jacobian=True, like="z")), f"the Jacobian of {n}")
-    classes = [FunctionClass(f"_{n}_fn", ("z",), value.name, (Gradient("vjp", vbody.name),),
+    jprinter = ActgenTorchPrinter(axis="-1", jacobian=True, like="z")
+    jprinter.scalars = frozenset(pn)
+    jbody = Body(f"_{n}_jacobian_value", ("z",), emit(jarr, jprinter), f"the Jacobian of {n}")
+    classes = [FunctionClass(f"_{n}_fn", ("z",) + pn, value.name, (Gradient("vjp", vbody.name),) + tuple(Gradient("none") for _ in P),
                              f"{n} over the last axis, with the derived vector-Jacobian product as its backward")]
-    dim_doc = ("    dim: the class axis (default: the last).",)
+    dim_doc = ("    dim: the class axis (default: the last).",) + tuple(f"    {p.name}: parameter (default {p.default_float!r}); not differentiated." for p in P)
+    kw = _kw_only(P)
+    call = "".join(f", _param({p}, zl)" for p in pn)
     publics = [
-        Public(n, "z, dim=-1", f"{act.prose.title} over the class axis ``dim``, with the derived vector-Jacobian product as its backward.",
+        Public(n, "z, dim=-1" + kw, f"{act.prose.title} over the class axis ``dim``, with the derived vector-Jacobian product as its backward.",
                _math("f(z)_i", act.expr) + _computed_as(tuple(fired)) + ("", "Args:", "    z: logits, classes along ``dim``.") + dim_doc
                + ("", "Autograd saves the input; the backward is the derived VJP, printed as differentiable torch operations, so",
                   "double backward differentiates the derived VJP."),
-               ("z, _dtype = _working(z)", "zl = _class_last(z, dim)", f"return _result(_class_back(_{n}_fn.apply(zl), z, dim), _dtype)")),
-        Public(f"{n}_vjp", "z, g, dim=-1", f"Vector-Jacobian product of {n}: the gradient with respect to z given g, the gradient with respect to its output.",
+               ("z, _dtype = _working(z)", "zl = _class_last(z, dim)", f"return _result(_class_back(_{n}_fn.apply(zl{call}), z, dim), _dtype)")),
+        Public(f"{n}_vjp", "z, g, dim=-1" + kw, f"Vector-Jacobian product of {n}: the gradient with respect to z given g, the gradient with respect to its output.",
                _math(r"\left(g^\top J\right)_k", vjp.expr) + _computed_as(tuple(vfired)) + ("", "Args:", "    z: logits, classes along ``dim``.", "    g: gradient with respect to the output, broadcastable to z.") + dim_doc,
                ("z, _dtype = _working(z)", "g = _like(g, z).expand_as(z)", "zl, gl = _class_last(z, dim), _class_last(g, dim)",
-                f"return _result(_class_back({vbody.name}(zl, gl), z, dim), _dtype)")),
-        Public(f"{n}_jacobian", "z", f"Jacobian of {n} over the last axis: J[..., i, k] = d f_i / d z_k.",
-               _math(r"J_{ik}", jac.expr) + _computed_as(tuple(jfired)) + ("", "Args:", "    z: logits, classes along the last axis.", "", "Returns:", "    A tensor of shape z.shape + (K,)."),
+                f"return _result(_class_back({vbody.name}(zl{call}, gl), z, dim), _dtype)")),
+        Public(f"{n}_jacobian", "z" + kw, f"Jacobian of {n} over the last axis: J[..., i, k] = d f_i / d z_k.",
+               _math(r"J_{ik}", jac.expr) + _computed_as(tuple(jfired)) + ("", "Args:", "    z: logits, classes along the last axis.") + dim_doc[1:] + ("", "Returns:", "    A tensor of shape z.shape + (K,)."),
                ("z, _dtype = _working(z)", "if z.dim() == 0:", f"    raise ValueError('{n}_jacobian needs z with a class axis (the last); got a 0-d tensor')",
-                "_eye = torch.eye(z.shape[-1], dtype=z.dtype, device=z.device)", f"return _result({jbody.name}(z, _eye), _dtype)")),
+                "_eye = torch.eye(z.shape[-1], dtype=z.dtype, device=z.device)", f"return _result({jbody.name}(z, _eye{''.join(f', _param({p}, z)' for p in pn)}), _dtype)")),
     ]
-    jbody = dataclasses.replace(jbody, args=("z", "_eye"), like="(z[..., None] * _eye)")
+    jbody = dataclasses.replace(jbody, args=("z", "_eye") + pn, like="(z[..., None] * _eye)")
     return Group([value, vbody, jbody], classes, publics, [])
 
 
