@@ -423,3 +423,13 @@ def test_docstring_examples_run(tt):
         failed, attempted = failed + result.failed, attempted + result.attempted
     assert failed == 0
     assert attempted >= 3 * len(ELEMENTWISE)  # f, f_grad, f_grad2 at least
+
+
+def test_the_gains_shown_beside_pytorchs_are_pytorchs():
+    """properties.TORCH_GAINS (shown beside each derived gain) against torch.nn.init.calculate_gain."""
+    from actgen.properties import TORCH_GAINS
+
+    for name, gain in TORCH_GAINS.items():
+        nonlinearity = "linear" if name == "identity" else name
+        assert float(gain({})) == pytest.approx(torch.nn.init.calculate_gain(nonlinearity), rel=1e-15), name
+    assert float(TORCH_GAINS["leaky_relu"]({"alpha": sp.Rational(1, 5)})) == pytest.approx(torch.nn.init.calculate_gain("leaky_relu", 0.2), rel=1e-15)
