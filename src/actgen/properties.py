@@ -1202,6 +1202,10 @@ def derive_properties(act: M.Activation, derivations=None) -> tuple[Property, ..
     primitives; without it the spec expression is used."""
     if act.vector:
         return vector_properties(act)
+    if act.domain != "real":
+        why = (f"f is defined on {act.domain} only (NaN elsewhere); the analysis covers functions of the whole real line, "
+               "and E f(Z) for a standard normal Z does not exist")
+        return tuple(Property(n, None, why) for n in NAMES)
     f = derivations[0].expr if derivations else act.expr
     grads = [d.expr for d in derivations or () if d.kind == "grad"]
     fprime = grads[0] if grads else sp.diff(act.expr, Z)
