@@ -106,3 +106,29 @@ def kinks_of(expr: sp.Expr, var: sp.Symbol, subs=None, lo=-50.0, hi=50.0) -> lis
                     b = m
             points.add(round(float((a + b) / 2), 12))
     return sorted(points)
+
+
+def into_domain(domain: str, z):
+    """Map real inputs into an activation's domain (catalog "domain"), with arithmetic only, so the
+    same call serves NumPy arrays, torch tensors and JAX arrays; "real" returns z unchanged."""
+    squash = z / (1 + abs(z))  # (-1, 1)
+    maps = {
+        "real": lambda: z,
+        "positive": lambda: abs(z) + 0.125, "nonnegative": lambda: abs(z),
+        "negative": lambda: -abs(z) - 0.125, "nonpositive": lambda: -abs(z),
+        "(0, 1)": lambda: (1 + squash) / 2, "[0, 1]": lambda: (1 + squash) / 2,
+        "(-1, 1)": lambda: squash, "[-1, 1]": lambda: squash,
+    }
+    return maps[domain]()
+
+
+def domain_mask(domain: str, z, margin: float = 0.0) -> np.ndarray:
+    """Which of the points z lie inside the domain, at least ``margin`` from its finite ends."""
+    from actgen.model import domain_interval
+
+    interval = domain_interval(domain)
+    lo, hi = float(interval.start), float(interval.end)
+    z = np.asarray(z, dtype=float)
+    above = (z > lo + margin) | ((z == lo) & (not interval.left_open) & (margin == 0))
+    below = (z < hi - margin) | ((z == hi) & (not interval.right_open) & (margin == 0))
+    return above & below

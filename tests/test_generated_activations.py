@@ -22,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _reference import ROOT, central_difference, kinks_of, load_catalog, near_kink, parse  # noqa: E402
+from _reference import ROOT, central_difference, domain_mask, kinks_of, load_catalog, near_kink, parse  # noqa: E402
 
 CATALOG = load_catalog()
 ACTIVATIONS = {a["name"]: a for a in CATALOG["activations"]}
@@ -132,7 +132,7 @@ def _spec_function(name):
 def _high_precision(name):
     expr, f = _spec_function(name)
     z = np.concatenate([GRID, [-30.0, -15.0, 15.0, 30.0]])
-    z = z[~near_kink(expr, Z, z)]
+    z = z[~near_kink(expr, Z, z) & domain_mask(ACTIVATIONS[name]["domain"], z)]  # the formula is real on its domain only
     with mpmath.workdps(450):  # enough digits for 1 + erf(-30/sqrt(2)) ~ 1e-197 to survive
         want = np.array([float(f(mpmath.mpf(float(v)))) for v in z])
         dwant = np.array([float(mpmath.diff(f, mpmath.mpf(float(v)))) for v in z])
@@ -149,6 +149,35 @@ def test_forward_matches_the_spec_formula_in_high_precision(ag, name):
 def test_grad_matches_the_spec_formula_in_high_precision(ag, name):
     z, _, dwant = _high_precision(name)
     np.testing.assert_allclose(getattr(ag, name + "_grad")(z), dwant, rtol=1e-10, atol=1e-300)
+
+
+def test_logit_matches_scipy_and_inverts_the_sigmoid(ag):
+    import scipy.special
+
+    p = np.concatenate([np.geomspace(1e-300, 0.5, 60), 1 - np.geomspace(1e-16, 0.5, 40)])
+    np.testing.assert_allclose(ag.logit(p), scipy.special.logit(p), rtol=1e-14)
+    z = np.linspace(-30, 12, 85)  # beyond 12, sigmoid(z) rounds to within 1e-16 of 1 and loses z's digits
+    np.testing.assert_allclose(ag.logit(ag.sigmoid(z)), z, rtol=1e-9, atol=1e-12)
+
+
+def test_log1mexp_is_exact_where_the_naive_formula_fails(ag):
+    """Near 0 (1 - exp(z) cancels) and far below (log(1 - exp(z)) rounds to 0)."""
+    with mpmath.workdps(400):  # 1 - exp(-700) needs 304 digits; expm1 keeps 1 - exp(-1e-300) exact
+        for z in (-1e-300, -1e-20, -1e-8, -0.5, -0.6931, -0.6932, -2.0, -40.0, -700.0, -740.0):
+            want = float(mpmath.log(-mpmath.expm1(mpmath.mpf(z))))
+            assert float(ag.log1mexp(np.array([z]))[0]) == pytest.approx(want, rel=4e-16, abs=1e-320), z
+
+
+def test_partial_functions_are_nan_outside_their_domain(ag):
+    """Entries declared on part of the line (catalog "domain") give NaN outside it, their
+    derivatives too."""
+    partial = [n for n in ELEMENTWISE if ACTIVATIONS[n]["domain"] != "real"]
+    assert partial, "the bundled spec has partial functions (logit, log1mexp)"
+    z = np.array([-1e300, -3.0, -1e-300, 0.0, 1e-300, 0.5, 1.0, 3.0, 1e300])
+    for name in partial:
+        outside = ~domain_mask(ACTIVATIONS[name]["domain"], z)
+        for suffix in ("", "_grad", "_grad2"):
+            assert np.isnan(getattr(ag, name + suffix)(z)[outside]).all(), (name + suffix, z[outside])
 
 
 # -- the seed's numbers ---------------------------------------------------------------------------

@@ -24,7 +24,7 @@ import jax.numpy as jnp  # noqa: E402
 from jax.test_util import check_grads  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _reference import GENERATED, kinks_of, load_catalog, parse  # noqa: E402
+from _reference import GENERATED, domain_mask, into_domain, kinks_of, load_catalog, parse  # noqa: E402
 
 from actgen import accuracy as A  # noqa: E402
 from actgen.model import load_spec  # noqa: E402
@@ -61,6 +61,13 @@ KNOWN: dict = {
     ("gelu_tanh_grad2", "float32"): "4.4 term-ulp at z = -2.7 (measured, as in the torch package): float32 sums of the second derivative's terms",
     ("mish_grad2", "float64"): "4.39 term-ulp at z = 17.1 (measured): sums of several rounded exp-rational terms, as in the NumPy and torch packages",
     ("softsign_grad2", "float64"): _DAZ,
+    **{(f"threshold_{g}", "float64"): _DAZ for g in ("grad", "grad_value")},
+    # a subnormal input at the open end 0 of the domain is read as 0 itself: log(0) = -inf (measured: inf ulp at
+    # z = 5e-324 for logit, z = -1e-310 for log1mexp; the NumPy and torch packages are within 4 ulp there)
+    **{(f"{n}{g}", d): _DAZ + "; at the domain's end 0 that is an infinite value" for n in ("logit", "log1mexp")
+       for g in ("", "_grad", "_grad2") for d in ("float64", "float32")},
+    ("squareplus_grad", "float64"): _FTZ.format("z = 1e308 (1/hypot(z, 2) is subnormal: 2.25e15 ulp)"),
+    ("squareplus_grad", "float32"): _FTZ.format("z = 3.4e38 (1/hypot(z, 2) is subnormal: 4.19e6 ulp)"),
     ("softsign_grad2", "float32"): "4.19 ulp at z = -31.9 (measured, as in the torch package): -2 sign(z)/(1 + |z|)**3 in float32 triples the rounding of 1 + |z|",
 }
 
@@ -82,7 +89,13 @@ def _points(name):
     subs = {sp.Symbol(p["name"], positive=True): sp.Float(p["default"] + 0.1) for p in ACTIVATIONS[name]["params"]}
     kinks = kinks_of(expr, Z, subs)
     base = [-700.0, -30.0, -3.1, -1.3, -0.4, 0.3, 0.7, 1.6, 2.9, 30.0, 700.0]
-    return jnp.asarray(sorted(set(base + [k - 1e-3 for k in kinks] + [k + 1e-3 for k in kinks])), dtype=jnp.float64)
+    points = np.array(sorted(set(base + [k - 1e-3 for k in kinks] + [k + 1e-3 for k in kinks])))
+    domain = ACTIVATIONS[name]["domain"]
+    if domain != "real":  # the base points mapped into the domain, 0.05 clear of its ends (where
+        # check_grads' second-order differences with eps = 1e-4 lose 2.6e-5 relative on logit at 0.016)
+        points = np.unique(into_domain(domain, points))
+        points = points[domain_mask(domain, points, margin=0.05)]
+    return jnp.asarray(points, dtype=jnp.float64)
 
 
 def _with_params(jx, name):
@@ -145,7 +158,7 @@ def test_jax_uses_the_derived_rules(jx, name):
 
 @pytest.mark.parametrize("name", ELEMENTWISE)
 def test_jit_vmap_jacfwd_jacrev(jx, name):
-    z = jnp.linspace(-4, 4, 9, dtype=jnp.float64) + 0.0123
+    z = into_domain(ACTIVATIONS[name]["domain"], jnp.linspace(-4, 4, 9, dtype=jnp.float64) + 0.0123)
     fn, grad = getattr(jx, name), getattr(jx, f"{name}_grad")
     np.testing.assert_allclose(jax.jit(fn)(z), fn(z), rtol=1e-15, atol=1e-300)
     np.testing.assert_allclose(jax.jit(jax.vmap(jax.grad(fn)))(z), grad(z), rtol=1e-15, atol=1e-300)
@@ -176,6 +189,19 @@ def test_class_axis_matches_jax_nn_and_is_stable(jx):
     assert jnp.isfinite(jx.log_softmax(z)).all()
     z64 = jnp.asarray([0.0, -700.0])
     assert float(jx.softmax(z64)[1]) == pytest.approx(np.exp(-700), rel=1e-14)
+
+
+JAX_NN = {"squareplus": jax.nn.squareplus, "sparse_plus": jax.nn.sparse_plus, "hard_swish": jax.nn.hard_swish}
+
+
+@pytest.mark.parametrize("name", sorted(JAX_NN))
+def test_activations_match_jax_nn(jx, name):
+    """jax.nn's functions of the same names and defaults (squareplus's b = 4), and their gradients
+    away from kinks."""
+    z = jnp.linspace(-7.3, 7.1, 203, dtype=jnp.float64)
+    z = z[~np.asarray([abs(v - k) < 1e-3 for v in np.asarray(z) for k in (-3.0, -1.0, 1.0, 3.0)]).reshape(len(z), 4).any(axis=1)]
+    np.testing.assert_allclose(getattr(jx, name)(z), JAX_NN[name](z), rtol=1e-13, atol=1e-300)
+    np.testing.assert_allclose(jax.vmap(jax.grad(getattr(jx, name)))(z), jax.vmap(jax.grad(JAX_NN[name]))(z), rtol=1e-12, atol=1e-300)
 
 
 # -- accuracy in each dtype's own precision --------------------------------------------------------

@@ -61,9 +61,85 @@ def test_classic_functions_agree_with_published_values(name):
 
 
 def test_sigmoid_is_not_zero_centred_tanh_is():
+    assert value("1/(1 + exp(-z))", "zero_at_origin") is False
+    assert props("1/(1 + exp(-z))")["zero_at_origin"].reason.startswith("f(0) = 1/2")
+    assert value("tanh(z)", "zero_at_origin") is True
+    # zero-centred in the literature's sense: E[f(Z)] = 0 for a standard normal Z
     assert value("1/(1 + exp(-z))", "zero_centred") is False
-    assert props("1/(1 + exp(-z))")["zero_centred"].reason.startswith("f(0) = 1/2")
     assert value("tanh(z)", "zero_centred") is True
+    assert "odd" in props("tanh(z)")["zero_centred"].reason
+
+
+def test_zero_at_origin_is_not_zero_centred():
+    """ELU has f(0) = 0 but a positive mean; the two properties are separate."""
+    p = props("Piecewise((z, z > 0), (alpha*(exp(z) - 1), True))", alpha=1)
+    assert p["zero_at_origin"].value is True
+    assert p["zero_centred"].value is False
+    # exact: E[elu(Z)] = 1/sqrt(2 pi) + (e^(1/2) erfc(1/sqrt(2)) - 1)/2
+    want = 1 / math.sqrt(2 * math.pi) + (math.exp(0.5) * math.erfc(1 / math.sqrt(2)) - 1) / 2
+    assert p["mean"].value.exact is not None
+    assert p["mean"].value.value == pytest.approx(want, rel=1e-14)
+
+
+def test_relu_moments_and_gain_are_exact_and_match_pytorch():
+    p = props("Piecewise((z, z > 0), (0, True))")
+    assert sp.simplify(p["mean"].value.exact - 1 / sp.sqrt(2 * sp.pi)) == 0
+    assert p["second_moment"].value.exact == sp.Rational(1, 2)
+    assert p["gain"].value.moment.exact == sp.sqrt(2)
+
+
+def test_gaussian_moments_are_exact():
+    p = props("exp(-z**2)")
+    assert sp.simplify(p["mean"].value.exact - 1 / sp.sqrt(3)) == 0  # E exp(-Z^2) = 1/sqrt(3)
+    assert sp.simplify(p["second_moment"].value.exact - 1 / sp.sqrt(5)) == 0
+
+
+def test_moments_without_a_closed_form_are_numerical_and_labelled():
+    import scipy.integrate
+
+    p = props("1/(1 + exp(-z))")
+    m2 = p["second_moment"].value
+    assert m2.exact is None and "numerical" in m2.text() and "numerical" in p["second_moment"].reason
+    want, _ = scipy.integrate.quad(lambda x: (1 / (1 + math.exp(-x))) ** 2 * math.exp(-x * x / 2) / math.sqrt(2 * math.pi), -40, 40, epsabs=1e-14)
+    assert m2.value == pytest.approx(want, rel=1e-12)
+    assert m2.error < 1e-15
+
+
+def test_gain_is_shown_beside_pytorchs_and_differs_where_its_convention_does():
+    f = activation("tanh(z)")
+    f = M.Activation("tanh", f.expr, f.params, f.prose, f.layer, f.aliases, f.vector, f.location)
+    gain = {p.name: p for p in derive_properties(f)}["gain"]
+    assert gain.value.torch == sp.Rational(5, 3)
+    assert gain.value.moment.value == pytest.approx(1.5925, abs=1e-4)
+    assert "PyTorch: 5/3" in gain.text() and "different convention" in gain.reason
+
+
+def test_convexity_and_derivative_range():
+    assert value("Piecewise((z, z > 0), (0, True))", "convexity") == "convex"
+    assert value("log(1 + exp(z))", "convexity") == "strictly convex"
+    assert value("tanh(z)", "convexity") == "neither"
+    assert value("z", "convexity") == "affine (convex and concave)"
+    assert props("1/(1 + exp(-z))")["derivative_range"].text() == "(0, 1/4]"
+    assert props("Piecewise((z, z > 0), (alpha*z, True))", alpha=0.01)["derivative_range"].text() == "[1/100, 1]"
+
+
+def test_no_clock_decides_a_property(monkeypatch):
+    """Item 4 of issue 16: the work is bounded by operation counts. A clock that jumps by an hour at
+    every reading changes nothing, and a step refused for its size says so, deterministically."""
+    import time
+
+    before = {n: p.text() for n, p in props("z*tanh(log(1 + exp(z)))").items()}
+    start = time.monotonic()
+    calls = []
+    monkeypatch.setattr(time, "monotonic", lambda: calls.append(1) or start + 3600.0 * len(calls))
+    after = {n: p.text() for n, p in props("z*tanh(log(1 + exp(z)))").items()}
+    assert after == before
+    from actgen import properties as P
+
+    # exp(-z**2) has 3 operations: an analysis allowed 2 is refused, with its size, every time
+    monkeypatch.setitem(P.EFFORT_OPS, "analysis", 2)
+    for p in derive_properties(activation("exp(-z**2)")):
+        assert not p.known and "has 3 operations, more than the 2 allowed for SymPy's analysis" in p.reason
 
 
 def test_gaussian_is_even_and_tanh_is_not():

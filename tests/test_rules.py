@@ -243,6 +243,11 @@ FIRES = {
         (sp.log(1 + p), cfunctions.log1p(p)),
         (sp.log(1 + z**2), cfunctions.log1p(z**2)),
     ],
+    # both lowered forms of log(1 - exp(t)) become the branch pair (w crosses -log 2 at the samples)
+    "log1mexp": [
+        (sp.log(-cfunctions.expm1(w)), sp.Piecewise((sp.log(-cfunctions.expm1(w)), w > -sp.log(2)), (cfunctions.log1p(-sp.exp(w)), True))),
+        (cfunctions.log1p(-sp.exp(2 * w)), sp.Piecewise((sp.log(-cfunctions.expm1(2 * w)), 2 * w > -sp.log(2)), (cfunctions.log1p(-sp.exp(2 * w)), True))),
+    ],
 }
 
 LEFT_ALONE = {
@@ -293,6 +298,8 @@ LEFT_ALONE = {
     ],
     "expm1": [sp.exp(2 * z) * z, sp.log(z**2 + 1)],
     "log1p": [sp.log(2 + z), sp.log(2 * p)],
+    # another coefficient (log(1 - 2 exp(t)) is not log1mexp), log1p(+exp) is softplus's, a constant
+    "log1mexp": [sp.log(-2 * cfunctions.expm1(z)), cfunctions.log1p(sp.exp(z)), cfunctions.log1p(-sp.exp(sp.Integer(-3))), sp.log(cfunctions.expm1(z))],
 }
 
 if hasattr(primitives, "exp_square") and hasattr(primitives, "erfcx"):

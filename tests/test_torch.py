@@ -21,7 +21,7 @@ import sympy as sp
 torch = pytest.importorskip("torch", reason="PyTorch is not installed: pip install -e '.[torch]' (torch==2.13.0, CPU) to test actgen_torch")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _reference import GENERATED, kinks_of, load_catalog, parse  # noqa: E402
+from _reference import GENERATED, domain_mask, into_domain, kinks_of, load_catalog, near_kink, parse  # noqa: E402
 
 from actgen import accuracy as A  # noqa: E402
 from actgen.model import load_spec  # noqa: E402
@@ -61,7 +61,12 @@ def _points(name):
     subs = {sp.Symbol(p["name"], positive=True): sp.Float(p["default"] + 0.1) for p in ACTIVATIONS[name]["params"]}
     kinks = kinks_of(expr, Z, subs)
     base = [-700.0, -30.0, -3.1, -1.3, -0.4, 0.3, 0.7, 1.6, 2.9, 30.0, 700.0]
-    return torch.tensor(sorted(set(base + [k - 1e-3 for k in kinks] + [k + 1e-3 for k in kinks])), dtype=torch.float64)
+    points = np.array(sorted(set(base + [k - 1e-3 for k in kinks] + [k + 1e-3 for k in kinks])))
+    domain = ACTIVATIONS[name]["domain"]
+    if domain != "real":  # the base points mapped into the domain, 1e-3 clear of its ends
+        points = np.unique(into_domain(domain, points))
+        points = points[domain_mask(domain, points, margin=1e-3)]
+    return torch.tensor(points, dtype=torch.float64)
 
 
 def test_every_catalogued_function_is_in_the_torch_package(tt):
@@ -93,7 +98,7 @@ def test_gradcheck_and_gradgradcheck(tt, name):
 def test_backward_is_the_derived_gradient(tt, name):
     """The backward of f is f_grad and the backward of f_grad is f_grad2, exactly (not autograd
     of a formula)."""
-    z = torch.linspace(-6, 6, 97, dtype=torch.float64).requires_grad_()
+    z = into_domain(ACTIVATIONS[name]["domain"], torch.linspace(-6, 6, 97, dtype=torch.float64)).requires_grad_()
     fn, grad, grad2 = getattr(tt, name), getattr(tt, f"{name}_grad"), getattr(tt, f"{name}_grad2")
     (g1,) = torch.autograd.grad(fn(z).sum(), z, create_graph=True)
     assert torch.equal(g1.detach(), grad(z.detach()))
@@ -192,14 +197,14 @@ def test_saves_at_most_one_input_tensor(tt, name):
 
 @pytest.mark.parametrize("name", ELEMENTWISE + VECTOR)
 def test_shapes_and_dtypes(tt, name):
-    fn = getattr(tt, name)
+    fn, domain = getattr(tt, name), ACTIVATIONS[name]["domain"]
     for shape in ((), (0,), (0, 3), (2, 3, 4)):
-        z = torch.randn(shape, dtype=torch.float64)
+        z = into_domain(domain, torch.randn(shape, dtype=torch.float64))
         out = fn(z)
         assert out.shape == z.shape and out.dtype == torch.float64
-    z = torch.randn(4, 6, dtype=torch.float64)[:, ::2]  # non-contiguous
+    z = into_domain(domain, torch.randn(4, 6, dtype=torch.float64))[:, ::2]  # non-contiguous
     torch.testing.assert_close(fn(z), fn(z.contiguous()), rtol=0, atol=0)
-    z32 = torch.linspace(-5, 5, 41)
+    z32 = into_domain(domain, torch.linspace(-5, 5, 41))
     for low in (torch.float16, torch.bfloat16):
         out = fn(z32.to(low))
         assert out.dtype == low
@@ -297,6 +302,72 @@ def test_losses_gradcheck_and_match_numpy(tt, ag, name, reduction):
     np.testing.assert_allclose(grad.numpy(), want_grad, rtol=1e-15, atol=1e-300)
 
 
+# PyTorch's own functions with the same definitions and defaults (issue 16): values and gradients
+# away from kinks, where the two conventions could differ
+_F = torch.nn.functional
+TORCH_ACTIVATIONS = {
+    "hard_swish": _F.hardswish, "hard_silu": _F.hardswish, "hard_shrink": _F.hardshrink, "soft_shrink": _F.softshrink,
+    "threshold": lambda z: _F.threshold(z, 0.0, 0.0), "logit": torch.logit,
+}
+
+
+@pytest.mark.parametrize("name", sorted(TORCH_ACTIVATIONS))
+def test_activations_match_torch_nn_functional(tt, name):
+    entry = ACTIVATIONS.get(name) or next(a for a in ACTIVATIONS.values() if name in a["aliases"])
+    z = into_domain(entry["domain"], torch.linspace(-7.3, 7.1, 203, dtype=torch.float64))
+    z = z[torch.from_numpy(~near_kink(parse(entry["functions"]["forward"]["sympy"], {"z": Z, **{p["name"]: sp.Float(p["default"]) for p in entry["params"]}}), Z, z.numpy()))]
+    z = z.clone().requires_grad_()
+    ours, theirs = getattr(tt, name)(z), TORCH_ACTIVATIONS[name](z)
+    torch.testing.assert_close(ours, theirs, rtol=1e-13, atol=1e-300)
+    (g1,) = torch.autograd.grad(ours.sum(), z)
+    (g2,) = torch.autograd.grad(theirs.sum(), z)
+    torch.testing.assert_close(g1, g2, rtol=1e-12, atol=1e-300)
+
+
+def test_softmin_matches_torch_nn_functional(tt):
+    z = (torch.randn(4, 6, generator=torch.Generator().manual_seed(3), dtype=torch.float64) * 5).requires_grad_()
+    for dim in (-1, 0):
+        torch.testing.assert_close(tt.softmin(z, dim=dim), _F.softmin(z, dim=dim), rtol=1e-14, atol=1e-300)
+        (g1,) = torch.autograd.grad((tt.softmin(z, dim=dim) * z.detach()).sum(), z)
+        (g2,) = torch.autograd.grad((_F.softmin(z, dim=dim) * z.detach()).sum(), z)
+        torch.testing.assert_close(g1, g2, rtol=1e-12, atol=1e-15)
+
+
+TORCH_LOSSES = {
+    "poisson_nll_log": (lambda x, y, r: _F.poisson_nll_loss(x, y, log_input=True, full=False, reduction=r), "counts"),
+    "kl_div_log": (lambda x, y, r: _F.kl_div(x, y, reduction=r, log_target=True), "logs"),
+    "hinge_embedding": (lambda x, y, r: _F.hinge_embedding_loss(x, y, reduction=r), "signs"),
+    "soft_margin": (lambda x, y, r: _F.soft_margin_loss(x, y, reduction=r), "signs"),
+}
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("name", sorted(TORCH_LOSSES))
+def test_losses_match_torch_nn_functional(tt, name, reduction):
+    g = torch.Generator().manual_seed(5)
+    fn, targets = TORCH_LOSSES[name]
+    x = (torch.randn(5, 4, generator=g, dtype=torch.float64) * 2).requires_grad_()
+    y = {"counts": torch.poisson(torch.full((5, 4), 3.0, dtype=torch.float64), generator=g),
+         "logs": torch.log_softmax(torch.randn(5, 4, generator=g, dtype=torch.float64), -1),
+         "signs": torch.randint(0, 2, (5, 4), generator=g).to(torch.float64) * 2 - 1}[targets]
+    ours, theirs = getattr(tt, name)(x, y, reduction=reduction), fn(x, y, reduction)
+    torch.testing.assert_close(ours, theirs, rtol=1e-13, atol=1e-300)
+    (g1,) = torch.autograd.grad(ours.sum(), x)
+    (g2,) = torch.autograd.grad(theirs.sum(), x)
+    torch.testing.assert_close(g1, g2, rtol=1e-12, atol=1e-300)
+
+
+def test_binary_focal_with_alpha_matches_its_published_form(tt):
+    """torchvision.ops.sigmoid_focal_loss (alpha = 0.25, gamma = 2), written out on probabilities."""
+    g = torch.Generator().manual_seed(6)
+    p = torch.rand(6, 3, generator=g, dtype=torch.float64) * 0.98 + 0.01
+    y = torch.randint(0, 2, (6, 3), generator=g).to(torch.float64)
+    p_t = p * y + (1 - p) * (1 - y)
+    alpha_t = 0.25 * y + 0.75 * (1 - y)
+    want = -alpha_t * (1 - p_t) ** 2 * torch.log(p_t)
+    torch.testing.assert_close(tt.focal_balanced(p, y, reduction="none"), want, rtol=1e-13, atol=1e-300)
+
+
 def test_losses_refuse_a_target_that_needs_a_gradient(tt):
     with pytest.raises(ValueError, match="target.detach"):
         tt.mse(torch.zeros(2), torch.zeros(2, requires_grad=True))
@@ -352,3 +423,13 @@ def test_docstring_examples_run(tt):
         failed, attempted = failed + result.failed, attempted + result.attempted
     assert failed == 0
     assert attempted >= 3 * len(ELEMENTWISE)  # f, f_grad, f_grad2 at least
+
+
+def test_the_gains_shown_beside_pytorchs_are_pytorchs():
+    """properties.TORCH_GAINS (shown beside each derived gain) against torch.nn.init.calculate_gain."""
+    from actgen.properties import TORCH_GAINS
+
+    for name, gain in TORCH_GAINS.items():
+        nonlinearity = "linear" if name == "identity" else name
+        assert float(gain({})) == pytest.approx(torch.nn.init.calculate_gain(nonlinearity), rel=1e-15), name
+    assert float(TORCH_GAINS["leaky_relu"]({"alpha": sp.Rational(1, 5)})) == pytest.approx(torch.nn.init.calculate_gain("leaky_relu", 0.2), rel=1e-15)

@@ -27,21 +27,51 @@ import sympy as sp
 from . import model as M
 from .derive import _piecewise_form
 from .primitives import elementary
-from .symbolic import TimeBudgetExceeded, time_budget
+import contextlib
 
-_ERRORS = (TimeBudgetExceeded, NotImplementedError, TypeError, ValueError, RecursionError, AttributeError, IndexError, KeyError, ZeroDivisionError)
+_ERRORS = (NotImplementedError, TypeError, ValueError, RecursionError, AttributeError, IndexError, KeyError, ZeroDivisionError)
+
+class TooLarge(ValueError):
+    """A SymPy step refused because its input exceeds the operation count allowed for it."""
+
+
+# The work of each SymPy step is bounded by the size of its input (sp.count_ops), never by a clock,
+# so the same spec gives the same properties on any machine, however loaded (issue 16). The limits
+# sit well above the largest input each step meets in the bundled spec (measured with
+# ACTGEN_EFFORT_LOG=1), and a step refused is reported as "unknown" with its size.
+EFFORT_OPS = {
+    "solve": 40, "subs": 2000, "limit": 300, "as_set": 40, "solveset": 40, "nsolve": 2000,
+    "simplify": 150, "analysis": 2000,
+}
+
+
+@contextlib.contextmanager
+def _effort(step, expr):
+    n = sp.count_ops(expr)
+    if _EFFORT_LOG is not None:
+        _EFFORT_LOG.setdefault(step, []).append(n)
+    if n > EFFORT_OPS[step]:
+        raise TooLarge(f"{_short(expr, 60)} has {n} operations, more than the {EFFORT_OPS[step]} allowed for SymPy's {step}")
+    yield
+
+
+_EFFORT_LOG = {} if __import__("os").environ.get("ACTGEN_EFFORT_LOG") else None
+
 Z = M.Z
 OO, NOO = sp.oo, sp.S.NegativeInfinity
 MAX_ORDER = 4  # continuity is checked up to C^MAX_ORDER at each kink, then C^inf by identity
 
 # the order of the properties in Entry.properties, the tables and the catalog
 NAMES = (
-    "range", "bounded_below", "bounded_above", "monotonic", "derivative_monotonic", "zero_centred",
+    "range", "bounded_below", "bounded_above", "monotonic", "derivative_monotonic", "derivative_range", "convexity",
+    "zero_at_origin", "zero_centred", "mean", "second_moment", "gain",
     "saturating", "continuity", "identity_near_origin", "odd", "even",
 )
 TITLES = {
     "range": "Range", "bounded_below": "Bounded below", "bounded_above": "Bounded above",
-    "monotonic": "Monotonic", "derivative_monotonic": "f′ monotonic", "zero_centred": "f(0) = 0",
+    "monotonic": "Monotonic", "derivative_monotonic": "f′ monotonic", "derivative_range": "Range of f′",
+    "convexity": "Convexity", "zero_at_origin": "f(0) = 0", "zero_centred": "Zero-centred (E f(Z) = 0)",
+    "mean": "E f(Z)", "second_moment": "E f(Z)²", "gain": "Gain 1/√E f(Z)²",
     "saturating": "Saturating (f′ → 0)", "continuity": "Smoothness", "identity_near_origin": "≈ identity near 0",
     "odd": "Odd", "even": "Even", "sums_to_one": "Sums to 1",
 }
@@ -128,14 +158,14 @@ def kinks(expr):
     for rel in expr.atoms(sp.core.relational.Relational):
         if rel.has(M.Z):
             try:
-                with _budget(2.0):
+                with _effort("solve", rel.lhs - rel.rhs):
                     sol = sp.solve(sp.Eq(rel.lhs, rel.rhs), M.Z)
             except _ERRORS:
                 continue
             points.update(s for s in sol if s.is_real)
     for f in expr.atoms(sp.Abs, sp.sign, sp.Heaviside):
         try:
-            with _budget(2.0):
+            with _effort("solve", f.args[0]):
                 sol = sp.solve(sp.Eq(f.args[0], 0), M.Z)
         except _ERRORS:
             continue
@@ -197,14 +227,14 @@ def _lim(g, point, side="+"):
     try:
         # at a finite point of a smooth piece, or at ±oo when every operation has a determinate
         # extended-real value (SymPy returns nan for 0*oo, oo - oo, 1**oo, ...): substitution
-        with _budget(0.5):
+        with _effort("subs", ge):
             v = ge.subs(Z, point)
         if v.is_number and not v.has(sp.nan, sp.zoo, sp.AccumBounds, sp.I) and (v.is_infinite or v.is_real):
             return v
     except _ERRORS:
         pass
     try:
-        with _budget(1.0):
+        with _effort("limit", ge):
             form = sp.together(ge) if sp.count_ops(ge) < 60 else ge  # one fraction: faster for gruntz
             v = sp.limit(form, Z, point, side) if point.is_finite else sp.limit(form, Z, point)
     except _ERRORS:
@@ -266,7 +296,7 @@ def pieces_of(f) -> Pieces:
         if cond.free_symbols - {Z}:
             raise Undecided(f"the condition {sp.sstr(cond)} depends on more than z")
         try:
-            with _budget(1.0):
+            with _effort("as_set", cond):
                 s = sp.Intersection(cond.as_set(), remaining)
                 remaining = sp.Complement(remaining, s)
         except _ERRORS:
@@ -389,7 +419,7 @@ def _zeros(h, lo, hi, depth=0):
     if sp.count_ops(eq) > 80:
         raise Undecided(f"f′ is too large for SymPy's solvers ({sp.count_ops(eq)} operations)")
     try:
-        with _budget(0.5):
+        with _effort("solveset", eq):
             sol = sp.solveset(eq, Z, interval)
     except _ERRORS:
         sol = None
@@ -431,7 +461,7 @@ def _zero_in_monotone(eq, a, b):
     if sa * sb >= 0:
         return []
     try:
-        with _budget(0.5):
+        with _effort("solve", eq):
             for s in sp.solve(eq, Z):
                 if _finite_real(s) and _cmp(s, a) == 1 and _cmp(b, s) == 1:
                     return [s]
@@ -443,7 +473,7 @@ def _zero_in_monotone(eq, a, b):
     a_num = a if a.is_finite else _bracket_end(eq, b, -1, sa)
     b_num = b if b.is_finite else _bracket_end(eq, a_num, 1, sb)
     try:
-        with _budget(1.0):
+        with _effort("nsolve", eq):
             # a bracketing method: the root stays inside the proven bracket
             root = sp.nsolve(elementary(eq), Z, (sp.N(a_num, 20), sp.N(b_num, 20)), solver="illinois", prec=20)
     except _ERRORS + (sp.core.evalf.PrecisionExhausted,):
@@ -511,10 +541,12 @@ def _require(s, h):
 class Analysis:
     """Shared, cached facts about f used by several properties."""
 
-    def __init__(self, f, params=()):
+    def __init__(self, f, params=(), name="", fprime=None):
         self.params = params
+        self.name = name
         self.note = _defaults_note(params)
         self.f = _with_defaults(f, params)
+        self.fprime = fprime  # f′ as derived (with parameters), for the range of the derivative
         self.pieces = pieces_of(self.f)
         self._cache = {}
 
@@ -563,11 +595,13 @@ class Analysis:
         if not g.has(Z):
             lo, hi = p.interval(i)
             return [(lo, hi, 0)]
-        try:
-            with _budget(PATTERN_BUDGET_S):
-                return _sign_pattern(sp.diff(g, Z), *p.interval(i))
-        except TimeBudgetExceeded:
-            raise Undecided(f"SymPy did not find the zeros of f{chr(0x2032) * (order + 1)} within {PATTERN_BUDGET_S} s") from None
+        return _sign_pattern(sp.diff(g, Z), *p.interval(i))
+
+    @cached
+    def moment(self, power):
+        """E[f(Z)^power] for a standard normal Z (see _moment)."""
+        self.smooth()
+        return _moment(self, power)
 
     @cached
     def continuity(self):
@@ -608,12 +642,11 @@ def _nth(m):
 def _undecided(name, fn):
     def run(a, *args):
         try:
-            with _budget(PROPERTY_BUDGET_S):
-                return fn(a, *args)
+            return fn(a, *args)
         except Undecided as exc:
             return Property(name, None, str(exc) + a.note)
-        except TimeBudgetExceeded:
-            return Property(name, None, "SymPy did not decide it within the time budget" + a.note)
+        except TooLarge as exc:
+            return Property(name, None, str(exc) + a.note)
         except _ERRORS as exc:
             return Property(name, None, f"SymPy failed ({type(exc).__name__})" + a.note)
 
@@ -707,7 +740,7 @@ def _critical_hint(a: Analysis):
         for (x1, s1), (x2, s2) in zip(signs, signs[1:]):
             if s1 and s2 and s1 != s2:
                 try:
-                    with _budget(0.5):
+                    with _effort("nsolve", d):
                         root = sp.nsolve(elementary(d), Z, (x1, x2), solver="illinois", prec=15)
                 except _ERRORS + (sp.core.evalf.PrecisionExhausted,):
                     continue
@@ -756,14 +789,14 @@ def _bounded(a: Analysis, side):
     return Property(name, True, f"every limit of f at the ends of its pieces is finite or {_show(-bad)}, and f is continuous on each piece" + a.note)
 
 
-def prop_zero_centred(a: Analysis):
+def prop_zero_at_origin(a: Analysis):
     v = _value_at(a, sp.Integer(0))
     s = _sign(v)
     if s is None:
         raise Undecided(f"SymPy could not decide whether f(0) = {_show(v)} is 0")
     if s != 0:
-        return Property("zero_centred", False, f"f(0) = {_show(v)}" + a.note)
-    return Property("zero_centred", True, "f(0) = 0" + a.note)
+        return Property("zero_at_origin", False, f"f(0) = {_show(v)}" + a.note)
+    return Property("zero_at_origin", True, "f(0) = 0" + a.note)
 
 
 def _value_at(a: Analysis, x, order=0):
@@ -841,7 +874,7 @@ def _symmetry(a: Analysis, name, parity):
         d = sp.expand(elementary(mirror - parity * g))
         if d != 0:
             try:
-                with _budget(1.0):
+                with _effort("simplify", d):
                     d = sp.simplify(d)
             except _ERRORS:
                 pass
@@ -858,13 +891,297 @@ def prop_even(a):
     return _symmetry(a, "even", 1)
 
 
+# -- moments under a standard normal input ---------------------------------------------------------
+#
+# E[f(Z)] and E[f(Z)^2] for Z ~ N(0, 1), piece by piece. A piece whose integrand is a sum of terms
+# c z^n exp(q z^2 + k z) (q < 1/2: polynomials, exponentials, Gaussians, and their squares) is
+# integrated exactly by the moment recurrence of the normal density below: a fixed number of
+# operations per term, no search. Any other piece (sigmoid, tanh, erf, ...) is integrated
+# numerically by mpmath, and the value is labelled as numerical. Either way the work depends on the
+# expression alone, never on a clock.
+
+_PHI = lambda x: sp.exp(-x**2 / 2) / sp.sqrt(2 * sp.pi)  # noqa: E731 - the standard normal density
+
+
+def _Phi(x):
+    if x is OO:
+        return sp.Integer(1)
+    if x is NOO:
+        return sp.Integer(0)
+    return (1 + sp.erf(x / sp.sqrt(2))) / 2
+
+
+def _normal_moments(n, lo, hi):
+    """[M_0, ..., M_n] with M_j = integral of u^j phi(u) over (lo, hi): M_0 = Phi(hi) - Phi(lo),
+    M_1 = phi(lo) - phi(hi), M_j = lo^(j-1) phi(lo) - hi^(j-1) phi(hi) + (j - 1) M_(j-2)."""
+    def edge(x, j):  # x^j phi(x), 0 at ±oo
+        return sp.Integer(0) if x.is_infinite else x**j * _PHI(x)
+
+    m = [_Phi(hi) - _Phi(lo)]
+    if n >= 1:
+        m.append(edge(lo, 0) - edge(hi, 0))
+    for j in range(2, n + 1):
+        m.append(edge(lo, j - 1) - edge(hi, j - 1) + (j - 1) * m[j - 2])
+    return m
+
+
+MAX_MOMENT_TERMS = 64  # terms of an expanded integrand the exact integrator accepts
+MAX_MOMENT_DEGREE = 12
+
+
+def _gaussian_terms(g):
+    """[(c, n, q, k)] with g = sum c z^n exp(q z^2 + k z), or None when g is not of that form."""
+    g = sp.expand(sp.powsimp(sp.expand(elementary(g)), combine="exp"))
+    terms = sp.Add.make_args(g)
+    if len(terms) > MAX_MOMENT_TERMS:
+        return None
+    out = []
+    for term in terms:
+        if not term.has(Z):
+            out.append((term, 0, sp.Integer(0), sp.Integer(0)))
+            continue
+        c, rest = term.as_independent(Z, as_Add=False)
+        n, arg = 0, sp.Integer(0)
+        for f in sp.Mul.make_args(rest):
+            base, e = f.as_base_exp()
+            if base == Z and e.is_Integer and e >= 0:
+                n += int(e)
+            elif isinstance(f, sp.exp) or (isinstance(base, sp.exp) and e.is_number):
+                arg += f.args[0] if isinstance(f, sp.exp) else base.args[0] * e
+            elif f == 1:
+                continue
+            else:
+                return None
+        if arg.has(Z) and not arg.is_polynomial(Z):
+            return None
+        poly = sp.Poly(sp.expand(arg), Z) if arg.has(Z) else None
+        if poly is not None and (poly.degree() > 2 or not all(co.is_number for co in poly.all_coeffs())):
+            return None
+        coeffs = dict(zip(range(poly.degree(), -1, -1), poly.all_coeffs())) if poly is not None else {0: arg}
+        q, k, c0 = coeffs.get(2, 0), coeffs.get(1, 0), coeffs.get(0, 0)
+        if n > MAX_MOMENT_DEGREE or _sign(sp.Rational(1, 2) - q) != 1:
+            return None
+        out.append((c * sp.exp(c0), n, sp.sympify(q), sp.sympify(k)))
+    return out
+
+
+def _exact_gaussian_integral(terms, lo, hi):
+    """Integral of sum c z^n exp(q z^2 + k z) phi(z) over (lo, hi), in closed form: with s = sqrt(1 - 2q)
+    and u = s z, exp(q z^2 + k z) phi(z) = exp(k^2/(2 s^2)) phi(u - k/s) / s, and the shifted powers
+    are binomial sums of the moments M_j."""
+    total = sp.Integer(0)
+    for c, n, q, k in terms:
+        s = sp.sqrt(1 - 2 * q)
+        shift = k / s
+        a = lo if lo.is_infinite else s * lo - shift
+        b = hi if hi.is_infinite else s * hi - shift
+        m = _normal_moments(n, a, b)
+        # z^n = ((v + shift)/s)^n with v = u - shift
+        inner = sum(sp.binomial(n, j) * shift ** (n - j) * m[j] for j in range(n + 1))
+        total += c * sp.exp(k**2 / (2 * s**2)) * inner / s ** (n + 1)
+    return total
+
+
+MOMENT_DIGITS = 30  # working precision of the numerical quadrature
+MOMENT_TOLERANCE = 1e-15  # relative (absolute below 1) agreement the two quadratures must reach
+
+
+def _numerical_gaussian_integral(g, lo, hi):
+    """(value, error bound) of the integral of g phi over (lo, hi) by mpmath's tanh-sinh quadrature,
+    at two working precisions and degrees; the bound is the larger of the difference and the
+    error estimates."""
+    import mpmath
+
+    fn = sp.lambdify(Z, elementary(g), modules="mpmath")
+    results = []
+    for extra in (0, 15):
+        with mpmath.workdps(MOMENT_DIGITS + extra):
+            def f(x):
+                return fn(x) * mpmath.npdf(x)
+
+            ends = [mpmath.mpf(float(v)) if v.is_finite else (mpmath.inf if v is OO else -mpmath.inf) for v in (lo, hi)]
+            value, err = mpmath.quad(f, ends, error=True, maxdegree=8 + extra // 5)
+            results.append((value, err))
+    (v1, e1), (v2, e2) = results
+    bound = max(abs(v1 - v2), e1, e2)
+    if not bound <= MOMENT_TOLERANCE * max(1, abs(v2)):
+        raise Undecided(f"the numerical quadrature of {_short(g)} φ over ({_show(lo)}, {_show(hi)}) did not converge (error estimate {float(bound):.2g})")
+    return v2, bound
+
+
+@dataclasses.dataclass(frozen=True)
+class Moment:
+    """A Gaussian expectation: exact (a SymPy expression) or numerical (a value and an error bound)."""
+
+    exact: object  # sp.Expr or None
+    value: float
+    error: float = 0.0
+
+    def text(self):
+        if self.exact is not None:
+            text = sp.sstr(self.exact)
+            decimal = f"{self.value:.6g}"
+            return text if len(text) <= 24 and self.exact.is_Rational else (f"{text} ≈ {decimal}" if len(text) <= 24 else f"≈{decimal}")
+        return f"≈{self.value:.6g} (numerical)"
+
+
+MAX_SIMPLIFY_OPS = 80  # exact moments are simplified only below this size (a fixed bound, not a clock)
+
+
+def _tidy(v):
+    if sp.count_ops(v) <= MAX_SIMPLIFY_OPS:
+        v = sp.simplify(v)
+    return v
+
+
+def _moment(a: Analysis, power):
+    """E[f(Z)^power] as a Moment, with how it was computed."""
+    p = a.pieces
+    exact, value, error, numerical = sp.Integer(0), 0.0, 0.0, []
+    for i, g in enumerate(p.exprs):
+        lo, hi = p.interval(i)
+        terms = _gaussian_terms(g**power)
+        if terms is not None:
+            part = _exact_gaussian_integral(terms, lo, hi)
+            if exact is not None:
+                exact += part
+            value += float(elementary(part).evalf(20))
+        else:
+            v, e = _numerical_gaussian_integral(g**power, lo, hi)
+            exact = None
+            value += float(v)
+            error += float(e)
+            numerical.append(f"({_show(lo)}, {_show(hi)})")
+    if exact is not None:
+        exact = _tidy(exact)
+        value = float(elementary(exact).evalf(20))
+        return Moment(exact, value), f"exact, {_short(exact)}: each piece's integrand is a sum of c zⁿ exp(q z² + k z), integrated by the moment recurrence of the normal density"
+    how = (f"numerical: mpmath tanh-sinh quadrature at {MOMENT_DIGITS} and {MOMENT_DIGITS + 15} digits on "
+           f"{', '.join(numerical)}, agreeing within {max(error, 1e-30):.1g}; the other pieces exact")
+    if len(numerical) == len(p.exprs):
+        how = f"numerical: mpmath tanh-sinh quadrature at {MOMENT_DIGITS} and {MOMENT_DIGITS + 15} digits, agreeing within {max(error, 1e-30):.1g} (no closed form of this kind)"
+    return Moment(None, value, error), how
+
+
+def prop_mean(a: Analysis):
+    m, how = a.moment(1)
+    return Property("mean", m, f"E[f(Z)] for a standard normal Z; {how}" + a.note)
+
+
+def prop_second_moment(a: Analysis):
+    m, how = a.moment(2)
+    return Property("second_moment", m, f"E[f(Z)²] for a standard normal Z; {how}" + a.note)
+
+
+# torch.nn.init.calculate_gain for the nonlinearity of the same name (PyTorch's documented values;
+# compared with PyTorch itself in tests/test_torch.py). leaky_relu's depends on its slope.
+TORCH_GAINS = {
+    "linear": lambda ps: sp.Integer(1), "identity": lambda ps: sp.Integer(1), "sigmoid": lambda ps: sp.Integer(1),
+    "tanh": lambda ps: sp.Rational(5, 3), "relu": lambda ps: sp.sqrt(2), "selu": lambda ps: sp.Rational(3, 4),
+    "leaky_relu": lambda ps: sp.sqrt(2 / (1 + ps.get("alpha", sp.Rational(1, 100)) ** 2)),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Gain:
+    moment: Moment  # 1/sqrt(E f^2)
+    torch: object = None  # PyTorch's calculate_gain, where it has one
+
+    def text(self):
+        own = self.moment.text()
+        if self.torch is None:
+            return own
+        return f"{own}; PyTorch: {sp.sstr(self.torch)}" + ("" if len(sp.sstr(self.torch)) < 6 else f" ≈ {float(self.torch):.6g}")
+
+
+def prop_gain(a: Analysis):
+    m, how = a.moment(2)
+    if m.value <= 0:
+        raise Undecided("E[f(Z)²] is 0: no gain preserves the variance")
+    if m.exact is not None:
+        g = _tidy(1 / sp.sqrt(m.exact))
+        gain = Moment(g, float(elementary(g).evalf(20)))
+    else:
+        gain = Moment(None, m.value ** -0.5, m.error / (2 * m.value ** 1.5))
+    torch = TORCH_GAINS.get(a.name, lambda ps: None)({p.name: p.default for p in a.params})
+    reason = (f"1/sqrt(E[f(Z)²]), the weight scale that keeps E[x²] across a layer with unit-variance inputs ({how})")
+    if torch is not None:
+        same = abs(float(torch) - gain.value) <= 1e-12 * gain.value
+        reason += (f"; torch.nn.init.calculate_gain gives {sp.sstr(torch)}"
+                   + (", the same" if same else ", a different convention (PyTorch's values are chosen per function and are not all this second-moment gain: "
+                      "tanh's 5/3 and sigmoid's 1 are heuristics, selu's 3/4 trades variance for self-normalisation)"))
+    return Property("gain", Gain(gain, torch), reason + a.note)
+
+
+def _decimal_digits(f):
+    """The fewest significant digits among f's decimal constants (Floats, or rationals over a power
+    of ten beyond 10^9, as the spec's long decimals are read), or None when f has none."""
+    digits = [c._prec * 0.30103 for c in f.atoms(sp.Float)]
+    for r in f.atoms(sp.Rational):
+        q = int(r.q)
+        if q >= 10**10 and 10 ** (len(str(q)) - 1) == q:
+            digits.append(len(str(abs(int(r.p)))))
+    return min(digits) if digits else None
+
+
+def prop_zero_centred(a: Analysis):
+    """E[f(Z)] = 0 (what 'zero-centred' means in the literature), not f(0) = 0."""
+    m, how = a.moment(1)
+    decimals = _decimal_digits(a.f)
+    if m.exact is not None and decimals is not None:
+        # decimal constants (SELU's 32 digits): the mean is exact in them, so zero only to their precision
+        digits = decimals
+        if abs(m.value) < 10 ** -(digits - 2):
+            return Property("zero_centred", True, f"E[f(Z)] = {m.value:.3g}, zero to the {digits:.0f} digits of the decimal constants in f ({how})" + a.note)
+        return Property("zero_centred", False, f"E[f(Z)] = {m.text()} for a standard normal Z ({how})" + a.note)
+    if m.exact is not None:
+        s = _sign(m.exact)
+        if s is None:
+            raise Undecided(f"SymPy could not decide the sign of E[f(Z)] = {_short(m.exact)}")
+        return Property("zero_centred", s == 0, f"E[f(Z)] = {m.text()} for a standard normal Z ({how})" + a.note)
+    odd = _symmetry(a, "odd", -1)
+    if odd.value is True:
+        return Property("zero_centred", True, "f is odd, so E[f(Z)] = 0 for the symmetric standard normal Z" + a.note)
+    if abs(m.value) > 2 * m.error:
+        return Property("zero_centred", False, f"E[f(Z)] = {m.text()} ≠ 0, beyond the quadrature's error bound {max(m.error, 1e-30):.1g}" + a.note)
+    raise Undecided(f"E[f(Z)] = {m.text()} is within the quadrature's error bound of 0")
+
+
+def prop_derivative_range(a: Analysis):
+    """The range of f′ (its supremum |f′| bounds how much a layer can amplify a gradient)."""
+    d = a.fprime
+    if d is None:
+        raise Undecided("no derivative")
+    r = output_range(d, None, a.params)
+    if not r.known:
+        raise Undecided(r.reason)
+    return Property("derivative_range", r.value, "the range of f′ (at kinks the branch value of the generated code), " + r.reason)
+
+
+def prop_convexity(a: Analysis):
+    """Convex exactly when f is continuous and f′ is non-decreasing (its jumps at kinks included)."""
+    order, where = a.continuity()
+    if order is not None and order < 0:
+        return Property("convexity", "neither", f"f is discontinuous ({where})" + a.note)
+    mono, reason = _monotonicity(a, 1)
+    value = {"increasing": "strictly convex", "non-decreasing": "convex", "decreasing": "strictly concave",
+             "non-increasing": "concave", "constant": "affine (convex and concave)"}.get(mono, "neither")
+    return Property("convexity", value, "f is continuous and f′ " + (f"is {mono}" if mono else "is not monotone") + ": " + reason + a.note)
+
+
 _PROPERTIES = {
     "range": prop_range,
     "bounded_below": lambda a: _bounded(a, -1),
     "bounded_above": lambda a: _bounded(a, 1),
     "monotonic": prop_monotonic,
     "derivative_monotonic": prop_derivative_monotonic,
+    "derivative_range": prop_derivative_range,
+    "convexity": prop_convexity,
+    "zero_at_origin": prop_zero_at_origin,
     "zero_centred": prop_zero_centred,
+    "mean": prop_mean,
+    "second_moment": prop_second_moment,
+    "gain": prop_gain,
     "saturating": prop_saturating,
     "continuity": prop_continuity,
     "identity_near_origin": prop_identity_near_origin,
@@ -873,22 +1190,10 @@ _PROPERTIES = {
 }
 
 
-# cheap properties first, so that a hard function spends its budget on the expensive ones last
-COST_ORDER = ("zero_centred", "odd", "even", "continuity", "identity_near_origin", "bounded_below", "bounded_above",
-              "saturating", "monotonic", "range", "derivative_monotonic")
-# Budgets are a safety net, not a tuning knob: a decision that times out becomes "unknown", so a
-# budget close to a step's normal running time would make the output depend on the machine's load.
-# Every budget below is multiplied by BUDGET_SCALE, set well above the slowest step observed.
-BUDGET_SCALE = 3.0
-
-
-def _budget(seconds):
-    return time_budget(seconds * BUDGET_SCALE)
-
-
-PROPERTY_BUDGET_S = 3.0
-PATTERN_BUDGET_S = 2.0  # the sign analysis of one derivative on one piece
-TOTAL_BUDGET_S = 8.0
+# cheap properties first (the order does not change any value: no property depends on a clock)
+COST_ORDER = ("zero_at_origin", "odd", "even", "continuity", "identity_near_origin", "bounded_below", "bounded_above",
+              "saturating", "monotonic", "range", "derivative_monotonic", "convexity", "derivative_range",
+              "mean", "second_moment", "gain", "zero_centred")
 
 
 def derive_properties(act: M.Activation, derivations=None) -> tuple[Property, ...]:
@@ -897,17 +1202,22 @@ def derive_properties(act: M.Activation, derivations=None) -> tuple[Property, ..
     primitives; without it the spec expression is used."""
     if act.vector:
         return vector_properties(act)
+    if act.domain != "real":
+        why = (f"f is defined on {act.domain} only (NaN elsewhere); the analysis covers functions of the whole real line, "
+               "and E f(Z) for a standard normal Z does not exist")
+        return tuple(Property(n, None, why) for n in NAMES)
     f = derivations[0].expr if derivations else act.expr
+    grads = [d.expr for d in derivations or () if d.kind == "grad"]
+    fprime = grads[0] if grads else sp.diff(act.expr, Z)
     try:
-        with _budget(2.0):
-            a = Analysis(f, act.params)
+        with _effort("analysis", f):
+            a = Analysis(f, act.params, act.name, fprime)
     except (Undecided, *_ERRORS) as exc:
-        why = str(exc) if isinstance(exc, Undecided) else f"SymPy failed to split f at its kinks ({type(exc).__name__})"
+        why = str(exc) if isinstance(exc, (Undecided, TooLarge)) else f"SymPy failed to split f at its kinks ({type(exc).__name__})"
         return tuple(Property(n, None, why) for n in NAMES)
     done = {}
-    with _budget(TOTAL_BUDGET_S):
-        for n in COST_ORDER:
-            done[n] = _undecided(n, _PROPERTIES[n])(a)
+    for n in COST_ORDER:
+        done[n] = _undecided(n, _PROPERTIES[n])(a)
     return tuple(done[n] for n in NAMES)
 
 
@@ -942,7 +1252,7 @@ def vector_properties(act: M.Activation) -> tuple[Property, ...]:
             g = f.xreplace({total: sp.exp(Z) + s}).xreplace({M.ZV[M.I]: Z})
             if g.free_symbols <= {Z, s}:
                 try:
-                    with _budget(3.0):
+                    with _effort("analysis", g):
                         r = output_range(g, None, ())
                         if r.known and not r.value.low.has(s) and not r.value.high.has(s):
                             rng = Property("range", r.value, "component i with Sum(exp(z_j)) = exp(z_i) + s, s > 0 the other classes; " + r.reason + " (the same for every s > 0)" + note)
@@ -955,7 +1265,7 @@ def vector_properties(act: M.Activation) -> tuple[Property, ...]:
     total = sp.Sum(f, (M.I, 1, M.K))
     s1 = Property("sums_to_one", None, "SymPy could not reduce Sum(f_i, (i, 1, K)) - 1 to 0")
     try:
-        with _budget(2.0):
+        with _effort("simplify", f):
             done = total.doit()
             inner = [x for x in done.atoms(sp.Sum)]
             # the sums over i and over j are the same sum under another index

@@ -380,7 +380,7 @@ def catalog(derived: Derived, packages: dict[str, str], proofs) -> dict:
     acts = []
     for entry in derived.activations:
         a = spec.activation(entry.name)
-        acts.append(dict(name=a.name, title=a.prose.title, vector=a.vector, layer=a.layer, aliases=list(a.aliases), params=params(a),
+        acts.append(dict(name=a.name, title=a.prose.title, vector=a.vector, domain=a.domain, layer=a.layer, aliases=list(a.aliases), params=params(a),
                          source=f"{a.location}", use=a.prose.use, pros=a.prose.pros, cons=a.prose.cons,
                          functions=functions(entry), properties=props(entry)))
     losses = []

@@ -1013,6 +1013,38 @@ LOG1P = Rule(
     "lower",
 )
 
+def _log1mexp_form(e):
+    """t for log(-expm1(t)) or log1p(-exp(t)), the two forms of log(1 - exp(t)); else None."""
+    if isinstance(e, sp.log) and e.args[0].is_Mul and e.args[0].args[0] == -1 and len(e.args[0].args) == 2 and isinstance(e.args[0].args[1], cfunctions.expm1):
+        return e.args[0].args[1].args[0]
+    if isinstance(e, cfunctions.log1p) and e.args[0].is_Mul and e.args[0].args[0] == -1 and len(e.args[0].args) == 2 and isinstance(e.args[0].args[1], sp.exp):
+        return e.args[0].args[1].args[0]
+    return None
+
+
+def _log1mexp(e):
+    # log(1 - exp(t)) -> log(-expm1(t)) for t > -log 2, log1p(-exp(t)) below (Maechler 2012)
+    t = _log1mexp_form(e)
+    if t is None or not t.free_symbols:
+        return None
+    return sp.Piecewise((sp.log(-cfunctions.expm1(t)), t > -sp.log(2)), (cfunctions.log1p(-sp.exp(t)), True))
+
+
+# -log(2) < t < 0 and t < -log(2), as generic symbols (both forms are NaN for t > 0 and -oo at 0)
+_NEAR_ZERO = -sp.log(2) * sp.Symbol("s", positive=True) / (1 + sp.Symbol("s", positive=True))
+_BELOW_LOG_HALF = -1 - u  # below -log 2 (log 2 < 1)
+LOG1MEXP = Rule(
+    "log1mexp",
+    "log(1 - exp(t)) = log(-expm1(t)) for t > -log 2 and log1p(-exp(t)) otherwise: -expm1(t) is exact near t = 0, where 1 - exp(t) cancels, and log1p keeps the tiny exp(t) far below it",
+    _log1mexp,
+    tuple((lhs, rhs) for t in (_NEAR_ZERO, _BELOW_LOG_HALF, -u)
+          for lhs, rhs in ((sp.log(1 - sp.exp(t)), sp.log(-cfunctions.expm1(t))), (sp.log(1 - sp.exp(t)), cfunctions.log1p(-sp.exp(t)))))
+    + tuple((sp.log(1 - sp.exp(t)), _log1mexp(sp.log(-cfunctions.expm1(t)))) for t in (_NEAR_ZERO, _BELOW_LOG_HALF)),
+    "lower",
+    once=True,
+)
+
+
 def _min_max_parts(s):
     """(t, a, b) with s = a min(t, 0) + b max(t, 0) for integers a >= 0 >= b, not both 0 (-|t| is
     min(t, 0) - max(t, 0); min(-t, 0) is -max(t, 0)); else None."""
@@ -1137,6 +1169,7 @@ def lower(expr, fired=None):
     expr = apply_rules(expr, (SPLIT_EXP,), fired)
     expr = apply_rules(expr, (COMPENSATED_EXPONENT,), fired)
     expr = apply_rules(expr, (EXPM1, LOG1P), fired)
+    expr = apply_rules(expr, (LOG1MEXP,), fired)
     return apply_rules(expr, (SHARED_EXPONENTIAL,), fired)
 
 
@@ -1216,4 +1249,4 @@ def logsumexp(expr, base, M, M_low=None):
     return new, new != expr
 
 
-ALL_RULES = RAISE + LOWER + (EXPM1, LOG1P)
+ALL_RULES = RAISE + LOWER + (EXPM1, LOG1P, LOG1MEXP)

@@ -15,7 +15,7 @@ import sympy as sp
 from ... import model as M
 from ...derive import Y_OUT
 from ...pipeline import Derived, Entry
-from ...primitives import axis_max, erfcx_taylor_table, exp_shifted
+from ...primitives import axis_max, elementary, erfcx_taylor_table, exp_shifted
 from ...printing import COL, ROW, Emitted, latex, to_array
 from ...render import (ARRAYS, MAX_UNSHIFTED_DEGREE, UNSHIFTED_BOUND, _class_axis_stable, _computed_as, _conventions,
                        _defaults, _exact, _fmt_array, _fmt_scalar, _kw_sig, _loss_conventions, _math, _param_sig, environment,
@@ -199,7 +199,7 @@ def loss_views(entry: Entry, loss: M.Loss) -> list[FunctionView]:
             e = expr.xreplace({**sub, **defaults, **({M.KK: k} if k else {})}).doit()
             e = e.replace(lambda t: isinstance(t, sp.Indexed) and t.base == M.YV, lambda t: sp.Float(ys[int(t.indices[0]) - 1]))
             e = e.replace(lambda t: isinstance(t, sp.Indexed) and t.base == M.Y_HATV, lambda t: sp.Float(hats[int(t.indices[0]) - 1]))
-            return float(sp.N(e, 40))
+            return float(sp.N(elementary(e), 40))  # primitives (softplus) evaluated through their definitions
         loss_value = at(value.expr)
         grad_values = [at(grad.expr, k) for k in (1, 2, 3)]
         views.append(FunctionView(
@@ -258,7 +258,7 @@ def head_views(entry: Entry, act: M.Activation, loss: M.Loss) -> list[FunctionVi
             e = expr.xreplace({M.K: 3, **({M.KK: k} if k else {})}).doit()
             e = e.replace(lambda t: isinstance(t, sp.Indexed) and t.base == M.YV, lambda t: sp.Float(ys[int(t.indices[0]) - 1]))
             e = e.replace(lambda t: isinstance(t, sp.Indexed) and t.base == M.ZV, lambda t: sp.Float(zs[int(t.indices[0]) - 1]))
-            return float(sp.N(e, 40))
+            return float(sp.N(elementary(e), 40))  # primitives (softplus) evaluated through their definitions
         vexpr, vf = _class_axis_stable(value.expr)
         gexpr, gf = _class_axis_stable(grad.expr)
         vbody = _class_axis_body(vexpr, {}, printer)

@@ -91,13 +91,22 @@ class ActgenTorchPrinter(ActgenNumPyPrinter):
 
     def _minmax(self, expr, fn):
         numbers = [a for a in expr.args if a.is_number]
-        others = [a for a in expr.args if not a.is_number]
-        out = self._print(others[0])
+        # a parameter may be a Python number, which torch.maximum does not take: clamp by it
+        scalars = [a for a in expr.args if not a.is_number and {s.name for s in a.free_symbols} <= self.scalars]
+        others = [a for a in expr.args if not a.is_number and a not in scalars]
+        clamp = f"torch.clamp_{'min' if fn == 'maximum' else 'max'}"
+        if not others:  # parameters alone: the first as a tensor of the input's dtype
+            others, scalars = [scalars[0]], scalars[1:]
+            out = f"_scalar({self._print(others[0])}, {self.like})"
+        else:
+            out = self._print(others[0])
         for a in others[1:]:
             out = f"torch.{fn}({out}, {self._print(a)})"
+        for a in scalars:
+            out = f"{clamp}({out}, {self._print(a)})"
         if numbers:
             bound = (max if fn == "maximum" else min)(float(n) for n in numbers)
-            out = f"torch.clamp_{'min' if fn == 'maximum' else 'max'}({out}, {bound!r})"
+            out = f"{clamp}({out}, {bound!r})"
         return out
 
     def _print_Abs(self, expr):
@@ -117,7 +126,16 @@ class ActgenTorchPrinter(ActgenNumPyPrinter):
 
     def _print_hypot(self, expr):
         # torch.hypot takes two tensors: a number becomes a 0-d tensor of the input's dtype
-        args = [self._print(a) if a.free_symbols else f"_scalar({self._print(a)}, {self.like})" for a in expr.args]
+        # (and a function of parameters alone, such as sqrt(b), is computed on such tensors: torch
+        # functions do not take Python numbers)
+        def tensor(a):
+            if not a.free_symbols:
+                return f"_scalar({self._print(a)}, {self.like})"
+            if {s.name for s in a.free_symbols} <= self.scalars:
+                return self._print(a.xreplace({s: sp.Symbol(f"_scalar({s.name}, {self.like})") for s in a.free_symbols}))
+            return self._print(a)
+
+        args = [tensor(a) for a in expr.args]
         return f"torch.hypot({args[0]}, {args[1]})"
 
     def _print_softplus(self, expr):
