@@ -4,8 +4,8 @@ Each row times one function on the same input (medians of repeated runs, after a
 the generated code and for each peer that exists on this machine: scipy.special, SymPy's
 ``lambdify`` of the raw derivative (``cse=True``), hand-written NumPy, and PyTorch on the CPU when
 it is installed. Ratios are generated / peer (below 1: the generated code is faster). Also
-measured: the import time of the generated package over ``import numpy`` and the cold and no-op
-build times. This is a benchmark that people run, not a timed test.
+measured: the import time of the generated package over ``import numpy``, the cold and no-op
+build times, and the build's scaling with the spec's size (:mod:`actgen.bench_build`). This is a benchmark that people run, not a timed test.
 
 NumPy's cost on 8 MB arrays depends on whether a fresh array gets new pages from the kernel (a page
 fault per 4 KiB) or memory the allocator has kept from an earlier free, and glibc decides that from
@@ -232,6 +232,8 @@ def main(argv=None):
     parser.add_argument("--package", default="actgen_numpy")
     parser.add_argument("--spec", default="spec")
     parser.add_argument("--no-build", action="store_true", help="skip the build-time measurements")
+    parser.add_argument("--build-sizes", type=int, nargs="*", default=[10, 40, 160], metavar="N",
+                        help="sizes of the synthetic specs of the build-scale rows (default: 10 40 160; none: skip them)")
     parser.add_argument("--memory", choices=("both", *MEMORY), default="both",
                         help="allocator regime(s) to time in: fresh pages, reused pages, or both (default)")
     parser.add_argument("--no-frameworks", action="store_true", help="skip the PyTorch and JAX benchmarks (python -m actgen.bench_torch, actgen.bench_jax)")
@@ -274,6 +276,11 @@ def main(argv=None):
     if not args.no_build:
         cold, noop = build_times(args.spec)
         print(f"Build of {args.spec}/: cold (empty cache) {cold:.1f} s; no-op rebuild {noop:.2f} s (each a fresh process)")
+        if args.build_sizes:
+            from . import bench_build
+
+            print()
+            print(bench_build.report([bench_build.measure(n) for n in args.build_sizes], None))
     if not args.no_frameworks:
         # the framework packages, each in a fresh process (their own threads and allocators)
         for module, framework in (("actgen.bench_torch", "torch"), ("actgen.bench_jax", "jax")):

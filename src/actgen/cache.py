@@ -98,21 +98,32 @@ def put(k: str, value):
         pass  # a cache that cannot be written only costs time
 
 
-def _digest(value) -> str:
+def digest(value) -> str:
+    """Hash of the canonical form of ``value`` (equal digests: equal structures, SymPy nodes included)."""
     return hashlib.sha256(_canonical(value).encode()).hexdigest()
 
 
-def cached(kind, compute, *parts):
-    """``compute()``, or its cached value for the same ``kind`` and ``parts``.
+MISS = _MISS
+
+
+def lookup(kind, *parts):
+    """The cached value for ``kind`` and ``parts``, or :data:`MISS`.
 
     Each entry stores the digest of the value's canonical form (SymPy's srepr) beside it; a value
     that does not unpickle to exactly that structure (SymPy re-evaluates some nodes when it
     rebuilds them) is a miss, so a cached build always equals a cold one."""
-    k = key(kind, *parts)
-    stored = get(k)
-    if stored is not _MISS and isinstance(stored, tuple) and len(stored) == 2 and _digest(stored[0]) == stored[1]:
+    stored = get(key(kind, *parts))
+    if stored is not _MISS and isinstance(stored, tuple) and len(stored) == 2 and digest(stored[0]) == stored[1]:
         return stored[0]
+    return _MISS
+
+
+def cached(kind, compute, *parts):
+    """``compute()``, or its cached value for the same ``kind`` and ``parts`` (see :func:`lookup`)."""
+    value = lookup(kind, *parts)
+    if value is not _MISS:
+        return value
     value = compute()
-    put(k, (value, _digest(value)))
+    put(key(kind, *parts), (value, digest(value)))
     return value
 
