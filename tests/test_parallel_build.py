@@ -92,3 +92,16 @@ def test_jobs_must_be_a_positive_whole_number(value, capsys):
         main(["build", "--jobs", value])
     assert exc.value.code == 2
     assert "worker processes" in capsys.readouterr().err
+
+
+def test_an_unevaluated_product_comes_back_from_the_cache_as_it_was(tmp_path, monkeypatch):
+    import sympy as sp
+
+    monkeypatch.setenv("ACTGEN_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("ACTGEN_CACHE", raising=False)
+    z = sp.Symbol("z", real=True)
+    value = sp.Mul(sp.Rational(1, 1000), 1247 - 565 * sp.tanh(z) ** 2, evaluate=False)  # as simplification leaves it
+    assert sp.srepr(sp.Mul(*value.args)) != sp.srepr(value)  # a plain rebuild distributes the number
+    assert cache.cached("test", lambda: value, "unevaluated") is value
+    again = cache.lookup("test", "unevaluated")
+    assert again is not cache.MISS and sp.srepr(again) == sp.srepr(value)

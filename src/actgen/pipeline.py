@@ -5,6 +5,7 @@ Results are plain records; rendering happens in :mod:`actgen.render`.
 from __future__ import annotations
 
 import dataclasses
+import pickle
 
 from . import cache, parallel
 from . import model as M
@@ -91,14 +92,15 @@ def _run_task(payload, index):
     tasks, seconds = payload
     task = tasks[index]
     value, found = _attempt(seconds, task.fn, task.args)
-    return value, (cache.digest(value) if value is not None else None), found
+    if value is None:
+        return None, None, found
+    return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL), cache.digest(value), found
 
 
 def _run_all(tasks, seconds, jobs, progress):
     """``_attempt`` of every task, in order: cached results read here, the others derived by up to
-    ``jobs`` worker processes. A result that does not arrive exactly as it was derived (SymPy
-    re-evaluates a few nodes when it unpickles them) is derived again here, so a parallel build
-    writes the same bytes as a serial one."""
+    ``jobs`` worker processes. A result that does not arrive exactly as it was derived (see
+    cache.restore) is derived again here, so a parallel build writes the same bytes as a serial one."""
     results = [None] * len(tasks)
     missing = []
     for i, task in enumerate(tasks):
@@ -108,9 +110,12 @@ def _run_all(tasks, seconds, jobs, progress):
         else:
             results[i] = (value, ())
     shown = (lambda i: progress(tasks[i].name)) if progress else None
-    for i, (value, digest, found) in zip(missing, parallel.map_indexed(_run_task, (tasks, seconds), missing, jobs, shown)):
-        if value is not None and cache.digest(value) != digest:
-            value, found = _attempt(seconds, tasks[i].fn, tasks[i].args)
+    for i, (data, digest, found) in zip(missing, parallel.map_indexed(_run_task, (tasks, seconds), missing, jobs, shown)):
+        value = None
+        if data is not None:
+            value = cache.restore(data, digest)
+            if value is cache.MISS:
+                value, found = _attempt(seconds, tasks[i].fn, tasks[i].args)
         results[i] = (value, found)
     return results
 

@@ -8,6 +8,7 @@ values); if not it is *unproved*. Sampling never proves anything; it only refute
 from __future__ import annotations
 
 import dataclasses
+import pickle
 import random
 
 import sympy as sp
@@ -158,7 +159,7 @@ def _proof_task(identities, index):
     """In a worker: the proof of one identity, with its digest (see :func:`_cached_proof`)."""
     proof = _cached_proof(identities[index])
     bare = dataclasses.replace(proof, identity=None)
-    return bare, cache.digest(bare)
+    return pickle.dumps(bare, protocol=pickle.HIGHEST_PROTOCOL), cache.digest(bare)
 
 
 def check_identities(spec: M.Spec, names=None, raise_on_failure=True, jobs=1) -> tuple[Proof, ...]:
@@ -171,9 +172,10 @@ def check_identities(spec: M.Spec, names=None, raise_on_failure=True, jobs=1) ->
         if hit is not cache.MISS:
             found[index] = dataclasses.replace(hit, identity=identity)
     missing = [index for index in range(len(chosen)) if index not in found]
-    for index, (bare, digest) in zip(missing, parallel.map_indexed(_proof_task, chosen, missing, jobs)):
+    for index, (data, digest) in zip(missing, parallel.map_indexed(_proof_task, chosen, missing, jobs)):
         # a proof that does not unpickle to exactly what was proved is proved again here
-        found[index] = dataclasses.replace(bare, identity=chosen[index]) if cache.digest(bare) == digest else _cached_proof(chosen[index])
+        bare = cache.restore(data, digest)
+        found[index] = dataclasses.replace(bare, identity=chosen[index]) if bare is not cache.MISS else _cached_proof(chosen[index])
     proofs = tuple(found[index] for index in range(len(chosen)))
     if raise_on_failure:
         problems = Collector()
