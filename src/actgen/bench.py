@@ -80,7 +80,7 @@ def rows(ag, spec, n=1_000_000, seed=0):
     zt = torch.from_numpy(z) if torch else None
     out = []
 
-    def row(label, generated, peers):
+    def row(label, generated, peers, repeat=15, number=3):
         runnable = {}
         for name, fn in peers.items():
             try:
@@ -91,7 +91,7 @@ def rows(ag, spec, n=1_000_000, seed=0):
             except Exception:  # noqa: BLE001 - a peer that cannot run this function (lambdify of erf, Piecewise)
                 pass
         with np.errstate(all="ignore"):
-            times = interleaved_medians([generated, *runnable.values()])
+            times = interleaved_medians([generated, *runnable.values()], repeat=repeat, number=number)
         timed = {name: dict(zip(runnable, times[1:])).get(name) for name in peers}
         out.append((label, times[0], timed))
 
@@ -171,7 +171,29 @@ def rows(ag, spec, n=1_000_000, seed=0):
         "hand-written NumPy": lambda: (ss.expit(z) - yb) / z.size,
         "torch (sigmoid - y) / N": (lambda: (torch.sigmoid(zt) - ybt) / zt.numel()) if torch else None,
     })
+    size_rows(ag, row, rng)
     return out
+
+
+def size_rows(ag, row, rng):
+    """Rows of a few functions at 1 element (the per-call overhead: conversion, dispatch,
+    workspace), 1e3 and 1e5 (cache-resident) and 1e7 elements (80 MB arrays), timed by ``row``."""
+    import scipy.special as ss
+
+    peers_of = {
+        "sigmoid": ("scipy.special.expit", ss.expit),
+        "softplus": ("np.logaddexp(0, z)", lambda x: np.logaddexp(0.0, x)),
+        "gelu": ("z * scipy.special.ndtr(z)", lambda x: x * ss.ndtr(x)),
+    }
+    for size, label in ((1, "1 element"), (1000, "1e3"), (100_000, "1e5"), (10_000_000, "1e7")):
+        zs = rng.normal(0.0, 4.0, size)
+        repeat, number = (5, 1) if size >= 10**7 else (15, max(3, 100_000 // size))
+        for name, (peer, fn) in peers_of.items():
+            if hasattr(ag, name):
+                row(f"{name} ({label} float64)", (lambda f: (lambda: f(zs)))(getattr(ag, name)), {
+                    peer: (lambda f: (lambda: f(zs)))(fn),
+                    "one np.exp pass": lambda: np.exp(zs),
+                }, repeat, number)
 
 
 def import_overhead(out_dir, package, runs=7):
@@ -204,7 +226,9 @@ def build_times(spec_dir):
 
 
 def fmt_ms(t):
-    return "n/a" if t is None else f"{t * 1e3:.2f} ms"
+    if t is None:
+        return "n/a"
+    return f"{t * 1e6:.1f} us" if t < 1e-4 else f"{t * 1e3:.2f} ms"
 
 
 MEMORY = {
