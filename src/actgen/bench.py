@@ -4,8 +4,8 @@ Each row times one function on the same input (medians of repeated runs, after a
 the generated code and for each peer that exists on this machine: scipy.special, SymPy's
 ``lambdify`` of the raw derivative (``cse=True``), hand-written NumPy, and PyTorch on the CPU when
 it is installed. Ratios are generated / peer (below 1: the generated code is faster). Also
-measured: the import time of the generated package over ``import numpy`` and the cold and no-op
-build times. This is a benchmark that people run, not a timed test.
+measured: the import time of the generated package over ``import numpy``, the cold and no-op
+build times, and the build's scaling with the spec's size (:mod:`actgen.bench_build`). This is a benchmark that people run, not a timed test.
 
 NumPy's cost on 8 MB arrays depends on whether a fresh array gets new pages from the kernel (a page
 fault per 4 KiB) or memory the allocator has kept from an earlier free, and glibc decides that from
@@ -80,7 +80,7 @@ def rows(ag, spec, n=1_000_000, seed=0):
     zt = torch.from_numpy(z) if torch else None
     out = []
 
-    def row(label, generated, peers):
+    def row(label, generated, peers, repeat=15, number=3):
         runnable = {}
         for name, fn in peers.items():
             try:
@@ -91,7 +91,7 @@ def rows(ag, spec, n=1_000_000, seed=0):
             except Exception:  # noqa: BLE001 - a peer that cannot run this function (lambdify of erf, Piecewise)
                 pass
         with np.errstate(all="ignore"):
-            times = interleaved_medians([generated, *runnable.values()])
+            times = interleaved_medians([generated, *runnable.values()], repeat=repeat, number=number)
         timed = {name: dict(zip(runnable, times[1:])).get(name) for name in peers}
         out.append((label, times[0], timed))
 
@@ -171,7 +171,29 @@ def rows(ag, spec, n=1_000_000, seed=0):
         "hand-written NumPy": lambda: (ss.expit(z) - yb) / z.size,
         "torch (sigmoid - y) / N": (lambda: (torch.sigmoid(zt) - ybt) / zt.numel()) if torch else None,
     })
+    size_rows(ag, row, rng)
     return out
+
+
+def size_rows(ag, row, rng):
+    """Rows of a few functions at 1 element (the per-call overhead: conversion, dispatch,
+    workspace), 1e3 and 1e5 (cache-resident) and 1e7 elements (80 MB arrays), timed by ``row``."""
+    import scipy.special as ss
+
+    peers_of = {
+        "sigmoid": ("scipy.special.expit", ss.expit),
+        "softplus": ("np.logaddexp(0, z)", lambda x: np.logaddexp(0.0, x)),
+        "gelu": ("z * scipy.special.ndtr(z)", lambda x: x * ss.ndtr(x)),
+    }
+    for size, label in ((1, "1 element"), (1000, "1e3"), (100_000, "1e5"), (10_000_000, "1e7")):
+        zs = rng.normal(0.0, 4.0, size)
+        repeat, number = (5, 1) if size >= 10**7 else (15, max(3, 100_000 // size))
+        for name, (peer, fn) in peers_of.items():
+            if hasattr(ag, name):
+                row(f"{name} ({label} float64)", (lambda f: (lambda: f(zs)))(getattr(ag, name)), {
+                    peer: (lambda f: (lambda: f(zs)))(fn),
+                    "one np.exp pass": lambda: np.exp(zs),
+                }, repeat, number)
 
 
 def import_overhead(out_dir, package, runs=7):
@@ -204,7 +226,9 @@ def build_times(spec_dir):
 
 
 def fmt_ms(t):
-    return "n/a" if t is None else f"{t * 1e3:.2f} ms"
+    if t is None:
+        return "n/a"
+    return f"{t * 1e6:.1f} us" if t < 1e-4 else f"{t * 1e3:.2f} ms"
 
 
 MEMORY = {
@@ -232,6 +256,8 @@ def main(argv=None):
     parser.add_argument("--package", default="actgen_numpy")
     parser.add_argument("--spec", default="spec")
     parser.add_argument("--no-build", action="store_true", help="skip the build-time measurements")
+    parser.add_argument("--build-sizes", type=int, nargs="*", default=[10, 40, 160], metavar="N",
+                        help="sizes of the synthetic specs of the build-scale rows (default: 10 40 160; none: skip them)")
     parser.add_argument("--memory", choices=("both", *MEMORY), default="both",
                         help="allocator regime(s) to time in: fresh pages, reused pages, or both (default)")
     parser.add_argument("--no-frameworks", action="store_true", help="skip the PyTorch and JAX benchmarks (python -m actgen.bench_torch, actgen.bench_jax)")
@@ -274,6 +300,11 @@ def main(argv=None):
     if not args.no_build:
         cold, noop = build_times(args.spec)
         print(f"Build of {args.spec}/: cold (empty cache) {cold:.1f} s; no-op rebuild {noop:.2f} s (each a fresh process)")
+        if args.build_sizes:
+            from . import bench_build
+
+            print()
+            print(bench_build.report([bench_build.measure(n) for n in args.build_sizes], None))
     if not args.no_frameworks:
         # the framework packages, each in a fresh process (their own threads and allocators)
         for module, framework in (("actgen.bench_torch", "torch"), ("actgen.bench_jax", "jax")):

@@ -71,14 +71,22 @@ def directory() -> Path | None:
 _MISS = object()
 
 
-def get(k: str):
+def _read(k: str) -> bytes | None:
     d = directory()
     if d is None:
-        return _MISS
-    path = d / k[:2] / k
+        return None
     try:
-        with open(path, "rb") as handle:
-            return pickle.load(handle)
+        return (d / k[:2] / k).read_bytes()
+    except OSError:
+        return None
+
+
+def get(k: str):
+    data = _read(k)
+    if data is None:
+        return _MISS
+    try:
+        return pickle.loads(data)
     except Exception:  # noqa: BLE001 - any unreadable entry is a miss
         return _MISS
 
@@ -98,21 +106,62 @@ def put(k: str, value):
         pass  # a cache that cannot be written only costs time
 
 
-def _digest(value) -> str:
+def digest(value) -> str:
+    """Hash of the canonical form of ``value`` (equal digests: equal structures, SymPy nodes included)."""
     return hashlib.sha256(_canonical(value).encode()).hexdigest()
 
 
-def cached(kind, compute, *parts):
-    """``compute()``, or its cached value for the same ``kind`` and ``parts``.
+MISS = _MISS
 
-    Each entry stores the digest of the value's canonical form (SymPy's srepr) beside it; a value
-    that does not unpickle to exactly that structure (SymPy re-evaluates some nodes when it
-    rebuilds them) is a miss, so a cached build always equals a cold one."""
-    k = key(kind, *parts)
-    stored = get(k)
-    if stored is not _MISS and isinstance(stored, tuple) and len(stored) == 2 and _digest(stored[0]) == stored[1]:
-        return stored[0]
+
+def lookup(kind, *parts):
+    """The cached value for ``kind`` and ``parts``, or :data:`MISS`.
+
+    Each entry stores the digest of the value's canonical form (SymPy's srepr) beside it, and a
+    value that does not unpickle to exactly that structure is a miss (see :func:`restore`), so a
+    cached build always equals a cold one."""
+    data = _read(key(kind, *parts))
+    if data is None:
+        return _MISS
+    stored = restore(data, None)
+    return stored[0] if stored is not _MISS and isinstance(stored, tuple) and len(stored) == 2 else _MISS
+
+
+def restore(data: bytes, expected: str | None):
+    """The value pickled in ``data`` if its digest is ``expected`` (None: ``data`` holds a pair
+    (value, digest of value)), else :data:`MISS`. SymPy rebuilds a node through its constructor,
+    which evaluates: an unevaluated ``Mul(1/1000, 1247 - 565 tanh(z)**2)``, as simplification leaves
+    it, comes back with the number distributed over the sum. So a value that does not come back
+    exactly is unpickled a second time with evaluation off, which rebuilds the stored arguments
+    as they are (and only then: some nodes need their constructor's evaluation)."""
+    def matches(value):
+        if expected is None:
+            return isinstance(value, tuple) and len(value) == 2 and digest(value[0]) == value[1]
+        return digest(value) == expected
+
+    sp = sys.modules.get("sympy")
+    for evaluated in (True, False):
+        if not evaluated and sp is None:
+            break
+        try:
+            if evaluated:
+                value = pickle.loads(data)
+            else:
+                with sp.evaluate(False):
+                    value = pickle.loads(data)
+        except Exception:  # noqa: BLE001 - any unreadable entry is a miss
+            return _MISS
+        if matches(value):
+            return value
+    return _MISS
+
+
+def cached(kind, compute, *parts):
+    """``compute()``, or its cached value for the same ``kind`` and ``parts`` (see :func:`lookup`)."""
+    value = lookup(kind, *parts)
+    if value is not _MISS:
+        return value
     value = compute()
-    put(k, (value, _digest(value)))
+    put(key(kind, *parts), (value, digest(value)))
     return value
 

@@ -85,8 +85,8 @@ def _generate_uncached(args, progress):
     from .write import seal
 
     spec = load_spec(args.spec)
-    derived = derive_all(spec, budget=args.entry_timeout, progress=progress)
-    proofs = check_identities(spec)
+    derived = derive_all(spec, budget=args.entry_timeout, progress=progress, jobs=args.jobs)
+    proofs = check_identities(spec, jobs=args.jobs)
     files = render_all(derived, _packages(args), proofs)
     return {rel: seal(rel, content) for rel, content in files.items()}
 
@@ -210,8 +210,8 @@ def _docs_files(args, report: Path | None, progress):
     from .write import seal
 
     spec = load_spec(args.spec)
-    derived = derive_all(spec, budget=args.entry_timeout, progress=progress)
-    proofs = check_identities(spec)
+    derived = derive_all(spec, budget=args.entry_timeout, progress=progress, jobs=args.jobs)
+    proofs = check_identities(spec, jobs=args.jobs)
     accuracy = json.loads(report.read_text(encoding="utf-8")) if report is not None and report.exists() else None
     files = {rel: seal(rel, content) for rel, content in render_docs(derived, args.package, proofs, accuracy).items()}
     progress.done()
@@ -290,6 +290,16 @@ def _seconds(text):
     return value
 
 
+def _jobs(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number of worker processes") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a positive number of worker processes (1 builds in this process)")
+    return value
+
+
 def _default_timeout():
     """$ACTGEN_ENTRY_TIMEOUT, or None for pipeline.ENTRY_BUDGET_S (not imported here: sympy is slow)."""
     try:
@@ -316,7 +326,7 @@ def cmd_accuracy(args):
     if not (out / args.package / "__init__.py").exists():
         print(f"actgen accuracy: {out / args.package} does not exist; run actgen build first", file=sys.stderr)
         return EXIT_USER
-    derived = derive_all(load_spec(args.spec))
+    derived = derive_all(load_spec(args.spec), jobs=args.jobs)  # before any framework starts its threads
     dtypes = (np.float64,) if args.float64_only else (np.float64, np.float32)
     results = []
     started = time.monotonic()
@@ -413,6 +423,7 @@ def parser():
         p.add_argument("--package", default="actgen_numpy", help="name of the generated NumPy package; another target's package is NAME with _numpy replaced by _TARGET, or NAME_TARGET (default: actgen_numpy, so actgen_torch)")
         p.add_argument("--target", action="append", choices=TARGET_NAMES, metavar="TARGET", help=f"a target to generate a package for, repeatable ({', '.join(TARGET_NAMES)}; default: all)")
         p.add_argument("--entry-timeout", type=_seconds, default=_default_timeout(), metavar="SECONDS", help="time budget for deriving each entry; an entry that takes longer stops the build with a message naming it (default: $ACTGEN_ENTRY_TIMEOUT or 60)")
+        p.add_argument("--jobs", type=_jobs, default=os.cpu_count() or 1, metavar="N", help="worker processes deriving entries and proving identities in parallel; 1 derives in this process (default: the number of cores)")
 
     b = sub.add_parser("build", help="derive, prove and generate the package and docs", description="Derive every function of the spec, prove its identities, and write the NumPy package and Markdown sheets into the output folder. Only files that actgen generated are ever overwritten or removed.")
     common(b)

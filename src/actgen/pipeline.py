@@ -5,8 +5,9 @@ Results are plain records; rendering happens in :mod:`actgen.render`.
 from __future__ import annotations
 
 import dataclasses
+import pickle
 
-from . import cache
+from . import cache, parallel
 from . import model as M
 from .derive import Derivation, derive_elementwise, derive_head, derive_loss, derive_vector, head_pairs
 from .errors import Collector, EntryFailure, SpecError
@@ -57,17 +58,18 @@ class Derived:
         return self.activations + self.losses + self.heads
 
 
-def _guard(problems, location, name, seconds, fn, *args):
+def _attempt(seconds, fn, args):
+    """``fn(*args)`` (cached), within the time budget: ``(value, ())``, or ``(None, ((field,
+    message),))`` for a problem to report at the entry; plain data that a worker can send back."""
     try:
         with time_budget(seconds):
-            return cache.cached(fn.__name__, lambda: fn(*args), *args)
+            return cache.cached(fn.__name__, lambda: fn(*args), *args), ()
     except TimeBudgetExceeded:
-        problems.add(location, name, "expr", f"deriving and simplifying took longer than {seconds:g} s (the time budget per entry); simplify the expression, or raise the budget with --entry-timeout")
+        return None, (("expr", f"deriving and simplifying took longer than {seconds:g} s (the time budget per entry); simplify the expression, or raise the budget with --entry-timeout"),)
     except EntryFailure as exc:
-        problems.add(location, name, exc.field or "expr", exc.message)
+        return None, ((exc.field or "expr", exc.message),)
     except RecursionError:
-        problems.add(location, name, "expr", "expression is too deeply nested for SymPy; simplify it")
-    return None
+        return None, (("expr", "expression is too deeply nested for SymPy; simplify it"),)
 
 
 def derive_activation(act: M.Activation) -> Entry:
@@ -76,34 +78,76 @@ def derive_activation(act: M.Activation) -> Entry:
     return Entry(act.name, "activation", tuple(ds), props)
 
 
-def derive_all(spec: M.Spec, budget=ENTRY_BUDGET_S, progress=None) -> Derived:
+@dataclasses.dataclass(frozen=True)
+class _Task:
+    """One entry to derive: ``fn(*args)``, reported at ``location`` under ``name``."""
+
+    location: object
+    name: str
+    fn: object
+    args: tuple
+
+
+def _run_task(payload, index):
+    """In a worker: derive task ``index`` of ``payload`` (tasks, budget); the result travels back
+    with its digest, so that the build process can tell whether unpickling rebuilt it exactly."""
+    tasks, seconds = payload
+    task = tasks[index]
+    value, found = _attempt(seconds, task.fn, task.args)
+    if value is None:
+        return None, None, found
+    return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL), cache.digest(value), found
+
+
+def _run_all(tasks, seconds, jobs, progress):
+    """``_attempt`` of every task, in order: cached results read here, the others derived by up to
+    ``jobs`` worker processes. A result that does not arrive exactly as it was derived (see
+    cache.restore) is derived again here, so a parallel build writes the same bytes as a serial one."""
+    results = [None] * len(tasks)
+    missing = []
+    for i, task in enumerate(tasks):
+        value = cache.lookup(task.fn.__name__, *task.args)
+        if value is cache.MISS:
+            missing.append(i)
+        else:
+            results[i] = (value, ())
+    shown = (lambda i: progress(tasks[i].name)) if progress else None
+    for i, (data, digest, found) in zip(missing, parallel.map_indexed(_run_task, (tasks, seconds), missing, jobs, shown)):
+        value = None
+        if data is not None:
+            value = cache.restore(data, digest)
+            if value is cache.MISS:
+                value, found = _attempt(seconds, tasks[i].fn, tasks[i].args)
+        results[i] = (value, found)
+    return results
+
+
+def derive_all(spec: M.Spec, budget=ENTRY_BUDGET_S, progress=None, jobs=1) -> Derived:
+    """Every entry of ``spec`` derived (activations, losses, then the fused heads of its tasks), by
+    up to ``jobs`` processes (None: one per core); the result does not depend on ``jobs``."""
     budget = ENTRY_BUDGET_S if budget is None else budget
     problems = Collector()
-    acts, losses, heads = [], [], []
-    for act in spec.activations:
-        if progress:
-            progress(act.name)
-        entry = _guard(problems, act.location, act.name, budget, derive_activation, act)
-        if entry:
-            acts.append(entry)
-    for loss in spec.losses:
-        if progress:
-            progress(loss.name)
-        ds = _guard(problems, loss.location, loss.name, budget, derive_loss, loss)
-        if ds:
-            losses.append(Entry(loss.name, "loss", tuple(ds)))
+    tasks = [_Task(act.location, act.name, derive_activation, (act,)) for act in spec.activations]
+    tasks += [_Task(loss.location, loss.name, derive_loss, (loss,)) for loss in spec.losses]
     try:
         pairs = head_pairs(spec)
     except EntryFailure as exc:
         problems.add(spec.tasks[0].location, None, None, exc.message)
         pairs = []
-    for act, loss in pairs:
-        name = f"{act.name}_{loss.name}"
-        if progress:
-            progress(name)
-        ds = _guard(problems, loss.location, name, budget, derive_head, act, loss)
-        if ds:
-            heads.append(Entry(name, "head", tuple(ds), (), act.name, loss.name))
+    tasks += [_Task(loss.location, f"{act.name}_{loss.name}", derive_head, (act, loss)) for act, loss in pairs]
+    acts, losses, heads = [], [], []
+    for task, (value, found) in zip(tasks, _run_all(tasks, budget, jobs, progress)):
+        for field, message in found:
+            problems.add(task.location, task.name, field, message)
+        if value is None:
+            continue
+        if task.fn is derive_activation:
+            acts.append(value)
+        elif task.fn is derive_loss:
+            losses.append(Entry(task.name, "loss", tuple(value)))
+        else:
+            act, loss = task.args
+            heads.append(Entry(task.name, "head", tuple(value), (), act.name, loss.name))
     # every generated name must be unique and must not shadow the generated code's own names
     seen = {}
     for entry in acts + losses + heads:

@@ -8,11 +8,12 @@ values); if not it is *unproved*. Sampling never proves anything; it only refute
 from __future__ import annotations
 
 import dataclasses
+import pickle
 import random
 
 import sympy as sp
 
-from . import cache
+from . import cache, parallel
 from . import model as M
 from .derive import _in_range, _piecewise_form
 from .errors import Collector
@@ -163,13 +164,36 @@ def _refute(lhs, rhs, tries=40, seed=0):
 def _cached_proof(identity):
     """A proof depends only on the claim's expressions (the spec's functions are already
     substituted into them), not on where the identity is declared or how it is explained."""
-    result = cache.cached("proof", lambda: dataclasses.replace(prove(identity), identity=None), identity.lhs, identity.rhs, identity.assumptions, identity.conjecture)
+    result = cache.cached("proof", lambda: dataclasses.replace(prove(identity), identity=None), *_claim(identity))
     return dataclasses.replace(result, identity=identity)
 
 
-def check_identities(spec: M.Spec, names=None, raise_on_failure=True) -> tuple[Proof, ...]:
-    """Prove the spec's identities; a false or unproved claim is a spec problem at its line."""
-    proofs = tuple(_cached_proof(i) for i in spec.identities if names is None or i.name in names)
+def _claim(identity):
+    return identity.lhs, identity.rhs, identity.assumptions, identity.conjecture
+
+
+def _proof_task(identities, index):
+    """In a worker: the proof of one identity, with its digest (see :func:`_cached_proof`)."""
+    proof = _cached_proof(identities[index])
+    bare = dataclasses.replace(proof, identity=None)
+    return pickle.dumps(bare, protocol=pickle.HIGHEST_PROTOCOL), cache.digest(bare)
+
+
+def check_identities(spec: M.Spec, names=None, raise_on_failure=True, jobs=1) -> tuple[Proof, ...]:
+    """Prove the spec's identities (the uncached ones by up to ``jobs`` worker processes; None: one
+    per core); a false or unproved claim is a spec problem at its line."""
+    chosen = tuple(i for i in spec.identities if names is None or i.name in names)
+    found = {}
+    for index, identity in enumerate(chosen):
+        hit = cache.lookup("proof", *_claim(identity))
+        if hit is not cache.MISS:
+            found[index] = dataclasses.replace(hit, identity=identity)
+    missing = [index for index in range(len(chosen)) if index not in found]
+    for index, (data, digest) in zip(missing, parallel.map_indexed(_proof_task, chosen, missing, jobs)):
+        # a proof that does not unpickle to exactly what was proved is proved again here
+        bare = cache.restore(data, digest)
+        found[index] = dataclasses.replace(bare, identity=chosen[index]) if bare is not cache.MISS else _cached_proof(chosen[index])
+    proofs = tuple(found[index] for index in range(len(chosen)))
     if raise_on_failure:
         problems = Collector()
         for p in proofs:
