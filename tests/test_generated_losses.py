@@ -203,7 +203,7 @@ def test_param_grad_matches_central_differences(ag, name, param, reduction):
     loss, grad = getattr(ag, name), getattr(ag, f"{name}_grad_{param}")
     y, p = _inputs(name, shape=(3, 4))
     for value in (_defaults(name)[param], 0.6):
-        h = 1e-6 * max(1.0, abs(value))
+        h = 1e-6 * (abs(value) if value else 1.0)  # relative: a parameter must stay >= 0 (mape's epsilon is 1e-7)
         fd = (loss(y, p, reduction=reduction, **{param: value + h}) - loss(y, p, reduction=reduction, **{param: value - h})) / (2 * h)
         got = grad(y, p, reduction=reduction, **{param: value})
         assert np.shape(got) == np.shape(fd)

@@ -290,6 +290,16 @@ def _seconds(text):
     return value
 
 
+def _count(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    return value
+
+
 def _jobs(text):
     try:
         value = int(text)
@@ -311,6 +321,27 @@ def _default_timeout():
 ACCURACY_HEADER = "<!-- Measured by `actgen accuracy`; numbers depend on the machine's NumPy/SciPy builds. -->"
 
 
+def _fuzz(args, out):
+    """`actgen accuracy --fuzz N`: random activations from the spec's grammar, built and measured
+    (actgen.fuzz); the report goes to OUT/fuzz.md."""
+    from . import fuzz
+    from .write import atomic_write
+
+    started = time.monotonic()
+    shown = None if args.quiet or not sys.stderr.isatty() else (lambda k, n, e: print(f"\ractgen accuracy --fuzz: {k + 1}/{n} {e[:60]:<60}", end="", file=sys.stderr, flush=True))
+    samples = fuzz.run(args.fuzz, seed=args.seed, progress=shown)
+    if shown:
+        print(file=sys.stderr)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "fuzz.md"
+    atomic_write(path, fuzz.report(samples, args.seed) + "\n")
+    built = [s for s in samples if s.outcome == "ok"]
+    print(f"actgen accuracy --fuzz: {len(samples)} expressions (seed {args.seed}): {len(built)} built, "
+          f"{sum(s.within_target for s in built)} within 4 ulp, {sum(s.outcome == 'internal_error' for s in samples)} internal errors; "
+          f"{path} ({time.monotonic() - started:.0f} s)")
+    return EXIT_OK
+
+
 def cmd_accuracy(args):
     import importlib
     import importlib.util
@@ -323,6 +354,8 @@ def cmd_accuracy(args):
     from .write import atomic_write
 
     out = Path(args.out)
+    if args.fuzz:
+        return _fuzz(args, out)
     if not (out / args.package / "__init__.py").exists():
         print(f"actgen accuracy: {out / args.package} does not exist; run actgen build first", file=sys.stderr)
         return EXIT_USER
@@ -462,6 +495,8 @@ def parser():
     common(acc)
     acc.add_argument("--float64-only", action="store_true", help="skip the float32 measurements")
     acc.add_argument("--quiet", action="store_true", help="no progress line on a terminal (the summary is still printed)")
+    acc.add_argument("--fuzz", type=_count, default=0, metavar="N", help="instead: build and measure N random activations from the spec's grammar, report in OUT/fuzz.md")
+    acc.add_argument("--seed", type=int, default=0, help="the random seed of --fuzz (default 0)")
     acc.set_defaults(fn=cmd_accuracy)
     return top
 
@@ -475,7 +510,7 @@ def main(argv=None):
         parser().print_help()
         return EXIT_USER
     try:
-        if getattr(args, "spec", None) is not None and not Path(args.spec).exists():
+        if getattr(args, "spec", None) is not None and not getattr(args, "fuzz", 0) and not Path(args.spec).exists():
             raise UsageError(_no_spec(args))
         return args.fn(args)
     except SpecError as exc:

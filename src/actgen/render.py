@@ -69,8 +69,10 @@ def _fmt_array(values):
     return repr(np.round(np.array(values, dtype=np.float64), 6) + 0.0)
 
 
-def _fmt_scalar(value):
-    return repr(round(float(value), 6))
+def _fmt_significant(value):
+    """A doctest's expected output of print(f"{x + 0.0:.6g}"): six significant digits, so that a
+    large value (a gradient of 1e15) does not print its last rounding; + 0.0 makes -0.0 print 0."""
+    return f"{float(value) + 0.0:.6g}"
 
 
 EXAMPLE_Z = (-2.0, 0.0, 2.0)

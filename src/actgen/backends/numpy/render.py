@@ -18,8 +18,8 @@ from ...pipeline import Derived, Entry
 from ...primitives import axis_max, elementary, erfcx_taylor_table, exp_shifted
 from ...printing import COL, ROW, Emitted, latex, to_array
 from ...render import (ARRAYS, MAX_UNSHIFTED_DEGREE, UNSHIFTED_BOUND, _class_axis_stable, _computed_as, _conventions,
-                       _defaults, _exact, _fmt_array, _fmt_scalar, _kw_sig, _loss_conventions, _math, _param_sig, environment,
-                       example_literal, example_points, exp_degree, header, loss_examples, package_files, param_prologue)
+                       _defaults, _exact, _fmt_array, _kw_sig, _loss_conventions, _math, _param_sig, environment,
+                       example_literal, example_points, exp_degree, header, loss_examples, _fmt_significant, package_files, param_prologue)
 from .printer import ActgenNumPyPrinter, emit, emit_inplace
 
 
@@ -204,7 +204,7 @@ def loss_views(entry: Entry, loss: M.Loss) -> list[FunctionView]:
         grad_values = [at(grad.expr, k) for k in (1, 2, 3)]
         views.append(FunctionView(
             loss.name, sig, f"{loss.prose.title}, over the last (class) axis, reduced over samples.",
-            _math("L(y, \\hat{y})", loss.expr) + _loss_vars_doc() + param_doc + ("", "Example:", f"    >>> round(float({loss.name}({example})), 6)", f"    {_fmt_scalar(loss_value)}"),
+            _math("L(y, \\hat{y})", loss.expr) + _loss_vars_doc() + param_doc + ("", "Example:", f"    >>> print(f\"{{float({loss.name}({example})) + 0.0:.6g}}\")", f"    {_fmt_significant(loss_value)}"),
             prologue, emit_inplace(to_array(value.expr, {}), ARRAYS, printer), "loss",
             ("loss = np.asarray(loss, dtype=y_hat.dtype).reshape(y_hat.shape[:-1])", "return _reduce(loss, reduction, _dtype)"),
         ))
@@ -223,7 +223,7 @@ def loss_views(entry: Entry, loss: M.Loss) -> list[FunctionView]:
     views.append(FunctionView(
         loss.name, sig, f"{loss.prose.title}, elementwise, then reduced.",
         _math("L(y, \\hat{y})", loss.expr) + _computed_as(value.rules) + _loss_vars_doc() + param_doc
-        + ("", "Example:", f"    >>> round(float({loss.name}({example})), 6)", f"    {_fmt_scalar(loss_value)}"),
+        + ("", "Example:", f"    >>> print(f\"{{float({loss.name}({example})) + 0.0:.6g}}\")", f"    {_fmt_significant(loss_value)}"),
         prologue, emit_inplace(value.expr, [M.Y, M.Y_HAT], printer, workspace=True), "loss", ("return _reduce(_result(loss, y_hat), reduction, _dtype)",),
     ))
     views.append(FunctionView(
@@ -238,7 +238,7 @@ def loss_views(entry: Entry, loss: M.Loss) -> list[FunctionView]:
             views.append(FunctionView(
                 d.name, sig, f"Gradient of {loss.name} with respect to its parameter {d.wrt} (reduced like the loss).",
                 _math("\\frac{\\partial L}{\\partial %s}" % d.wrt, d.expr) + _computed_as(d.rules) + _loss_vars_doc() + param_doc
-                + ("", "Example:", f"    >>> round(float({d.name}({example})), 6)", f"    {_fmt_scalar(values)}"),
+                + ("", "Example:", f"    >>> print(f\"{{float({d.name}({example})) + 0.0:.6g}}\")", f"    {_fmt_significant(values)}"),
                 prologue, emit_inplace(d.expr, [M.Y, M.Y_HAT], printer, workspace=True), "grad", ("return _reduce(_result(grad, y_hat), reduction, _dtype)",),
             ))
     return views
@@ -266,7 +266,7 @@ def head_views(entry: Entry, act: M.Activation, loss: M.Loss) -> list[FunctionVi
         return [
             FunctionView(entry.name, sig, f"{loss.prose.title} of {act.name}(logits), fused and computed from the logits.",
                          _math("L(y, z)", value.expr) + _computed_as(tuple(vf)) + doc_args
-                         + ("", "Example:", f"    >>> round(float({entry.name}({example})), 6)", f"    {_fmt_scalar(at(value.raw))}"),
+                         + ("", "Example:", f"    >>> print(f\"{{float({entry.name}({example})) + 0.0:.6g}}\")", f"    {_fmt_significant(at(value.raw))}"),
                          prologue, vbody, "loss",
                          ("loss = np.asarray(loss, dtype=z.dtype).reshape(z.shape[:-1])", "return _reduce(loss, reduction, _dtype)")),
             FunctionView(grad.name, sig, f"Gradient of {entry.name} with respect to the logits (1/N samples for the mean).",
@@ -283,7 +283,7 @@ def head_views(entry: Entry, act: M.Activation, loss: M.Loss) -> list[FunctionVi
     return [
         FunctionView(entry.name, sig, f"{loss.prose.title} of {act.name}(logits), fused and computed from the logits.",
                      _math("L(y, z)", value.expr) + _computed_as(value.rules) + doc_args
-                     + ("", "Example:", f"    >>> round(float({entry.name}({example})), 6)", f"    {_fmt_scalar(lv)}"),
+                     + ("", "Example:", f"    >>> print(f\"{{float({entry.name}({example})) + 0.0:.6g}}\")", f"    {_fmt_significant(lv)}"),
                      prologue, emit_inplace(value.expr, [M.Y, M.Z], printer, workspace=True), "loss", ("return _reduce(_result(loss, z), reduction, _dtype)",)),
         FunctionView(grad.name, sig, f"Gradient of {entry.name} with respect to the logits (1/N elements for the mean).",
                      _math("\\frac{\\partial L}{\\partial z}", grad.expr) + _computed_as(grad.rules) + doc_args
