@@ -109,3 +109,30 @@ def test_output_forms_keep_their_accuracy_near_one(ag):
         exact = (1 - Fraction(y)) * (1 + Fraction(y))
         got = float(ag.tanh_grad_from_output(np.array(y)))
         assert abs(Fraction(got) - exact) <= Fraction(np.spacing(float(exact))), y
+
+
+def _softmax_reference(z, g):
+    """softmax, log_softmax and softmax's VJP of one row, in 800-digit mpmath (z - log sum exp z
+    cancels to exp(-800) at z = (800, ...))."""
+    import mpmath
+
+    with mpmath.workdps(800):
+        zs = [mpmath.mpf(v) for v in z]
+        total = mpmath.fsum(mpmath.exp(v) for v in zs)
+        s = [mpmath.exp(v) / total for v in zs]
+        dot = mpmath.fsum(si * gi for si, gi in zip(s, g))
+        return ([float(v - mpmath.log(total)) for v in zs], [float(si * (gi - dot)) for si, gi in zip(s, g)])
+
+
+@pytest.mark.parametrize("z", [[40.0, 0.0, 0.0], [0.0, -37.5, 3.0], [700.0, 0.0, -5.0], [1e-3, 800.0, 790.0]])
+def test_a_dominant_logit_keeps_the_others(packages, z):
+    """Where one logit dominates, log_softmax's largest component is -(the others), about
+    -exp(-40), not 0, and softmax's VJP at it is a small number, not the cancellation of two
+    O(1) terms (dominant_term: the class sums with their largest term taken out)."""
+    g = [1.0, -0.5, 0.25]
+    log_true, vjp_true = _softmax_reference(z, g)
+    for pkg, to, back in packages:
+        log_got = back(pkg.log_softmax(to(z)))
+        vjp_got = back(pkg.softmax_vjp(to(z), to(g)))
+        np.testing.assert_array_max_ulp(log_got, np.array(log_true), maxulp=4)
+        np.testing.assert_array_max_ulp(vjp_got, np.array(vjp_true), maxulp=8)

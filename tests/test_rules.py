@@ -187,6 +187,14 @@ FIRES = {
         ((z**2 + 1) ** sp.Rational(-3, 2),
          sp.Piecewise(((z**2 + 1) ** sp.Rational(-3, 2), sp.Abs(z) < 2.0**40), (cfunctions.hypot(z, 1) ** -3, True))),
     ],
+    # polynomials in t over a polynomial of degree >= 2: divided by their leading powers of t
+    # beyond 2**(120 // (degree * power)), where the powers would overflow
+    "rational_tail": [
+        (z / (z**2 + 1), sp.Piecewise((z / (z**2 + 1), sp.Abs(z) < 2.0**60), (primitives.ratio(1, z) / (1 + z**-2), True))),
+        ((1 - z**2) / (z**2 + 1) ** 2,
+         sp.Piecewise(((1 - z**2) / (z**2 + 1) ** 2, sp.Abs(z) < 2.0**30), ((z**-2 - 1) * primitives.ratio(1, z) ** 2 / (1 + z**-2) ** 2, True))),
+        (z**3 / (z**2 + 2), sp.Piecewise((z**3 / (z**2 + 2), sp.Abs(z) < 2.0**40), (z / (1 + 2 / z**2), True))),
+    ],
     # t**m / d**n with d ~ |t|: the ratio first, bounded by 1, so neither power overflows
     "ratio_first": [
         (z**2 / (sp.Abs(z) + 1) ** 3, primitives.ratio(z, sp.Abs(z) + 1) ** 2 / (sp.Abs(z) + 1)),
@@ -283,6 +291,9 @@ LEFT_ALONE = {
     "root_conjugate": [z + sp.sqrt(z**2 + w), 2 * z - sp.sqrt(z**2 + 1), z - sp.sqrt(z + 1)],
     # not a square plus a positive constant
     "hypot": [sp.sqrt(z + 1), sp.sqrt(z**2 + w), sp.sqrt(z**2 - 1)],
+    # a linear denominator (ratio_first's), a denominator that is not a polynomial in the input or
+    # whose coefficients hold it, a polynomial only in a numerator
+    "rational_tail": [z / (sp.Abs(z) + 1), z / (sp.exp(z) + 1) ** 2, z / (z**2 + z * sp.exp(z)), (z**2 + 1) ** 3, 1 / (z**2 + 1) ** sp.Rational(1, 2)],
     # t/d is already a bounded ratio; d not of the size of |t|
     "ratio_first": [z / cfunctions.hypot(z, 1), z * sp.exp(z), z / (z**2 + 1), z**2 / (sp.exp(z) + 1) ** 3],
     "sqrt_complement": [sp.sqrt(z**2 + 1) + 1, z / sp.sqrt(z**2 + 1), sp.sqrt(z**2 + 1) - w, sp.cbrt(z) - 1],

@@ -27,8 +27,10 @@ activations:
     expr: z*atan(z)
   bent_identity:
     expr: (sqrt(z**2 + 1) - 1) / 2 + z
+  rational:
+    expr: z / (1 + z**2)
 """
-NAMES = ["softsign_scaled", "softsign_root", "half_softplus", "z_atan", "bent_identity"]
+NAMES = ["softsign_scaled", "softsign_root", "half_softplus", "z_atan", "bent_identity", "rational"]
 
 PROBE = textwrap.dedent(
     """
@@ -129,6 +131,27 @@ def test_users_functions_match_their_formulas(probe):
     np.testing.assert_allclose(f["bent_identity"], (np.sqrt(z**2 + 1) - 1) / 2 + z, rtol=1e-13, atol=1e-15)
 
 
+def test_users_rational_function_is_right_past_the_overflow_of_its_denominator(built):
+    """z/(1 + z**2) is about 1/z for large |z|: rational_tail divides by z**2 there, so the value
+    and both derivatives stay finite and right up to the largest float (1 + z**2 overflows from
+    1.3e154; the gradient (1 - z**2)/(1 + z**2)**2 was inf * 0)."""
+    import importlib
+
+    sys.path.insert(0, str(built))
+    try:
+        pkg = importlib.import_module("my_pkg")
+    finally:
+        sys.path.remove(str(built))
+    big = np.array([1e60, -1e100, 1e150, -1e155, 1e300])  # 1 + z**2 overflows from 1.3e154
+    f, g, g2 = pkg.rational(big), pkg.rational_grad(big[:3]), pkg.rational_grad2(big[:2])
+    # 1/z, -1/z**2 and 2/z**3 (the leading terms; the next are 1e-120 smaller or less), normal floats
+    np.testing.assert_allclose(f, 1 / big, rtol=1e-15)
+    np.testing.assert_allclose(g, -1 / big[:3] ** 2, rtol=1e-15)
+    np.testing.assert_allclose(g2, 2 / big[:2] ** 3, rtol=1e-15)
+    at3 = np.array([3.0])
+    np.testing.assert_allclose([pkg.rational(at3)[0], pkg.rational_grad(at3)[0], pkg.rational_grad2(at3)[0]], [0.3, -0.08, 0.036], rtol=1e-15)
+
+
 def test_users_softplus_variant_is_stable(probe):
     """log(1 + exp(2z))/2 gets the same stable treatment as the bundled softplus."""
     value, slope, tail = probe["big"]
@@ -151,6 +174,11 @@ def test_users_doctests_pass(probe):
 OVERFLOW_KNOWN = {
     "softsign_root_grad2": "(1 + z**2)**(5/2) overflows",
     "softsign_scaled_grad2": "4.19 ulp in float32 (torch): (alpha + |z|)**3 triples a rounding",
+    # class-axis VJPs, with the dominant term split out (9e15 ulp before); six rounded operations
+    "softmin_vjp[0](z, 0, 0)": "4.89 ulp at z = -15.4 (measured), as the bundled softmin_vjp",
+    "softmin_vjp[1](z, 0, 0)": "4.63 ulp at z = -15 (measured), as the bundled softmin_vjp",
+    "softmax_temp_vjp[0](z, 0, 0)": "4.89 ulp at z = 30.8 (measured), as the bundled softmax_vjp",
+    "softmax_temp_vjp[1](z, 0, 0)": "5.37 ulp at z = 20.4 (measured), as the bundled softmax_vjp",
 }
 
 
@@ -361,9 +389,16 @@ def test_a_temperature_shifts_by_the_max_over_the_temperature(temp_built, ag):
     dominant logit at +-1000 with T = 0.5 neither overflows nor gives inf/inf."""
     _, temp = temp_built
     z = np.array([[-1000.0, 0.0, 1000.0], [1.0, 2.0, 3.0], [0.0, 0.0, 0.0]])
-    for t in (0.5, 2.0, 7.0):
+    for t in (0.5, 2.0):  # z / t is exact: the bundled softmax of it is the reference
         np.testing.assert_array_max_ulp(temp.softmax_temp(z, temperature=t), ag.softmax(z / t), maxulp=4)
         np.testing.assert_allclose(temp.log_softmax_temp(z, temperature=t), ag.log_softmax(z / t), rtol=1e-14, atol=1e-300)
+    # t = 7: z / 7 rounds (by up to 1e-14 at 1000/7, 100 ulps of exp(-285)); the runtime carries
+    # (z - M) / T in double-double, so it is measured against mpmath
+    import mpmath
+
+    with mpmath.workdps(50):
+        exact = np.array([[float(mpmath.exp(mpmath.mpf(v) / 7) / mpmath.fsum(mpmath.exp(mpmath.mpf(u) / 7) for u in row)) for v in row] for row in z])
+    np.testing.assert_array_max_ulp(temp.softmax_temp(z, temperature=7.0), exact, maxulp=4)
     g = np.array([1.0, -0.5, 0.25])
     np.testing.assert_allclose(temp.softmax_temp_vjp(z, g, temperature=0.5), np.einsum("...i,...ik->...k", g, temp.softmax_temp_jacobian(z, temperature=0.5)), atol=1e-15)
     assert temp.softmax_temp(np.array(3.0)) == 1.0

@@ -422,7 +422,7 @@ def targets(derived, package, backend="numpy"):
                     call = (lambda f, y: lambda z: f(np.full_like(z, y), z, reduction="none"))(fn, y)
                 else:
                     call = (lambda f, y: lambda z: f(z, np.full_like(z, y), reduction="none"))(fn, y)
-                out.append(Target(d.name, f"{d.name}(y={y:g})", ref.xreplace({M.Y: sp.Float(y)}), M.Z, (), d.expr.xreplace({M.Y: y}), call))
+                out.append(Target(d.name, f"{d.name}(y={y:g})", ref.xreplace({M.Y: _exact(y)}), M.Z, (), d.expr.xreplace({M.Y: y}), call))
     return out
 
 
@@ -434,6 +434,13 @@ SAMPLE_TARGETS = {"real": (0.0, 1.5), "positive": (0.5, 2.0), "nonnegative": (0.
 # negligible one, up to +-1e308), the others fixed: balanced, and one far below the rest
 CLASS_OTHERS = ((0.0, 0.0), (2.0, -1e4))
 CLASS_G = (1.0, -0.5, 0.25)  # the incoming gradient of a VJP
+
+
+def _exact(y):
+    """A target value as the exact rational its float denotes: a Float would make SymPy evaluate
+    exp(y) or y * c to 53 bits when the reference is built, before mpmath sees it (kl_div_log's
+    exp(y) (y - y_hat) then misses its zero at y_hat = y by an ulp of exp(y) y)."""
+    return sp.Rational(float(y))
 
 
 def _loss_targets(entry, loss, package, wrap, backend):
@@ -452,8 +459,8 @@ def _loss_targets(entry, loss, package, wrap, backend):
                 call = (lambda f, y: lambda x: f(np.full_like(x, y), x, reduction="none"))(fn, y)
             else:
                 call = (lambda f, y: lambda x: f(x, np.full_like(x, y), reduction="none"))(fn, y)
-            out.append(Target(d.name, f"{d.name}(y={y:g})", ref.xreplace({M.Y: sp.Float(y)}), M.Y_HAT, loss.params,
-                              d.expr.xreplace({M.Y: sp.Float(y)}), call, y_hat_domain))
+            out.append(Target(d.name, f"{d.name}(y={y:g})", ref.xreplace({M.Y: _exact(y)}), M.Y_HAT, loss.params,
+                              d.expr.xreplace({M.Y: _exact(y)}), call, y_hat_domain))
     return out
 
 
@@ -463,7 +470,7 @@ def _at_classes(expr, values, **indices):
     from .derive import G
 
     e = expr.xreplace({M.K: sp.Integer(len(values)), **{getattr(M, k): sp.Integer(v) for k, v in indices.items()}}).doit()
-    e = e.replace(lambda t: isinstance(t, sp.Indexed) and t.base == G, lambda t: sp.Float(CLASS_G[int(t.indices[0]) - 1]))
+    e = e.replace(lambda t: isinstance(t, sp.Indexed) and t.base == G, lambda t: _exact(CLASS_G[int(t.indices[0]) - 1]))
     return e.replace(lambda t: isinstance(t, sp.Indexed) and t.base == M.ZV, lambda t: values[int(t.indices[0]) - 1])
 
 
@@ -475,7 +482,7 @@ def _class_axis_targets(entry, act, package, wrap, backend):
             continue
         fn = wrap(getattr(package, d.name))
         for a, b in CLASS_OTHERS:
-            values = (M.Z, sp.Float(a), sp.Float(b))
+            values = (M.Z, _exact(a), _exact(b))
             for comp in (0, 1):
                 if d.kind == "forward":
                     ref = _at_classes(act.expr, values, I=comp + 1)

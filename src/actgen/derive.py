@@ -175,7 +175,15 @@ def factored_at_roots(g):
     rather than y - y**2, (1 - y)(1 + y) rather than 1 - y**2. Near a root the expanded form
     subtracts nearly equal terms (sigmoid's output near 1, tanh's near +-1); each linear factor is
     exact there, so the product keeps its relative accuracy. sp.factor is an identity."""
-    if not g.is_polynomial(Y_OUT) or sp.degree(g, Y_OUT) < 2:
+    if g.is_polynomial(Y_OUT):
+        return _linear_factors(g)
+    # a polynomial inside a power or a quotient ((1 - y**2)**(3/2) of z/sqrt(1 + z**2)): the same,
+    # sum by sum, innermost first
+    return g.replace(lambda e: e.is_Add and e.has(Y_OUT) and e.is_polynomial(Y_OUT), _linear_factors)
+
+
+def _linear_factors(g):
+    if sp.degree(g, Y_OUT) < 2:
         return g
     product = sp.factor(g, Y_OUT)
     factors = sp.Mul.make_args(product)

@@ -339,12 +339,38 @@ class axis_max(sp.Function):  # noqa: N801
 class exp_shifted(sp.Function):  # noqa: N801
     """exp(z - M) for an array z, M its maximum over the class axis (the max shift, proved for any
     M): evaluated with M = 0 where every |z| is small enough that the body cannot overflow or
-    underflow (see render.UNSHIFTED_BOUND), which needs neither the max nor the rounding of z - M."""
+    underflow (see render.UNSHIFTED_BOUND), which needs neither the max nor the rounding of z - M.
+    With a second argument c (a weight, 1/T for a temperature): exp(c (z - M)), always shifted."""
+
+    nargs = (1, 2)
+
+    def _eval_rewrite_as_exp(self, z, c=1, **kwargs):
+        return sp.exp(c * (z - axis_max(z)))
+
+
+class at_max(sp.Function):  # noqa: N801
+    """x at the (first) position of the largest e over the class axis (that axis kept with length 1):
+    at_max(e, e) is max e."""
+
+    nargs = 2
+
+
+class centered(sp.Function):  # noqa: N801
+    """sum_j e_j (x_j - x_k) for each class k, evaluated as e_m (x_m - x_k) + sum_j r_j x_j -
+    x_k sum_j r_j with m the (first) largest e_j and r = drop_max(e): one function node, so that
+    x_m - x_k, exactly 0 at k = m, is formed before anything is added to it."""
+
+    nargs = 2
+
+    def _eval_rewrite_as_axis_sum(self, e, x, **kwargs):
+        return axis_sum(e * x) - x * axis_sum(e)
+
+
+class drop_max(sp.Function):  # noqa: N801
+    """e with its (first) largest component over the class axis set to 0: sum_j e_j x_j =
+    at_max(e, e) at_max(e, x) + sum_j drop_max(e)_j x_j, for every x (one term taken out)."""
 
     nargs = 1
-
-    def _eval_rewrite_as_exp(self, z, **kwargs):
-        return sp.exp(z - axis_max(z))
 
 
 class ratio(sp.Function):  # noqa: N801

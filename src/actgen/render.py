@@ -14,12 +14,13 @@ import math
 import jinja2
 import numpy as np
 import sympy as sp
+from sympy.codegen.cfunctions import log1p
 
 from . import __version__
 from . import model as M
 from .pipeline import Derived, Entry
-from .primitives import axis_sum, elementary
-from .printing import Z_MAX, Z_MIN, latex
+from .primitives import at_max, axis_max, axis_sum, centered, drop_max, elementary, exp_shifted
+from .printing import Z_MAX, Z_MIN, latex, to_array
 from .properties import NAMES as PROPERTY_NAMES
 from .properties import TITLES as PROPERTY_TITLES
 from .properties import VECTOR_NAMES as PROPERTY_VECTOR_NAMES
@@ -33,6 +34,9 @@ ARRAYS = tuple(sp.Symbol(name, real=True) for name in ("z", "y", "y_hat", "g"))
 RULE_TEXT["max_shift"] = ("exp(z_k)/sum_j exp(z_j) = exp(z_k - M)/sum_j exp(z_j - M) for any M: M = max z (no overflow), "
                           "or M = 0 when every |z| <= 64 (no exponential can overflow or underflow; no max, and z - M needs no rounding)")
 RULE_TEXT["logsumexp"] = "log sum_j exp(z_j) = M + log sum_j exp(z_j - M), with M as for max_shift"
+RULE_TEXT["dominant_term"] = ("sum_j e_j x_j = e_m x_m + sum_{j != m} e_j x_j, m the largest e_j (e_m = 1 after the shift): "
+                              "log sum_j e_j = log1p(sum_{j != m} e_j), and sum_j e_j x_j - x_k sum_j e_j = e_m (x_m - x_k) + "
+                              "sum_{j != m} e_j (x_j - x_k), so that nothing cancels where one logit dominates")
 
 # max_shift and logsumexp hold for any shift M. With every |z| <= UNSHIFTED_BOUND, M = 0 is safe
 # for a body whose exponentials have a total weight of at most MAX_UNSHIFTED_DEGREE in any product
@@ -207,7 +211,106 @@ def _class_axis_stable(expr):
     new2, did2 = max_shift(new, M.ZV, Z_MAX, Z_MIN)
     if did2:
         fired.append("max_shift")
+    if did or did2:
+        # the printers apply split_dominant to the array form (named here, for the docs)
+        try:
+            arr = to_array(new2, {M.I: None, M.KK: None})
+        except ValueError:
+            arr = None
+        if arr is not None and split_dominant(shift_exponentials(arr)) != shift_exponentials(arr):
+            fired.append("dominant_term")
     return new2, fired
+
+
+def shift_exponentials(arr):
+    """Every max-shifted exponential exp(c (u - max u)) of a class-axis array expression as
+    exp_shifted(u) (c = 1) or exp_shifted(u, c): the runtimes evaluate u - max u exactly as a
+    double-double pair and carry it through the weight c (a product, or a quotient for c = 1/T),
+    since exp amplifies any rounding of its argument by the argument's size. softmin's
+    exp(-z - max(-z)) is u = -z, c = 1. An identity: exp_shifted's definition, expanded."""
+
+    def shifted(e):
+        a = sp.expand(e.args[0])
+        maxima = [m for m in a.atoms(axis_max)]
+        if len(maxima) != 1:
+            return None
+        u = maxima[0].args[0]
+        c = -a.coeff(maxima[0])
+        if c == 0 or c.has(axis_max) or sp.expand(a - c * (u - maxima[0])) != 0:
+            return None
+        return exp_shifted(u) if c == 1 else exp_shifted(u, c)
+
+    return arr.replace(lambda e: isinstance(e, sp.exp) and shifted(e) is not None, shifted)
+
+
+def _is_shifted_exp(e):
+    return isinstance(e, exp_shifted) or (isinstance(e, sp.exp) and e.has(axis_max))
+
+
+def _largest_is_one(e):
+    """exp(u - max u) (printed with the max), and exp_shifted with a weight (always shifted): the
+    largest component is exp(0) = 1 exactly."""
+    return isinstance(e, sp.exp) or (isinstance(e, exp_shifted) and len(e.args) == 2)
+
+
+def always_shifted(arr):
+    """exp_shifted(u) as exp_shifted(u, 1): shifted by the max whatever the size of u, for bodies
+    that subtract the max outside the exponential too (log-sum-exp forms), so that both use the
+    same M."""
+    return arr.replace(lambda e: isinstance(e, exp_shifted) and len(e.args) == 1, lambda e: exp_shifted(e.args[0], sp.Integer(1)))
+
+
+def split_dominant(arr):
+    """The rule ``dominant_term`` for class-axis array expressions: sums of max-shifted
+    exponentials E with their largest term taken out, where a difference would otherwise cancel.
+    With m the position of the largest E_j (E_m = 1 after the shift) and R = E without it
+    (drop_max), both identities for every m (one term of the sum written separately):
+
+    - log(sum_j E_j) = log(E_m) + log1p(sum_j R_j / E_m). Where one logit dominates, sum_j E_j =
+      1 + (others below an ulp) rounds to 1 and log_softmax's largest component becomes 0 instead
+      of -(the others); log1p keeps them.
+    - sum_j E_j X_j - X sum_j E_j = E_m (X_m - X) + sum_j R_j X_j - X sum_j R_j (and the same
+      divided by sum_j E_j: X - sum_j E_j X_j / sum_j E_j). Where one logit dominates, softmax's
+      VJP g_k - sum_j s_j g_j subtracts two nearly equal O(1) numbers for k = m (a true value
+      of the size of the others, 1e-16 relative error of the terms: 1e15 ulps); in the split form
+      X_m - X is exactly 0 there and the rest are products of the small R.
+    """
+    def e_max(E):
+        return sp.Integer(1) if _largest_is_one(E) else at_max(E, E)
+
+    def split_log(e):
+        E = e.args[0].args[0]
+        em = e_max(E)
+        R = axis_sum(drop_max(E))
+        return log1p(R) if em == 1 else sp.log(em) + log1p(R / em)
+
+    def is_log_sum(e):
+        return isinstance(e, sp.log) and isinstance(e.args[0], axis_sum) and _is_shifted_exp(e.args[0].args[0])
+
+    def pairs(add):
+        """Split the first pair c sum(E X) and -c X sum(E) of ``add`` (after bringing it over a
+        common denominator), or None."""
+        num, den = sp.fraction(sp.together(add))
+        num = sp.expand_mul(num)  # not sp.expand: exp(z - M) must stay one factor
+        terms = sp.Add.make_args(num)
+        for t in terms:
+            for f in sp.Mul.make_args(t):
+                if not (isinstance(f, axis_sum) and f.args[0].is_Mul):
+                    continue
+                for E in (g for g in f.args[0].args if _is_shifted_exp(g)):
+                    X = f.args[0] / E
+                    c = t / f
+                    partner = sp.expand_mul(-c * X * axis_sum(E))
+                    if partner in terms:
+                        rest = sp.Add(*[u for u in terms if u != t and u != partner])
+                        return (c * centered(E, X) + rest) / den  # centered: one node, nothing reorders it
+        return None
+
+    def is_split_add(e):
+        return e.is_Add and e.has(axis_sum) and pairs(e) is not None
+
+    out = arr.replace(is_log_sum, split_log)
+    return out.replace(is_split_add, pairs)
 
 
 def exp_degree(expr, arrays):

@@ -796,6 +796,51 @@ def _ratio_first(e):
     return None
 
 
+def _rational_tail(e):
+    # a product of powers P_i(t)**r_i of polynomials in t (coefficients free of the inputs; r_i
+    # integers, at least one P_i of degree >= 2 in a denominator) -> t**s prod_i (P_i/t**p_i)**r_i,
+    # s = sum_i p_i r_i, for |t| >= 2**(120 // max p_i |r_i|): each P_i**r_i overflows from |t| ~
+    # 2**(1024/(p_i |r_i|)) where the value ~ t**s is representable (z/(1 + z**2) is about 1/z up
+    # to 1.8e308, not 0 past 1.3e154; (1 - z**2)/(1 + z**2)**2 is not inf * 0); P_i/t**p_i =
+    # a_p + a_(p-1)/t + ... + a_0/t**p cannot overflow there. The threshold is a float32 number
+    factors = list(e.args) if e.is_Mul else [e]
+    candidates = set()
+    for g in factors:
+        if g.is_Pow and g.exp.is_Integer and g.exp < 0 and g.base.is_Add:
+            candidates |= {v for v in g.base.free_symbols | g.base.atoms(sp.Abs) if not _inputs_free(v)}
+    for t in sorted(candidates, key=sp.default_sort_key):
+
+        def poly_degree(b):
+            if b == t:
+                return 1
+            if not (b.is_Add and b.is_polynomial(t) and b.has(t)):
+                return None
+            if any(not _inputs_free(c) for c in sp.Poly(b, t).all_coeffs()):
+                return None
+            return int(sp.degree(b, t))
+
+        s_, widest, trigger, rest, tails = 0, 1, False, [], []
+        for f in factors:
+            base, r = (f.base, f.exp) if f.is_Pow else (f, sp.Integer(1))
+            p_ = poly_degree(base) if r.is_Integer else None
+            if p_ is None:
+                rest.append(f)
+                continue
+            s_ += p_ * int(r)
+            widest = max(widest, p_ * abs(int(r)))
+            trigger |= r < 0 and p_ >= 2
+            if base != t:
+                tails.append(sp.expand(base / t**p_) ** r)
+        if not trigger:
+            continue
+        # t**s with s < 0 as (1/t)**-s, one division first: t**-s would overflow (and 1/inf give 0)
+        # where the value is still a subnormal number
+        power = t**s_ if s_ >= 0 else ratio(sp.Integer(1), t) ** (-s_)
+        far = sp.Mul(*rest, power, *tails)
+        return sp.Piecewise((e, sp.Abs(t) < sp.Float(2.0 ** (120 // widest))), (far, True))
+    return None
+
+
 def _square_root_of(term):
     """(a, t) with term = a t**2, a > 0 free of the inputs (numbers and positive parameters), t the
     product of the even powers' halves; None if the term is not of that form."""
@@ -913,6 +958,14 @@ RATIO_FIRST = Rule(
     _ratio_first,
     tuple((lhs, _ratio_first(lhs)) for lhs in (x / (u + sp.Abs(x)) ** 2, 3 * x * cfunctions.hypot(x, 1) ** -5, x**2 / (1 + 2 * sp.Abs(x)) ** 3)),
     "lower",
+)
+RATIONAL_TAIL = Rule(
+    "rational_tail",
+    "prod_i P_i(t)**r_i = t**s prod_i (P_i(t)/t**p_i)**r_i, s = sum_i p_i r_i, for polynomials P_i of degree p_i (one of degree >= 2 in a denominator), used for |t| >= 2**(120//max p_i |r_i|): no overflow of a power where the value is representable",
+    _rational_tail,
+    tuple((lhs, _rational_tail(lhs)) for lhs in (x / (1 + x**2), 3 * x**3 / (x**2 + u) ** 2, 1 / (x**2 + x + 1) ** 2, x**2 / (2 * x**2 + u) ** 3, (1 - x**2) / (x**2 + 1) ** 2)),
+    "lower",
+    once=True,
 )
 HYPOT = Rule(
     "hypot",
@@ -1141,7 +1194,7 @@ LOG_COSH = Rule(
     "lower",
 )
 
-LOWER = (XLOGY, PIECEWISE_MAX, CLAMP_BRANCHES, LOG_COSH, LINEAR_ROOT, SQRT_COMPLEMENT, ROOT_CONJUGATE, HYPOT, RATIO_FIRST, HYPERBOLIC_SOFTPLUS, SOFTPLUS_LOG1P, NORMAL_CDF_ERFCX, EXP_SQUARE, SECH_SQUARED_COSH, LOGISTIC_PRODUCT, LOGISTIC_PAIR_SUM, LOGISTIC_RECIPROCAL, STABLE_LOGISTIC, SPLIT_EXP, COMPENSATED_EXPONENT, SHARED_EXPONENTIAL)
+LOWER = (XLOGY, PIECEWISE_MAX, CLAMP_BRANCHES, LOG_COSH, LINEAR_ROOT, SQRT_COMPLEMENT, ROOT_CONJUGATE, HYPOT, RATIO_FIRST, RATIONAL_TAIL, HYPERBOLIC_SOFTPLUS, SOFTPLUS_LOG1P, NORMAL_CDF_ERFCX, EXP_SQUARE, SECH_SQUARED_COSH, LOGISTIC_PRODUCT, LOGISTIC_PAIR_SUM, LOGISTIC_RECIPROCAL, STABLE_LOGISTIC, SPLIT_EXP, COMPENSATED_EXPONENT, SHARED_EXPONENTIAL)
 
 
 def lower(expr, fired=None):
@@ -1153,6 +1206,7 @@ def lower(expr, fired=None):
     expr = apply_rules(expr, (ROOT_CONJUGATE,), fired)
     expr = apply_rules(expr, (HYPOT,), fired)
     expr = apply_rules(expr, (RATIO_FIRST,), fired)
+    expr = apply_rules(expr, (RATIONAL_TAIL,), fired)
     expr = apply_rules(expr, (HYPERBOLIC_SOFTPLUS,), fired)
     expr = apply_rules(expr, (LOG_COSH,), fired)
     expr = apply_rules(expr, (SOFTPLUS_LOG1P,), fired)

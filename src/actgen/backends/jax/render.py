@@ -63,8 +63,18 @@ _body = functools.partial(_torch_body, printer_class=ActgenJaxPrinter)
 _class_axis_emit = functools.partial(_torch_class_axis_emit, printer_class=ActgenJaxPrinter)
 
 
-def _values(values):
-    return repr([round(float(np.float32(v)), 6) + 0.0 for v in values])
+def _decimals(values, places=6, spread=1e-6):
+    """The most decimal places (at most ``places``) at which no example value lies within
+    ``spread`` (relative; about 8 float32 ulps) of a rounding boundary: float32 evaluation then
+    prints the same digits as the true value (-3.9176985 at 6 places would not)."""
+    for d in range(places, 1, -1):
+        if all(round(v * (1 - spread), d) == round(v * (1 + spread), d) for v in map(float, values)):
+            return d
+    return 1
+
+
+def _values(values, decimals=6):
+    return repr([round(float(np.float32(v)), decimals) + 0.0 for v in values])
 
 
 def _param_doc(params):
@@ -123,7 +133,8 @@ def activation_group(entry: Entry, act: M.Activation) -> Group:
             name, "z" + _kw_only(P), summary,
             _math(label, d.expr if d is not fwd else act.expr) + _rules(d.rules, body=next(b for b in bodies if b.name == fn_call[1])) + extra + args_doc
             + ("", "Returns:", "    An array of z's shape (broadcast with the parameters') and dtype.", "", "Example:",
-               f"    >>> [round(v, 6) + 0.0 for v in {name}({example_literal(act, 'jnp.array', ', dtype=jnp.float32')}).tolist()]", f"    {_values(values)}"),
+               f"    >>> [round(v, {_decimals(values)}) + 0.0 for v in {name}({example_literal(act, 'jnp.array', ', dtype=jnp.float32')}).tolist()]",
+               f"    {_values(values, _decimals(values))}"),
             ("z, _dtype = _working(z)", f"return _result({fn_call[0]}, _dtype)"), aliases,
         )
 

@@ -8,10 +8,11 @@ longer needed (``out=``), the form every NumPy function of the package takes.
 from __future__ import annotations
 
 import sympy as sp
+from sympy.codegen.cfunctions import log1p
 from sympy.printing.numpy import NumPyPrinter
 from sympy.printing.precedence import PRECEDENCE
 
-from ...primitives import axis_max, axis_sum, erfcx, exp_dd, mul_exp, mul_exp_dd, mul_exp_shared, sign_select
+from ...primitives import at_max, axis_max, axis_sum, drop_max, erfcx, exp_shifted, exp_dd, mul_exp, mul_exp_dd, mul_exp_shared, sign_select
 from ...printing import COL, ROW, TOP, Emitted, _bounded, _indicator, _indicator_parts, _late, _lowered_cse, _unit_interval
 from ...printing import emit as _emit
 from ...rules import wants_double_double
@@ -282,7 +283,23 @@ class ActgenNumPyPrinter(NumPyPrinter):
         return f"{inner}[..., None]" if self.jacobian and not outer else inner
 
     def _print_exp_shifted(self, expr):
-        return f"_exp_shifted({self._print(expr.args[0])}, {self.axis})"
+        if len(expr.args) == 1:
+            return f"_exp_shifted({self._print(expr.args[0])}, {self.axis})"
+        c = expr.args[1]
+        if c == 1:  # shifted whatever the size of z (the body subtracts the max elsewhere too)
+            return f"_exp_shifted({self._print(expr.args[0])}, {self.axis}, shift=True)"
+        if c.is_Pow and c.exp == -1:  # exp((z - M)/T): divided, so that 1/T is not rounded first
+            return f"_exp_shifted({self._print(expr.args[0])}, {self.axis}, divisor={self._print(c.base)})"
+        return f"_exp_shifted({self._print(expr.args[0])}, {self.axis}, scale={self._print(c)})"
+
+    def _print_at_max(self, expr):
+        return f"_at_max({self._print(expr.args[0])}, {self._print(expr.args[1])}, {self.axis})"
+
+    def _print_centered(self, expr):
+        return f"_centered({self._print(expr.args[0])}, {self._print(expr.args[1])}, {self.axis})"
+
+    def _print_drop_max(self, expr):
+        return f"_drop_max({self._print(expr.args[0])}, {self.axis})"
 
     def _print_axis_max(self, expr):
         inner = f"np.max({self._print(expr.args[0])}, axis={self.axis}, keepdims=True, initial=-np.inf)"  # an empty axis has no max
@@ -312,6 +329,11 @@ class ActgenNumPyPrinter(NumPyPrinter):
 SPARSE = (erfcx, exp_dd, mul_exp_dd, sp.erf, sp.erfc)
 
 _UNARY = {sp.exp: "exp", sp.log: "log", sp.tanh: "tanh", sp.cosh: "cosh", sp.sinh: "sinh", sp.Abs: "absolute", sp.sign: "sign", sp.atan: "arctan", sp.sin: "sin", sp.cos: "cos"}
+
+
+def _is_shift(full):
+    """A term that is (a multiple of) the class max, with no exponential or logarithm."""
+    return full.has(axis_max) and not full.has(sp.log, sp.exp, exp_shifted, log1p, drop_max)
 
 
 class _InPlace:
@@ -345,7 +367,7 @@ class _InPlace:
 
     def is_reduced(self, e):
         """True when every array in ``e`` sits inside a class reduction (or is one)."""
-        if isinstance(e, (axis_sum, axis_max)):
+        if isinstance(e, (axis_sum, axis_max, at_max)):
             return True
         if e.is_Symbol:
             return e.name in self.reduced
@@ -741,7 +763,13 @@ class _InPlace:
         # added), then full-shape array terms, so that reductions and scalars broadcast into them
         # (the order only matters for accuracy when two or more early terms can cancel exactly)
         early = sum(1 for _, t in parts if not _late(t, self.printer.late))
-        parts.sort(key=lambda p: (early > 1 and _late(p[1], self.printer.late), p[0] != "add", not self.is_array(p[1]), self.is_reduced(p[1])))
+        # a shift by the class max comes right after the plain terms: (z - M) - log1p(R) is exact
+        # for the largest logit, (z - log1p(R)) - M cancels (as the torch printer's _print_Add)
+        shifts = {t for _, t in parts if _is_shift(t.xreplace(self.expanded))}
+        if shifts and len(shifts) < len(parts):
+            parts.sort(key=lambda p: (0 if not _late(p[1], self.printer.late) else 1 if p[1] in shifts else 2, p[0] != "add"))
+        else:
+            parts.sort(key=lambda p: (early > 1 and _late(p[1], self.printer.late), p[0] != "add", not self.is_array(p[1]), self.is_reduced(p[1])))
         acc, owned = self.gen(parts[0][1])
         if parts[0][0] == "subtract":
             acc = self._call("negative", (acc,), acc if owned else None, parts[0][1])

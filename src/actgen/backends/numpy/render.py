@@ -17,7 +17,7 @@ from ...derive import Y_OUT
 from ...pipeline import Derived, Entry
 from ...primitives import axis_max, elementary, erfcx_taylor_table, exp_shifted
 from ...printing import COL, ROW, Emitted, latex, to_array
-from ...render import (ARRAYS, MAX_UNSHIFTED_DEGREE, UNSHIFTED_BOUND, _class_axis_stable, _computed_as, _conventions,
+from ...render import (ARRAYS, MAX_UNSHIFTED_DEGREE, UNSHIFTED_BOUND, _class_axis_stable, always_shifted, shift_exponentials, split_dominant, _computed_as, _conventions,
                        _defaults, _exact, _fmt_array, _kw_sig, _loss_conventions, _math, _param_sig, environment,
                        example_literal, example_points, exp_degree, header, loss_examples, _fmt_significant, package_files, param_prologue)
 from .printer import ActgenNumPyPrinter, emit, emit_inplace
@@ -114,15 +114,17 @@ def _class_axis_body(stable, free, printer):
     M = 0 when every |z| is within the bound, else M = max z."""
     arr = to_array(stable, free)
     z = sp.Symbol("z", real=True)
-    shifted = arr.xreplace({sp.exp(z - axis_max(z)): exp_shifted(z)})
+    shifted = shift_exponentials(arr)
     if shifted.has(axis_max):
         # a shift outside exp(z - M): log-sum-exp (z - log sum exp z cancels, where the shifted
         # (z - M) - log sum exp(z - M) has arguments near 0 for the largest terms), or a weight
-        return emit_inplace(arr, ARRAYS, printer)
+        return emit_inplace(split_dominant(always_shifted(shifted)), ARRAYS, printer)
+    if any(len(e.args) > 1 or e.args[0] != z for e in shifted.atoms(exp_shifted)):
+        return emit_inplace(split_dominant(shifted), ARRAYS, printer)  # weighted: always shifted (the runtime compensates the weight)
     degree = exp_degree(shifted.xreplace({exp_shifted(z): sp.exp(z)}), ARRAYS)
     if degree is None or degree > MAX_UNSHIFTED_DEGREE:
-        return emit_inplace(arr, ARRAYS, printer)
-    return emit_inplace(shifted, ARRAYS, printer)
+        return emit_inplace(split_dominant(arr), ARRAYS, printer)
+    return emit_inplace(split_dominant(shifted), ARRAYS, printer)
 
 
 def _vector_example(act, values):

@@ -14,10 +14,9 @@ from __future__ import annotations
 import sympy as sp
 from sympy.printing.precedence import PRECEDENCE
 
-from ...primitives import axis_max, exp_shifted
 from ...printing import Emitted, _indicator, _indicator_parts, _late, _unit_interval
 from ...printing import emit as _emit
-from ..numpy.printer import ActgenNumPyPrinter
+from ..numpy.printer import ActgenNumPyPrinter, _is_shift
 
 
 class ActgenTorchPrinter(ActgenNumPyPrinter):
@@ -168,7 +167,7 @@ class ActgenTorchPrinter(ActgenNumPyPrinter):
         # a shift by the class max comes right after the plain terms: (z - M) - log sum exp(z - M)
         # is exact for the largest logits, (z - log sum exp(z - M)) - M cancels
         full = {t: self._expanded(t) for t in expr.args}
-        shifts = [t for t in expr.args if full[t].has(axis_max) and not full[t].has(sp.log, sp.exp, exp_shifted)]
+        shifts = [t for t in expr.args if _is_shift(full[t])]
         if not shifts or len(shifts) == len(expr.args):
             return super()._print_Add(expr, order)
         rest = sp.Add(*[t for t in expr.args if t not in shifts])

@@ -20,9 +20,9 @@ import sympy as sp
 from ... import model as M
 from ...derive import Y_OUT
 from ...pipeline import Derived, Entry
-from ...primitives import axis_max, erfcx_taylor_table, exp_shifted
+from ...primitives import axis_max, erfcx_taylor_table
 from ...printing import COL, ROW, Emitted, latex, to_array
-from ...render import (example_literal, example_points, _class_axis_stable, _computed_as, _conventions, _defaults, _exact, _math,
+from ...render import (example_literal, example_points, always_shifted, shift_exponentials, split_dominant, _class_axis_stable, _computed_as, _conventions, _defaults, _exact, _math,
                        environment, header, package_files, sign_checks)
 from ..numpy.render import _table_view
 from .printer import ActgenTorchPrinter, emit
@@ -139,10 +139,10 @@ def _body(name, args, expr, params, summary, like=None, printer_class=ActgenTorc
 def _class_axis_emit(stable, free, params=(), like="z", printer_class=ActgenTorchPrinter):
     """A class-axis body: every exp(z - M) becomes the runtime's compensated _exp_shifted."""
     arr = to_array(stable, free)
-    z = sp.Symbol("z", real=True)
-    shifted = arr.xreplace({sp.exp(z - axis_max(z)): exp_shifted(z)})
-    # a shift outside exp(z - M) (log-sum-exp forms) keeps z - M as one rounded difference
-    return emit(arr if shifted.has(axis_max) else shifted, _printer(like, params, printer_class=printer_class))
+    shifted = shift_exponentials(arr)
+    # a shift outside exp(z - M) too (log-sum-exp forms): the same M in both (always_shifted), and
+    # sums with their largest term taken out where a difference would cancel (split_dominant)
+    return emit(split_dominant(always_shifted(shifted) if shifted.has(axis_max) else shifted), _printer(like, params, printer_class=printer_class))
 
 
 def _rules(*derivation_rules, body=None):
