@@ -188,11 +188,12 @@ FIRES = {
          sp.Piecewise(((z**2 + 1) ** sp.Rational(-3, 2), sp.Abs(z) < 2.0**40), (cfunctions.hypot(z, 1) ** -3, True))),
     ],
     # polynomials in t over a polynomial of degree >= 2: divided by their leading powers of t
-    # beyond 2**(120 // (degree * power)), where the powers would overflow
+    # beyond 2**(120 // (degree * power)), where the powers would overflow; a negative power of t
+    # as (1/t)**(k - 1) / t, the last division rounding into the value's range
     "rational_tail": [
-        (z / (z**2 + 1), sp.Piecewise((z / (z**2 + 1), sp.Abs(z) < 2.0**60), (primitives.ratio(1, z) / (1 + z**-2), True))),
+        (z / (z**2 + 1), sp.Piecewise((z / (z**2 + 1), sp.Abs(z) < 2.0**60), (1 / (z * (1 + z**-2)), True))),
         ((1 - z**2) / (z**2 + 1) ** 2,
-         sp.Piecewise(((1 - z**2) / (z**2 + 1) ** 2, sp.Abs(z) < 2.0**30), ((z**-2 - 1) * primitives.ratio(1, z) ** 2 / (1 + z**-2) ** 2, True))),
+         sp.Piecewise(((1 - z**2) / (z**2 + 1) ** 2, sp.Abs(z) < 2.0**30), ((z**-2 - 1) * primitives.ratio(1, z) / (z * (1 + z**-2) ** 2), True))),
         (z**3 / (z**2 + 2), sp.Piecewise((z**3 / (z**2 + 2), sp.Abs(z) < 2.0**40), (z / (1 + 2 / z**2), True))),
     ],
     # t**m / d**n with d ~ |t|: the ratio first, bounded by 1, so neither power overflows

@@ -833,9 +833,11 @@ def _rational_tail(e):
                 tails.append(sp.expand(base / t**p_) ** r)
         if not trigger:
             continue
-        # t**s with s < 0 as (1/t)**-s, one division first: t**-s would overflow (and 1/inf give 0)
-        # where the value is still a subnormal number
-        power = t**s_ if s_ >= 0 else ratio(sp.Integer(1), t) ** (-s_)
+        # t**s with s < 0 as (1/t)**(-s - 1) / t: t**-s would overflow (and 1/inf give 0) where the
+        # value is still a subnormal number, and (1/t)**-s alone would be subnormal (flushed to
+        # zero where the hardware flushes, XLA on CPU) where the value times the other factors is
+        # not; the last division by t rounds once into the value's range
+        power = t**s_ if s_ >= 0 else ratio(sp.Integer(1), t) ** (-s_ - 1) / t
         far = sp.Mul(*rest, power, *tails)
         return sp.Piecewise((e, sp.Abs(t) < sp.Float(2.0 ** (120 // widest))), (far, True))
     return None
