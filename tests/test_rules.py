@@ -196,6 +196,18 @@ FIRES = {
          sp.Piecewise(((1 - z**2) / (z**2 + 1) ** 2, sp.Abs(z) < 2.0**30), ((z**-2 - 1) * primitives.ratio(1, z) / (z * (1 + z**-2) ** 2), True))),
         (z**3 / (z**2 + 2), sp.Piecewise((z**3 / (z**2 + 2), sp.Abs(z) < 2.0**40), (z / (1 + 2 / z**2), True))),
     ],
+    # the logarithm of a polynomial of even degree: its leading power of |t| taken out beyond
+    # 2**(120 // (degree * power)), where the argument would overflow or underflow
+    "log_tail": [
+        (sp.log(z**2 + 1), sp.Piecewise((sp.log(z**2 + 1), sp.Abs(z) < 2.0**60), (2 * sp.log(sp.Abs(z)) + sp.log(1 + z**-2), True))),
+        (sp.log(1 / (z**4 + 2)), sp.Piecewise((sp.log(1 / (z**4 + 2)), sp.Abs(z) < 2.0**30), (-4 * sp.log(sp.Abs(z)) + sp.log(1 / (1 + 2 / z**4)), True))),
+    ],
+    # a fractional power of a + b exp(u): exp(u) factored out where u >= 0, the product's
+    # exponentials combined
+    "exp_sum_power": [
+        (sp.sqrt(1 + sp.exp(z)), sp.Piecewise((sp.sqrt(1 + sp.exp(z)), z < 0), (sp.exp(z / 2) * sp.sqrt(1 + sp.exp(-z)), True))),
+        (sp.exp(z) / sp.sqrt(sp.exp(z) + 2), sp.Piecewise((sp.exp(z) / sp.sqrt(sp.exp(z) + 2), z < 0), (sp.exp(z / 2) / sp.sqrt(1 + 2 * sp.exp(-z)), True))),
+    ],
     # t**m / d**n with d ~ |t|: the ratio first, bounded by 1, so neither power overflows
     "ratio_first": [
         (z**2 / (sp.Abs(z) + 1) ** 3, primitives.ratio(z, sp.Abs(z) + 1) ** 2 / (sp.Abs(z) + 1)),
@@ -295,6 +307,12 @@ LEFT_ALONE = {
     # a linear denominator (ratio_first's), a denominator that is not a polynomial in the input or
     # whose coefficients hold it, a polynomial only in a numerator
     "rational_tail": [z / (sp.Abs(z) + 1), z / (sp.exp(z) + 1) ** 2, z / (z**2 + z * sp.exp(z)), (z**2 + 1) ** 3, 1 / (z**2 + 1) ** sp.Rational(1, 2)],
+    # an odd total degree (the sign of t**s), a polynomial of degree 1, a coefficient holding the
+    # input, a non-polynomial argument
+    "log_tail": [sp.log(z**3 + 1), sp.log(z + 1), sp.log(z**2 + z * sp.exp(z)), sp.log(1 + sp.exp(z))],
+    # integer powers only (logistic's forms), two exponentials in one sum, a coefficient holding the
+    # input, no constant term
+    "exp_sum_power": [1 / (1 + sp.exp(z)) ** 2, sp.sqrt(1 + sp.exp(z) + sp.exp(2 * z)), sp.sqrt(1 + z * sp.exp(z)), sp.sqrt(2 * sp.exp(z))],
     # t/d is already a bounded ratio; d not of the size of |t|
     "ratio_first": [z / cfunctions.hypot(z, 1), z * sp.exp(z), z / (z**2 + 1), z**2 / (sp.exp(z) + 1) ** 3],
     "sqrt_complement": [sp.sqrt(z**2 + 1) + 1, z / sp.sqrt(z**2 + 1), sp.sqrt(z**2 + 1) - w, sp.cbrt(z) - 1],
@@ -426,8 +444,13 @@ def test_lower_expm1_and_log1p_fire_through_sympy_codegen():
     assert rules.lower(sp.exp(z) - 1, fired) == cfunctions.expm1(z)
     assert fired == ["expm1"]
     fired = []
-    assert rules.lower(sp.log(1 + z**2), fired) == cfunctions.log1p(z**2)
+    assert rules.lower(sp.log(1 + sp.sin(z)), fired) == cfunctions.log1p(sp.sin(z))
     assert fired == ["log1p"]
+    # log_tail first, then log1p on both branches
+    fired = []
+    lowered = rules.lower(sp.log(1 + z**2), fired)
+    assert lowered == sp.Piecewise((cfunctions.log1p(z**2), sp.Abs(z) < 2.0**60), (2 * sp.log(sp.Abs(z)) + cfunctions.log1p(z**-2), True))
+    assert fired == ["log_tail", "log1p"]
 
 
 def test_lower_evaluates_logistic_exactly_in_the_tails():

@@ -152,6 +152,55 @@ def test_users_rational_function_is_right_past_the_overflow_of_its_denominator(b
     np.testing.assert_allclose([pkg.rational(at3)[0], pkg.rational_grad(at3)[0], pkg.rational_grad2(at3)[0]], [0.3, -0.08, 0.036], rtol=1e-15)
 
 
+TAIL_SPEC = """\
+activations:
+  log_square:
+    expr: log(1 + z**2)
+  root_exp:
+    expr: sqrt(1 + exp(z))
+"""
+
+
+def test_users_logs_of_polynomials_and_roots_of_exponential_sums_are_right_to_the_largest_float(tmp_path):
+    """log(1 + z**2) is 2 log|z| + log1p(1/z**2) past 2**60 (log_tail; it was log(inf) = inf from
+    1.3e154), and sqrt(1 + exp(z)) is exp(z/2) sqrt(1 + exp(-z)) for z >= 0 (exp_sum_power; it was
+    inf from 709.8, its gradient exp(z)/(2 sqrt(1 + exp(z))) inf/inf = nan). Checked in ulps against
+    mpmath at points past each overflow, for the value and both derivatives."""
+    import importlib
+
+    import mpmath
+
+    from actgen.accuracy import ulp_error
+
+    (tmp_path / "tails.yaml").write_text(TAIL_SPEC, encoding="utf-8")
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        assert main(["build", "--spec", "tails.yaml", "--out", "out", "--package", "tails_pkg", "--target", "numpy", "--quiet"]) == 0
+    finally:
+        os.chdir(cwd)
+    sys.path.insert(0, str(tmp_path / "out"))
+    try:
+        pkg = importlib.import_module("tails_pkg")
+    finally:
+        sys.path.remove(str(tmp_path / "out"))
+    mpmath.mp.prec = 200
+    t = mpmath.mpf
+    reference = {
+        "log_square": (lambda z: mpmath.log(1 + z**2), lambda z: 2 * z / (1 + z**2), lambda z: 2 * (1 - z**2) / (1 + z**2) ** 2),
+        "root_exp": (lambda z: mpmath.sqrt(1 + mpmath.exp(z)), lambda z: mpmath.exp(z) / (2 * mpmath.sqrt(1 + mpmath.exp(z))),
+                     lambda z: mpmath.exp(z) * (mpmath.exp(z) + 2) / (4 * (1 + mpmath.exp(z)) ** t(1.5))),
+    }
+    points = {"log_square": [3.0, -1e10, 1e20, -2e154, 1e200, -1.7e308], "root_exp": [-50.0, 0.5, 30.0, 700.0, 710.0, 1000.0, 1400.0]}
+    for name, fns in reference.items():
+        z = np.array(points[name])
+        for suffix, true in zip(("", "_grad", "_grad2"), fns):
+            got = getattr(pkg, name + suffix)(z)
+            worst = max(ulp_error(float(g), true(t(float(v)))) for g, v in zip(got, z))
+            assert worst <= 4.0, (name + suffix, worst, got)
+    assert "log_tail" in pkg.log_square.__doc__ and "exp_sum_power" in pkg.root_exp.__doc__
+
+
 def test_users_softplus_variant_is_stable(probe):
     """log(1 + exp(2z))/2 gets the same stable treatment as the bundled softplus."""
     value, slope, tail = probe["big"]

@@ -796,6 +796,47 @@ def _ratio_first(e):
     return None
 
 
+def _polynomial_split(factors, t):
+    """Factors P_i(t)**r_i (polynomials in ``t`` with coefficients free of the inputs, integer r_i)
+    split off their leading powers: (s, widest, big_below, big, rest, tails) with s = sum p_i r_i,
+    widest = max p_i |r_i|, big_below (big) whether one P_i of degree >= 2 is in a denominator
+    (anywhere), rest the other factors and tails the (P_i/t**p_i)**r_i."""
+
+    def degree(b):
+        if b == t:
+            return 1
+        if not (b.is_Add and b.is_polynomial(t) and b.has(t)):
+            return None
+        if any(not _inputs_free(c_) for c_ in sp.Poly(b, t).all_coeffs()):
+            return None
+        return int(sp.degree(b, t))
+
+    s_, widest, big_below, big, rest, tails = 0, 1, False, False, [], []
+    for f in factors:
+        base, r = (f.base, f.exp) if f.is_Pow else (f, sp.Integer(1))
+        p_ = degree(base) if r.is_Integer else None
+        if p_ is None:
+            rest.append(f)
+            continue
+        s_ += p_ * int(r)
+        widest = max(widest, p_ * abs(int(r)))
+        big_below |= r < 0 and p_ >= 2
+        big |= p_ >= 2
+        if base != t:
+            tails.append(sp.expand(base / t**p_) ** r)
+    return s_, widest, big_below, big, rest, tails
+
+
+def _polynomial_variables(factors):
+    """The input variables (and |v|) in the bases of sums among ``factors``, in a fixed order."""
+    found = set()
+    for g in factors:
+        base = g.base if g.is_Pow else g
+        if base.is_Add:
+            found |= {v for v in base.free_symbols | base.atoms(sp.Abs) if not _inputs_free(v)}
+    return sorted(found, key=sp.default_sort_key)
+
+
 def _rational_tail(e):
     # a product of powers P_i(t)**r_i of polynomials in t (coefficients free of the inputs; r_i
     # integers, at least one P_i of degree >= 2 in a denominator) -> t**s prod_i (P_i/t**p_i)**r_i,
@@ -804,34 +845,10 @@ def _rational_tail(e):
     # to 1.8e308, not 0 past 1.3e154; (1 - z**2)/(1 + z**2)**2 is not inf * 0); P_i/t**p_i =
     # a_p + a_(p-1)/t + ... + a_0/t**p cannot overflow there. The threshold is a float32 number
     factors = list(e.args) if e.is_Mul else [e]
-    candidates = set()
-    for g in factors:
-        if g.is_Pow and g.exp.is_Integer and g.exp < 0 and g.base.is_Add:
-            candidates |= {v for v in g.base.free_symbols | g.base.atoms(sp.Abs) if not _inputs_free(v)}
-    for t in sorted(candidates, key=sp.default_sort_key):
-
-        def poly_degree(b):
-            if b == t:
-                return 1
-            if not (b.is_Add and b.is_polynomial(t) and b.has(t)):
-                return None
-            if any(not _inputs_free(c) for c in sp.Poly(b, t).all_coeffs()):
-                return None
-            return int(sp.degree(b, t))
-
-        s_, widest, trigger, rest, tails = 0, 1, False, [], []
-        for f in factors:
-            base, r = (f.base, f.exp) if f.is_Pow else (f, sp.Integer(1))
-            p_ = poly_degree(base) if r.is_Integer else None
-            if p_ is None:
-                rest.append(f)
-                continue
-            s_ += p_ * int(r)
-            widest = max(widest, p_ * abs(int(r)))
-            trigger |= r < 0 and p_ >= 2
-            if base != t:
-                tails.append(sp.expand(base / t**p_) ** r)
-        if not trigger:
+    denominators = [g for g in factors if g.is_Pow and g.exp.is_Integer and g.exp < 0]
+    for t in _polynomial_variables(denominators):
+        s_, widest, big_below, _, rest, tails = _polynomial_split(factors, t)
+        if not big_below:
             continue
         # t**s with s < 0 as (1/t)**(-s - 1) / t: t**-s would overflow (and 1/inf give 0) where the
         # value is still a subnormal number, and (1/t)**-s alone would be subnormal (flushed to
@@ -840,6 +857,63 @@ def _rational_tail(e):
         power = t**s_ if s_ >= 0 else ratio(sp.Integer(1), t) ** (-s_ - 1) / t
         far = sp.Mul(*rest, power, *tails)
         return sp.Piecewise((e, sp.Abs(t) < sp.Float(2.0 ** (120 // widest))), (far, True))
+    return None
+
+
+def _log_tail(e):
+    # log(c prod_i P_i(t)**r_i) -> s log|t| + log(c prod_i (P_i/t**p_i)**r_i) for polynomials P_i in
+    # t (one of degree >= 2), c > 0 free of the inputs and s = sum_i p_i r_i even, for |t| >=
+    # 2**(120 // max p_i |r_i|): log(1 + z**2) is 2 log|z| + log1p(1/z**2) there, not log(inf)
+    # past 1.3e154 (nor log(0) for log(1/(1 + z**2))). With s even, t**s = |t|**s > 0, so the
+    # logarithm's argument keeps its sign
+    if not isinstance(e, sp.log):
+        return None
+    factors = list(sp.Mul.make_args(e.args[0]))
+    for t in _polynomial_variables(factors):
+        s_, widest, _, big, rest, tails = _polynomial_split(factors, t)
+        if not big or s_ % 2 or not all(_inputs_free(f) and f.is_positive for f in rest):
+            continue
+        far = s_ * sp.log(sp.Abs(t)) + sp.log(sp.Mul(*rest, *tails))
+        return sp.Piecewise((e, sp.Abs(t) < sp.Float(2.0 ** (120 // widest))), (far, True))
+    return None
+
+
+def _exp_sum(base):
+    """(a, b, u) for base = a + b exp(u), a and b free of the inputs (b != 0); else None."""
+    if not base.is_Add:
+        return None
+    a_, b_, u_ = [], None, None
+    for term in base.args:
+        if _inputs_free(term):
+            a_.append(term)
+            continue
+        dependent = [f for f in sp.Mul.make_args(term) if not _inputs_free(f)]
+        if b_ is not None or len(dependent) != 1 or not isinstance(dependent[0], sp.exp):
+            return None
+        b_, u_ = term / dependent[0], dependent[0].args[0]
+    return (sp.Add(*a_), b_, u_) if b_ is not None and a_ else None
+
+
+def _exp_sum_power(e):
+    # prod_j (a_j + b_j exp(u))**r_j (one r_j not an integer) -> exp(u sum_j r_j) prod_j (b_j +
+    # a_j exp(-u))**r_j for u >= 0, the exponentials of the product combined: sqrt(1 + exp(z)) is
+    # exp(z/2) sqrt(1 + exp(-z)) there, finite up to z = 1419, not sqrt(inf) past 709; and
+    # exp(z) (1 + exp(z))**(-1/2) is not inf * 0. exp(-u) <= 1 in that branch and exp(u) <= 1 in
+    # the other, so no sum overflows
+    factors = list(sp.Mul.make_args(e))
+    parts = {}
+    for j, f in enumerate(factors):
+        base, r = (f.base, f.exp) if f.is_Pow else (f, sp.Integer(1))
+        found = _exp_sum(base) if r.is_Rational else None
+        if found is not None and not _inputs_free(found[2]):
+            parts[j] = (found, r)
+    for u_ in sorted({found[2] for found, _ in parts.values()}, key=sp.default_sort_key):
+        mine = {j: (found, r) for j, (found, r) in parts.items() if found[2] == u_}
+        if all(r.is_Integer for _, r in mine.values()):
+            continue
+        far = [f if j not in mine else sp.exp(mine[j][1] * u_) * (mine[j][0][1] + mine[j][0][0] * sp.exp(-u_)) ** mine[j][1]
+               for j, f in enumerate(factors)]
+        return sp.Piecewise((e, u_ < 0), (sp.Mul(*far), True))
     return None
 
 
@@ -967,6 +1041,23 @@ RATIONAL_TAIL = Rule(
     _rational_tail,
     tuple((lhs, _rational_tail(lhs)) for lhs in (x / (1 + x**2), 3 * x**3 / (x**2 + u) ** 2, 1 / (x**2 + x + 1) ** 2, x**2 / (2 * x**2 + u) ** 3, (1 - x**2) / (x**2 + 1) ** 2)),
     "lower",
+    once=True,
+)
+LOG_TAIL = Rule(
+    "log_tail",
+    "log(c prod_i P_i(t)**r_i) = s log|t| + log(c prod_i (P_i(t)/t**p_i)**r_i), s = sum_i p_i r_i even, for polynomials P_i of degree p_i (one of degree >= 2) and c > 0, used for |t| >= 2**(120//max p_i |r_i|): no overflow (or underflow) of the logarithm's argument where the logarithm is moderate",
+    _log_tail,
+    tuple((lhs, _log_tail(lhs)) for lhs in (sp.log(1 + x**2), sp.log(1 / (x**2 + u)), sp.log(2 * (x**2 + x + 1) / (x**2 + 3)), sp.log((x**2 + 1) ** 3))),
+    "lower",
+    once=True,
+)
+EXP_SUM_POWER = Rule(
+    "exp_sum_power",
+    "prod_j (a_j + b_j exp(u))**r_j = exp(u sum_j r_j) prod_j (b_j + a_j exp(-u))**r_j for a_j, b_j free of the inputs (one r_j not an integer), used for u >= 0: no overflow of exp(u) where the power is finite",
+    _exp_sum_power,
+    tuple((lhs, _exp_sum_power(lhs)) for lhs in (sp.sqrt(1 + sp.exp(x)), sp.exp(x) / (2 * sp.sqrt(1 + sp.exp(x))), (sp.exp(x) + 2) * sp.exp(x) / (4 * (sp.exp(x) + 1) ** sp.Rational(3, 2)), (u + 3 * sp.exp(-2 * x)) ** sp.Rational(-1, 3))),
+    "lower",
+    top_down=True,
     once=True,
 )
 HYPOT = Rule(
@@ -1196,7 +1287,7 @@ LOG_COSH = Rule(
     "lower",
 )
 
-LOWER = (XLOGY, PIECEWISE_MAX, CLAMP_BRANCHES, LOG_COSH, LINEAR_ROOT, SQRT_COMPLEMENT, ROOT_CONJUGATE, HYPOT, RATIO_FIRST, RATIONAL_TAIL, HYPERBOLIC_SOFTPLUS, SOFTPLUS_LOG1P, NORMAL_CDF_ERFCX, EXP_SQUARE, SECH_SQUARED_COSH, LOGISTIC_PRODUCT, LOGISTIC_PAIR_SUM, LOGISTIC_RECIPROCAL, STABLE_LOGISTIC, SPLIT_EXP, COMPENSATED_EXPONENT, SHARED_EXPONENTIAL)
+LOWER = (XLOGY, PIECEWISE_MAX, CLAMP_BRANCHES, LOG_COSH, LINEAR_ROOT, SQRT_COMPLEMENT, ROOT_CONJUGATE, HYPOT, RATIO_FIRST, LOG_TAIL, RATIONAL_TAIL, EXP_SUM_POWER, HYPERBOLIC_SOFTPLUS, SOFTPLUS_LOG1P, NORMAL_CDF_ERFCX, EXP_SQUARE, SECH_SQUARED_COSH, LOGISTIC_PRODUCT, LOGISTIC_PAIR_SUM, LOGISTIC_RECIPROCAL, STABLE_LOGISTIC, SPLIT_EXP, COMPENSATED_EXPONENT, SHARED_EXPONENTIAL)
 
 
 def lower(expr, fired=None):
@@ -1208,7 +1299,9 @@ def lower(expr, fired=None):
     expr = apply_rules(expr, (ROOT_CONJUGATE,), fired)
     expr = apply_rules(expr, (HYPOT,), fired)
     expr = apply_rules(expr, (RATIO_FIRST,), fired)
+    expr = apply_rules(expr, (LOG_TAIL,), fired)
     expr = apply_rules(expr, (RATIONAL_TAIL,), fired)
+    expr = apply_rules(expr, (EXP_SUM_POWER,), fired)
     expr = apply_rules(expr, (HYPERBOLIC_SOFTPLUS,), fired)
     expr = apply_rules(expr, (LOG_COSH,), fired)
     expr = apply_rules(expr, (SOFTPLUS_LOG1P,), fired)
