@@ -196,6 +196,13 @@ FIRES = {
          sp.Piecewise(((1 - z**2) / (z**2 + 1) ** 2, sp.Abs(z) < 2.0**30), ((z**-2 - 1) * primitives.ratio(1, z) / (z * (1 + z**-2) ** 2), True))),
         (z**3 / (z**2 + 2), sp.Piecewise((z**3 / (z**2 + 2), sp.Abs(z) < 2.0**40), (z / (1 + 2 / z**2), True))),
     ],
+    # polynomials in numerators with nonzero rational roots: their linear factors split out (near
+    # z = 1, 1 - z is exact where 1 - z**2 cancels); a denominator is left as it is
+    "rational_roots": [
+        ((1 - z**2) / (z**2 + 1) ** 2, -((z - 1) * (z + 1)) / (z**2 + 1) ** 2),
+        (sp.exp(z) * (4 * z**2 - 1), sp.exp(z) * (2 * z - 1) * (2 * z + 1)),
+        (sp.Piecewise((z**3 - z, z > 0), (0, True)), sp.Piecewise((z * (z - 1) * (z + 1), z > 0), (0, True))),
+    ],
     # the logarithm of a polynomial of even degree: its leading power of |t| taken out beyond
     # 2**(120 // (degree * power)), where the argument would overflow or underflow
     "log_tail": [
@@ -307,6 +314,9 @@ LEFT_ALONE = {
     # a linear denominator (ratio_first's), a denominator that is not a polynomial in the input or
     # whose coefficients hold it, a polynomial only in a numerator
     "rational_tail": [z / (sp.Abs(z) + 1), z / (sp.exp(z) + 1) ** 2, z / (z**2 + z * sp.exp(z)), (z**2 + 1) ** 3, 1 / (z**2 + 1) ** sp.Rational(1, 2)],
+    # no rational root, a root at 0 only, a denominator, inside a function, a parameter's
+    # coefficient, decimal coefficients, another variable
+    "rational_roots": [z**2 + 1, z**3 + 2 * z, 1 / (z**2 - 1), sp.sqrt(z**2 - 1), sp.exp(z**2 - 1), z**2 - p, sp.Float(0.5) * z**2 - 2, z**2 - w**2],
     # an odd total degree (the sign of t**s), a polynomial of degree 1, a coefficient holding the
     # input, a non-polynomial argument
     "log_tail": [sp.log(z**3 + 1), sp.log(z + 1), sp.log(z**2 + z * sp.exp(z)), sp.log(1 + sp.exp(z))],

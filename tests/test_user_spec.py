@@ -152,6 +152,29 @@ def test_users_rational_function_is_right_past_the_overflow_of_its_denominator(b
     np.testing.assert_allclose([pkg.rational(at3)[0], pkg.rational_grad(at3)[0], pkg.rational_grad2(at3)[0]], [0.3, -0.08, 0.036], rtol=1e-15)
 
 
+def test_users_derivative_keeps_its_relative_accuracy_at_a_rational_root(built):
+    """rational_grad = (1 - z**2)/(1 + z**2)**2 vanishes at z = +-1; printed as 1 - z**2 it lost all
+    relative accuracy next to the roots (z**2 rounded, then cancelled: 2.1e6 ulp at these points, measured).
+    rational_roots prints -(z - 1)(z + 1), exact near each root. Against mpmath, in ulps of the value."""
+    import importlib
+
+    import mpmath
+
+    from actgen.accuracy import ulp_error
+
+    sys.path.insert(0, str(built))
+    try:
+        pkg = importlib.import_module("my_pkg")
+    finally:
+        sys.path.remove(str(built))
+    z = np.array([1 + 2.0**-40, 1 - 2.0**-45, -1 + 2.0**-30, -1 - 2.0**-52, 1 + 2.0**-20])
+    got = pkg.rational_grad(z)
+    mpmath.mp.prec = 200
+    worst = max(ulp_error(float(g), (1 - mpmath.mpf(float(v)) ** 2) / (1 + mpmath.mpf(float(v)) ** 2) ** 2) for g, v in zip(got, z))
+    assert worst <= 2.0, (worst, got)
+    assert "rational_roots" in pkg.rational_grad.__doc__
+
+
 TAIL_SPEC = """\
 activations:
   log_square:

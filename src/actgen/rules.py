@@ -46,6 +46,9 @@ class Rule:
     # one top-down pass, not a fixpoint: for rules whose result keeps the matched form in one of
     # its branches (a Piecewise that selects the rewritten form where it is needed)
     once: bool = False
+    # applied to the whole expression only (one call, no traversal): for rules whose decision needs
+    # the context of a node (whether a sum is a numerator), which the rewrite walks itself
+    whole: bool = False
 
 
 def _apply_top_down(expr, rule):
@@ -87,9 +90,13 @@ def apply_rules(expr, rules, fired=None, max_rounds=12):
     for round_ in range(max_rounds):
         any_change = False
         for rule in rules:
-            if rule.once and round_:
+            if (rule.once or rule.whole) and round_:
                 continue
-            expr, did = _apply_top_down(expr, rule) if rule.once else _apply_once(expr, rule)
+            if rule.whole:
+                new = rule.rewrite(expr) if isinstance(expr, sp.Basic) else None
+                expr, did = (new, True) if new is not None and new != expr else (expr, False)
+            else:
+                expr, did = _apply_top_down(expr, rule) if rule.once else _apply_once(expr, rule)
             if did:
                 any_change = True
                 if rule.name not in fired:
@@ -799,8 +806,9 @@ def _ratio_first(e):
 def _polynomial_split(factors, t):
     """Factors P_i(t)**r_i (polynomials in ``t`` with coefficients free of the inputs, integer r_i)
     split off their leading powers: (s, widest, big_below, big, rest, tails) with s = sum p_i r_i,
-    widest = max p_i |r_i|, big_below (big) whether one P_i of degree >= 2 is in a denominator
-    (anywhere), rest the other factors and tails the (P_i/t**p_i)**r_i."""
+    widest = the larger total degree of numerator and denominator, big_below whether one P_i of
+    degree >= 2 is in a denominator, big whether widest >= 2, rest the other factors and tails
+    the (P_i/t**p_i)**r_i."""
 
     def degree(b):
         if b == t:
@@ -812,6 +820,7 @@ def _polynomial_split(factors, t):
         return int(sp.degree(b, t))
 
     s_, widest, big_below, big, rest, tails = 0, 1, False, False, [], []
+    above = below = 0  # total degrees of the numerator and the denominator (linear factors add up)
     for f in factors:
         base, r = (f.base, f.exp) if f.is_Pow else (f, sp.Integer(1))
         p_ = degree(base) if r.is_Integer else None
@@ -819,11 +828,12 @@ def _polynomial_split(factors, t):
             rest.append(f)
             continue
         s_ += p_ * int(r)
-        widest = max(widest, p_ * abs(int(r)))
+        above, below = (above + p_ * int(r), below) if r > 0 else (above, below - p_ * int(r))
+        widest = max(widest, above, below)
         big_below |= r < 0 and p_ >= 2
-        big |= p_ >= 2
         if base != t:
             tails.append(sp.expand(base / t**p_) ** r)
+    big = max(above, below) >= 2
     return s_, widest, big_below, big, rest, tails
 
 
@@ -915,6 +925,52 @@ def _exp_sum_power(e):
                for j, f in enumerate(factors)]
         return sp.Piecewise((e, u_ < 0), (sp.Mul(*far), True))
     return None
+
+
+def _rational_root_factors(poly):
+    """``poly`` as a product with its linear factors t - r at nonzero rational roots r split out
+    (SymPy's factor over the rationals); None if it has none. Only polynomials in one input
+    variable with rational coefficients (parameters are left alone)."""
+    inputs = [v for v in poly.free_symbols if not v.is_positive]
+    if len(inputs) != 1 or not poly.is_polynomial(inputs[0]):
+        return None
+    t = inputs[0]
+    p_ = sp.Poly(poly, t)
+    if p_.degree() < 2 or not all(c_.is_Rational for c_ in p_.all_coeffs()):
+        return None
+    product = sp.factor(poly, t)
+    linear = [f for f in sp.Mul.make_args(product) if (f.base if f.is_Pow else f).is_Add and sp.degree(f.base if f.is_Pow else f, t) == 1]
+    return product if linear and product != poly else None
+
+
+def _rational_roots(e, numerator=True):
+    # every polynomial in a numerator (a term, a factor, the base of a positive integer power, a
+    # branch's value; not inside a function, a root or a denominator) with nonzero rational roots
+    # r -> its factored form, the linear factors t - r split out: 1 - z**2 near z = 1 subtracts
+    # nearly equal numbers and loses all relative accuracy, where (1 - z) is exact (Sterbenz) and
+    # (1 - z)(1 + z) keeps it. Applied to the whole expression once (it needs the context)
+    if not isinstance(e, sp.Basic) or e.is_Atom:
+        return e
+    if isinstance(e, sp.Piecewise):
+        args = [(_rational_roots(v, numerator), c_) for v, c_ in e.args]
+    elif e.is_Add and numerator:
+        factored = _rational_root_factors(e)
+        if factored is not None:
+            return factored
+        args = [_rational_roots(a_, True) for a_ in e.args]
+    elif e.is_Mul:
+        args = [_rational_roots(a_, numerator) for a_ in e.args]
+    elif e.is_Pow:
+        args = [_rational_roots(e.base, numerator and e.exp.is_Integer and e.exp > 0), e.exp]
+    else:
+        return e
+    # rebuilt only where something changed: rebuilding c*(v + d) would distribute c again
+    return e.func(*args) if any(a_ is not b_ for a_, b_ in zip(args, e.args)) else e
+
+
+def _rational_roots_rule(e):
+    new = _rational_roots(e)
+    return new if new != e else None
 
 
 def _square_root_of(term):
@@ -1037,15 +1093,23 @@ RATIO_FIRST = Rule(
 )
 RATIONAL_TAIL = Rule(
     "rational_tail",
-    "prod_i P_i(t)**r_i = t**s prod_i (P_i(t)/t**p_i)**r_i, s = sum_i p_i r_i, for polynomials P_i of degree p_i (one of degree >= 2 in a denominator), used for |t| >= 2**(120//max p_i |r_i|): no overflow of a power where the value is representable",
+    "prod_i P_i(t)**r_i = t**s prod_i (P_i(t)/t**p_i)**r_i, s = sum_i p_i r_i, for polynomials P_i of degree p_i (one of degree >= 2 in a denominator), used for |t| >= 2**(120//d), d the larger total degree of numerator and denominator: no overflow of a power where the value is representable",
     _rational_tail,
     tuple((lhs, _rational_tail(lhs)) for lhs in (x / (1 + x**2), 3 * x**3 / (x**2 + u) ** 2, 1 / (x**2 + x + 1) ** 2, x**2 / (2 * x**2 + u) ** 3, (1 - x**2) / (x**2 + 1) ** 2)),
     "lower",
     once=True,
 )
+RATIONAL_ROOTS = Rule(
+    "rational_roots",
+    "P(t) = c prod_i (t - r_i)**k_i Q(t) for the nonzero rational roots r_i of a polynomial P in a numerator (SymPy's factorisation over the rationals): each linear factor is exact near its root, where the expanded form cancels",
+    _rational_roots_rule,
+    tuple((lhs, _rational_roots(lhs)) for lhs in (1 - x**2, (x**2 - 1) / (x**2 + 1) ** 2, x**3 - 2 * x**2 + x, sp.exp(x) * (4 * x**2 - 1) + 1, sp.Piecewise((x**2 - 3 * x + 2, x > 0), (0, True)))),
+    "lower",
+    whole=True,
+)
 LOG_TAIL = Rule(
     "log_tail",
-    "log(c prod_i P_i(t)**r_i) = s log|t| + log(c prod_i (P_i(t)/t**p_i)**r_i), s = sum_i p_i r_i even, for polynomials P_i of degree p_i (one of degree >= 2) and c > 0, used for |t| >= 2**(120//max p_i |r_i|): no overflow (or underflow) of the logarithm's argument where the logarithm is moderate",
+    "log(c prod_i P_i(t)**r_i) = s log|t| + log(c prod_i (P_i(t)/t**p_i)**r_i), s = sum_i p_i r_i even, for polynomials P_i of degree p_i (of total degree >= 2) and c > 0, used for |t| >= 2**(120//d), d the larger total degree of numerator and denominator: no overflow (or underflow) of the logarithm's argument where the logarithm is moderate",
     _log_tail,
     tuple((lhs, _log_tail(lhs)) for lhs in (sp.log(1 + x**2), sp.log(1 / (x**2 + u)), sp.log(2 * (x**2 + x + 1) / (x**2 + 3)), sp.log((x**2 + 1) ** 3))),
     "lower",
@@ -1287,7 +1351,7 @@ LOG_COSH = Rule(
     "lower",
 )
 
-LOWER = (XLOGY, PIECEWISE_MAX, CLAMP_BRANCHES, LOG_COSH, LINEAR_ROOT, SQRT_COMPLEMENT, ROOT_CONJUGATE, HYPOT, RATIO_FIRST, LOG_TAIL, RATIONAL_TAIL, EXP_SUM_POWER, HYPERBOLIC_SOFTPLUS, SOFTPLUS_LOG1P, NORMAL_CDF_ERFCX, EXP_SQUARE, SECH_SQUARED_COSH, LOGISTIC_PRODUCT, LOGISTIC_PAIR_SUM, LOGISTIC_RECIPROCAL, STABLE_LOGISTIC, SPLIT_EXP, COMPENSATED_EXPONENT, SHARED_EXPONENTIAL)
+LOWER = (XLOGY, PIECEWISE_MAX, CLAMP_BRANCHES, LOG_COSH, LINEAR_ROOT, SQRT_COMPLEMENT, ROOT_CONJUGATE, HYPOT, RATIO_FIRST, RATIONAL_ROOTS, LOG_TAIL, RATIONAL_TAIL, EXP_SUM_POWER, HYPERBOLIC_SOFTPLUS, SOFTPLUS_LOG1P, NORMAL_CDF_ERFCX, EXP_SQUARE, SECH_SQUARED_COSH, LOGISTIC_PRODUCT, LOGISTIC_PAIR_SUM, LOGISTIC_RECIPROCAL, STABLE_LOGISTIC, SPLIT_EXP, COMPENSATED_EXPONENT, SHARED_EXPONENTIAL)
 
 
 def lower(expr, fired=None):
@@ -1299,6 +1363,7 @@ def lower(expr, fired=None):
     expr = apply_rules(expr, (ROOT_CONJUGATE,), fired)
     expr = apply_rules(expr, (HYPOT,), fired)
     expr = apply_rules(expr, (RATIO_FIRST,), fired)
+    expr = apply_rules(expr, (RATIONAL_ROOTS,), fired)
     expr = apply_rules(expr, (LOG_TAIL,), fired)
     expr = apply_rules(expr, (RATIONAL_TAIL,), fired)
     expr = apply_rules(expr, (EXP_SUM_POWER,), fired)
