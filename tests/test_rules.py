@@ -195,6 +195,9 @@ FIRES = {
         ((1 - z**2) / (z**2 + 1) ** 2,
          sp.Piecewise(((1 - z**2) / (z**2 + 1) ** 2, sp.Abs(z) < 2.0**30), ((z**-2 - 1) * primitives.ratio(1, z) / (z * (1 + z**-2) ** 2), True))),
         (z**3 / (z**2 + 2), sp.Piecewise((z**3 / (z**2 + 2), sp.Abs(z) < 2.0**40), (z / (1 + 2 / z**2), True))),
+        # a numerator of degree 2 over |t| (an output form): |t| = t (t/|t|)**-1, the sign a ratio
+        ((z - 1) * (z + 1) / (2 * sp.Abs(z)),
+         sp.Piecewise(((z - 1) * (z + 1) / (2 * sp.Abs(z)), sp.Abs(z) < 2.0**60), (z * (1 - 1 / z) * (1 + 1 / z) * primitives.ratio(z, sp.Abs(z)) / 2, True))),
     ],
     # polynomials in numerators with nonzero rational roots: their linear factors split out (near
     # z = 1, 1 - z is exact where 1 - z**2 cancels); a denominator is left as it is

@@ -188,7 +188,7 @@ def test_users_logs_of_polynomials_and_roots_of_exponential_sums_are_right_to_th
     """log(1 + z**2) is 2 log|z| + log1p(1/z**2) past 2**60 (log_tail; it was log(inf) = inf from
     1.3e154), and sqrt(1 + exp(z)) is exp(z/2) sqrt(1 + exp(-z)) for z >= 0 (exp_sum_power; it was
     inf from 709.8, its gradient exp(z)/(2 sqrt(1 + exp(z))) inf/inf = nan). Checked in ulps against
-    mpmath at points past each overflow, for the value and both derivatives."""
+    mpmath at points past each overflow, for the value, both derivatives and the output form."""
     import importlib
 
     import mpmath
@@ -222,6 +222,12 @@ def test_users_logs_of_polynomials_and_roots_of_exponential_sums_are_right_to_th
             worst = max(ulp_error(float(g), true(t(float(v)))) for g, v in zip(got, z))
             assert worst <= 4.0, (name + suffix, worst, got)
     assert "log_tail" in pkg.log_square.__doc__ and "exp_sum_power" in pkg.root_exp.__doc__
+    # the output form (y - 1)(y + 1)/(2|y|): rational_tail past y = 2**60 (it was inf from y = 1.3e154,
+    # z = 709, and nan at y = inf)
+    z = np.array([0.5, 100.0, 710.0, 1000.0, 1400.0, 1500.0])
+    got = pkg.root_exp_grad_from_output(pkg.root_exp(z))
+    worst = max(ulp_error(float(g), reference["root_exp"][1](t(float(v)))) for g, v in zip(got, z))
+    assert worst <= 4.0, (worst, got)
 
 
 def test_users_softplus_variant_is_stable(probe):

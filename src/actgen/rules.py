@@ -807,7 +807,8 @@ def _polynomial_split(factors, t):
     """Factors P_i(t)**r_i (polynomials in ``t`` with coefficients free of the inputs, integer r_i)
     split off their leading powers: (s, widest, big_below, big, rest, tails) with s = sum p_i r_i,
     widest = the larger total degree of numerator and denominator, big_below whether one P_i of
-    degree >= 2 is in a denominator, big whether widest >= 2, rest the other factors and tails
+    degree >= 2 is in a denominator (or the numerator's degree is >= 2 over one of degree >= 1; |t|
+    counts as a polynomial of degree 1, its tail |t|/t), big whether widest >= 2, rest the other factors and tails
     the (P_i/t**p_i)**r_i."""
 
     def degree(b):
@@ -823,7 +824,7 @@ def _polynomial_split(factors, t):
     above = below = 0  # total degrees of the numerator and the denominator (linear factors add up)
     for f in factors:
         base, r = (f.base, f.exp) if f.is_Pow else (f, sp.Integer(1))
-        p_ = degree(base) if r.is_Integer else None
+        p_ = (1 if base == sp.Abs(t) else degree(base)) if r.is_Integer else None
         if p_ is None:
             rest.append(f)
             continue
@@ -831,9 +832,13 @@ def _polynomial_split(factors, t):
         above, below = (above + p_ * int(r), below) if r > 0 else (above, below - p_ * int(r))
         widest = max(widest, above, below)
         big_below |= r < 0 and p_ >= 2
-        if base != t:
+        if base == sp.Abs(t):  # |t| = t (|t|/t), the second factor +-1 (exact), kept a ratio
+            tails.append(ratio(sp.Abs(t), t) ** r if r > 0 else ratio(t, sp.Abs(t)) ** -r)
+        elif base != t:
             tails.append(sp.expand(base / t**p_) ** r)
     big = max(above, below) >= 2
+    # a numerator of degree >= 2 over a polynomial denominator: the numerator overflows first
+    big_below |= above >= 2 and below >= 1
     return s_, widest, big_below, big, rest, tails
 
 
@@ -842,6 +847,8 @@ def _polynomial_variables(factors):
     found = set()
     for g in factors:
         base = g.base if g.is_Pow else g
+        if isinstance(base, sp.Abs) and not _inputs_free(base):
+            found.add(base.args[0])
         if base.is_Add:
             found |= {v for v in base.free_symbols | base.atoms(sp.Abs) if not _inputs_free(v)}
     return sorted(found, key=sp.default_sort_key)
@@ -849,14 +856,17 @@ def _polynomial_variables(factors):
 
 def _rational_tail(e):
     # a product of powers P_i(t)**r_i of polynomials in t (coefficients free of the inputs; r_i
-    # integers, at least one P_i of degree >= 2 in a denominator) -> t**s prod_i (P_i/t**p_i)**r_i,
+    # integers, at least one P_i of degree >= 2 in a denominator, or a numerator of degree >= 2 over
+    # a denominator: (y - 1)(y + 1)/(2|y|) is about |y|/2, not inf, past 1.3e154; |t| counts as a
+    # polynomial of degree 1, t (|t|/t)) -> t**s prod_i (P_i/t**p_i)**r_i,
     # s = sum_i p_i r_i, for |t| >= 2**(120 // max p_i |r_i|): each P_i**r_i overflows from |t| ~
     # 2**(1024/(p_i |r_i|)) where the value ~ t**s is representable (z/(1 + z**2) is about 1/z up
     # to 1.8e308, not 0 past 1.3e154; (1 - z**2)/(1 + z**2)**2 is not inf * 0); P_i/t**p_i =
     # a_p + a_(p-1)/t + ... + a_0/t**p cannot overflow there. The threshold is a float32 number
     factors = list(e.args) if e.is_Mul else [e]
-    denominators = [g for g in factors if g.is_Pow and g.exp.is_Integer and g.exp < 0]
-    for t in _polynomial_variables(denominators):
+    if not any(g.is_Pow and g.exp.is_Integer and g.exp < 0 for g in factors):
+        return None
+    for t in _polynomial_variables(factors):
         s_, widest, big_below, _, rest, tails = _polynomial_split(factors, t)
         if not big_below:
             continue
@@ -1093,9 +1103,10 @@ RATIO_FIRST = Rule(
 )
 RATIONAL_TAIL = Rule(
     "rational_tail",
-    "prod_i P_i(t)**r_i = t**s prod_i (P_i(t)/t**p_i)**r_i, s = sum_i p_i r_i, for polynomials P_i of degree p_i (one of degree >= 2 in a denominator), used for |t| >= 2**(120//d), d the larger total degree of numerator and denominator: no overflow of a power where the value is representable",
+    "prod_i P_i(t)**r_i = t**s prod_i (P_i(t)/t**p_i)**r_i, s = sum_i p_i r_i, for polynomials P_i of degree p_i (one of degree >= 2 in a denominator, or a numerator of degree >= 2 over a denominator; |t| = t (|t|/t)), used for |t| >= 2**(120//d), d the larger total degree of numerator and denominator: no overflow of a power where the value is representable",
     _rational_tail,
-    tuple((lhs, _rational_tail(lhs)) for lhs in (x / (1 + x**2), 3 * x**3 / (x**2 + u) ** 2, 1 / (x**2 + x + 1) ** 2, x**2 / (2 * x**2 + u) ** 3, (1 - x**2) / (x**2 + 1) ** 2)),
+    tuple((lhs, _rational_tail(lhs)) for lhs in (x / (1 + x**2), 3 * x**3 / (x**2 + u) ** 2, 1 / (x**2 + x + 1) ** 2, x**2 / (2 * x**2 + u) ** 3, (1 - x**2) / (x**2 + 1) ** 2,
+                                                  (x - 1) * (x + 1) / (2 * sp.Abs(x)), (x**2 + u) / (x + 2))),
     "lower",
     once=True,
 )
@@ -1366,6 +1377,9 @@ def lower(expr, fired=None):
     expr = apply_rules(expr, (RATIONAL_ROOTS,), fired)
     expr = apply_rules(expr, (LOG_TAIL,), fired)
     expr = apply_rules(expr, (RATIONAL_TAIL,), fired)
+    # rational_tail's t/|t| (proved as a ratio; it appears only where |t| >= 2**60) evaluated as
+    # sign(t): the same for every t != 0, and +-1 at t = +-inf, where inf/inf is nan
+    expr = expr.replace(lambda e: isinstance(e, ratio) and e.args[1] == sp.Abs(e.args[0]), lambda e: sp.sign(e.args[0]))
     expr = apply_rules(expr, (EXP_SUM_POWER,), fired)
     expr = apply_rules(expr, (HYPERBOLIC_SOFTPLUS,), fired)
     expr = apply_rules(expr, (LOG_COSH,), fired)
