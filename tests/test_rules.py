@@ -206,6 +206,11 @@ FIRES = {
         (sp.exp(z) * (4 * z**2 - 1), sp.exp(z) * (2 * z - 1) * (2 * z + 1)),
         (sp.Piecewise((z**3 - z, z > 0), (0, True)), sp.Piecewise((z * (z - 1) * (z + 1), z > 0), (0, True))),
     ],
+    # SymPy's expansion of (t/2**k)**n taken back: t**n overflows 2**k times earlier than the value
+    "scaled_power": [
+        (z**4 / 16, primitives.ratio(z, 2) ** 4),
+        (sp.Piecewise((1 - z**2 / 4, z > 0), (z, True)), sp.Piecewise((1 - primitives.ratio(z, 2) ** 2, z > 0), (z, True))),
+    ],
     # the logarithm of a polynomial of even degree: its leading power of |t| taken out beyond
     # 2**(120 // (degree * power)), where the argument would overflow or underflow
     "log_tail": [
@@ -320,6 +325,9 @@ LEFT_ALONE = {
     # no rational root, a root at 0 only, a denominator, inside a function, a parameter's
     # coefficient, decimal coefficients, another variable
     "rational_roots": [z**2 + 1, z**3 + 2 * z, 1 / (z**2 - 1), sp.sqrt(z**2 - 1), sp.exp(z**2 - 1), z**2 - p, sp.Float(0.5) * z**2 - 2, z**2 - w**2],
+    # a coefficient that is not 2**(-k n) (it would cost a multiplication), one above 1, a first
+    # power, inside a function's argument, a parameter's coefficient
+    "scaled_power": [z**2 / 2, sp.Float(0.044715) * z**3, 4 * z**2, z / 16, sp.tanh(z**2 / 4), z**2 / p],
     # an odd total degree (the sign of t**s), a polynomial of degree 1, a coefficient holding the
     # input, a non-polynomial argument
     "log_tail": [sp.log(z**3 + 1), sp.log(z + 1), sp.log(z**2 + z * sp.exp(z)), sp.log(1 + sp.exp(z))],

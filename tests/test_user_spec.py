@@ -181,13 +181,17 @@ activations:
     expr: log(1 + z**2)
   root_exp:
     expr: sqrt(1 + exp(z))
+  quartic:
+    expr: (z/2)**4
 """
 
 
 def test_users_logs_of_polynomials_and_roots_of_exponential_sums_are_right_to_the_largest_float(tmp_path):
     """log(1 + z**2) is 2 log|z| + log1p(1/z**2) past 2**60 (log_tail; it was log(inf) = inf from
     1.3e154), and sqrt(1 + exp(z)) is exp(z/2) sqrt(1 + exp(-z)) for z >= 0 (exp_sum_power; it was
-    inf from 709.8, its gradient exp(z)/(2 sqrt(1 + exp(z))) inf/inf = nan). Checked in ulps against
+    inf from 709.8, its gradient exp(z)/(2 sqrt(1 + exp(z))) inf/inf = nan), and (z/2)**4, which SymPy
+    expands to z**4/16, is (z/2)**4 again (scaled_power; z**4 overflowed from 1.16e77, the value
+    from 2.3e77). Checked in ulps against
     mpmath at points past each overflow, for the value, both derivatives and the output form."""
     import importlib
 
@@ -213,8 +217,10 @@ def test_users_logs_of_polynomials_and_roots_of_exponential_sums_are_right_to_th
         "log_square": (lambda z: mpmath.log(1 + z**2), lambda z: 2 * z / (1 + z**2), lambda z: 2 * (1 - z**2) / (1 + z**2) ** 2),
         "root_exp": (lambda z: mpmath.sqrt(1 + mpmath.exp(z)), lambda z: mpmath.exp(z) / (2 * mpmath.sqrt(1 + mpmath.exp(z))),
                      lambda z: mpmath.exp(z) * (mpmath.exp(z) + 2) / (4 * (1 + mpmath.exp(z)) ** t(1.5))),
+        "quartic": (lambda z: z**4 / 16, lambda z: z**3 / 4, lambda z: 3 * z**2 / 4),
     }
-    points = {"log_square": [3.0, -1e10, 1e20, -2e154, 1e200, -1.7e308], "root_exp": [-50.0, 0.5, 30.0, 700.0, 710.0, 1000.0, 1400.0]}
+    points = {"log_square": [3.0, -1e10, 1e20, -2e154, 1e200, -1.7e308], "root_exp": [-50.0, 0.5, 30.0, 700.0, 710.0, 1000.0, 1400.0],
+              "quartic": [0.3, -5.0, 1.2e77, -2.2e77]}
     for name, fns in reference.items():
         z = np.array(points[name])
         for suffix, true in zip(("", "_grad", "_grad2"), fns):

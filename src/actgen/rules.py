@@ -16,6 +16,7 @@ symbols that :func:`prove_rule` reduces to 0 symbolically (tested for every rule
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Callable
 
 import sympy as sp
@@ -983,6 +984,53 @@ def _rational_roots_rule(e):
     return new if new != e else None
 
 
+def _scaled_monomial(e):
+    """c t**n (n >= 2, |c| = 2**(-k n) for an integer k >= 1: SymPy's expansion of (t/2**k)**n) as
+    +-(t/2**k)**n: t**n overflows from |t| = 2**(1024/n) where the value is finite up to 2**k times
+    further; dividing t by a power of two is exact, and the form costs what the expanded one does
+    (other coefficients would add a multiplication to every such term, bounded ones included, so
+    they are left as they are)."""
+    if not (e.is_Mul and len(e.args) == 2):
+        return None
+    c_, power = e.args
+    if not (c_.is_number and c_.is_real and power.is_Pow and power.exp.is_Integer and power.exp >= 2 and not _inputs_free(power.base)):
+        return None
+    magnitude = abs(float(c_))
+    if not 0 < magnitude < 1:
+        return None
+    n_ = int(power.exp)
+    k = round(-math.log2(magnitude) / n_)
+    if k < 1 or magnitude != 2.0 ** (-k * n_):
+        return None
+    return (c_ * sp.Integer(2) ** (k * n_)) * ratio(power.base, sp.Integer(2) ** k) ** n_
+
+
+def _scaled_power(e, outside=True):
+    # every 2**(-k n) t**n outside a function's argument (a term, a factor, a branch's value;
+    # inside a function the argument saturates it anyway: tanh(inf) = 1) -> (t/2**k)**n: the power
+    # overflows no earlier than the value. Applied to the whole expression once
+    if not isinstance(e, sp.Basic) or e.is_Atom or not outside:
+        return e
+    if e.is_Mul:
+        scaled = _scaled_monomial(e)
+        if scaled is not None:
+            return scaled
+    if isinstance(e, sp.Piecewise):
+        args = [(_scaled_power(v), c_) for v, c_ in e.args]
+    elif e.is_Add or e.is_Mul:
+        args = [_scaled_power(a_) for a_ in e.args]
+    elif e.is_Pow and e.exp.is_Integer:
+        args = [_scaled_power(e.base), e.exp]
+    else:
+        return e
+    return e.func(*args) if any(a_ is not b_ for a_, b_ in zip(args, e.args)) else e
+
+
+def _scaled_power_rule(e):
+    new = _scaled_power(e)
+    return new if new != e else None
+
+
 def _square_root_of(term):
     """(a, t) with term = a t**2, a > 0 free of the inputs (numbers and positive parameters), t the
     product of the even powers' halves; None if the term is not of that form."""
@@ -1115,6 +1163,14 @@ RATIONAL_ROOTS = Rule(
     "P(t) = c prod_i (t - r_i)**k_i Q(t) for the nonzero rational roots r_i of a polynomial P in a numerator (SymPy's factorisation over the rationals): each linear factor is exact near its root, where the expanded form cancels",
     _rational_roots_rule,
     tuple((lhs, _rational_roots(lhs)) for lhs in (1 - x**2, (x**2 - 1) / (x**2 + 1) ** 2, x**3 - 2 * x**2 + x, sp.exp(x) * (4 * x**2 - 1) + 1, sp.Piecewise((x**2 - 3 * x + 2, x > 0), (0, True)))),
+    "lower",
+    whole=True,
+)
+SCALED_POWER = Rule(
+    "scaled_power",
+    "c t**n = +-(t/2**k)**n for c = +-2**(-k n), k >= 1 an integer: no overflow of t**n where c t**n is finite (outside a function's argument)",
+    _scaled_power_rule,
+    tuple((lhs, _scaled_power(lhs)) for lhs in (x**4 / 16, 1 - x**3 / 8, sp.Piecewise((-x**2 / 4, x > 0), (0, True)))),
     "lower",
     whole=True,
 )
@@ -1362,7 +1418,7 @@ LOG_COSH = Rule(
     "lower",
 )
 
-LOWER = (XLOGY, PIECEWISE_MAX, CLAMP_BRANCHES, LOG_COSH, LINEAR_ROOT, SQRT_COMPLEMENT, ROOT_CONJUGATE, HYPOT, RATIO_FIRST, RATIONAL_ROOTS, LOG_TAIL, RATIONAL_TAIL, EXP_SUM_POWER, HYPERBOLIC_SOFTPLUS, SOFTPLUS_LOG1P, NORMAL_CDF_ERFCX, EXP_SQUARE, SECH_SQUARED_COSH, LOGISTIC_PRODUCT, LOGISTIC_PAIR_SUM, LOGISTIC_RECIPROCAL, STABLE_LOGISTIC, SPLIT_EXP, COMPENSATED_EXPONENT, SHARED_EXPONENTIAL)
+LOWER = (XLOGY, PIECEWISE_MAX, CLAMP_BRANCHES, LOG_COSH, LINEAR_ROOT, SQRT_COMPLEMENT, ROOT_CONJUGATE, HYPOT, RATIO_FIRST, RATIONAL_ROOTS, LOG_TAIL, RATIONAL_TAIL, EXP_SUM_POWER, SCALED_POWER, HYPERBOLIC_SOFTPLUS, SOFTPLUS_LOG1P, NORMAL_CDF_ERFCX, EXP_SQUARE, SECH_SQUARED_COSH, LOGISTIC_PRODUCT, LOGISTIC_PAIR_SUM, LOGISTIC_RECIPROCAL, STABLE_LOGISTIC, SPLIT_EXP, COMPENSATED_EXPONENT, SHARED_EXPONENTIAL)
 
 
 def lower(expr, fired=None):
@@ -1381,6 +1437,7 @@ def lower(expr, fired=None):
     # sign(t): the same for every t != 0, and +-1 at t = +-inf, where inf/inf is nan
     expr = expr.replace(lambda e: isinstance(e, ratio) and e.args[1] == sp.Abs(e.args[0]), lambda e: sp.sign(e.args[0]))
     expr = apply_rules(expr, (EXP_SUM_POWER,), fired)
+    expr = apply_rules(expr, (SCALED_POWER,), fired)
     expr = apply_rules(expr, (HYPERBOLIC_SOFTPLUS,), fired)
     expr = apply_rules(expr, (LOG_COSH,), fired)
     expr = apply_rules(expr, (SOFTPLUS_LOG1P,), fired)
