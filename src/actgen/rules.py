@@ -809,8 +809,8 @@ def _polynomial_split(factors, t):
     split off their leading powers: (s, widest, big_below, big, rest, tails) with s = sum p_i r_i,
     widest = the larger total degree of numerator and denominator, big_below whether one P_i of
     degree >= 2 is in a denominator (or the numerator's degree is >= 2 over one of degree >= 1; |t|
-    counts as a polynomial of degree 1, its tail |t|/t), big whether widest >= 2, rest the other factors and tails
-    the (P_i/t**p_i)**r_i."""
+    counts as a polynomial of degree 1, its tail |t|/t), big whether widest >= 2, rest the other
+    factors and tails the (P_i/t**p_i)**r_i."""
 
     def degree(b):
         if b == t:
@@ -860,7 +860,8 @@ def _rational_tail(e):
     # integers, at least one P_i of degree >= 2 in a denominator, or a numerator of degree >= 2 over
     # a denominator: (y - 1)(y + 1)/(2|y|) is about |y|/2, not inf, past 1.3e154; |t| counts as a
     # polynomial of degree 1, t (|t|/t)) -> t**s prod_i (P_i/t**p_i)**r_i,
-    # s = sum_i p_i r_i, for |t| >= 2**(120 // max p_i |r_i|): each P_i**r_i overflows from |t| ~
+    # s = sum_i p_i r_i, for |t| >= 2**(120 // d), d the larger total degree of numerator and
+    # denominator: each P_i**r_i overflows from |t| ~
     # 2**(1024/(p_i |r_i|)) where the value ~ t**s is representable (z/(1 + z**2) is about 1/z up
     # to 1.8e308, not 0 past 1.3e154; (1 - z**2)/(1 + z**2)**2 is not inf * 0); P_i/t**p_i =
     # a_p + a_(p-1)/t + ... + a_0/t**p cannot overflow there. The threshold is a float32 number
@@ -883,8 +884,8 @@ def _rational_tail(e):
 
 def _log_tail(e):
     # log(c prod_i P_i(t)**r_i) -> s log|t| + log(c prod_i (P_i/t**p_i)**r_i) for polynomials P_i in
-    # t (one of degree >= 2), c > 0 free of the inputs and s = sum_i p_i r_i even, for |t| >=
-    # 2**(120 // max p_i |r_i|): log(1 + z**2) is 2 log|z| + log1p(1/z**2) there, not log(inf)
+    # t (of total degree d >= 2), c > 0 free of the inputs and s = sum_i p_i r_i even, for |t| >=
+    # 2**(120 // d): log(1 + z**2) is 2 log|z| + log1p(1/z**2) there, not log(inf)
     # past 1.3e154 (nor log(0) for log(1/(1 + z**2))). With s even, t**s = |t|**s > 0, so the
     # logarithm's argument keeps its sign
     if not isinstance(e, sp.log):
@@ -932,8 +933,9 @@ def _exp_sum_power(e):
         mine = {j: (found, r) for j, (found, r) in parts.items() if found[2] == u_}
         if all(r.is_Integer for _, r in mine.values()):
             continue
-        far = [f if j not in mine else sp.exp(mine[j][1] * u_) * (mine[j][0][1] + mine[j][0][0] * sp.exp(-u_)) ** mine[j][1]
-               for j, f in enumerate(factors)]
+        far = list(factors)
+        for j, ((a_, b_, _), r) in mine.items():
+            far[j] = sp.exp(r * u_) * (b_ + a_ * sp.exp(-u_)) ** r
         return sp.Piecewise((e, u_ < 0), (sp.Mul(*far), True))
     return None
 
@@ -954,34 +956,34 @@ def _rational_root_factors(poly):
     return product if linear and product != poly else None
 
 
-def _rational_roots(e, numerator=True):
-    # every polynomial in a numerator (a term, a factor, the base of a positive integer power, a
-    # branch's value; not inside a function, a root or a denominator) with nonzero rational roots
-    # r -> its factored form, the linear factors t - r split out: 1 - z**2 near z = 1 subtracts
-    # nearly equal numbers and loses all relative accuracy, where (1 - z) is exact (Sterbenz) and
-    # (1 - z)(1 + z) keeps it. Applied to the whole expression once (it needs the context)
+def _outside_functions(e, rewrite, denominators):
+    """``e`` with ``rewrite(node)`` (a new node, or None to look inside it) applied to every node
+    that is the whole expression, a term, a factor, a branch's value or the base of an integer
+    power (a negative one only with ``denominators``); not inside a function's argument or a
+    non-integer power. A node is rebuilt only where something in it changed: rebuilding c*(v + d)
+    would distribute c again."""
     if not isinstance(e, sp.Basic) or e.is_Atom:
         return e
+    new = rewrite(e)
+    if new is not None:
+        return new
     if isinstance(e, sp.Piecewise):
-        args = [(_rational_roots(v, numerator), c_) for v, c_ in e.args]
-    elif e.is_Add and numerator:
-        factored = _rational_root_factors(e)
-        if factored is not None:
-            return factored
-        args = [_rational_roots(a_, True) for a_ in e.args]
-    elif e.is_Mul:
-        args = [_rational_roots(a_, numerator) for a_ in e.args]
-    elif e.is_Pow:
-        args = [_rational_roots(e.base, numerator and e.exp.is_Integer and e.exp > 0), e.exp]
+        args = [(_outside_functions(v, rewrite, denominators), c_) for v, c_ in e.args]
+    elif e.is_Add or e.is_Mul:
+        args = [_outside_functions(a_, rewrite, denominators) for a_ in e.args]
+    elif e.is_Pow and e.exp.is_Integer and (denominators or e.exp > 0):
+        args = [_outside_functions(e.base, rewrite, denominators), e.exp]
     else:
         return e
-    # rebuilt only where something changed: rebuilding c*(v + d) would distribute c again
     return e.func(*args) if any(a_ is not b_ for a_, b_ in zip(args, e.args)) else e
 
 
-def _rational_roots_rule(e):
-    new = _rational_roots(e)
-    return new if new != e else None
+def _rational_roots(e):
+    # every polynomial in a numerator (see _outside_functions; not in a denominator) with nonzero
+    # rational roots r -> its factored form, the linear factors t - r split out: 1 - z**2 near z = 1
+    # subtracts nearly equal numbers and loses all relative accuracy, where (1 - z) is exact
+    # (Sterbenz) and (1 - z)(1 + z) keeps it. Applied to the whole expression (it needs the context)
+    return _outside_functions(e, lambda n: _rational_root_factors(n) if n.is_Add else None, denominators=False)
 
 
 def _scaled_monomial(e):
@@ -1005,30 +1007,11 @@ def _scaled_monomial(e):
     return (c_ * sp.Integer(2) ** (k * n_)) * ratio(power.base, sp.Integer(2) ** k) ** n_
 
 
-def _scaled_power(e, outside=True):
-    # every 2**(-k n) t**n outside a function's argument (a term, a factor, a branch's value;
-    # inside a function the argument saturates it anyway: tanh(inf) = 1) -> (t/2**k)**n: the power
-    # overflows no earlier than the value. Applied to the whole expression once
-    if not isinstance(e, sp.Basic) or e.is_Atom or not outside:
-        return e
-    if e.is_Mul:
-        scaled = _scaled_monomial(e)
-        if scaled is not None:
-            return scaled
-    if isinstance(e, sp.Piecewise):
-        args = [(_scaled_power(v), c_) for v, c_ in e.args]
-    elif e.is_Add or e.is_Mul:
-        args = [_scaled_power(a_) for a_ in e.args]
-    elif e.is_Pow and e.exp.is_Integer:
-        args = [_scaled_power(e.base), e.exp]
-    else:
-        return e
-    return e.func(*args) if any(a_ is not b_ for a_, b_ in zip(args, e.args)) else e
-
-
-def _scaled_power_rule(e):
-    new = _scaled_power(e)
-    return new if new != e else None
+def _scaled_power(e):
+    # every 2**(-k n) t**n outside a function's argument (see _outside_functions; inside a function
+    # the argument saturates it anyway: tanh(inf) = 1) -> (t/2**k)**n: the power overflows no
+    # earlier than the value. Applied to the whole expression
+    return _outside_functions(e, _scaled_monomial, denominators=True)
 
 
 def _square_root_of(term):
@@ -1161,7 +1144,7 @@ RATIONAL_TAIL = Rule(
 RATIONAL_ROOTS = Rule(
     "rational_roots",
     "P(t) = c prod_i (t - r_i)**k_i Q(t) for the nonzero rational roots r_i of a polynomial P in a numerator (SymPy's factorisation over the rationals): each linear factor is exact near its root, where the expanded form cancels",
-    _rational_roots_rule,
+    _rational_roots,
     tuple((lhs, _rational_roots(lhs)) for lhs in (1 - x**2, (x**2 - 1) / (x**2 + 1) ** 2, x**3 - 2 * x**2 + x, sp.exp(x) * (4 * x**2 - 1) + 1, sp.Piecewise((x**2 - 3 * x + 2, x > 0), (0, True)))),
     "lower",
     whole=True,
@@ -1169,7 +1152,7 @@ RATIONAL_ROOTS = Rule(
 SCALED_POWER = Rule(
     "scaled_power",
     "c t**n = +-(t/2**k)**n for c = +-2**(-k n), k >= 1 an integer: no overflow of t**n where c t**n is finite (outside a function's argument)",
-    _scaled_power_rule,
+    _scaled_power,
     tuple((lhs, _scaled_power(lhs)) for lhs in (x**4 / 16, 1 - x**3 / 8, sp.Piecewise((-x**2 / 4, x > 0), (0, True)))),
     "lower",
     whole=True,
