@@ -42,6 +42,13 @@ KNOWN: dict = {
     ("softmin_vjp[1](z, 0, 0)", "float64"): "4.63 ulp at z = -15 (measured): the same",
     ("log_softmax_vjp[0](z, 0, 0)", "float64"): "4.61 ulp at z = 14.8 (measured): g_k - softmax_k * sum(g) cancels partly",
 }
+# Computed in float32 (the precision rule of actgen.backends.numpy.render.computes_natively), with
+# NumPy's SIMD float32 exp (2.4 ulp) and log (3.4 ulp): not strict, as those loops differ between CPUs.
+KNOWN_FLOAT32 = {
+    ("silu_grad", "float32"): "4.01 term-ulp at z = -13.1 (measured): sigma(z) (1 + z sigma(-z)) with a 2.4-ulp float32 exp",
+    ("softsign_grad2", "float32"): "4.13 ulp at z = -31.6 (measured): the cube of a rounded 1 + |z| triples its rounding",
+    ("mish_grad2", "float32"): "4.85 term-ulp at z = 8.5 (measured): a sum of several rounded exp-rational terms",
+}
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +91,8 @@ def _cases():
 def test_within_target(measurements, name, dtype, request):
     if (name, dtype) in KNOWN:
         request.applymarker(pytest.mark.xfail(strict=True, reason=KNOWN[(name, dtype)]))
+    if (name, dtype) in KNOWN_FLOAT32:
+        request.applymarker(pytest.mark.xfail(strict=False, reason=KNOWN_FLOAT32[(name, dtype)]))
     m = measurements[(name, dtype)]
     # term-relative ulps: where terms of opposite sign cancel (zero crossings of SiLU', GELU',
     # Mish', CELU's alpha-gradient), only the largest term's precision can be guaranteed

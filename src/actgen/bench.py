@@ -171,8 +171,43 @@ def rows(ag, spec, n=1_000_000, seed=0):
         "hand-written NumPy": lambda: (ss.expit(z) - yb) / z.size,
         "torch (sigmoid - y) / N": (lambda: (torch.sigmoid(zt) - ybt) / zt.numel()) if torch else None,
     })
+    float32_rows(ag, spec, row, z, torch)
     size_rows(ag, row, rng)
     return out
+
+
+def float32_rows(ag, spec, row, z, torch):
+    """The forward functions and first derivatives on the same values in float32, against the
+    generated float64 call (float32 should be the faster: it computes in float32 unless the body
+    needs a float64-only primitive) and the obvious float32 alternatives."""
+    import scipy.special as ss
+
+    z32 = z.astype(np.float32)
+    zt32 = torch.from_numpy(z32) if torch else None
+    c = np.float32(np.sqrt(2.0 / np.pi))
+    obvious = {
+        "sigmoid": ("scipy.special.expit", lambda: ss.expit(z32)),
+        "gelu": ("z * scipy.special.ndtr(z)", lambda: z32 * ss.ndtr(z32)),
+        "gelu_tanh": ("NumPy tanh formula", lambda: 0.5 * z32 * (1 + np.tanh(c * (z32 + np.float32(0.044715) * z32 * z32 * z32)))),
+        "softplus": ("np.logaddexp(0, z)", lambda: np.logaddexp(np.float32(0), z32)),
+    }
+    for name in ("sigmoid", "tanh", "softplus", "silu", "gelu", "gelu_tanh", "elu", "relu", "mish", "softsign"):
+        for fname in (name, f"{name}_grad"):
+            fn = getattr(ag, fname, None)
+            if fn is None:
+                continue
+            peers = {"generated, float64 input": (lambda f: (lambda: f(z)))(fn), "one np.exp pass (float32)": lambda: np.exp(z32)}
+            if fname in obvious:
+                peers[obvious[fname][0]] = obvious[fname][1]
+            with np.errstate(all="ignore"):
+                try:
+                    lam = _lambdified_grad(name, spec)[0 if fname.endswith("_grad") else 1]
+                    peers["lambdify (float32)"] = (lambda f: (lambda: f(z32)))(lam)
+                except Exception:  # noqa: BLE001 - lambdify cannot print every formula
+                    pass
+            if torch and fname == name and name in ("sigmoid", "tanh"):
+                peers["torch (float32)"] = (lambda f: (lambda: f(zt32)))(getattr(torch, name))
+            row(f"{fname} (1e6 float32)", (lambda f: (lambda: f(z32)))(fn), peers, 9, 3)
 
 
 def size_rows(ag, row, rng):

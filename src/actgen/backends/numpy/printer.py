@@ -361,6 +361,7 @@ class _InPlace:
         self.free = []  # float buffers whose value nobody reads any more: outputs for later ufuncs
         self.expanded = {}  # CSE symbol -> its value in terms of the inputs
         self.slot_of = {}  # buffer name -> its workspace slot
+        self.float_dtype = "np.float64"  # code for the dtype of new float buffers (see emit_inplace)
 
     def is_array(self, e):
         return bool(e.free_symbols & self.arrays)
@@ -481,7 +482,7 @@ class _InPlace:
         code = self.printer.doprint(e)
         # an indicator (a Piecewise of constants, printed as a comparison) becomes a float array
         # here: arithmetic on booleans would give integer arrays that cannot take float results
-        dtype = ", dtype=np.float64" if isinstance(e, sp.Piecewise) and not any(self.is_array(v) for v, _ in e.args) else ""
+        dtype = f", dtype={self.float_dtype}" if isinstance(e, sp.Piecewise) and not any(self.is_array(v) for v, _ in e.args) else ""
         return self.assign(f"np.asarray({code}{dtype})", reduced=self.is_reduced(e)), True
 
     def _mul_exp(self, e):
@@ -544,7 +545,7 @@ class _InPlace:
             h = self._spare(avoid=(code,))
             where = selector if constant == 1 else ("~({})" if mask == "({})" else "({})").format(self.printer.doprint(cond))
             if h is None:
-                h = self.assign(f"np.asarray({where}, dtype=np.float64)")
+                h = self.assign(f"np.asarray({where}, dtype={self.float_dtype})")
             else:
                 self.flush()
                 self.lines.append(("", f"np.copyto({h}, {where})"))
@@ -554,7 +555,7 @@ class _InPlace:
         code = self._own(code, owned)
         h = self._spare(avoid=(code,))
         if h is None:
-            h = self.assign(f"np.asarray({selector}, dtype=np.float64)")
+            h = self.assign(f"np.asarray({selector}, dtype={self.float_dtype})")
         else:
             self.flush()
             self.lines.append(("", f"np.copyto({h}, {selector})"))
@@ -591,7 +592,7 @@ class _InPlace:
         if not cheap:  # every element is written by exactly one branch's scatter
             code = self._spare()
             if code is None:
-                code = self.assign(f"np.empty({self._shape(e)}, dtype=np.float64)")
+                code = self.assign(f"np.empty({self._shape(e)}, dtype={self.float_dtype})")
             for k in sparse:
                 self._sparse_branch(e.args[k], masks[k], code)
             return code, True
@@ -603,7 +604,7 @@ class _InPlace:
             code = self._spare()
             if code is None:
                 shape_of = sorted(e.free_symbols & self.arrays, key=str)[0]
-                code = self.assign(f"np.full(np.shape({shape_of}), {constant}, dtype=np.float64)")
+                code = self.assign(f"np.full(np.shape({shape_of}), {constant}, dtype={self.float_dtype})")
             else:
                 self.flush()
                 self.lines.append(("", f"np.copyto({code}, {constant})"))
@@ -686,7 +687,7 @@ class _InPlace:
         self._consume((code,))
         buffer = self._spare()
         if buffer is None:
-            return self.assign(f"np.array({code}, dtype=np.float64)")
+            return self.assign(f"np.array({code}, dtype={self.float_dtype})")
         self.flush()
         self.lines.append(("", f"np.copyto({buffer}, {code})"))
         return buffer
@@ -863,12 +864,14 @@ class _InPlace:
         return acc, owned
 
 
-def emit_inplace(expr, inputs, printer=None, fired=None, workspace=False) -> Emitted:
+def emit_inplace(expr, inputs, printer=None, fired=None, workspace=False, float_dtype="np.float64") -> Emitted:
     """Like :func:`emit`, with ufunc calls that write into buffers no longer needed (see
     :class:`_InPlace`). ``expr`` is elementwise in the array ``inputs``, possibly
     with class reductions (from :func:`to_array`). With ``workspace``, new full-shape buffers
     are not allocated by the ufuncs but taken from a list ``_w`` the caller provides (allocated
-    once per call, or once per call of a blockwise evaluation for all its blocks)."""
+    once per call, or once per call of a blockwise evaluation for all its blocks). ``float_dtype``:
+    the code of the dtype new float buffers take (``"z.dtype"`` for a body that computes in its
+    input's precision, float32 included)."""
     printer = printer or ActgenNumPyPrinter()
     fired = [] if fired is None else fired
     replacements, reduced = _lowered_cse(expr, printer, fired)
@@ -876,6 +879,7 @@ def emit_inplace(expr, inputs, printer=None, fired=None, workspace=False) -> Emi
     uses = {str(sym): sum(v.count(sym) for v in later) for sym, _ in replacements}
     writer = _InPlace(printer, inputs, uses)
     writer.workspace = workspace
+    writer.float_dtype = float_dtype
     for sym, value in replacements:
         writer.expanded[sym] = value.xreplace(writer.expanded)
     lines = []
