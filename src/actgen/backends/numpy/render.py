@@ -37,39 +37,22 @@ class FunctionView:
     arrays: tuple[str, ...] = ()  # set by _with_blocking for elementwise bodies: the array arguments
     params: tuple[str, ...] = ()  # and the scalar parameters
     blocked: bool = False  # the body runs block by block (the runtime's _blockwise)
-    working: str = ""  # blocked: the dtype the blocks are converted to ("np.float64"), else the arrays' own
 
 
-# Runtime primitives that exist in float64 only: double-double arithmetic (its constants are
-# printed as float64 (high, low) pairs), erfcx's float64 Taylor table and SciPy's special functions.
-FLOAT64_ONLY = re.compile(r"\b_(?:dd_\w+|exp_dd|mul_exp_dd|erfcx|special)\(")
-
-
-def computes_natively(body: Emitted) -> bool:
-    """The precision rule for a float32 input of an elementwise activation body: it is computed in
-    float32 (every buffer, constant and parameter in the input's precision) unless the body calls a
-    primitive that exists in float64 only (FLOAT64_ONLY); then the input is converted to float64,
-    computed there and rounded once. Decided from the printed body, for every function alike; the
-    float32 accuracy of both kinds is measured against mpmath (tests/test_accuracy.py)."""
-    code = " ".join(c for _, c in body.assignments) + " " + body.result
-    return not FLOAT64_ONLY.search(code)
-
-
-def _dtype_doc(native: bool) -> str:
-    where = "float32" if native else "float64, rounded once"
-    return f"any shape; float32 in, float32 out, computed in {where}; float16 computed in {'float32' if native else 'float64'}; integers become float64"
+FLOAT32_DOC = ("any shape; float32 in, float32 out, computed in float32 with the double-double terms (compensated "
+               "exponents) in float64; float16 computed in float32; integers become float64")
 
 
 def _unary_body(expr, arg, params, fn, check_sign, printer):
-    """(prologue, body, native) of an elementwise activation body in ``arg`` (z, or y for an output
-    form): the body printed with buffers in the working array's dtype, and the prologue converting
-    the input and the parameters to that dtype (see computes_natively)."""
+    """(prologue, body) of an elementwise activation body in ``arg`` (z, or y for an output form),
+    computed in the input's precision: buffers, constant arrays and parameters in the working
+    array's dtype (float32 for a float32 or float16 input, else float64). Where the printer uses
+    double-double arithmetic (a compensated exponent), a float32 input gets float64 instead (the
+    runtime's "wide" values: 53 bits, more than a float32 pair's 48)."""
     name = str(arg) if arg == M.Z else "y"
     body = emit_inplace(expr, [arg], printer, workspace=True, float_dtype=f"{name}.dtype")
-    native = computes_natively(body)
-    convert = f"{name}, _dtype = _working({name}, native=True)" if native else f"{name}, _dtype = _working({name})"
-    params_lines = tuple(line[:-1] + f", dtype={name}.dtype)" if native else line for line in param_prologue(params, fn, check_sign))
-    return (convert, *params_lines), body, native
+    params_lines = tuple(line[:-1] + f", dtype={name}.dtype)" for line in param_prologue(params, fn, check_sign))
+    return (f"{name}, _dtype = _working({name}, native=True)", *params_lines), body
 
 
 def activation_views(entry: Entry, act: M.Activation) -> list[FunctionView]:
@@ -88,37 +71,36 @@ def activation_views(entry: Entry, act: M.Activation) -> list[FunctionView]:
     grad_values = [_exact(grad.expr, {M.Z: sp.Float(v), **defaults}) for v in points]
     param_doc = tuple(f"{p.name}: parameter (default {p.default_float!r})." for p in act.params)
 
-    def common_args(native):
-        return ("", "Args:", f"    z: array of inputs ({_dtype_doc(native)}).") + tuple("    " + d for d in param_doc)
+    common_args = ("", "Args:", f"    z: array of inputs ({FLOAT32_DOC}).") + tuple("    " + d for d in param_doc)
 
     def unary(expr, arg=M.Z, fn="", check_sign=False):
         return _unary_body(expr, arg, act.params, fn, check_sign, printer)
-    prologue, body, native = unary(fwd.expr)
+    prologue, body = unary(fwd.expr)
     views.append(FunctionView(
         act.name, "z" + kw,
         f"{act.prose.title}, elementwise.",
-        _math("f(z)", act.expr) + _math("f'(z)", grad.expr) + _computed_as(fwd.rules) + common_args(native)
+        _math("f(z)", act.expr) + _math("f'(z)", grad.expr) + _computed_as(fwd.rules) + common_args
         + ("", "Returns:", "    f(z), with the shape and dtype of z.", "", "Example:", f"    >>> np.round({act.name}({example_in}), 6) + 0.0", f"    {_fmt_array(forward_values)}"),
         prologue, body, "out", ("return _result(out, z, _dtype)",), act.aliases,
     ))
-    prologue, body, native = unary(grad.expr)
+    prologue, body = unary(grad.expr)
     views.append(FunctionView(
         f"{act.name}_grad", "z" + kw,
         f"Derivative of {act.name} with respect to z, elementwise.",
-        _math("f'(z)", grad.expr) + _computed_as(grad.rules) + conv + common_args(native)
+        _math("f'(z)", grad.expr) + _computed_as(grad.rules) + conv + common_args
         + ("", "Returns:", "    f'(z), with the shape and dtype of z.", "", "Example:", f"    >>> np.round({act.name}_grad({example_in}), 6) + 0.0", f"    {_fmt_array(grad_values)}"),
         prologue, body, "out", ("return _result(out, z, _dtype)",), tuple(f"{a}_grad" for a in act.aliases),
     ))
     grad2 = entry.get("grad2")
     if grad2 is not None:
         grad2_values = [_exact(grad2.expr, {M.Z: sp.Float(v), **defaults}) for v in points]
-        prologue, body, native = unary(grad2.expr)
+        prologue, body = unary(grad2.expr)
         views.append(FunctionView(
             grad2.name, "z" + kw,
             f"Second derivative of {act.name} with respect to z, elementwise.",
             _math("f''(z)", grad2.expr) + _computed_as(grad2.rules)
             + ("", "At a kink the second derivative is that of the branch whose condition holds (no Dirac delta).")
-            + common_args(native)
+            + common_args
             + ("", "Returns:", "    f''(z), with the shape and dtype of z.", "", "Example:", f"    >>> np.round({grad2.name}({example_in}), 6) + 0.0", f"    {_fmt_array(grad2_values)}"),
             prologue, body, "out", ("return _result(out, z, _dtype)",), tuple(f"{a}_grad2" for a in act.aliases),
         ))
@@ -126,25 +108,25 @@ def activation_views(entry: Entry, act: M.Activation) -> list[FunctionView]:
         if d.kind == "grad_param":
             p = next(p for p in act.params if p.name == d.wrt)
             values = [_exact(d.expr, {M.Z: sp.Float(v), **defaults}) for v in points]
-            prologue, body, native = unary(d.expr)
+            prologue, body = unary(d.expr)
             views.append(FunctionView(
                 d.name, "z" + kw,
                 f"Derivative of {act.name} with respect to its parameter {p.name}, elementwise.",
-                _math(r"\frac{\partial f}{\partial %s}" % latex(p.symbol), d.expr) + _computed_as(d.rules) + common_args(native)
+                _math(r"\frac{\partial f}{\partial %s}" % latex(p.symbol), d.expr) + _computed_as(d.rules) + common_args
                 + ("", "Returns:", f"    df/d{p.name} at each z, with the shape and dtype of z.", "", "Example:", f"    >>> np.round({d.name}({example_in}), 6) + 0.0", f"    {_fmt_array(values)}"),
                 prologue, body, "out", ("return _result(out, z, _dtype)",),
             ))
     of = entry.get("grad_from_output")
     if of is not None:
         lossy = of.expr.has(Y_OUT) and not isinstance(of.expr, sp.Piecewise)
-        prologue, body, native = unary(of.expr, Y_OUT, of.name, True)
+        prologue, body = unary(of.expr, Y_OUT, of.name, True)
         views.append(FunctionView(
             of.name, "y" + kw,
             f"Derivative of {act.name}, computed from its output y = {act.name}(z).",
             _math("f'(z)", of.expr.xreplace({Y_OUT: sp.Symbol("y")})) + ("", "where y = f(z); found and proved by actgen (f'(z) = g(f(z)))."
             + (" Where y is rounded to a constant (e.g. y = 1.0 in float64 for large z) this form loses the information that the input-form "
                f"{act.name}_grad keeps: prefer {act.name}_grad when z is available." if lossy else ""),)
-            + ("", "Args:", f"    y: outputs of the forward function ({_dtype_doc(native)}).") + tuple("    " + d for d in param_doc)
+            + ("", "Args:", f"    y: outputs of the forward function ({FLOAT32_DOC}).") + tuple("    " + d for d in param_doc)
             + ("", "Example:", f"    >>> z = {example_in}", f"    >>> bool(np.allclose({of.name}({act.name}(z)), {act.name}_grad(z)))", "    True"),
             prologue, body, "out", ("return _result(out, y, _dtype)",), tuple(f"{a}_grad_from_output" for a in act.aliases),
         ))
@@ -395,14 +377,7 @@ def _with_blocking(view: FunctionView) -> FunctionView:
     # exist for blocks and small inputs: such a body is blocked at any length (relu 1.8x, relu6 and
     # hard_tanh 2.5x faster on 1e6 float64)
     blocked = passes >= BLOCK_MIN_PASSES or "_filled(" in code
-    working = ""
-    if blocked and re.search(r"_working\(\w+\)", unpack):
-        # a float64 body of an activation takes a float32 input block by block (converted in cache,
-        # not as a whole new float64 array) and returns the input's dtype
-        working = "np.float64"
-        prologue = tuple(re.sub(r"_working\((\w+)\)", r"_working(\1, native=True)", line) if line == unpack else line for line in view.prologue)
-        view = dataclasses.replace(view, prologue=prologue)
-    return dataclasses.replace(view, arrays=arrays, params=params, blocked=blocked, working=working)
+    return dataclasses.replace(view, arrays=arrays, params=params, blocked=blocked)
 
 
 def render_package(derived: Derived, package: str) -> dict[str, str]:
