@@ -356,6 +356,7 @@ def _with_lowering(view: FunctionView) -> FunctionView:
 
 
 BLOCK_MIN_PASSES = 6  # fewer passes over memory gain nothing from blocking (measured: softplus_grad)
+HELPER_PASSES = BLOCK_MIN_PASSES  # a runtime helper call makes several passes (_select 5, _mul_exp_square about 20)
 
 
 def _with_blocking(view: FunctionView) -> FunctionView:
@@ -366,8 +367,10 @@ def _with_blocking(view: FunctionView) -> FunctionView:
     Jacobians) are left whole."""
     unpack = next((line for line in view.prologue if "_working" in line), "")
     code = " ".join(c for _, c in view.body.assignments) + " " + view.body.result
-    # calls: ufunc passes and runtime helpers (not _filled, a shared constant array)
-    passes = len(re.findall(r"\b(?:np\.\w+|_(?!filled\()\w+)\(", code))
+    # calls: ufunc passes, and runtime helpers (not _filled, a shared constant array), each of
+    # which makes several passes of its own (_mul_exp_square about twenty: gaussian_grad on 1e6
+    # float64 took 23 ms whole)
+    passes = len(re.findall(r"\bnp\.\w+\(", code)) + HELPER_PASSES * len(re.findall(r"\b_(?!filled\()\w+\(", code))
     if not unpack or "axis" in code or "_eye" in code:
         return view
     arrays = tuple(name.strip() for name in unpack.split("=")[0].split(",") if name.strip() != "_dtype")
