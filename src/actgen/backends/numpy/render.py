@@ -70,11 +70,11 @@ def activation_views(entry: Entry, act: M.Activation) -> list[FunctionView]:
     forward_values = [_exact(act.expr, {M.Z: sp.Float(v), **defaults}) for v in points]
     grad_values = [_exact(grad.expr, {M.Z: sp.Float(v), **defaults}) for v in points]
     param_doc = tuple(f"{p.name}: parameter (default {p.default_float!r})." for p in act.params)
-
     common_args = ("", "Args:", f"    z: array of inputs ({FLOAT32_DOC}).") + tuple("    " + d for d in param_doc)
 
     def unary(expr, arg=M.Z, fn="", check_sign=False):
         return _unary_body(expr, arg, act.params, fn, check_sign, printer)
+
     prologue, body = unary(fwd.expr)
     views.append(FunctionView(
         act.name, "z" + kw,
