@@ -178,8 +178,8 @@ def rows(ag, spec, n=1_000_000, seed=0):
 
 def float32_rows(ag, spec, row, z, torch):
     """The forward functions and first derivatives on the same values in float32, against the
-    generated float64 call (float32 should be the faster: it computes in float32 unless the body
-    needs a float64-only primitive) and the obvious float32 alternatives."""
+    generated float64 call (float32 should be the faster: it computes in float32, its double-double
+    terms in float64) and the obvious float32 alternatives."""
     import scipy.special as ss
 
     z32 = z.astype(np.float32)

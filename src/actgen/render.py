@@ -120,19 +120,20 @@ def _kw_sig(params):
     return (", *" + _param_sig(params)) if params else ""
 
 
-def param_prologue(params, fn, check_sign, convert="_param"):
+def param_prologue(params, fn, check_sign, convert="_param", dtype=""):
     """Lines that take each parameter through the runtime's ``convert``: as a float of the working
     precision (so that dividing by a zero parameter gives inf, which its branch then selects away,
     rather than Python's ZeroDivisionError) and, where ``check_sign``, refusing a negative value of
     a parameter that the derivation assumed positive (its default is): for losses and output forms,
     whose proofs use the sign, as PyTorch refuses a negative Huber delta or an ELU backward from the
-    output with a negative alpha."""
+    output with a negative alpha. ``dtype``: code of the working dtype, passed on as a keyword."""
     lines = []
+    extra = f", dtype={dtype}" if dtype else ""
     for p in params:
         if check_sign and p.symbol.is_positive:
-            lines.append(f"{p.name} = {convert}({p.name}, {fn!r}, {p.name!r})")
+            lines.append(f"{p.name} = {convert}({p.name}, {fn!r}, {p.name!r}{extra})")
         else:
-            lines.append(f"{p.name} = {convert}({p.name})")
+            lines.append(f"{p.name} = {convert}({p.name}{extra})")
     return tuple(lines)
 
 

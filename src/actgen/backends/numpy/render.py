@@ -49,10 +49,9 @@ def _unary_body(expr, arg, params, fn, check_sign, printer):
     array's dtype (float32 for a float32 or float16 input, else float64). Where the printer uses
     double-double arithmetic (a compensated exponent), a float32 input gets float64 instead (the
     runtime's "wide" values: 53 bits, more than a float32 pair's 48)."""
-    name = str(arg) if arg == M.Z else "y"
+    name = str(arg)  # z, or y (derive.Y_OUT)
     body = emit_inplace(expr, [arg], printer, workspace=True, float_dtype=f"{name}.dtype")
-    params_lines = tuple(line[:-1] + f", dtype={name}.dtype)" for line in param_prologue(params, fn, check_sign))
-    return (f"{name}, _dtype = _working({name}, native=True)", *params_lines), body
+    return (f"{name}, _dtype = _working({name}, native=True)", *param_prologue(params, fn, check_sign, dtype=f"{name}.dtype")), body
 
 
 def activation_views(entry: Entry, act: M.Activation) -> list[FunctionView]:
