@@ -136,3 +136,28 @@ def test_a_dominant_logit_keeps_the_others(packages, z):
         vjp_got = back(pkg.softmax_vjp(to(z), to(g)))
         np.testing.assert_array_max_ulp(log_got, np.array(log_true), maxulp=4)
         np.testing.assert_array_max_ulp(vjp_got, np.array(vjp_true), maxulp=8)
+
+
+def test_a_nan_input_gives_nan(packages, catalog):
+    """Every activation (elementwise and class-axis) and every loss is NaN at a NaN input, in every
+    backend: a Piecewise whose otherwise-branch is a constant (hard and soft shrink, threshold,
+    the NaN outside a domain) is reordered so that a NaN input, false in every comparison, takes
+    a branch that holds it (rules.NAN_OTHERWISE); as NumPy's own functions and
+    torch.nn.functional.hardshrink, softshrink and threshold do."""
+    wrong = []
+    for pkg, to, back in packages:
+        for act in catalog["activations"]:
+            inside = {"real": [0.25, -0.75], "negative": [-0.25, -0.75]}.get(act["domain"], [0.25, 0.75])
+            z = np.array([np.nan, *inside])
+            got = back(getattr(pkg, act["name"])(to(z)))
+            if not np.isnan(got[0]) or (not act["vector"] and np.isnan(got[1:]).any()):
+                wrong.append((pkg.__name__, act["name"], got.tolist()))
+        for loss in catalog["losses"]:
+            if loss["class_axis"] or not hasattr(pkg, loss["name"]):
+                continue
+            y = np.array([1.0, 0.0, 1.0])
+            y_hat = np.array([np.nan, 0.25, 0.75])
+            got = back(getattr(pkg, loss["name"])(to(y), to(y_hat), reduction="none"))
+            if not np.isnan(got[0]):
+                wrong.append((pkg.__name__, loss["name"], got.tolist()))
+    assert not wrong

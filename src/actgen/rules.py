@@ -1085,6 +1085,50 @@ PIECEWISE_MAX = Rule(
     + tuple((sp.Piecewise((t, t < b), (b, True)), sp.Min(t, b)) for t in (b + u, b - u, b)),
     "lower",
 )
+# the spec's array inputs (a parameter is a scalar the caller gives: NaN there is the caller's)
+_INPUT_NAMES = frozenset({"z", "y", "y_hat"})
+_LAM = sp.Symbol("lam", positive=True)
+_ORDERED = (sp.StrictGreaterThan, sp.GreaterThan, sp.StrictLessThan, sp.LessThan)
+
+
+def _ordered_only(cond):
+    """``cond`` is built of <, <=, >, >= with And and Or only: false for a NaN operand (every
+    ordered comparison with NaN is false, in IEEE arithmetic and in every backend)."""
+    if isinstance(cond, _ORDERED):
+        return True
+    return isinstance(cond, (sp.And, sp.Or)) and all(_ordered_only(a) for a in cond.args)
+
+
+def _inputs(e):
+    return {s for s in e.free_symbols if s.name in _INPUT_NAMES}
+
+
+def _nan_otherwise(e):
+    # Piecewise(..., (f, c), (k, True)) -> Piecewise(..., (k, not c), (f, True)) when k holds no
+    # input and f holds every input that c compares: a NaN input fails every ordered comparison,
+    # so it takes the otherwise branch, which is then f (NaN) instead of the constant k
+    if not isinstance(e, sp.Piecewise) or len(e.args) < 2 or e.args[-1][1] is not sp.true:
+        return None
+    (f, c), (k, _) = e.args[-2], e.args[-1]
+    if _inputs(k) or not _inputs(c) or not _inputs(c) <= _inputs(f) or not _ordered_only(c):
+        return None
+    negated = sp.to_nnf(sp.Not(c))  # the negation of each comparison: ordered again
+    if not _ordered_only(negated):
+        return None
+    return sp.Piecewise(*e.args[:-2], (k, negated), (f, True))
+
+
+NAN_OTHERWISE = Rule(
+    "nan_otherwise",
+    "Piecewise(..., (f, c), (k, True)) = Piecewise(..., (k, not c), (f, True)) for real inputs; with k free of the inputs and f of every input c compares, a NaN input (false in every comparison) gives f = NaN, not k",
+    _nan_otherwise,
+    # by cases: x above, below and at the boundary b (u > 0)
+    tuple((sp.Piecewise((x, x > b), (c, True)).subs(x, v), sp.Piecewise((c, x <= b), (x, True)).subs(x, v)) for v in (b + u, b - u, b))
+    # three branches (soft shrink, threshold lam > 0): above, below, at both boundaries, between
+    + tuple((sp.Piecewise((x - _LAM, x > _LAM), (x + _LAM, x < -_LAM), (0, True)).subs(x, v), sp.Piecewise((x - _LAM, x > _LAM), (0, x >= -_LAM), (x + _LAM, True)).subs(x, v))
+            for v in (_LAM + u, -_LAM - u, -_LAM, _LAM, _LAM / (1 + u), -_LAM / (1 + u))),
+    "lower",
+)
 HYPERBOLIC_SOFTPLUS = Rule(
     "hyperbolic_softplus",
     "tanh(softplus(t)) = a (a + 2b) / (a (a + 2b) + 2b**2) and sech(softplus(t)) = 2b (a + b) / (a**2 + 2ab + 2b**2), a = exp(min(t, 0)), b = exp(-max(t, 0)); products with logistic(t) combined",
@@ -1401,7 +1445,7 @@ LOG_COSH = Rule(
     "lower",
 )
 
-LOWER = (XLOGY, PIECEWISE_MAX, CLAMP_BRANCHES, LOG_COSH, LINEAR_ROOT, SQRT_COMPLEMENT, ROOT_CONJUGATE, HYPOT, RATIO_FIRST, RATIONAL_ROOTS, LOG_TAIL, RATIONAL_TAIL, EXP_SUM_POWER, SCALED_POWER, HYPERBOLIC_SOFTPLUS, SOFTPLUS_LOG1P, NORMAL_CDF_ERFCX, EXP_SQUARE, SECH_SQUARED_COSH, LOGISTIC_PRODUCT, LOGISTIC_PAIR_SUM, LOGISTIC_RECIPROCAL, STABLE_LOGISTIC, SPLIT_EXP, COMPENSATED_EXPONENT, SHARED_EXPONENTIAL)
+LOWER = (XLOGY, PIECEWISE_MAX, NAN_OTHERWISE, CLAMP_BRANCHES, LOG_COSH, LINEAR_ROOT, SQRT_COMPLEMENT, ROOT_CONJUGATE, HYPOT, RATIO_FIRST, RATIONAL_ROOTS, LOG_TAIL, RATIONAL_TAIL, EXP_SUM_POWER, SCALED_POWER, HYPERBOLIC_SOFTPLUS, SOFTPLUS_LOG1P, NORMAL_CDF_ERFCX, EXP_SQUARE, SECH_SQUARED_COSH, LOGISTIC_PRODUCT, LOGISTIC_PAIR_SUM, LOGISTIC_RECIPROCAL, STABLE_LOGISTIC, SPLIT_EXP, COMPENSATED_EXPONENT, SHARED_EXPONENTIAL)
 
 
 def lower(expr, fired=None):
@@ -1409,6 +1453,8 @@ def lower(expr, fired=None):
     fired = [] if fired is None else fired
     # branches are clamped before primitives are expanded, so the expansions stay untouched
     expr = apply_rules(expr, (XLOGY, PIECEWISE_MAX, CLAMP_BRANCHES), fired)
+    # after piecewise_max (max(t, c) passes NaN on by itself) and before the printers' choices
+    expr = apply_rules(expr, (NAN_OTHERWISE,), fired)
     expr = apply_rules(expr, (LINEAR_ROOT, SQRT_COMPLEMENT), fired)
     expr = apply_rules(expr, (ROOT_CONJUGATE,), fired)
     expr = apply_rules(expr, (HYPOT,), fired)
