@@ -41,6 +41,13 @@ KNOWN: dict = {
     ("softmin_vjp[0](z, 0, 0)", "float64"): "4.89 ulp at z = -15.4 (measured): the same",
     ("softmin_vjp[1](z, 0, 0)", "float64"): "4.63 ulp at z = -15 (measured): the same",
     ("log_softmax_vjp[0](z, 0, 0)", "float64"): "4.61 ulp at z = 14.8 (measured): g_k - softmax_k * sum(g) cancels partly",
+    # the cosine loss over three predictions (x, 0.5, -1) against y = (1, -0.5, 2): the sums of
+    # squares overflow past |x| = 1.3e154 (no scaling by the largest |y_hat| yet), and the gradient's
+    # y_k sum(y_hat**2) - y_hat_k sum(y y_hat) cancels its x**2 terms for large |x|
+    ("cosine(y_hat, 0.5, -1; y=1, -0.5, 2)", "float64"): "3.9e15 ulp at y_hat = 8.5e157 (measured): sum(y_hat**2) overflows, so the loss is 1 where it is 0.56",
+    ("cosine_grad[0](y_hat, 0.5, -1; y=1, -0.5, 2)", "float64"): "9e168 ulp at y_hat = 2.4e153 (measured): the sums of squares overflow, and y_k sum(y_hat**2) - y_hat_k sum(y y_hat) cancels for large |y_hat|",
+    ("cosine_grad[0](y_hat, 0.5, -1; y=1, -0.5, 2)", "float32"): "612 ulp at y_hat = -3.9e11 (measured): y_k sum(y_hat**2) - y_hat_k sum(y y_hat) cancels its x**2 terms (computed in float64)",
+    ("cosine_grad[1](y_hat, 0.5, -1; y=1, -0.5, 2)", "float64"): "9e15 ulp at y_hat = -3.1e249 (measured): sum(y_hat**2) overflows",
 }
 # Computed in float32 (the precision rule of actgen.backends.numpy.render.computes_natively), with
 # NumPy's SIMD float32 exp (2.4 ulp) and log (3.4 ulp): not strict, as those loops differ between CPUs.
@@ -79,6 +86,14 @@ def _cases():
             continue
         for y in A.SAMPLE_TARGETS[dict(loss.domain).get("y", "real")]:
             names += [f"{loss.name}(y={y:g})", f"{loss.name}_grad(y={y:g})"]
+    # class-axis losses per sample, and the first two components of their gradients, over three
+    # predictions (the first over the grid) against one target vector
+    for loss in spec.losses:
+        if loss.class_axis:
+            doms = dict(loss.domain)
+            a, b = A.CLASS_LOSS_OTHERS[doms.get("y_hat", "real")]
+            y = ", ".join(f"{v:g}" for v in A.CLASS_LOSS_Y[doms.get("y", "real")])
+            names += [f"{loss.name}(y_hat, {a:g}, {b:g}; y={y})"] + [f"{loss.name}_grad[{c}](y_hat, {a:g}, {b:g}; y={y})" for c in (0, 1)]
     # class-axis functions and their VJPs over three logits, the first over the whole grid
     for act in spec.activations:
         if act.vector:

@@ -113,6 +113,7 @@ REFERENCE = {
     "log_cosh": lambda y, p: np.log(np.cosh(p - y)),
     "kl_div": lambda y, p: y * np.log(y / p),
     "poisson_nll": lambda y, p: p - y * np.log(p),
+    "multilabel_soft_margin": lambda y, p: np.mean(y * np.logaddexp(0.0, -p) + (1 - y) * np.logaddexp(0.0, p), axis=-1),
     "focal": lambda y, p, gamma=2.0: -(y * (1 - p) ** gamma * np.log(p) + (1 - y) * p**gamma * np.log(1 - p)),
 }
 

@@ -340,6 +340,8 @@ TORCH_LOSSES = {
     "kl_div_log": (lambda x, y, r: _F.kl_div(x, y, reduction=r, log_target=True), "logs"),
     "hinge_embedding": (lambda x, y, r: _F.hinge_embedding_loss(x, y, reduction=r), "signs"),
     "soft_margin": (lambda x, y, r: _F.soft_margin_loss(x, y, reduction=r), "signs"),
+    # a class-axis loss: one value per sample (reduction "none" is per row, as PyTorch's)
+    "multilabel_soft_margin": (lambda x, y, r: _F.multilabel_soft_margin_loss(x, y, reduction=r), "bits"),
 }
 
 
@@ -351,7 +353,8 @@ def test_losses_match_torch_nn_functional(tt, name, reduction):
     x = (torch.randn(5, 4, generator=g, dtype=torch.float64) * 2).requires_grad_()
     y = {"counts": torch.poisson(torch.full((5, 4), 3.0, dtype=torch.float64), generator=g),
          "logs": torch.log_softmax(torch.randn(5, 4, generator=g, dtype=torch.float64), -1),
-         "signs": torch.randint(0, 2, (5, 4), generator=g).to(torch.float64) * 2 - 1}[targets]
+         "signs": torch.randint(0, 2, (5, 4), generator=g).to(torch.float64) * 2 - 1,
+         "bits": torch.randint(0, 2, (5, 4), generator=g).to(torch.float64)}[targets]
     ours, theirs = getattr(tt, name)(x, y, reduction=reduction), fn(x, y, reduction)
     torch.testing.assert_close(ours, theirs, rtol=1e-13, atol=1e-300)
     (g1,) = torch.autograd.grad(ours.sum(), x)

@@ -406,7 +406,9 @@ def targets(derived, package, backend="numpy"):
             out.append(Target(of.name, of.name, of.expr, Y_OUT, act.params, sp.expand(of.expr), wrap(getattr(package, of.name)), inputs=ys))
     for entry in derived.losses:
         loss = spec.loss(entry.name)
-        if not loss.class_axis:
+        if loss.class_axis:
+            out += _class_axis_loss_targets(entry, loss, package, wrap, backend)
+        else:
             out += _loss_targets(entry, loss, package, wrap, backend)
     for entry in derived.heads:
         loss = spec.loss(entry.loss)
@@ -492,6 +494,50 @@ def _class_axis_targets(entry, act, package, wrap, backend):
                     call = (lambda f, a, b, c: lambda x: np.asarray(f(np.stack([x, np.full_like(x, a), np.full_like(x, b)], axis=-1),
                                                                       np.broadcast_to(np.asarray(CLASS_G, dtype=x.dtype), x.shape + (3,))))[..., c])(fn, a, b, comp)
                 out.append(Target(d.name, f"{d.name}[{comp}](z, {a:g}, {b:g})", ref, M.Z, act.params, None, call))
+    return out
+
+
+# class-axis losses: K = 3 predictions (x, a, b), x over the grid, against one target vector;
+# both chosen in the inputs' domains (a one-hot target where the target is a probability)
+CLASS_LOSS_Y = {"real": (1.0, -0.5, 2.0), "positive": (1.0, 0.5, 2.0), "nonnegative": (1.0, 0.0, 2.0),
+                "[0, 1]": (1.0, 0.0, 0.0), "{0, 1}": (1.0, 0.0, 1.0), "(0, 1)": (0.5, 0.25, 0.25), "{-1, 1}": (1.0, -1.0, 1.0)}
+CLASS_LOSS_OTHERS = {"real": (0.5, -1.0), "positive": (0.5, 2.0), "nonnegative": (0.5, 2.0), "[0, 1]": (0.25, 0.5),
+                     "(0, 1)": (0.25, 0.5), "{0, 1}": (0.0, 1.0), "{-1, 1}": (-1.0, 1.0)}
+
+
+def _class_axis_loss_targets(entry, loss, package, wrap, backend):
+    """A class-axis loss per sample (reduction "none") and, for NumPy, the first two components of
+    its gradient, over K = 3 predictions whose first varies over the grid."""
+    doms = dict(loss.domain)
+    ys = CLASS_LOSS_Y[doms.get("y", "real")]
+    y_hat_domain = doms.get("y_hat", "real")
+    a, b = CLASS_LOSS_OTHERS[y_hat_domain]
+    x_domain = y_hat_domain if y_hat_domain in M.ACTIVATION_DOMAINS else "real"
+
+    def at(expr, **indices):
+        e = expr.xreplace({M.K: sp.Integer(3), **{getattr(M, k): sp.Integer(v) for k, v in indices.items()}}).doit()
+        e = e.replace(lambda t: isinstance(t, sp.Indexed) and t.base == M.YV, lambda t: _exact(ys[int(t.indices[0]) - 1]))
+        return e.replace(lambda t: isinstance(t, sp.Indexed) and t.base == M.Y_HATV, lambda t: (M.Y_HAT, _exact(a), _exact(b))[int(t.indices[0]) - 1])
+
+    out = []
+    for d in entry.derivations:
+        if d.kind not in ("loss", "loss_grad") or (backend != "numpy" and d.kind != "loss") or not hasattr(package, d.name):
+            continue  # the frameworks' loss gradients are their autograd backward
+        fn = wrap(getattr(package, d.name))
+
+        def call(x, f=fn, comp=None):
+            y = np.broadcast_to(np.asarray(ys, dtype=x.dtype), x.shape + (3,))
+            y_hat = np.stack([x, np.full_like(x, a), np.full_like(x, b)], axis=-1)
+            got = np.asarray(f(y, y_hat, reduction="none") if backend == "numpy" else f(y_hat, y, reduction="none"))
+            return got if comp is None else got[..., comp]
+
+        label = f"{d.name}[{{}}](y_hat, {a:g}, {b:g}; y={', '.join(f'{v:g}' for v in ys)})"
+        if d.kind == "loss":
+            out.append(Target(d.name, label.replace("[{}]", ""), at(loss.expr), M.Y_HAT, loss.params, None, call, x_domain))
+            continue
+        for comp in (0, 1):
+            out.append(Target(d.name, label.format(comp), at(d.raw, KK=comp + 1), M.Y_HAT, loss.params, None,
+                              (lambda f, c: lambda x: call(x, f, c))(fn, comp), x_domain))
     return out
 
 

@@ -369,11 +369,15 @@ def derive_loss(loss: M.Loss):
     if loss.class_axis:
         yk = M.Y_HATV[M.KK]
         raw = sp.diff(loss.expr, yk)
-        grad = _simplify(_in_range(raw.doit(), M.KK))
-        out.append(Derivation(f"{loss.name}_grad", "loss_grad", loss.name, "y_hat", raw, grad, ()))
+        # the stable primitives again after simplification (a quotient (c exp(t) + d)/(exp(t) + 1)
+        # becomes logistic terms), as for every elementwise derivative
+        gfired: list[str] = []
+        grad = raise_primitives(_simplify(_in_range(raw.doit(), M.KK)), gfired)
+        out.append(Derivation(f"{loss.name}_grad", "loss_grad", loss.name, "y_hat", raw, grad, tuple(gfired)))
         for p in loss.params:
-            gp = _simplify(sp.diff(loss.expr, p.symbol))
-            out.append(Derivation(f"{loss.name}_grad_{p.name}", "loss_grad_param", loss.name, p.name, gp, gp, ()))
+            pf: list[str] = []
+            gp = raise_primitives(_simplify(sp.diff(loss.expr, p.symbol)), pf)
+            out.append(Derivation(f"{loss.name}_grad_{p.name}", "loss_grad_param", loss.name, p.name, sp.diff(loss.expr, p.symbol), gp, tuple(pf)))
         return out
     base = _piecewise_form(value)
     gfired: list[str] = []

@@ -330,6 +330,21 @@ class axis_sum(sp.Function):  # noqa: N801
     nargs = 1
 
 
+class class_count(sp.Function):  # noqa: N801
+    """K, the number of classes, outside any sum (a mean over the classes): the length of the class
+    axis of its argument, an array of the function. A count, not a function of the array's values,
+    so it has no free symbols: printers and the common-subexpression pass treat it as a scalar
+    (NumPy then never runs the body block by block on flattened arrays, which would lose the axis)."""
+
+    nargs = 1
+    is_integer = True
+    is_positive = True
+
+    @property
+    def free_symbols(self):
+        return set()
+
+
 class axis_max(sp.Function):  # noqa: N801
     """Maximum of an array over the class axis (keeping that axis with length 1)."""
 

@@ -15,7 +15,8 @@ import math
 import sympy as sp
 from sympy.printing.latex import LatexPrinter
 
-from .primitives import axis_max, axis_sum
+from .model import K
+from .primitives import axis_max, axis_sum, class_count
 from .rules import lower
 
 TOP = "top"  # a class-axis reduction used outside any sum of a Jacobian
@@ -28,9 +29,13 @@ def to_array(expr, free=None):
 
     ``z[i]`` with a free index becomes the array symbol ``z`` (or ``z__row``/``z__col`` in a
     Jacobian, given ``free = {i: ROW, k: COL}``), ``Sum(t, (j, 1, K))`` becomes ``axis_sum(t)``
-    with the bound index's components as whole arrays, and ``z_max`` becomes ``axis_max(z)``.
+    with the bound index's components as whole arrays, ``z_max`` becomes ``axis_max(z)``, and
+    ``K`` outside a sum ``class_count`` of an input (the length of its class axis).
     """
     free = free or {}
+    # K outside a sum (a mean over the classes) is the length of the class axis of an input
+    bases = sorted({str(t.base.label) for t in expr.atoms(sp.Indexed)})
+    count = class_count(sp.Symbol(bases[0], real=True)) if bases else K
 
     def convert(e, bound):
         if isinstance(e, sp.Indexed):
@@ -53,6 +58,8 @@ def to_array(expr, free=None):
             return axis_max(z) if e == Z_MAX else -axis_max(-z)  # min z = -max(-z)
         if isinstance(e, sp.KroneckerDelta):
             return e
+        if e == K:
+            return count
         if not e.args:
             return e
         return e.func(*[convert(a, bound) for a in e.args])

@@ -141,6 +141,26 @@ def _exp_times_logistic(e):
     return None
 
 
+
+def _logistic_over_exp_sum(e):
+    # logistic(-t) (c exp(t) + d) -> c exp(t) logistic(-t) + d logistic(-t), which
+    # exp_times_logistic makes c logistic(t) + d logistic(-t): a quotient (c exp(t) + d)/(exp(t) + 1)
+    # (a derivative that SymPy put over one denominator) then never forms exp(t)/(exp(t) + 1),
+    # inf/inf past t = 709
+    if not e.is_Mul:
+        return None
+    factors = list(e.args)
+    for i, f in enumerate(factors):
+        if not isinstance(f, logistic):
+            continue
+        t = -f.args[0]
+        for j, g in enumerate(factors):
+            if g.is_Add and any(isinstance(h, sp.exp) and h.args[0] == t for term in g.args for h in sp.Mul.make_args(term)):
+                rest = [h for m, h in enumerate(factors) if m not in (i, j)]
+                return sp.Add(*[sp.Mul(*rest, f, term) for term in g.args])
+    return None
+
+
 def _softplus_from_log(e):
     # log(1 + exp(t))  ->  softplus(t)
     if isinstance(e, sp.log) and e.args[0].is_Add and len(e.args[0].args) == 2:
@@ -262,6 +282,13 @@ EXP_TIMES_LOGISTIC = Rule(
     ((sp.exp(a) * logistic(-a), logistic(a)), (sp.exp(a) * logistic(-a) ** 2, logistic(a) * logistic(-a))),
     "raise",
 )
+LOGISTIC_OVER_EXP_SUM = Rule(
+    "logistic_over_exp_sum",
+    "logistic(-t) (c exp(t) + d) = c logistic(t) + d logistic(-t) (no exp(t)/(1 + exp(t)), inf/inf for large t)",
+    _logistic_over_exp_sum,
+    ((logistic(-a) * (c * sp.exp(a) + b), c * sp.exp(a) * logistic(-a) + b * logistic(-a)),),
+    "raise",
+)
 SOFTPLUS = Rule(
     "softplus",
     "log(1 + exp(t)) = softplus(t), evaluated without overflow (see softplus_log1p)",
@@ -311,7 +338,7 @@ SIGN_TIMES_SELF = Rule(
     ((a * sp.sign(a), sp.Abs(a)),),
     "raise",
 )
-RAISE = (LOGISTIC, EXP_TIMES_LOGISTIC, SOFTPLUS, LOG_LOGISTIC, LOGISTIC_COMPLEMENT, SECH_SQUARED, NORMAL_CDF, TANH_COMPLEMENT, SIGN_TIMES_SELF)
+RAISE = (LOGISTIC, LOGISTIC_OVER_EXP_SUM, EXP_TIMES_LOGISTIC, SOFTPLUS, LOG_LOGISTIC, LOGISTIC_COMPLEMENT, SECH_SQUARED, NORMAL_CDF, TANH_COMPLEMENT, SIGN_TIMES_SELF)
 
 
 def raise_primitives(expr, fired=None):

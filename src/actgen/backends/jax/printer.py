@@ -134,6 +134,9 @@ class ActgenJaxPrinter(ActgenTorchPrinter):
     def _print_erfc(self, expr):
         return f"jsp.erfc({self._print(expr.args[0])})"
 
+    def _print_class_count(self, expr):
+        return f"{self._print(expr.args[0])}.shape[{self.axis}]"
+
     def _print_axis_sum(self, expr):
         outer, self._in_reduction = getattr(self, "_in_reduction", False), True
         try:

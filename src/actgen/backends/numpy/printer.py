@@ -272,6 +272,9 @@ class ActgenNumPyPrinter(NumPyPrinter):
     def _print_erfc(self, expr):
         return f"_special().erfc({self._print(expr.args[0])})"
 
+    def _print_class_count(self, expr):
+        return f"np.size({self._print(expr.args[0])}, axis={self.axis})"
+
     def _print_axis_sum(self, expr):
         # inside a class-axis reduction arrays have their plain shape (..., K); only the
         # reduction's result is broadcast against the (..., K, K) of a Jacobian
