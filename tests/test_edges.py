@@ -161,3 +161,19 @@ def test_a_nan_input_gives_nan(packages, catalog):
             if not np.isnan(got[0]):
                 wrong.append((pkg.__name__, loss["name"], got.tolist()))
     assert not wrong
+
+
+def test_the_cosine_loss_is_right_at_any_scale(packages):
+    """The cosine loss is homogeneous of degree 0 in y_hat and in y: its sums of squares are taken
+    of y_hat / max|y_hat| and y / max|y| (rules.scale_free), so it neither overflows past 1.3e154
+    (where it gave 1) nor underflows below 1e-154; its gradient (degree -1 in y_hat) scales."""
+    y = np.array([[1.0, -0.5, 2.0], [0.0, 1.0, 0.0]])
+    p = np.array([[3.0, 0.5, -1.0], [0.2, 0.7, 0.1]])
+    for pkg, to, back in packages:
+        args = (lambda a, b: (to(a), to(b))) if pkg.__name__ == "actgen_numpy" else (lambda a, b: (to(b), to(a)))
+        want = back(pkg.cosine(*args(y, p), reduction="none"))
+        for s in (1e-300, 1e-200, 1e200, 1e300):
+            np.testing.assert_allclose(back(pkg.cosine(*args(y, p * s), reduction="none")), want, rtol=1e-15, atol=1e-15, err_msg=f"{pkg.__name__} y_hat*{s}")
+            np.testing.assert_allclose(back(pkg.cosine(*args(y * s, p), reduction="none")), want, rtol=1e-15, atol=1e-15, err_msg=f"{pkg.__name__} y*{s}")
+    g = __import__("actgen_numpy").cosine_grad(y, p, reduction="none")
+    np.testing.assert_allclose(__import__("actgen_numpy").cosine_grad(y, p * 1e300, reduction="none") * 1e300, g, rtol=1e-15)

@@ -239,6 +239,16 @@ FIRES = {
         # a product with logistic(t) becomes one rational function: (1 + e^z)**2 / (1 + e^z) cancels
         (z * logistic(z) * sp.sech(softplus(z)) ** 2, 4 * z * _A * _B**2 * (_A + _B) / (_A * (_A + 2 * _B) + 2 * _B**2) ** 2),
     ],
+    # z is an input: a NaN z fails every comparison and must reach a branch that holds it
+    "nan_otherwise": [
+        (sp.Piecewise((z, z > 1), (0, True)), sp.Piecewise((0, z <= 1), (z, True))),
+        (sp.Piecewise((z, z > w), (w, True)), sp.Piecewise((w, z <= w), (z, True))),
+        (sp.Piecewise((z - 1, z > 1), (z + 1, z < -1), (0, True)), sp.Piecewise((z - 1, z > 1), (0, z >= -1), (z + 1, True))),
+    ],
+    "logistic_over_exp_sum": [
+        (logistic(-z) * (2 * sp.exp(z) + w), 2 * sp.exp(z) * logistic(-z) + w * logistic(-z)),
+        ((1 - y) * logistic(-2 * z) * (y * sp.exp(2 * z) - 1), (1 - y) * y * sp.exp(2 * z) * logistic(-2 * z) - (1 - y) * logistic(-2 * z)),
+    ],
     "piecewise_max": [
         (sp.Piecewise((z, z > 0), (0, True)), sp.Max(z, 0)),
         (sp.Piecewise((z, z < 6), (6, True)), sp.Min(z, 6)),
@@ -307,6 +317,11 @@ LEFT_ALONE = {
         sp.exp(sp.Max(z, 0)) + sp.exp(sp.Min(z, 0)),
         sp.exp(sp.Min(z, 0) / 2) + sp.exp(-sp.Max(z, 0)),
     ],
+    # constants only (an indicator), an otherwise-branch that holds the input, a branch without
+    # the input its condition compares, a condition that is true at NaN
+    "nan_otherwise": [sp.Piecewise((1, z > 0), (0, True)), sp.Piecewise((z, z > 0), (z**2, True)), sp.Piecewise((w, z > 0), (0, True)),
+                      sp.Piecewise((z, sp.Ne(z, 0)), (0, True))],
+    "logistic_over_exp_sum": [logistic(-z) * (2 + w), logistic(-z) * (sp.exp(2 * z) + 1), logistic(z) * (sp.exp(z) + 1)],
     "piecewise_max": [sp.Piecewise((2 * z, z > 0), (0, True)), sp.Piecewise((z, z > 0), (1, True)), sp.Piecewise((z, z < 0), (w, True))],
     "sech_squared_cosh": [sp.sech(z), sp.sech(z) ** 3, sp.cosh(z) ** 2],
     "logistic_product": [logistic(z) * logistic(2 * z), logistic(z) ** 2, logistic(z) * logistic(w)],
@@ -565,3 +580,29 @@ def test_logsumexp_shift():
     assert new == Mx + sp.log(sp.Sum(sp.exp(zb[j] - Mx), (j, 1, K)))
     untouched, changed = rules.logsumexp(sp.log(sp.Sum(zb[j], (j, 1, K))), zb, Mx)
     assert not changed
+
+
+def test_scale_free_needs_proved_homogeneity_and_a_sum_of_squares():
+    """rules.scale_free: the degree is proved per class sum, then for the whole expression; it fires
+    only where a sum has a summand of degree 2 or more (a norm), and its result is the identity
+    S**d f(x/S) (checked here at a point for S = 7)."""
+    from actgen.model import K, KK, YV, Y_HATV, ZV
+    from actgen.primitives import ratio
+
+    i = sp.Symbol("i", integer=True)
+    norm = sp.sqrt(sp.Sum(Y_HATV[i] ** 2, (i, 1, K)))
+    cosine = 1 - sp.Sum(YV[i] * Y_HATV[i], (i, 1, K)) / (sp.sqrt(sp.Sum(YV[i] ** 2, (i, 1, K))) * norm)
+    assert rules.homogeneous_degree(cosine, Y_HATV) == (0, 2)
+    assert rules.homogeneous_degree(Y_HATV[KK] / norm**3, Y_HATV) == (-2, 2)
+    assert rules.homogeneous_degree(-sp.Sum(YV[i] * sp.log(Y_HATV[i]), (i, 1, K)), Y_HATV) is None
+    softmax = sp.exp(ZV[i]) / sp.Sum(sp.exp(ZV[KK]), (KK, 1, K))
+    assert rules.scale_free(softmax, ZV, sp.Symbol("s", positive=True)) == (softmax, False)
+    assert rules.scale_free(sp.Sum(YV[i] * Y_HATV[i], (i, 1, K)), Y_HATV, sp.Symbol("s", positive=True))[1] is False  # degree 1 only
+    S = sp.Symbol("s", positive=True)
+    new, did = rules.scale_free(Y_HATV[KK] / norm**3, Y_HATV, S)
+    assert did and new.has(ratio)
+    at = {K: 2, KK: 1}
+    values = {Y_HATV[1]: sp.Rational(3), Y_HATV[2]: sp.Rational(-4)}
+    before = (Y_HATV[KK] / norm**3).xreplace(at).doit().xreplace(values)
+    after = new.xreplace(at).doit().xreplace(values).xreplace({S: 7}).replace(lambda e: isinstance(e, ratio), lambda e: e.args[0] / e.args[1])
+    assert sp.simplify(before - after) == 0

@@ -453,6 +453,46 @@ def test_softmin_shifts_by_the_min(domain_built, ag):
     assert dom.softmin(np.array(5.0)) == 1.0 and dom.softmin(np.zeros((2, 0))).shape == (2, 0)
 
 
+@pytest.fixture(scope="module")
+def norm_built(tmp_path_factory):
+    """Class-axis functions with a sum of squares and with K outside a sum (built apart from the
+    accuracy specs: the normalised vector is 0/0 at the zero vector, which the accuracy grid
+    samples, and softmax's VJP is over 4 ulp, a known limit of tests/test_accuracy.py)."""
+    import importlib
+
+    work = tmp_path_factory.mktemp("norm")
+    (work / "n.yaml").write_text(
+        "activations:\n"
+        "  l2_normalize:\n    expr: z[i]/sqrt(Sum(z[j]**2, (j, 1, K)))\n"
+        "  scaled_softmax:\n    expr: K*exp(z[i])/Sum(exp(z[j]), (j, 1, K))\n", encoding="utf-8")
+    assert main(["build", "--spec", str(work / "n.yaml"), "--out", str(work / "o"), "--package", "norm", "--quiet", "--target", "numpy"]) == 0
+    sys.path.insert(0, str(work / "o"))
+    try:
+        return importlib.import_module("norm")
+    finally:
+        sys.path.remove(str(work / "o"))
+
+
+def test_a_normalised_vector_is_right_at_any_scale(norm_built):
+    """z / |z| is homogeneous of degree 0: its sum of squares is taken of z / max|z| (scale_free),
+    so neither overflows past |z| = 1.3e154 nor underflows below 1e-154; the VJP (degree -1)
+    likewise."""
+    v = np.array([[3.0, -4.0, 0.5], [1.0, 0.0, 0.0]])
+    want = v / np.sqrt((v**2).sum(axis=-1, keepdims=True))
+    g = np.array([[1.0, 2.0, 3.0], [0.5, -1.0, 2.0]])
+    vjp = norm_built.l2_normalize_vjp(v, g)
+    for s in (1e-300, 1e-200, 1.0, 1e200, 1e300):
+        with np.errstate(over="raise", under="ignore", invalid="raise"):
+            np.testing.assert_array_max_ulp(norm_built.l2_normalize(v * s), want, maxulp=4)
+            np.testing.assert_allclose(norm_built.l2_normalize_vjp(v * s, g) * s, vjp, rtol=1e-15)
+
+
+def test_k_outside_a_sum_is_the_number_of_classes(norm_built, ag):
+    for shape in ((5,), (2, 3), (4, 1, 7)):
+        z = np.random.default_rng(1).normal(size=shape)
+        np.testing.assert_allclose(norm_built.scaled_softmax(z), ag.softmax(z) * shape[-1], rtol=1e-14)
+
+
 # -- a class-axis function with a parameter: softmax with a temperature ------------------------------
 
 TEMPERATURE_SPEC = """\

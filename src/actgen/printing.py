@@ -30,7 +30,8 @@ def to_array(expr, free=None):
     ``z[i]`` with a free index becomes the array symbol ``z`` (or ``z__row``/``z__col`` in a
     Jacobian, given ``free = {i: ROW, k: COL}``), ``Sum(t, (j, 1, K))`` becomes ``axis_sum(t)``
     with the bound index's components as whole arrays, ``z_max`` becomes ``axis_max(z)``, and
-    ``K`` outside a sum ``class_count`` of an input (the length of its class axis).
+    ``K`` outside a sum ``class_count`` of an input (the length of its class axis), and ``x_scale``
+    (rules.scale_free) ``axis_max(|x|)``.
     """
     free = free or {}
     # K outside a sum (a mean over the classes) is the length of the class axis of an input
@@ -60,11 +61,22 @@ def to_array(expr, free=None):
             return e
         if e == K:
             return count
+        if isinstance(e, sp.Symbol) and e.name.endswith(SCALE_SUFFIX) and e.name[: -len(SCALE_SUFFIX)] in bases:
+            return axis_max(sp.Abs(sp.Symbol(e.name[: -len(SCALE_SUFFIX)], real=True)))
         if not e.args:
             return e
         return e.func(*[convert(a, bound) for a in e.args])
 
     return convert(expr, frozenset())
+
+
+SCALE_SUFFIX = "_scale"
+
+
+def scale_of(base):
+    """The symbol of max |x| over the class axis for the IndexedBase ``base`` (see rules.scale_free):
+    to_array prints it as axis_max(|x|)."""
+    return sp.Symbol(f"{base.label}{SCALE_SUFFIX}", positive=True)
 
 
 Z_MAX = sp.Symbol("z_max", real=True)

@@ -20,12 +20,12 @@ from . import __version__
 from . import model as M
 from .pipeline import Derived, Entry
 from .primitives import at_max, axis_max, axis_sum, centered, drop_max, elementary, exp_shifted
-from .printing import Z_MAX, Z_MIN, latex, to_array
+from .printing import Z_MAX, Z_MIN, latex, scale_of, to_array
 from .properties import NAMES as PROPERTY_NAMES
 from .properties import TITLES as PROPERTY_TITLES
 from .properties import VECTOR_NAMES as PROPERTY_VECTOR_NAMES
 from .properties import kinks
-from .rules import ALL_RULES, logsumexp, max_shift
+from .rules import ALL_RULES, logsumexp, max_shift, scale_free
 
 
 RULE_TEXT = {r.name: r.identity for r in ALL_RULES}
@@ -33,6 +33,8 @@ RULE_TEXT = {r.name: r.identity for r in ALL_RULES}
 ARRAYS = tuple(sp.Symbol(name, real=True) for name in ("z", "y", "y_hat", "g"))
 RULE_TEXT["max_shift"] = ("exp(z_k)/sum_j exp(z_j) = exp(z_k - M)/sum_j exp(z_j - M) for any M: M = max z (no overflow), "
                           "or M = 0 when every |z| <= 64 (no exponential can overflow or underflow; no max, and z - M needs no rounding)")
+RULE_TEXT["scale_free"] = ("f(x) = S**d f(x/S) for f homogeneous of degree d in the class vector x, S = max |x| over the class "
+                           "axis: a sum of squares of x (a norm) never overflows or underflows (proved by homogeneity)")
 RULE_TEXT["logsumexp"] = "log sum_j exp(z_j) = M + log sum_j exp(z_j - M), with M as for max_shift"
 RULE_TEXT["dominant_term"] = ("sum_j e_j x_j = e_m x_m + sum_{j != m} e_j x_j, m the largest e_j (e_m = 1 after the shift): "
                               "log sum_j e_j = log1p(sum_{j != m} e_j), and sum_j e_j x_j - x_k sum_j e_j = e_m (x_m - x_k) + "
@@ -204,8 +206,24 @@ def _loss_conventions(loss_expr, grad, params):
             "gradient jumps, else a smooth point), the gradient is that of the branch whose condition holds; defaults for parameters:", "") + tuple(f"- {l}" for l in dict.fromkeys(lines))
 
 
-def _class_axis_stable(expr):
+LOSS_BASES = (M.Y_HATV, M.YV)  # the class vectors of a class-axis loss
+
+
+def class_axis_scaled(expr, bases):
+    """``expr`` with rules.scale_free applied for each IndexedBase in ``bases``, and its name if it fired."""
     fired = []
+    for base in bases:
+        expr, did = scale_free(expr, base, scale_of(base))
+        if did and "scale_free" not in fired:
+            fired.append("scale_free")
+    return expr, fired
+
+
+def _class_axis_stable(expr, scale=True):
+    """A class-axis activation's expression (or its VJP's) with its exponentials max-shifted and,
+    with ``scale`` (not for Jacobians, whose (..., K, K) arrays the scale would not broadcast
+    against), a sum of squares scaled by max |z|."""
+    expr, fired = class_axis_scaled(expr, (M.ZV,)) if scale else (expr, [])
     new, did = logsumexp(expr, M.ZV, Z_MAX, Z_MIN)
     if did:
         fired.append("logsumexp")

@@ -1570,6 +1570,74 @@ def max_shift(expr, base, M, M_low=None):
     return (shifted, True) if ok else (expr, False)
 
 
+_LAMBDA = sp.Symbol("lam", positive=True)
+
+
+def _scaled(expr, base, factor):
+    return expr.replace(lambda t: isinstance(t, sp.Indexed) and t.base == base, lambda t: factor * t)
+
+
+def _degree(expr, base, limit=4):
+    """d with expr(lam x) = lam**d expr(x) for the components x of ``base`` (|d| <= limit), or
+    None; proved by simplification with lam > 0."""
+    lam = _LAMBDA
+    for d in sorted(range(-limit, limit + 1), key=abs):
+        if sp.simplify(_scaled(expr, base, lam) - lam**d * expr) == 0:
+            return d
+    return None
+
+
+def homogeneous_degree(expr, base):
+    """(d, largest degree of a summand) when ``expr`` is homogeneous of degree d in the components of
+    ``base``: each class sum is replaced by a symbol times lam**a (a, its summand's degree, proved
+    without the sum), and the rest is proved by simplification in those symbols. None otherwise."""
+    lam = _LAMBDA
+    sums = sorted(expr.atoms(sp.Sum), key=sp.default_sort_key)
+    plain, scaled, degrees = {}, {}, [0]
+    for k, s in enumerate(sums):
+        if s.function.has(sp.Sum):
+            return None
+        a = _degree(s.function, base)
+        if a is None:
+            return None
+        sym = sp.Symbol(f"_sum{k}", real=True)
+        plain[s], scaled[s] = sym, lam**a * sym
+        degrees.append(a)
+    f0 = expr.xreplace(plain)
+    f1 = _scaled(expr.xreplace(scaled), base, lam)
+    for d in sorted(range(-4, 5), key=abs):
+        if sp.simplify(f1 - lam**d * f0) == 0:
+            return d, max(degrees)
+    return None
+
+
+def _quadratic(summand, base):
+    """A product of two or more components of ``base`` in ``summand`` (x[i]**2, x[i] x[j]): a
+    cheap test before the proofs of homogeneous_degree."""
+    def count(e):
+        return sum(int(f.exp) if f.is_Pow and f.exp.is_Integer else 1
+                   for f in sp.Mul.make_args(e) if (f.base if f.is_Pow else f).has(base) and isinstance(f.base if f.is_Pow else f, sp.Indexed))
+    return any(count(m) >= 2 for m in summand.atoms(sp.Mul, sp.Pow))
+
+
+def scale_free(expr, base, S):
+    """expr(x) -> S**d expr(x / S) for an expression homogeneous of degree d in the components x of
+    ``base``, with S = max |x| over the class axis, where a class sum has a summand of degree 2 or
+    more (a sum of squares, which overflows past |x| = 1.3e154 and underflows below 1e-154 while the
+    expression is moderate: a cosine similarity, a normalised vector). An identity wherever S > 0
+    (homogeneity, proved by :func:`homogeneous_degree`); at S = 0 (an all-zero vector) both sides
+    are 0/0."""
+    if not expr.has(base) or not any(_quadratic(t.function, base) for t in expr.atoms(sp.Sum)):
+        return expr, False
+    found = homogeneous_degree(expr, base)
+    if found is None or found[1] < 2:
+        return expr, False
+    d, _ = found
+    # x/S as one division (ratio): SymPy would distribute (x/S)**2 into x**2/S**2, which overflows
+    scaled = expr.replace(lambda t: isinstance(t, sp.Indexed) and t.base == base, lambda t: ratio(t, S))
+    return S**d * scaled, True
+
+
 def logsumexp(expr, base, M, M_low=None):
     """log(Sum(exp(c z[j]))) -> S + log(Sum(exp(c z[j] - S))), S = c M: the max-shifted
     log-sum-exp (S = c M_low, the min, for a negative c)."""

@@ -22,7 +22,7 @@ from ... import model as M
 from ...pipeline import Derived, Entry
 from ...primitives import erfcx_taylor_table
 from ...printing import COL, ROW, latex, to_array
-from ...render import example_literal, example_points, _class_axis_stable, _computed_as, _conventions, _defaults, _exact, _math, environment, header, package_files, sign_checks
+from ...render import LOSS_BASES, class_axis_scaled, example_literal, example_points, _class_axis_stable, _computed_as, _conventions, _defaults, _exact, _math, environment, header, package_files, sign_checks
 from ..numpy.render import _table_view
 from ..torch.render import Body, Public, _kw_only, _rules
 from ..torch.render import _body as _torch_body
@@ -169,7 +169,7 @@ def vector_group(entry: Entry, act: M.Activation) -> Group:
     jvp = entry.get("jvp")
     expr, fired = _class_axis_stable(fwd.expr)
     vexpr, vfired = _class_axis_stable(vjp.expr)
-    jexpr, jfired = _class_axis_stable(jac.expr)
+    jexpr, jfired = _class_axis_stable(jac.expr, scale=False)
     texpr, tfired = _class_axis_stable(jvp.expr)
     value = Body(f"_{n}_value", ("z",) + pn, _class_axis_emit(expr, {M.I: None}, P), f"{n}(z) over the last axis")
     vbody = Body(f"_{n}_vjp_value", ("z",) + pn + ("g",), _class_axis_emit(vexpr, {M.KK: None}, P), f"the VJP of {n} over the last axis")
@@ -224,8 +224,8 @@ def loss_group(entry: Entry, loss: M.Loss) -> Group:
                f"``{n}(y_true, y_pred)`` takes them the other way round. Parameters other than the targets may be differentiated",
                "where actgen derived their gradient.")
     if loss.class_axis:
-        vb = Body(f"_{n}_value", args, emit(to_array(value.expr, {}), _printer("y_hat", P)), f"{n} per sample (classes last)", "y_hat")
-        gb = Body(f"_{n}_d_y_hat", args, emit(to_array(grad.expr, {M.KK: None}), _printer("y_hat", P)), f"d {n} / d y_hat (classes last)")
+        vb = Body(f"_{n}_value", args, emit(to_array(class_axis_scaled(value.expr, LOSS_BASES)[0], {}), _printer("y_hat", P)), f"{n} per sample (classes last)", "y_hat")
+        gb = Body(f"_{n}_d_y_hat", args, emit(to_array(class_axis_scaled(grad.expr, LOSS_BASES)[0], {M.KK: None}), _printer("y_hat", P)), f"d {n} / d y_hat (classes last)")
         rule = Rule(f"_{n}_fn", args, vb.name, (gb.name, "None") + tuple("None" for _ in P), f"{n} per sample, with the derived gradient as its JVP rule", "per_sample")
         lines = prologue + ("y_hat, y = jnp.broadcast_arrays(y_hat, y)", "y_hat, y = _class_last(y_hat, axis), _class_last(y, axis)",
                             f"return _result(_reduce(_{n}_fn({call}), reduction), _dtype)")

@@ -17,7 +17,7 @@ from ...derive import Y_OUT
 from ...pipeline import Derived, Entry
 from ...primitives import axis_max, elementary, erfcx_taylor_table, exp_shifted
 from ...printing import COL, ROW, Emitted, latex, to_array
-from ...render import (ARRAYS, MAX_UNSHIFTED_DEGREE, UNSHIFTED_BOUND, _class_axis_stable, always_shifted, shift_exponentials, split_dominant, _computed_as, _conventions,
+from ...render import (LOSS_BASES, class_axis_scaled, ARRAYS, MAX_UNSHIFTED_DEGREE, UNSHIFTED_BOUND, _class_axis_stable, always_shifted, shift_exponentials, split_dominant, _computed_as, _conventions,
                        _defaults, _exact, _fmt_array, _kw_sig, _loss_conventions, _math, _param_sig, environment,
                        example_literal, example_points, exp_degree, header, loss_examples, _fmt_significant, package_files, param_prologue)
 from .printer import ActgenNumPyPrinter, emit, emit_inplace
@@ -189,7 +189,7 @@ def vector_views(entry: Entry, act: M.Activation) -> list[FunctionView]:
            "", "Example:", "    >>> z, g = np.array([2.0, 1.0, 0.5]), np.array([1.0, 0.0, 0.0])", f"    >>> bool(np.allclose({act.name}_vjp(z, g), g @ {act.name}_jacobian(z)))", "    True"),
         ("z, g, _dtype = _working_all(z, g)", *params), vbody, "out", ("return _result(out, z, _dtype)",),
     ))
-    jexpr, jfired = _class_axis_stable(jac.expr)
+    jexpr, jfired = _class_axis_stable(jac.expr, scale=False)
     jarr = to_array(jexpr, {M.I: ROW, M.KK: COL})
     jprinter = ActgenNumPyPrinter(axis="-1", jacobian=True)
     views.append(FunctionView(
@@ -230,14 +230,14 @@ def loss_views(entry: Entry, loss: M.Loss) -> list[FunctionView]:
         grad_values = [at(grad.expr, k) for k in (1, 2, 3)]
         views.append(FunctionView(
             loss.name, sig, f"{loss.prose.title}, over the last (class) axis, reduced over samples.",
-            _math("L(y, \\hat{y})", loss.expr) + _loss_vars_doc() + param_doc + ("", "Example:", f"    >>> print(f\"{{float({loss.name}({example})) + 0.0:.6g}}\")", f"    {_fmt_significant(loss_value)}"),
-            prologue, emit_inplace(to_array(value.expr, {}), ARRAYS, printer), "loss",
+            _math("L(y, \\hat{y})", loss.expr) + _computed_as(tuple(class_axis_scaled(value.expr, LOSS_BASES)[1])) + _loss_vars_doc() + param_doc + ("", "Example:", f"    >>> print(f\"{{float({loss.name}({example})) + 0.0:.6g}}\")", f"    {_fmt_significant(loss_value)}"),
+            prologue, emit_inplace(to_array(class_axis_scaled(value.expr, LOSS_BASES)[0], {}), ARRAYS, printer), "loss",
             ("loss = np.asarray(loss, dtype=y_hat.dtype).reshape(y_hat.shape[:-1])", "return _reduce(loss, reduction, _dtype)"),
         ))
         views.append(FunctionView(
             grad.name, sig, f"Gradient of {loss.name} with respect to y_pred (scaled by 1/N samples for the mean).",
-            _math("\\frac{\\partial L}{\\partial \\hat{y}_k}", grad.expr) + _loss_vars_doc() + param_doc + ("", "Example:", f"    >>> np.round({grad.name}({example}), 6) + 0.0", f"    {_fmt_array(grad_values)}"),
-            prologue, emit_inplace(to_array(grad.expr, {M.KK: None}), ARRAYS, printer), "grad",
+            _math("\\frac{\\partial L}{\\partial \\hat{y}_k}", grad.expr) + _computed_as(tuple(class_axis_scaled(grad.expr, LOSS_BASES)[1])) + _loss_vars_doc() + param_doc + ("", "Example:", f"    >>> np.round({grad.name}({example}), 6) + 0.0", f"    {_fmt_array(grad_values)}"),
+            prologue, emit_inplace(to_array(class_axis_scaled(grad.expr, LOSS_BASES)[0], {M.KK: None}), ARRAYS, printer), "grad",
             ("return _scale(_result(grad, y_hat), reduction, y_hat.size // max(y_hat.shape[-1], 1) if y_hat.ndim else 1, _dtype, (y_hat, y))",),
         ))
         return views

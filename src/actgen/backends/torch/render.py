@@ -22,7 +22,7 @@ from ...derive import Y_OUT
 from ...pipeline import Derived, Entry
 from ...primitives import axis_max, erfcx_taylor_table
 from ...printing import COL, ROW, Emitted, latex, to_array
-from ...render import (example_literal, example_points, always_shifted, shift_exponentials, split_dominant, _class_axis_stable, _computed_as, _conventions, _defaults, _exact, _math,
+from ...render import (LOSS_BASES, class_axis_scaled, example_literal, example_points, always_shifted, shift_exponentials, split_dominant, _class_axis_stable, _computed_as, _conventions, _defaults, _exact, _math,
                        environment, header, package_files, sign_checks)
 from ..numpy.render import _table_view
 from .printer import ActgenTorchPrinter, emit
@@ -278,7 +278,7 @@ def vector_group(entry: Entry, act: M.Activation) -> Group:
     fwd, vjp, jac = entry.get("forward"), entry.get("vjp"), entry.get("jacobian")
     expr, fired = _class_axis_stable(fwd.expr)
     vexpr, vfired = _class_axis_stable(vjp.expr)
-    jexpr, jfired = _class_axis_stable(jac.expr)
+    jexpr, jfired = _class_axis_stable(jac.expr, scale=False)
     value = Body(f"_{n}_value", ("z",) + pn, _class_axis_emit(expr, {M.I: None}, P), f"{n}(z) over the last axis")
     vbody = Body(f"_{n}_vjp_value", ("z",) + pn + ("g",), _class_axis_emit(vexpr, {M.KK: None}, P), f"the VJP of {n} over the last axis")
     jarr = to_array(jexpr, {M.I: ROW, M.KK: COL})
@@ -326,8 +326,8 @@ def loss_group(entry: Entry, loss: M.Loss) -> Group:
     prologue = ("_check_reduction(reduction)", f"_check_target(target, '{n}')", "y_hat, _dtype = _working(input)", "y = _like(target, y_hat)", *sign_checks(P, n))
     mapping = ("", f"PyTorch's argument order (input, target); the NumPy package's ``{n}(y_true, y_pred)`` takes them the other way round.")
     if loss.class_axis:
-        vb = Body(f"_{n}_value", ("y_hat", "y") + tuple(p.name for p in P), emit(to_array(value.expr, {}), _printer("y_hat", P)), f"{n} per sample (classes last)", "y_hat.shape[:-1]")
-        gb = Body(f"_{n}_d_y_hat", ("y_hat", "y") + tuple(p.name for p in P), emit(to_array(grad.expr, {M.KK: None}), _printer("y_hat", P)), f"d {n} / d y_hat (classes last)")
+        vb = Body(f"_{n}_value", ("y_hat", "y") + tuple(p.name for p in P), emit(to_array(class_axis_scaled(value.expr, LOSS_BASES)[0], {}), _printer("y_hat", P)), f"{n} per sample (classes last)", "y_hat.shape[:-1]")
+        gb = Body(f"_{n}_d_y_hat", ("y_hat", "y") + tuple(p.name for p in P), emit(to_array(class_axis_scaled(grad.expr, LOSS_BASES)[0], {M.KK: None}), _printer("y_hat", P)), f"d {n} / d y_hat (classes last)")
         grads = (Gradient("body", gb.name, True), Gradient("none")) + tuple(Gradient("none") for _ in P)
         cls = FunctionClass(f"_{n}_fn", ("y_hat", "y") + tuple(p.name for p in P), vb.name, grads, f"{n} per sample, with the derived gradient as its backward")
         lines = prologue + ("y_hat, y = torch.broadcast_tensors(y_hat, y)", "y_hat, y = _class_last(y_hat, dim), _class_last(y, dim)",
