@@ -164,6 +164,8 @@ FIRES = {
     "compensated_exponent": [
         (sp.exp(sp.sqrt(2) * z**3), primitives.exp_dd(sp.sqrt(2) * z**3)),
         (mul_exp(z, sp.Min(0, sp.Rational(17, 10) * z)), primitives.mul_exp_dd(z, sp.Min(0, sp.Rational(17, 10) * z))),
+        # z - 1 rounds where it crosses a power of two (exp(3 - z) was 30 ulp at z = -30.2)
+        (sp.exp(z - 1), primitives.exp_dd(z - 1)),
     ],
     # the conjugate where the root is near c (it cancels there), the direct form beyond (the
     # conjugate's numerator would overflow first)
@@ -245,6 +247,7 @@ FIRES = {
         (sp.Piecewise((z, z > w), (w, True)), sp.Piecewise((w, z <= w), (z, True))),
         (sp.Piecewise((z - 1, z > 1), (z + 1, z < -1), (0, True)), sp.Piecewise((z - 1, z > 1), (0, z >= -1), (z + 1, True))),
     ],
+    "sign_of_power": [(sp.sign(z**6), sp.sign(z) ** 6), (sp.sign((z + w) ** 3), sp.sign(z + w) ** 3)],
     "logistic_over_exp_sum": [
         (logistic(-z) * (2 * sp.exp(z) + w), 2 * sp.exp(z) * logistic(-z) + w * logistic(-z)),
         ((1 - y) * logistic(-2 * z) * (y * sp.exp(2 * z) - 1), (1 - y) * y * sp.exp(2 * z) * logistic(-2 * z) - (1 - y) * logistic(-2 * z)),
@@ -321,6 +324,7 @@ LEFT_ALONE = {
     # the input its condition compares, a condition that is true at NaN
     "nan_otherwise": [sp.Piecewise((1, z > 0), (0, True)), sp.Piecewise((z, z > 0), (z**2, True)), sp.Piecewise((w, z > 0), (0, True)),
                       sp.Piecewise((z, sp.Ne(z, 0)), (0, True))],
+    "sign_of_power": [sp.sign(z), sp.sign(sp.sqrt(z**2 + 1)), sp.sign(z) ** 2],
     "logistic_over_exp_sum": [logistic(-z) * (2 + w), logistic(-z) * (sp.exp(2 * z) + 1), logistic(z) * (sp.exp(z) + 1)],
     "piecewise_max": [sp.Piecewise((2 * z, z > 0), (0, True)), sp.Piecewise((z, z > 0), (1, True)), sp.Piecewise((z, z < 0), (w, True))],
     "sech_squared_cosh": [sp.sech(z), sp.sech(z) ** 3, sp.cosh(z) ** 2],
@@ -328,7 +332,8 @@ LEFT_ALONE = {
     "softplus_log1p": [sp.log(1 + sp.exp(z)), logistic(z)],
     # unbounded hyperbolic functions, other arguments
     # exact exponents (min, |.|, a power-of-two scale), another variable, a sum of exact terms
-    "compensated_exponent": [sp.exp(-sp.Abs(z)), sp.exp(sp.Min(z, 0)), sp.exp(z / 2), sp.exp(sp.pi * w), sp.exp(z - 1), mul_exp(z, -2 * sp.Max(z, 0))],
+    "compensated_exponent": [sp.exp(-sp.Abs(z)), sp.exp(sp.Min(z, 0)), sp.exp(z / 2), sp.exp(sp.pi * w), mul_exp(z, -2 * sp.Max(z, 0)),
+                             mul_exp(z, sp.Min(z, 0) - 2 * sp.Max(z, 0))],
     # same signs (no cancellation), no constant term, a cube root
     # no constant conjugate product (w), a coefficient that does not cancel the linear term
     "root_conjugate": [z + sp.sqrt(z**2 + w), 2 * z - sp.sqrt(z**2 + 1), z - sp.sqrt(z + 1)],

@@ -236,6 +236,48 @@ def test_users_logs_of_polynomials_and_roots_of_exponential_sums_are_right_to_th
     assert worst <= 4.0, (worst, got)
 
 
+FUZZ_FOUND_SPEC = """\
+activations:
+  exp_shift:
+    expr: exp(3 - z)
+  sign_power:
+    expr: sign(z**6) * z
+  asinh_abs:
+    expr: asinh(Abs(z/(1 + z**2)))
+"""
+
+
+def test_what_the_fuzzer_found_is_right(tmp_path):
+    """Three expressions `actgen accuracy --fuzz 40 --seed 20261206` found: exp(3 - z), 30 ulp at
+    z = -30.2 (3 - z rounds where it crosses a power of two: compensated_exponent now takes sums);
+    sign(z**6), 0 at z = 1e-300 where z**6 underflows (sign_of_power); asinh(|z|/(1 + z**2)), an
+    internal error (its second derivative had an unreachable zoo branch inside another Piecewise:
+    folded away). Checked in ulps against mpmath."""
+    import importlib
+
+    import mpmath
+
+    from actgen.accuracy import ulp_error
+
+    (tmp_path / "f.yaml").write_text(FUZZ_FOUND_SPEC, encoding="utf-8")
+    assert main(["build", "--spec", str(tmp_path / "f.yaml"), "--out", str(tmp_path / "out"), "--package", "fz", "--target", "numpy", "--quiet"]) == 0
+    sys.path.insert(0, str(tmp_path / "out"))
+    try:
+        pkg = importlib.import_module("fz")
+    finally:
+        sys.path.remove(str(tmp_path / "out"))
+    mpmath.mp.prec = 200
+    z = np.array([-700.5, -30.2, -30.3, -1.1, 0.3, 5.7, 700.2])
+    for name in ("exp_shift", "exp_shift_grad", "exp_shift_grad2"):
+        sign = -1 if name == "exp_shift_grad" else 1
+        worst = max(ulp_error(float(g), sign * mpmath.exp(3 - mpmath.mpf(float(v)))) for g, v in zip(getattr(pkg, name)(z), z))
+        assert worst <= 4.0, (name, worst)
+    tiny = np.array([-1e-300, 1e-300, -1e-60, 0.0])
+    np.testing.assert_array_equal(pkg.sign_power(tiny), tiny)
+    np.testing.assert_array_equal(pkg.sign_power_grad(tiny[:3]), [1.0, 1.0, 1.0])
+    assert np.isfinite(pkg.asinh_abs_grad2(np.array([-2.0, 0.5, 3.0]))).all()
+
+
 def test_users_softplus_variant_is_stable(probe):
     """log(1 + exp(2z))/2 gets the same stable treatment as the bundled softplus."""
     value, slope, tail = probe["big"]

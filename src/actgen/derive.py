@@ -53,6 +53,15 @@ def jumps_as_zero(expr):
     return expr
 
 
+def _fold(expr):
+    if not any(value.has(sp.Piecewise) for pw in expr.atoms(sp.Piecewise) for value, _cond in pw.args):
+        return expr
+    try:
+        return sp.piecewise_fold(expr)
+    except (TypeError, ValueError, NotImplementedError, AttributeError, RecursionError):
+        return expr
+
+
 def simplest(expr, fired):
     """The simplest of a few exact rearrangements of ``expr``, re-raised into stable primitives."""
     candidates = [raise_primitives(jumps_as_zero(expr), fired)]
@@ -61,6 +70,11 @@ def simplest(expr, fired):
             candidates.append(raise_primitives(transform(candidates[0]), fired))
         except (StopIteration, TypeError, ValueError, NotImplementedError, AttributeError, RecursionError):
             continue
+    # a Piecewise nested in a branch of another (the derivative of a branch that has its own
+    # branches) merged into one: a branch the outer conditions shadow is dropped, so an unreachable
+    # value (zoo at z = 0 in d/dz sign(z) (1 - z**2)/..., where the outer branch gives 0) is never printed
+    candidates = [_fold(c) for c in candidates]
+
     # prefer no raw exponentials of the variable (they overflow), then fewer operations
     def cost(e):
         # the last key, SymPy's canonical text, makes ties independent of the order above

@@ -253,6 +253,14 @@ def _sign_times_self(e):
     return None
 
 
+def _sign_of_power(e):
+    # sign(t**n) -> sign(t)**n: t**n underflows to 0 (or overflows) where t does not (sign(z**6)
+    # was 0 at z = 1e-300)
+    if isinstance(e, sp.sign) and e.args[0].is_Pow and e.args[0].exp.is_Integer and e.args[0].exp > 1:
+        return sp.sign(e.args[0].base) ** e.args[0].exp
+    return None
+
+
 def _log_cosh_form(t):
     """log(cosh(t)) without overflow and without cancellation: near 0, where log(cosh(t)) ~ t**2/2
     and |t| + softplus(-2|t|) - log 2 subtracts nearly equal terms, log1p(2 sinh(t/2)**2) (cosh(t)
@@ -338,7 +346,15 @@ SIGN_TIMES_SELF = Rule(
     ((a * sp.sign(a), sp.Abs(a)),),
     "raise",
 )
-RAISE = (LOGISTIC, LOGISTIC_OVER_EXP_SUM, EXP_TIMES_LOGISTIC, SOFTPLUS, LOG_LOGISTIC, LOGISTIC_COMPLEMENT, SECH_SQUARED, NORMAL_CDF, TANH_COMPLEMENT, SIGN_TIMES_SELF)
+SIGN_OF_POWER = Rule(
+    "sign_of_power",
+    "sign(t**n) = sign(t)**n for an integer n > 1 (t**n may underflow to 0 or overflow where t does not)",
+    _sign_of_power,
+    # by cases: t = u > 0, t = -u, t = 0, for an even and an odd power
+    tuple((sp.sign(t**n_), sp.sign(t) ** n_) for t in (u, -u, sp.Integer(0)) for n_ in (2, 3)),
+    "raise",
+)
+RAISE = (LOGISTIC, LOGISTIC_OVER_EXP_SUM, EXP_TIMES_LOGISTIC, SOFTPLUS, LOG_LOGISTIC, LOGISTIC_COMPLEMENT, SECH_SQUARED, NORMAL_CDF, TANH_COMPLEMENT, SIGN_TIMES_SELF, SIGN_OF_POWER)
 
 
 def raise_primitives(expr, fired=None):
@@ -603,9 +619,26 @@ def _dd_evaluable(t):
     return isinstance(t, _DD_NODES) and all(_dd_evaluable(a) for a in t.args)
 
 
+def _split_parts(terms):
+    """The terms are exact multiples of min(u, 0) and max(u, 0) for one u: at most one is nonzero,
+    so their sum is exact (mish's min(z, 0) - 2 max(z, 0))."""
+    parts = set()
+    for term in terms:
+        c, rest = term.as_coeff_Mul()
+        if not (isinstance(rest, (sp.Min, sp.Max)) and 0 in rest.args and len(rest.args) == 2 and _is_float_exact(abs(c))):
+            return False
+        parts.add(next(a for a in rest.args if a != 0))
+    return len(parts) == 1
+
+
 def _rounds(t):
     """Evaluating t in floats rounds in a way exp would amplify: a product with a constant that is
-    not an exact float (sqrt(2/pi), 0.044715), a product of two varying factors, or a power."""
+    not an exact float (sqrt(2/pi), 0.044715), a product of two varying factors, a power, or a sum
+    of a varying term and anything else (3 - z: 30 ulp in exp(3 - z) at z = -30)."""
+    if t.is_Add:
+        varying = [a for a in t.args if not a.is_number]
+        if varying and (len(varying) < len(t.args) or (len(varying) > 1 and not _split_parts(varying))):
+            return True
     if t.is_Pow:
         return not t.base.is_number
     if t.is_Mul:
