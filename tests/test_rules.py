@@ -247,6 +247,13 @@ FIRES = {
         (sp.Piecewise((z, z > w), (w, True)), sp.Piecewise((w, z <= w), (z, True))),
         (sp.Piecewise((z - 1, z > 1), (z + 1, z < -1), (0, True)), sp.Piecewise((z - 1, z > 1), (0, z >= -1), (z + 1, True))),
     ],
+    "hyperbolic_ratio": [(sp.sinh(z) / sp.cosh(z) ** 2, sp.tanh(z) * sp.sech(z)), (w * sp.sinh(2 * z) ** 2 / sp.cosh(2 * z) ** 2, w * sp.tanh(2 * z) ** 2)],
+    # an argument that rounds (a product with 1.1, a sum with a constant): exponentials it can compensate
+    "hyperbolic_exp": [
+        (sp.cosh(sp.Rational(11, 10) * z), sp.exp(sp.Abs(sp.Rational(11, 10) * z) - sp.log(2)) + sp.exp(-sp.Abs(sp.Rational(11, 10) * z) - sp.log(2))),
+        (sp.sech(z + 1), sp.exp(sp.log(2) - sp.Abs(z + 1)) / (1 + sp.exp(-2 * sp.Abs(z + 1)))),
+        (sp.sinh(z / 3), sp.Piecewise((sp.sinh(z / 3), sp.Abs(z / 3) < 1), (sp.sign(z / 3) * (sp.exp(sp.Abs(z / 3) - sp.log(2)) - sp.exp(-sp.Abs(z / 3) - sp.log(2))), True))),
+    ],
     "sign_of_power": [(sp.sign(z**6), sp.sign(z) ** 6), (sp.sign((z + w) ** 3), sp.sign(z + w) ** 3)],
     "logistic_over_exp_sum": [
         (logistic(-z) * (2 * sp.exp(z) + w), 2 * sp.exp(z) * logistic(-z) + w * logistic(-z)),
@@ -325,6 +332,10 @@ LEFT_ALONE = {
     "nan_otherwise": [sp.Piecewise((1, z > 0), (0, True)), sp.Piecewise((z, z > 0), (z**2, True)), sp.Piecewise((w, z > 0), (0, True)),
                       sp.Piecewise((z, sp.Ne(z, 0)), (0, True))],
     "sign_of_power": [sp.sign(z), sp.sign(sp.sqrt(z**2 + 1)), sp.sign(z) ** 2],
+    # a ratio that grows (sinh**2/cosh), a cosh without a sinh
+    "hyperbolic_ratio": [sp.sinh(z) ** 2 / sp.cosh(z), sp.cosh(z) ** -2, sp.sinh(z) / sp.cosh(2 * z)],
+    # an exact argument (z, 2z: no rounding to amplify), tanh (it does not amplify), a parameter
+    "hyperbolic_exp": [sp.cosh(z), sp.cosh(2 * z), sp.sinh(-z), sp.tanh(sp.Rational(11, 10) * z), sp.cosh(w * z)],
     "logistic_over_exp_sum": [logistic(-z) * (2 + w), logistic(-z) * (sp.exp(2 * z) + 1), logistic(z) * (sp.exp(z) + 1)],
     "piecewise_max": [sp.Piecewise((2 * z, z > 0), (0, True)), sp.Piecewise((z, z > 0), (1, True)), sp.Piecewise((z, z < 0), (w, True))],
     "sech_squared_cosh": [sp.sech(z), sp.sech(z) ** 3, sp.cosh(z) ** 2],

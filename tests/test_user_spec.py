@@ -244,11 +244,15 @@ activations:
     expr: sign(z**6) * z
   asinh_abs:
     expr: asinh(Abs(z/(1 + z**2)))
+  tanh_scaled:
+    expr: tanh(0.637*z)
+  sech_scaled:
+    expr: 1/cosh(1.1*z)
 """
 
 
 def test_what_the_fuzzer_found_is_right(tmp_path):
-    """Three expressions `actgen accuracy --fuzz 40 --seed 20261206` found: exp(3 - z), 30 ulp at
+    """What `actgen accuracy --fuzz 40 --seed 20261206` found (and variants of it): exp(3 - z), 30 ulp at
     z = -30.2 (3 - z rounds where it crosses a power of two: compensated_exponent now takes sums);
     sign(z**6), 0 at z = 1e-300 where z**6 underflows (sign_of_power); asinh(|z|/(1 + z**2)), an
     internal error (its second derivative had an unreachable zoo branch inside another Piecewise:
@@ -276,6 +280,19 @@ def test_what_the_fuzzer_found_is_right(tmp_path):
     np.testing.assert_array_equal(pkg.sign_power(tiny), tiny)
     np.testing.assert_array_equal(pkg.sign_power_grad(tiny[:3]), [1.0, 1.0, 1.0])
     assert np.isfinite(pkg.asinh_abs_grad2(np.array([-2.0, 0.5, 3.0]))).all()
+    # hyperbolic functions of an argument that rounds (0.637 z, 1.1 z): tanh(0.637 z)' was 280 ulp
+    # at z = -550 and 1/cosh(1.1 z) 474 ulp at -375 (cosh amplifies the rounding by |t|), its
+    # derivative -sinh/cosh**2 inf/inf = nan past 645 (hyperbolic_exp, hyperbolic_ratio)
+    c, d = mpmath.mpf(637) / 1000, mpmath.mpf(11) / 10
+    checks = {
+        "tanh_scaled_grad": lambda v: c * mpmath.sech(c * v) ** 2,
+        "sech_scaled": lambda v: mpmath.sech(d * v),
+        "sech_scaled_grad": lambda v: -d * mpmath.sech(d * v) * mpmath.tanh(d * v),
+    }
+    z = np.array([-550.3, -375.1, -30.7, -0.4, 2.3, 120.9, 640.2, 700.3])
+    for name, true in checks.items():
+        worst = max(ulp_error(float(g), true(mpmath.mpf(float(v)))) for g, v in zip(getattr(pkg, name)(z), z))
+        assert worst <= 4.0, (name, worst)
 
 
 def test_users_softplus_variant_is_stable(probe):
