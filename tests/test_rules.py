@@ -122,6 +122,12 @@ FIRES = {
     "sech_squared_cosh": [
         (sp.sech(z) ** 2, 2 / (1 + sp.cosh(2 * z))),
         (sp.sech(z) ** 4, 4 / (1 + sp.cosh(2 * z)) ** 2),
+        (z / sp.cosh(z) ** 2, z * primitives.ratio(2, 1 + sp.cosh(2 * z))),
+    ],
+    "hyperbolic_quotient": [
+        (sp.sinh(z) / (3 * sp.cosh(z) + 3),
+         sp.Piecewise((sp.sinh(z) / (3 * sp.cosh(z) + 3), sp.Abs(z) < 1),
+                      ((sp.sign(z) - sp.exp(-2 * sp.Abs(z)) * sp.sign(z)) / (3 + 6 * sp.exp(-sp.Abs(z)) + 3 * sp.exp(-2 * sp.Abs(z))), True))),
     ],
     "logistic_product": [
         (logistic(z) * logistic(-z), sp.exp(-sp.Abs(z)) / (1 + sp.exp(-sp.Abs(z))) ** 2),
@@ -338,7 +344,10 @@ LEFT_ALONE = {
     "hyperbolic_exp": [sp.cosh(z), sp.cosh(2 * z), sp.sinh(-z), sp.tanh(sp.Rational(11, 10) * z), sp.cosh(w * z)],
     "logistic_over_exp_sum": [logistic(-z) * (2 + w), logistic(-z) * (sp.exp(2 * z) + 1), logistic(z) * (sp.exp(z) + 1)],
     "piecewise_max": [sp.Piecewise((2 * z, z > 0), (0, True)), sp.Piecewise((z, z > 0), (1, True)), sp.Piecewise((z, z < 0), (w, True))],
-    "sech_squared_cosh": [sp.sech(z), sp.sech(z) ** 3, sp.cosh(z) ** 2],
+    "sech_squared_cosh": [sp.sech(z), sp.sech(z) ** 3, sp.cosh(z) ** 2, sp.cosh(z) ** -3],
+    # a hyperbolic function in the numerator only (it grows: nothing to divide), arguments that are
+    # not integer multiples of one t, a denominator only
+    "hyperbolic_quotient": [sp.cosh(z) ** 2 / (z + 1), sp.sinh(z) / sp.cosh(sp.sqrt(2) * z + 1), 2 / (1 + sp.cosh(2 * z))],
     "logistic_product": [logistic(z) * logistic(2 * z), logistic(z) ** 2, logistic(z) * logistic(w)],
     "softplus_log1p": [sp.log(1 + sp.exp(z)), logistic(z)],
     # unbounded hyperbolic functions, other arguments

@@ -248,6 +248,8 @@ activations:
     expr: tanh(0.637*z)
   sech_scaled:
     expr: 1/cosh(1.1*z)
+  sech_squared:
+    expr: z/cosh(z)**2
 """
 
 
@@ -288,8 +290,12 @@ def test_what_the_fuzzer_found_is_right(tmp_path):
         "tanh_scaled_grad": lambda v: c * mpmath.sech(c * v) ** 2,
         "sech_scaled": lambda v: mpmath.sech(d * v),
         "sech_scaled_grad": lambda v: -d * mpmath.sech(d * v) * mpmath.tanh(d * v),
+        # -sinh/cosh**2 and (cosh(2t) - 3)/cosh(t)**3 overflowed together (inf/inf) past |t| = 710
+        "sech_scaled_grad2": lambda v: d**2 * mpmath.sech(d * v) * (mpmath.tanh(d * v) ** 2 - mpmath.sech(d * v) ** 2),
+        # z/cosh(z)**2 as z * (2/(1 + cosh 2z)): 4.3 ulp in JAX before; never 2z/(...), inf/inf past 9e307
+        "sech_squared": lambda v: v * mpmath.sech(v) ** 2,
     }
-    z = np.array([-550.3, -375.1, -30.7, -0.4, 2.3, 120.9, 640.2, 700.3])
+    z = np.array([-550.3, -375.1, -30.7, -0.4, 2.3, 120.9, 640.2, 700.3, 900.1, -1e300, 1.7e308])
     for name, true in checks.items():
         worst = max(ulp_error(float(g), true(mpmath.mpf(float(v)))) for g, v in zip(getattr(pkg, name)(z), z))
         assert worst <= 4.0, (name, worst)

@@ -477,6 +477,12 @@ def _sech_squared_cosh(e):
     if e.is_Pow and isinstance(e.base, sp.sech) and e.exp.is_Integer and e.exp > 0 and e.exp % 2 == 0:
         t = e.base.args[0]
         return (2 / (1 + sp.cosh(2 * t))) ** (e.exp // 2)
+    # 1/cosh(t)**2k, as SymPy writes sech(t)**2k after differentiating 1/cosh; one division kept
+    # apart (ratio) from the factors around it: z/cosh(z)**2 must not become 2z/(1 + cosh(2z)),
+    # inf/inf for |z| > 9e307
+    if e.is_Pow and isinstance(e.base, sp.cosh) and e.exp.is_Integer and e.exp < 0 and e.exp % 2 == 0:
+        t = e.base.args[0]
+        return ratio(2, 1 + sp.cosh(2 * t)) ** (-e.exp // 2)
     return None
 
 
@@ -496,6 +502,60 @@ def _hyperbolic_ratio(e):
                 rest = [f for k, f in enumerate(e.args) if k not in (i, j)]
                 return sp.Mul(*rest, sp.tanh(t) ** m, sp.sech(t) ** (-n - m))
     return None
+
+
+_Y = sp.Symbol("_Y", positive=True)  # exp(|t|) in hyperbolic_quotient
+
+
+def _hyperbolic_base(e):
+    """(t, {node: k}) when every cosh and sinh in ``e`` has an argument k t for one t and positive
+    integers k, the smallest 1; else None."""
+    nodes = [n for n in e.atoms(sp.cosh, sp.sinh)]
+    if not nodes:
+        return None
+    args = sorted({n.args[0] for n in nodes}, key=lambda a: (sp.count_ops(a), sp.default_sort_key(a)))
+    t = args[0]
+    ks = {}
+    for n in nodes:
+        k = sp.simplify(n.args[0] / t)
+        if not (k.is_Integer and k > 0):
+            return None
+        ks[n] = k
+    return t, ks
+
+
+def _hyperbolic_quotient(e):
+    # N/D with cosh(k t), sinh(k t) in both (d/dz of 1/cosh(1.1 z), sinh(t)/(cosh(t) + 1)): with
+    # Y = exp(|t|) both are polynomials in Y, and both overflow together (inf/inf = nan); divided by
+    # the denominator's top power of Y they are polynomials in X = exp(-|t|) <= 1, times
+    # exp((deg N - deg D)|t|). Where |t| < 1 the formula as it is (nothing overflows there, and
+    # X is near 1, where (1 - X**2) of a sinh would cancel)
+    if not e.is_Mul:
+        return None
+    num, den = sp.fraction(e)
+    if not (num.has(sp.cosh, sp.sinh) and den.has(sp.cosh, sp.sinh)):
+        return None
+    found = _hyperbolic_base(e)
+    if found is None:
+        return None
+    t, ks = found
+    sign = sp.sign(t)
+    sub = {n: ((_Y**k + _Y**-k) / 2 if isinstance(n, sp.cosh) else sign * (_Y**k - _Y**-k) / 2) for n, k in ks.items()}
+    P, Q = sp.fraction(sp.together(e.xreplace(sub)))
+    try:
+        p_poly, q_poly = sp.Poly(P, _Y), sp.Poly(Q, _Y)
+    except sp.PolynomialError:
+        return None
+    dp, dq = p_poly.degree(), q_poly.degree()
+    if dq < 1 or dp < 1:
+        return None
+    X = sp.exp(-sp.Abs(t))
+    top = max(dp, dq)
+    # P/Y**top and Q/Y**top as polynomials in X = 1/Y
+    p_x = sum((c * X ** (top - m[0]) for m, c in p_poly.terms()), sp.Integer(0))
+    q_x = sum((c * X ** (top - m[0]) for m, c in q_poly.terms()), sp.Integer(0))
+    far = p_x / q_x
+    return sp.Piecewise((e, sp.Abs(t) < 1), (far, True))
 
 
 def _hyperbolic_exp(e):
@@ -1332,9 +1392,9 @@ SOFTPLUS_LOG1P = Rule(
 )
 SECH_SQUARED_COSH = Rule(
     "sech_squared_cosh",
-    "sech(t)**2 = 2/(1 + cosh(2t))",
+    "sech(t)**2 = 1/cosh(t)**2 = 2/(1 + cosh(2t))",
     _sech_squared_cosh,
-    ((sp.sech(a) ** 2, 2 / (1 + sp.cosh(2 * a))), (sp.sech(a) ** 4, 4 / (1 + sp.cosh(2 * a)) ** 2)),
+    ((sp.sech(a) ** 2, 2 / (1 + sp.cosh(2 * a))), (sp.sech(a) ** 4, 4 / (1 + sp.cosh(2 * a)) ** 2), (sp.cosh(a) ** -2, ratio(2, 1 + sp.cosh(2 * a)))),
     "lower",
 )
 HYPERBOLIC_RATIO = Rule(
@@ -1344,6 +1404,16 @@ HYPERBOLIC_RATIO = Rule(
     ((sp.sinh(a) / sp.cosh(a) ** 2, sp.tanh(a) * sp.sech(a)), (sp.sinh(a) ** 2 / sp.cosh(a) ** 3, sp.tanh(a) ** 2 * sp.sech(a)),
      (c * sp.sinh(a) / sp.cosh(a), c * sp.tanh(a))),
     "lower",
+)
+HYPERBOLIC_QUOTIENT = Rule(
+    "hyperbolic_quotient",
+    "N(cosh(k t), sinh(k t)) / D(...) = P(X)/Q(X) with X = exp(-|t|), both divided by the top power of exp(|t|) in D, for |t| >= 1 (no inf/inf where both overflow)",
+    _hyperbolic_quotient,
+    tuple((e.subs(u, v), _hyperbolic_quotient(e).args[1][0].subs(u, v)) for e in (
+        (sp.cosh(2 * u) - 3) / sp.cosh(u) ** 3, sp.sinh(u) / (3 * sp.cosh(u) + 3))
+        for v in (u, -u)),
+    "lower",
+    once=True,
 )
 _HYPERBOLIC_EXP_FORMS = (
     (sp.cosh, lambda t: sp.exp(sp.Abs(t) - sp.log(2)) + sp.exp(-sp.Abs(t) - sp.log(2))),
@@ -1563,7 +1633,7 @@ LOG_COSH = Rule(
     "lower",
 )
 
-LOWER = (XLOGY, PIECEWISE_MAX, NAN_OTHERWISE, CLAMP_BRANCHES, LOG_COSH, LINEAR_ROOT, SQRT_COMPLEMENT, ROOT_CONJUGATE, HYPOT, RATIO_FIRST, RATIONAL_ROOTS, LOG_TAIL, RATIONAL_TAIL, EXP_SUM_POWER, SCALED_POWER, HYPERBOLIC_SOFTPLUS, SOFTPLUS_LOG1P, NORMAL_CDF_ERFCX, EXP_SQUARE, HYPERBOLIC_RATIO, SECH_SQUARED_COSH, HYPERBOLIC_EXP, LOGISTIC_PRODUCT, LOGISTIC_PAIR_SUM, LOGISTIC_RECIPROCAL, STABLE_LOGISTIC, SPLIT_EXP, COMPENSATED_EXPONENT, SHARED_EXPONENTIAL)
+LOWER = (XLOGY, PIECEWISE_MAX, NAN_OTHERWISE, CLAMP_BRANCHES, LOG_COSH, LINEAR_ROOT, SQRT_COMPLEMENT, ROOT_CONJUGATE, HYPOT, RATIO_FIRST, RATIONAL_ROOTS, LOG_TAIL, RATIONAL_TAIL, EXP_SUM_POWER, SCALED_POWER, HYPERBOLIC_SOFTPLUS, SOFTPLUS_LOG1P, NORMAL_CDF_ERFCX, EXP_SQUARE, HYPERBOLIC_RATIO, HYPERBOLIC_QUOTIENT, SECH_SQUARED_COSH, HYPERBOLIC_EXP, LOGISTIC_PRODUCT, LOGISTIC_PAIR_SUM, LOGISTIC_RECIPROCAL, STABLE_LOGISTIC, SPLIT_EXP, COMPENSATED_EXPONENT, SHARED_EXPONENTIAL)
 
 
 def lower(expr, fired=None):
@@ -1591,6 +1661,7 @@ def lower(expr, fired=None):
     expr = apply_rules(expr, (NORMAL_CDF_ERFCX,), fired)
     expr = apply_rules(expr, (EXP_SQUARE,), fired)
     expr = apply_rules(expr, (HYPERBOLIC_RATIO,), fired)
+    expr = apply_rules(expr, (HYPERBOLIC_QUOTIENT,), fired)
     expr = apply_rules(expr, (SECH_SQUARED_COSH,), fired)
     expr = apply_rules(expr, (HYPERBOLIC_EXP,), fired)
     expr = apply_rules(expr, (LOGISTIC_PRODUCT,), fired)
