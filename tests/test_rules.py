@@ -261,6 +261,10 @@ FIRES = {
         (sp.sinh(z / 3), sp.Piecewise((sp.sinh(z / 3), sp.Abs(z / 3) < 1), (sp.sign(z / 3) * (sp.exp(sp.Abs(z / 3) - sp.log(2)) - sp.exp(-sp.Abs(z / 3) - sp.log(2))), True))),
     ],
     "sign_of_power": [(sp.sign(z**6), sp.sign(z) ** 6), (sp.sign((z + w) ** 3), sp.sign(z + w) ** 3)],
+    "nan_default": [
+        (sp.Heaviside(z), sp.Piecewise((0, z < 0), (sp.Rational(1, 2), sp.Eq(z, 0)), (1, z > 0), (sp.nan, True))),
+        (sp.Piecewise((-1, z < 0), (0, sp.Eq(z, 0)), (1, True)), sp.Piecewise((-1, z < 0), (0, sp.Eq(z, 0)), (1, z > 0), (sp.nan, True))),
+    ],
     "logistic_over_exp_sum": [
         (logistic(-z) * (2 * sp.exp(z) + w), 2 * sp.exp(z) * logistic(-z) + w * logistic(-z)),
         ((1 - y) * logistic(-2 * z) * (y * sp.exp(2 * z) - 1), (1 - y) * y * sp.exp(2 * z) * logistic(-2 * z) - (1 - y) * logistic(-2 * z)),
@@ -342,6 +346,13 @@ LEFT_ALONE = {
     "hyperbolic_ratio": [sp.sinh(z) ** 2 / sp.cosh(z), sp.cosh(z) ** -2, sp.sinh(z) / sp.cosh(2 * z)],
     # an exact argument (z, 2z: no rounding to amplify), tanh (it does not amplify), a parameter
     "hyperbolic_exp": [sp.cosh(z), sp.cosh(2 * z), sp.sinh(-z), sp.tanh(sp.Rational(11, 10) * z), sp.cosh(w * z)],
+    # two values (an indicator: the printers' one-pass form), a value of the input, a parameter in
+    # a condition, a Heaviside of a parameter alone
+    # (and where SymPy's Piecewise would merge the explicit last condition back into True, as for
+    # intervals that cover the line, it is left as it is: the rewrite would not survive)
+    "nan_default": [sp.Piecewise((1, z > 0), (0, True)), sp.Piecewise((z, z < -1), (0, z < 1), (2, True)),
+                    sp.Piecewise((-1, z < -1), (0, z < 1), (2, True)), sp.Heaviside(z, 1),
+                    sp.Piecewise((-1, z < w), (0, z < 1), (2, True)), sp.Heaviside(w)],
     "logistic_over_exp_sum": [logistic(-z) * (2 + w), logistic(-z) * (sp.exp(2 * z) + 1), logistic(z) * (sp.exp(z) + 1)],
     "piecewise_max": [sp.Piecewise((2 * z, z > 0), (0, True)), sp.Piecewise((z, z > 0), (1, True)), sp.Piecewise((z, z < 0), (w, True))],
     "sech_squared_cosh": [sp.sech(z), sp.sech(z) ** 3, sp.cosh(z) ** 2, sp.cosh(z) ** -3],

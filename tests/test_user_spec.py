@@ -488,6 +488,8 @@ def test_steps_follow_the_branch_convention(domain_built):
     np.testing.assert_array_equal(dom.step_grad(z), np.zeros(5))
     np.testing.assert_array_equal(dom.half_abs(z), np.abs(z) / 2)
     np.testing.assert_array_equal(dom.half_abs_grad(z), np.sign(z) / 2)
+    # NaN in, NaN out, as np.heaviside (the step's last value was returned: nan_default)
+    assert np.isnan(dom.step(np.array([np.nan]))).all() and np.isnan(dom.half_abs(np.array([np.nan]))).all()
 
 
 def test_partial_functions_meet_the_accuracy_target(domain_built):

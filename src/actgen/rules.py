@@ -1273,6 +1273,50 @@ def _nan_otherwise(e):
     return sp.Piecewise(*e.args[:-2], (k, negated), (f, True))
 
 
+def _false_at_nan(cond):
+    """``cond`` is false for a NaN operand: ordered comparisons and equalities, with And and Or."""
+    if isinstance(cond, (*_ORDERED, sp.Eq)):
+        return True
+    return isinstance(cond, (sp.And, sp.Or)) and all(_false_at_nan(a) for a in cond.args)
+
+
+def _nan_default(e):
+    # a step of three or more constant values (Heaviside(z) = 0, 1/2, 1): its last condition made
+    # explicit and NaN after it, so that a NaN input (false in every comparison) gives NaN, not the
+    # last value; the complement is computed as a set of the reals
+    if isinstance(e, sp.Heaviside) and _inputs(e.args[0]):
+        h0 = e.args[1] if len(e.args) > 1 else sp.Rational(1, 2)
+        e = sp.Piecewise((0, e.args[0] < 0), (h0, sp.Eq(e.args[0], 0)), (1, True))
+    if not isinstance(e, sp.Piecewise) or e.args[-1][1] is not sp.true:
+        return None
+    values = [v for v, _c in e.args]
+    conds = [c for _v, c in e.args[:-1]]
+    if any(_inputs(v) for v in values) or len(set(values)) < 3 or not all(_false_at_nan(c) for c in conds):
+        return None
+    variables = set().union(*(_inputs(c) for c in conds))
+    if len(variables) != 1 or any(c.free_symbols - variables for c in conds):
+        return None
+    (v,) = variables
+    try:
+        rest = sp.Or(*conds).as_set().complement(sp.S.Reals).as_relational(v)
+    except (NotImplementedError, TypeError, ValueError, AttributeError):
+        return None
+    if rest is sp.false or not _ordered_only(rest):
+        return None
+    new = sp.Piecewise(*e.args[:-1], (values[-1], rest), (sp.nan, True))
+    # SymPy merges conditions that visibly cover the line back into True (intervals do, an Eq at a
+    # point does not): then there is nothing to rewrite
+    return new if new.args[-1][0] is sp.nan else None
+
+
+NAN_DEFAULT = Rule(
+    "nan_default",
+    "a step of three or more constants, Piecewise(..., (k, True)) = Piecewise(..., (k, c), (nan, True)) with c the rest of the real line, where SymPy keeps c apart (Heaviside(t) = 0, 1/2, 1): NaN at a NaN input",
+    _nan_default,
+    # by cases: above, below and at the jump
+    tuple((sp.Heaviside(v), _nan_default(sp.Heaviside(Z)).subs(Z, v)) for v in (u, -u, sp.Integer(0))),
+    "lower",
+)
 NAN_OTHERWISE = Rule(
     "nan_otherwise",
     "Piecewise(..., (f, c), (k, True)) = Piecewise(..., (k, not c), (f, True)) for real inputs; with k free of the inputs and f of every input c compares, a NaN input (false in every comparison) gives f = NaN, not k",
@@ -1633,7 +1677,7 @@ LOG_COSH = Rule(
     "lower",
 )
 
-LOWER = (XLOGY, PIECEWISE_MAX, NAN_OTHERWISE, CLAMP_BRANCHES, LOG_COSH, LINEAR_ROOT, SQRT_COMPLEMENT, ROOT_CONJUGATE, HYPOT, RATIO_FIRST, RATIONAL_ROOTS, LOG_TAIL, RATIONAL_TAIL, EXP_SUM_POWER, SCALED_POWER, HYPERBOLIC_SOFTPLUS, SOFTPLUS_LOG1P, NORMAL_CDF_ERFCX, EXP_SQUARE, HYPERBOLIC_RATIO, HYPERBOLIC_QUOTIENT, SECH_SQUARED_COSH, HYPERBOLIC_EXP, LOGISTIC_PRODUCT, LOGISTIC_PAIR_SUM, LOGISTIC_RECIPROCAL, STABLE_LOGISTIC, SPLIT_EXP, COMPENSATED_EXPONENT, SHARED_EXPONENTIAL)
+LOWER = (XLOGY, PIECEWISE_MAX, NAN_OTHERWISE, NAN_DEFAULT, CLAMP_BRANCHES, LOG_COSH, LINEAR_ROOT, SQRT_COMPLEMENT, ROOT_CONJUGATE, HYPOT, RATIO_FIRST, RATIONAL_ROOTS, LOG_TAIL, RATIONAL_TAIL, EXP_SUM_POWER, SCALED_POWER, HYPERBOLIC_SOFTPLUS, SOFTPLUS_LOG1P, NORMAL_CDF_ERFCX, EXP_SQUARE, HYPERBOLIC_RATIO, HYPERBOLIC_QUOTIENT, SECH_SQUARED_COSH, HYPERBOLIC_EXP, LOGISTIC_PRODUCT, LOGISTIC_PAIR_SUM, LOGISTIC_RECIPROCAL, STABLE_LOGISTIC, SPLIT_EXP, COMPENSATED_EXPONENT, SHARED_EXPONENTIAL)
 
 
 def lower(expr, fired=None):
@@ -1642,7 +1686,7 @@ def lower(expr, fired=None):
     # branches are clamped before primitives are expanded, so the expansions stay untouched
     expr = apply_rules(expr, (XLOGY, PIECEWISE_MAX, CLAMP_BRANCHES), fired)
     # after piecewise_max (max(t, c) passes NaN on by itself) and before the printers' choices
-    expr = apply_rules(expr, (NAN_OTHERWISE,), fired)
+    expr = apply_rules(expr, (NAN_OTHERWISE, NAN_DEFAULT), fired)
     expr = apply_rules(expr, (LINEAR_ROOT, SQRT_COMPLEMENT), fired)
     expr = apply_rules(expr, (ROOT_CONJUGATE,), fired)
     expr = apply_rules(expr, (HYPOT,), fired)
