@@ -14,6 +14,19 @@ import pytest
 
 from actgen.cli import main
 
+
+def _numpy_package(folder, spec_text, package):
+    """``spec_text`` built (NumPy target only) in ``folder`` and its package imported."""
+    import importlib
+
+    (folder / "spec.yaml").write_text(spec_text, encoding="utf-8")
+    assert main(["build", "--spec", str(folder / "spec.yaml"), "--out", str(folder / "out"), "--package", package, "--target", "numpy", "--quiet"]) == 0
+    sys.path.insert(0, str(folder / "out"))
+    try:
+        return importlib.import_module(package)
+    finally:
+        sys.path.remove(str(folder / "out"))
+
 USER_SPEC = """\
 activations:
   softsign_scaled:
@@ -259,19 +272,11 @@ def test_what_the_fuzzer_found_is_right(tmp_path):
     sign(z**6), 0 at z = 1e-300 where z**6 underflows (sign_of_power); asinh(|z|/(1 + z**2)), an
     internal error (its second derivative had an unreachable zoo branch inside another Piecewise:
     folded away). Checked in ulps against mpmath."""
-    import importlib
-
     import mpmath
 
     from actgen.accuracy import ulp_error
 
-    (tmp_path / "f.yaml").write_text(FUZZ_FOUND_SPEC, encoding="utf-8")
-    assert main(["build", "--spec", str(tmp_path / "f.yaml"), "--out", str(tmp_path / "out"), "--package", "fz", "--target", "numpy", "--quiet"]) == 0
-    sys.path.insert(0, str(tmp_path / "out"))
-    try:
-        pkg = importlib.import_module("fz")
-    finally:
-        sys.path.remove(str(tmp_path / "out"))
+    pkg = _numpy_package(tmp_path, FUZZ_FOUND_SPEC, "fz")
     mpmath.mp.prec = 200
     z = np.array([-700.5, -30.2, -30.3, -1.1, 0.3, 5.7, 700.2])
     for name in ("exp_shift", "exp_shift_grad", "exp_shift_grad2"):
@@ -525,19 +530,10 @@ def norm_built(tmp_path_factory):
     """Class-axis functions with a sum of squares and with K outside a sum (built apart from the
     accuracy specs: the normalised vector is 0/0 at the zero vector, which the accuracy grid
     samples, and softmax's VJP is over 4 ulp, a known limit of tests/test_accuracy.py)."""
-    import importlib
-
-    work = tmp_path_factory.mktemp("norm")
-    (work / "n.yaml").write_text(
+    return _numpy_package(tmp_path_factory.mktemp("norm"), (
         "activations:\n"
         "  l2_normalize:\n    expr: z[i]/sqrt(Sum(z[j]**2, (j, 1, K)))\n"
-        "  scaled_softmax:\n    expr: K*exp(z[i])/Sum(exp(z[j]), (j, 1, K))\n", encoding="utf-8")
-    assert main(["build", "--spec", str(work / "n.yaml"), "--out", str(work / "o"), "--package", "norm", "--quiet", "--target", "numpy"]) == 0
-    sys.path.insert(0, str(work / "o"))
-    try:
-        return importlib.import_module("norm")
-    finally:
-        sys.path.remove(str(work / "o"))
+        "  scaled_softmax:\n    expr: K*exp(z[i])/Sum(exp(z[j]), (j, 1, K))\n"), "norm")
 
 
 def test_a_normalised_vector_is_right_at_any_scale(norm_built):
