@@ -230,13 +230,13 @@ def loss_views(entry: Entry, loss: M.Loss) -> list[FunctionView]:
         grad_values = [at(grad.expr, k) for k in (1, 2, 3)]
         views.append(FunctionView(
             loss.name, sig, f"{loss.prose.title}, over the last (class) axis, reduced over samples.",
-            _math("L(y, \\hat{y})", loss.expr) + _computed_as(tuple(class_axis_scaled(value.expr, LOSS_BASES)[1])) + _loss_vars_doc() + param_doc + ("", "Example:", f"    >>> print(f\"{{float({loss.name}({example})) + 0.0:.6g}}\")", f"    {_fmt_significant(loss_value)}"),
+            _math("L(y, \\hat{y})", loss.expr) + _computed_as(class_axis_scaled(value.expr, LOSS_BASES)[1]) + _loss_vars_doc() + param_doc + ("", "Example:", f"    >>> print(f\"{{float({loss.name}({example})) + 0.0:.6g}}\")", f"    {_fmt_significant(loss_value)}"),
             prologue, emit_inplace(to_array(class_axis_scaled(value.expr, LOSS_BASES)[0], {}), ARRAYS, printer), "loss",
             ("loss = np.asarray(loss, dtype=y_hat.dtype).reshape(y_hat.shape[:-1])", "return _reduce(loss, reduction, _dtype)"),
         ))
         views.append(FunctionView(
             grad.name, sig, f"Gradient of {loss.name} with respect to y_pred (scaled by 1/N samples for the mean).",
-            _math("\\frac{\\partial L}{\\partial \\hat{y}_k}", grad.expr) + _computed_as(tuple(class_axis_scaled(grad.expr, LOSS_BASES)[1])) + _loss_vars_doc() + param_doc + ("", "Example:", f"    >>> np.round({grad.name}({example}), 6) + 0.0", f"    {_fmt_array(grad_values)}"),
+            _math("\\frac{\\partial L}{\\partial \\hat{y}_k}", grad.expr) + _computed_as(class_axis_scaled(grad.expr, LOSS_BASES)[1]) + _loss_vars_doc() + param_doc + ("", "Example:", f"    >>> np.round({grad.name}({example}), 6) + 0.0", f"    {_fmt_array(grad_values)}"),
             prologue, emit_inplace(to_array(class_axis_scaled(grad.expr, LOSS_BASES)[0], {M.KK: None}), ARRAYS, printer), "grad",
             ("return _scale(_result(grad, y_hat), reduction, y_hat.size // max(y_hat.shape[-1], 1) if y_hat.ndim else 1, _dtype, (y_hat, y))",),
         ))
