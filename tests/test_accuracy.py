@@ -127,6 +127,18 @@ def test_reference_is_not_fooled_by_cancellation():
     assert float(A.reference(sp.log(1 + sp.exp(Z)), {Z: -700.0})) == pytest.approx(math.exp(-700), rel=1e-12)
 
 
+def test_term_ulps_do_not_excuse_a_zero_at_the_origin():
+    """The term-relative allowance is for zero crossings at irrational points: z - tanh(z)
+    evaluated as a sum is ~1e16 ulp off at z = 1e-8 (where a series is exact), and its term
+    ulp must say so; 1 - cos(z) touches 0 at 2 pi k, which no float hits: there the allowance holds."""
+    ref = Z - sp.tanh(Z)
+    naive = A.measure("naive", lambda x: x - np.tanh(x), ref, Z, inputs=np.array([1e-8, 0.5, 3.0]), terms_expr=ref)
+    assert naive.max_term_ulp > 1e6 and naive.max_term_ulp == naive.max_ulp
+    touching = 1 - sp.cos(Z)
+    m = A.measure("touching", lambda x: 1 - np.cos(x), touching, Z, inputs=np.array([710.0]), terms_expr=touching)
+    assert m.max_ulp > 1e6 and m.max_term_ulp < 1
+
+
 def test_ulp_error_counts_ulps():
     one = mpmath.mpf(1)
     assert A.ulp_error(1.0, one) == 0.0

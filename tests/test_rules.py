@@ -73,6 +73,17 @@ _A2, _B2 = sp.exp(sp.Min(2 * z, 0)), sp.exp(-sp.Max(2 * z, 0))
 _SH_E = sp.exp(-sp.Abs(z))
 _SH_A, _SH_B = primitives.sign_select(z, 1, _SH_E), primitives.sign_select(z, _SH_E, 1)
 
+def _fitted(expr, t, k=1):
+    """What cancellation_polynomial makes of ``expr`` (a sum in t = z), from actgen.series.fit."""
+    from actgen import series
+
+    f = series.fit(expr, z)
+    w_ = t**2 if f.even else t
+    cond = sp.Abs(t) < f.right if f.even else sp.And(t > -f.left, t < f.right)
+    value = k * t**f.order * primitives.polynomial(w_ - sp.Float(f.centre), *(sp.Float(c) for c in f.coeffs))
+    return sp.Piecewise((value, cond), (expr.xreplace({z: t}) if t != z else expr, True))
+
+
 FIRES = {
     "logistic": [
         (1 / (1 + sp.exp(-z)), logistic(z)),
@@ -260,6 +271,9 @@ FIRES = {
         (sp.sech(z + 1), sp.exp(sp.log(2) - sp.Abs(z + 1)) / (1 + sp.exp(-2 * sp.Abs(z + 1)))),
         (sp.sinh(z / 3), sp.Piecewise((sp.sinh(z / 3), sp.Abs(z / 3) < 1), (sp.sign(z / 3) * (sp.exp(sp.Abs(z / 3) - sp.log(2)) - sp.exp(-sp.Abs(z / 3) - sp.log(2))), True))),
     ],
+    "logistic_difference": [(logistic(-z) - logistic(z), -sp.tanh(z / 2)), (2 - 4 * logistic(3 * z), -2 * sp.tanh(3 * z / 2))],
+    # the odd z - tanh(z) = z**3 h(z**2); exp(z) - 1 - z with no parity; the same over a parameter
+    "cancellation_polynomial": [(z - sp.tanh(z), _fitted(z - sp.tanh(z), z)), (sp.exp(z) - 1 - z, _fitted(sp.exp(z) - 1 - z, z))],
     "sign_of_power": [(sp.sign(z**6), sp.sign(z) ** 6), (sp.sign((z + w) ** 3), sp.sign(z + w) ** 3)],
     "nan_default": [
         (sp.Heaviside(z), sp.Piecewise((0, z < 0), (sp.Rational(1, 2), sp.Eq(z, 0)), (1, z > 0), (sp.nan, True))),
@@ -342,6 +356,11 @@ LEFT_ALONE = {
     "nan_otherwise": [sp.Piecewise((1, z > 0), (0, True)), sp.Piecewise((z, z > 0), (z**2, True)), sp.Piecewise((w, z > 0), (0, True)),
                       sp.Piecewise((z, sp.Ne(z, 0)), (0, True))],
     "sign_of_power": [sp.sign(z), sp.sign(sp.sqrt(z**2 + 1)), sp.sign(z) ** 2],
+    # not a difference of a logistic and its mirror; k - k logistic (logistic_complement's)
+    "logistic_difference": [logistic(z) - logistic(2 * z), logistic(z) + logistic(-z), 1 - logistic(z)],
+    # no cancellation (z**2 + z), no zero at 0, expm1's exact form, two inputs, a parameter that
+    # does not scale the input
+    "cancellation_polynomial": [z**2 + z, sp.cosh(z) + z, sp.exp(z) - 1, z - sp.tanh(z * w) + w],
     # a ratio that grows (sinh**2/cosh), a cosh without a sinh
     "hyperbolic_ratio": [sp.sinh(z) ** 2 / sp.cosh(z), sp.cosh(z) ** -2, sp.sinh(z) / sp.cosh(2 * z)],
     # an exact argument (z, 2z: no rounding to amplify), tanh (it does not amplify), a parameter

@@ -491,7 +491,7 @@ def parser():
     pr.add_argument("names", nargs="*", help="identities to prove (default: all)")
     pr.add_argument("--spec", default="spec", help="a spec file or a folder of *.yaml files (default: spec/)")
     pr.set_defaults(fn=cmd_prove)
-    acc = sub.add_parser("accuracy", help="measure the generated package against an mpmath reference, in ulps", description="Import the built packages from the output folder (NumPy, and PyTorch and JAX where they are installed), measure every elementwise function, gradient, second derivative and fused head against an independent high-precision mpmath reference over [-750, 750] and the float edges, and write accuracy.md and accuracy.json there.")
+    acc = sub.add_parser("accuracy", help="measure the generated package against an mpmath reference, in ulps", description="Import the built packages from the output folder (NumPy, and PyTorch and JAX where they are installed), measure every elementwise function, gradient, second derivative, fused head, loss and class-axis function against an independent high-precision mpmath reference over [-750, 750], the float edges, log-spaced magnitudes up to the largest float and random off-grid points, and write accuracy.md and accuracy.json there.")
     common(acc)
     acc.add_argument("--float64-only", action="store_true", help="skip the float32 measurements")
     acc.add_argument("--quiet", action="store_true", help="no progress line on a terminal (the summary is still printed)")

@@ -410,7 +410,19 @@ class ratio(sp.Function):  # noqa: N801
         return r"\left(%s\right)^{%s}" % (body, printer._print(exp)) if exp is not None else body
 
 
-PRIMITIVES = (logistic, softplus, normal_cdf, xlogy, xlog1py, erfcx, exp_square, mul_exp, mul_exp_shared, mul_exp_square, exp_dd, mul_exp_dd, sign_select, ratio)
+class polynomial(sp.Function):  # noqa: N801
+    """sum_k c_k s**k for polynomial(s, c_0, ..., c_n): one node while expressions are lowered (no
+    rule factors or redistributes it), evaluated by Horner's scheme (see :mod:`actgen.series`)."""
+
+    def _eval_rewrite_as_exp(self, s, *coeffs, **kwargs):
+        from .series import horner
+
+        return horner(coeffs, s)
+
+    _eval_rewrite_as_elementary = _eval_rewrite_as_exp
+
+
+PRIMITIVES = (logistic, softplus, normal_cdf, xlogy, xlog1py, erfcx, exp_square, mul_exp, mul_exp_shared, mul_exp_square, exp_dd, mul_exp_dd, sign_select, ratio, polynomial)
 
 
 def elementary(expr):
