@@ -177,3 +177,19 @@ def test_the_cosine_loss_is_right_at_any_scale(packages):
             np.testing.assert_allclose(back(pkg.cosine(*args(y * s, p), reduction="none")), want, rtol=1e-15, atol=1e-15, err_msg=f"{pkg.__name__} y*{s}")
     g = __import__("actgen_numpy").cosine_grad(y, p, reduction="none")
     np.testing.assert_allclose(__import__("actgen_numpy").cosine_grad(y, p * 1e300, reduction="none") * 1e300, g, rtol=1e-15)
+
+
+def test_kl_div_near_its_zero_and_past_the_ratio_range(ag):
+    """y log(y/y_hat) (rule log_ratio): next to its zero at y_hat = y the rounded ratio cost its
+    value's accuracy (log1p of the exact difference is used there), and at a subnormal y_hat the
+    ratio overflowed to inf (log y - log y_hat is used there). In ulps against mpmath."""
+    import mpmath
+
+    from actgen.accuracy import ulp_error
+
+    y = np.array([0.5, 0.5, 2.0, 2.0, 0.5, 3.0, 1e-300])
+    y_hat = np.array([0.5000000001, 0.49999999999999, 1.9999999, 5e-324, 1e300, 0.9, 1e-5])
+    got = ag.kl_div(y, y_hat, reduction="none")
+    with mpmath.workprec(400):
+        worst = max(ulp_error(float(g), mpmath.mpf(float(a)) * mpmath.log(mpmath.mpf(float(a)) / mpmath.mpf(float(b)))) for g, a, b in zip(got, y, y_hat))
+    assert worst <= 4.0, worst

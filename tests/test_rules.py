@@ -271,6 +271,9 @@ FIRES = {
         (sp.sech(z + 1), sp.exp(sp.log(2) - sp.Abs(z + 1)) / (1 + sp.exp(-2 * sp.Abs(z + 1)))),
         (sp.sinh(z / 3), sp.Piecewise((sp.sinh(z / 3), sp.Abs(z / 3) < 1), (sp.sign(z / 3) * (sp.exp(sp.Abs(z / 3) - sp.log(2)) - sp.exp(-sp.Abs(z / 3) - sp.log(2))), True))),
     ],
+    "log_ratio": [(sp.log(z / (1 + z)), sp.Piecewise((cfunctions.log1p(-1 / (z + 1)), sp.And(z / (z + 1) >= sp.Rational(1, 2), z / (z + 1) <= 2)),
+                                                      (sp.log(sp.Abs(z)) - sp.log(sp.Abs(z + 1)), sp.Or(z / (z + 1) > rules._HUGE, sp.And(z / (z + 1) >= 0, z / (z + 1) < rules._TINY))),
+                                                      (sp.log(z / (1 + z)), True)))],
     "logistic_difference": [(logistic(-z) - logistic(z), -sp.tanh(z / 2)), (2 - 4 * logistic(3 * z), -2 * sp.tanh(3 * z / 2))],
     # the odd z - tanh(z) = z**3 h(z**2); exp(z) - 1 - z with no parity; the same over a parameter
     "cancellation_polynomial": [(z - sp.tanh(z), _fitted(z - sp.tanh(z), z)), (sp.exp(z) - 1 - z, _fitted(sp.exp(z) - 1 - z, z))],
@@ -358,6 +361,8 @@ LEFT_ALONE = {
     "sign_of_power": [sp.sign(z), sp.sign(sp.sqrt(z**2 + 1)), sp.sign(z) ** 2],
     # not a difference of a logistic and its mirror; k - k logistic (logistic_complement's)
     "logistic_difference": [logistic(z) - logistic(2 * z), logistic(z) + logistic(-z), 1 - logistic(z)],
+    # a ratio with a constant side, no ratio, a ratio of parameters
+    "log_ratio": [sp.log(z / 3), sp.log(1 + z**2), sp.log(w / (1 + w)), xlogy(w, z)],
     # no cancellation (z**2 + z), no zero at 0, expm1's exact form, two inputs, a parameter that
     # does not scale the input
     "cancellation_polynomial": [z**2 + z, sp.cosh(z) + z, sp.exp(z) - 1, z - sp.tanh(z * w) + w],

@@ -441,6 +441,55 @@ def _xlogy(e):
     return coeff * xlogy(var_part, arg)
 
 
+_HUGE, _TINY = sp.Float(2.0**1000), sp.Float(2.0**-1000)
+
+
+def _ratio_parts(t):
+    """(n, d) for a ratio t = n/d of two expressions that both hold an input; else None."""
+    n, d = sp.fraction(sp.together(t)) if t.is_Mul or t.is_Pow else (None, None)
+    if n is None or d == 1 or not _inputs(n) or not _inputs(d):
+        return None
+    return n, d
+
+
+def _log_ratio(e):
+    # log(n/d) -> log1p((n - d)/d) where n/d is in [1/2, 2] (n - d exact there for floats n, d),
+    # log|n| - log|d| where n/d overflows or underflows, log(n/d) elsewhere; xlogy(x, n/d) likewise
+    if isinstance(e, sp.log):
+        x, t = None, e.args[0]
+    elif isinstance(e, xlogy):
+        x, t = e.args
+    else:
+        return None
+    parts = _ratio_parts(t)
+    if parts is None:
+        return None
+    n, d = parts
+    r = n / d
+    near = sp.And(r >= sp.Rational(1, 2), r <= 2)
+    far = sp.Or(r > _HUGE, sp.And(r >= 0, r < _TINY))
+    if x is None:
+        return sp.Piecewise((cfunctions.log1p((n - d) / d), near), (sp.log(sp.Abs(n)) - sp.log(sp.Abs(d)), far), (sp.log(r), True))
+    return sp.Piecewise((xlog1py(x, (n - d) / d), near), (xlogy(x, sp.Abs(n)) - xlogy(x, sp.Abs(d)), far), (xlogy(x, r), True))
+
+
+_RATIO_NEAR_ONE = (1 + u) / (2 + u)  # in [1/2, 2] for u > 0
+LOG_RATIO = Rule(
+    "log_ratio",
+    "log(n/d) = log1p((n - d)/d) where n/d is in [1/2, 2] (no rounding of a ratio near 1: n - d is exact there), "
+    "log|n| - log|d| where n/d overflows or underflows (|log| >= 693 then: no cancellation), log(n/d) elsewhere; "
+    "xlogy(x, n/d) the same with xlog1py and xlogy (for n, d that both hold an input)",
+    _log_ratio,
+    # each branch's form, on a ratio where its condition holds (n = a u, d = b u with a/b in range)
+    ((sp.log(a * u / (b * u)), sp.log(a) - sp.log(b)),
+     (sp.log(_RATIO_NEAR_ONE), cfunctions.log1p((1 + u - (2 + u)) / (2 + u))),
+     (sp.log((1 + u) / (2 + u)), sp.log(sp.Abs(1 + u)) - sp.log(sp.Abs(2 + u))),
+     (x * sp.log(_RATIO_NEAR_ONE), xlog1py(x, (1 + u - (2 + u)) / (2 + u)))),
+    "lower",
+    top_down=True,
+    once=True,  # log(n/d) stays itself in the last branch
+)
+
 def _clamp_branches(e):
     """Restrict each branch of a one-variable Piecewise to the inputs that select it.
 
@@ -1793,7 +1842,7 @@ LOG_COSH = Rule(
     "lower",
 )
 
-LOWER = (XLOGY, PIECEWISE_MAX, NAN_OTHERWISE, NAN_DEFAULT, CLAMP_BRANCHES, LOG_COSH, LINEAR_ROOT, SQRT_COMPLEMENT, ROOT_CONJUGATE, LOGISTIC_DIFFERENCE, CANCELLATION_POLYNOMIAL, HYPOT, RATIO_FIRST, RATIONAL_ROOTS, LOG_TAIL, RATIONAL_TAIL, EXP_SUM_POWER, SCALED_POWER, HYPERBOLIC_SOFTPLUS, SOFTPLUS_LOG1P, NORMAL_CDF_ERFCX, EXP_SQUARE, HYPERBOLIC_RATIO, HYPERBOLIC_QUOTIENT, SECH_SQUARED_COSH, HYPERBOLIC_EXP, LOGISTIC_PRODUCT, LOGISTIC_PAIR_SUM, LOGISTIC_RECIPROCAL, STABLE_LOGISTIC, SPLIT_EXP, COMPENSATED_EXPONENT, SHARED_EXPONENTIAL)
+LOWER = (XLOGY, LOG_RATIO, PIECEWISE_MAX, NAN_OTHERWISE, NAN_DEFAULT, CLAMP_BRANCHES, LOG_COSH, LINEAR_ROOT, SQRT_COMPLEMENT, ROOT_CONJUGATE, LOGISTIC_DIFFERENCE, CANCELLATION_POLYNOMIAL, HYPOT, RATIO_FIRST, RATIONAL_ROOTS, LOG_TAIL, RATIONAL_TAIL, EXP_SUM_POWER, SCALED_POWER, HYPERBOLIC_SOFTPLUS, SOFTPLUS_LOG1P, NORMAL_CDF_ERFCX, EXP_SQUARE, HYPERBOLIC_RATIO, HYPERBOLIC_QUOTIENT, SECH_SQUARED_COSH, HYPERBOLIC_EXP, LOGISTIC_PRODUCT, LOGISTIC_PAIR_SUM, LOGISTIC_RECIPROCAL, STABLE_LOGISTIC, SPLIT_EXP, COMPENSATED_EXPONENT, SHARED_EXPONENTIAL)
 
 
 def lower(expr, fired=None):
@@ -1801,6 +1850,7 @@ def lower(expr, fired=None):
     fired = [] if fired is None else fired
     # branches are clamped before primitives are expanded, so the expansions stay untouched
     expr = apply_rules(expr, (XLOGY, PIECEWISE_MAX, CLAMP_BRANCHES), fired)
+    expr = apply_rules(expr, (LOG_RATIO,), fired)
     # after piecewise_max (max(t, c) passes NaN on by itself) and before the printers' choices
     expr = apply_rules(expr, (NAN_OTHERWISE, NAN_DEFAULT), fired)
     expr = apply_rules(expr, (LINEAR_ROOT, SQRT_COMPLEMENT), fired)
