@@ -1064,6 +1064,8 @@ def _moment(a: Analysis, power):
 
 
 def prop_mean(a: Analysis):
+    if _symmetry(a, "odd", -1).value is True:
+        return Property("mean", Moment(sp.Integer(0), 0.0), "E[f(Z)] for a standard normal Z; exact, 0: f is odd (proved) and Z is symmetric" + a.note)
     m, how = a.moment(1)
     return Property("mean", m, f"E[f(Z)] for a standard normal Z; {how}" + a.note)
 
