@@ -480,8 +480,8 @@ LOG_RATIO = Rule(
     "log|n| - log|d| where n/d overflows or underflows (|log| >= 693 then: no cancellation), log(n/d) elsewhere; "
     "xlogy(x, n/d) the same with xlog1py and xlogy (for n, d that both hold an input)",
     _log_ratio,
-    # each branch's form, on a ratio where its condition holds (n = a u, d = b u with a/b in range)
-    ((sp.log(a * u / (b * u)), sp.log(a) - sp.log(b)),
+    # each branch's form for a positive ratio (the conditions only choose between equal forms)
+    ((x * sp.log(u / (2 + u)), xlogy(x, sp.Abs(u)) - xlogy(x, sp.Abs(2 + u))),
      (sp.log(_RATIO_NEAR_ONE), cfunctions.log1p((1 + u - (2 + u)) / (2 + u))),
      (sp.log((1 + u) / (2 + u)), sp.log(sp.Abs(1 + u)) - sp.log(sp.Abs(2 + u))),
      (x * sp.log(_RATIO_NEAR_ONE), xlog1py(x, (1 + u - (2 + u)) / (2 + u)))),
@@ -1669,6 +1669,7 @@ LOGISTIC_DIFFERENCE = Rule(
     "lower",
 )
 
+_SERIES_X = sp.Dummy("x", real=True)  # one symbol for every fit, so that series.fit's cache serves each backend's lowering
 _NOT_ANALYTIC = (sp.Piecewise, sp.Abs, sp.Min, sp.Max, sp.sign, sp.Heaviside, sign_select, ratio)
 
 
@@ -1681,7 +1682,7 @@ def _series_variable(e):
     if len(inputs) != 1:
         return None
     (v,) = inputs
-    x = sp.Dummy("x", real=True)
+    x = _SERIES_X
     clamped = sorted((n for n in sp.preorder_traversal(e) if isinstance(n, (sp.Min, sp.Max)) and set(n.args) == {v, sp.S.Zero}), key=sp.default_sort_key)
     for base in clamped + [v]:
         f = e.xreplace({base: x})
