@@ -567,6 +567,11 @@ class Analysis:
         return wrapper
 
     @cached
+    def symmetry(self, name, parity):
+        """odd or even, proved once for the properties that ask (odd, even, zero_centred, mean)."""
+        return _symmetry(self, name, parity)
+
+    @cached
     def derivative(self, order):
         return self.pieces if order == 0 else self.derivative(order - 1).derivative()
 
@@ -884,11 +889,11 @@ def _symmetry(a: Analysis, name, parity):
 
 
 def prop_odd(a):
-    return _symmetry(a, "odd", -1)
+    return a.symmetry("odd", -1)
 
 
 def prop_even(a):
-    return _symmetry(a, "even", 1)
+    return a.symmetry("even", 1)
 
 
 # -- moments under a standard normal input ---------------------------------------------------------
@@ -1064,7 +1069,11 @@ def _moment(a: Analysis, power):
 
 
 def prop_mean(a: Analysis):
-    if _symmetry(a, "odd", -1).value is True:
+    try:
+        odd = a.symmetry("odd", -1).value is True
+    except Undecided:
+        odd = False  # the moment decides
+    if odd:
         return Property("mean", Moment(sp.Integer(0), 0.0), "E[f(Z)] for a standard normal Z; exact, 0: f is odd (proved) and Z is symmetric" + a.note)
     m, how = a.moment(1)
     return Property("mean", m, f"E[f(Z)] for a standard normal Z; {how}" + a.note)
@@ -1141,7 +1150,7 @@ def prop_zero_centred(a: Analysis):
         if s is None:
             raise Undecided(f"SymPy could not decide the sign of E[f(Z)] = {_short(m.exact)}")
         return Property("zero_centred", s == 0, f"E[f(Z)] = {m.text()} for a standard normal Z ({how})" + a.note)
-    odd = _symmetry(a, "odd", -1)
+    odd = a.symmetry("odd", -1)
     if odd.value is True:
         return Property("zero_centred", True, "f is odd, so E[f(Z)] = 0 for the symmetric standard normal Z" + a.note)
     if abs(m.value) > 2 * m.error:

@@ -63,7 +63,6 @@ _body = functools.partial(_torch_body, printer_class=ActgenJaxPrinter)
 _class_axis_emit = functools.partial(_torch_class_axis_emit, printer_class=ActgenJaxPrinter)
 
 
-
 TANH_SMALL_RADIUS = 0.55  # below it the runtime's tanh is a fitted odd polynomial
 
 
@@ -74,6 +73,7 @@ def _tanh_small():
 
     centre, coeffs = odd_fit("tanh", TANH_SMALL_RADIUS)
     return {"radius": repr(TANH_SMALL_RADIUS), "centre": repr(centre), "coeffs": [repr(coeffs[0] - 1)] + [repr(c) for c in coeffs[1:]]}
+
 
 def _decimals(values, places=6, spread=1e-6):
     """The most decimal places (at most ``places``) at which no example value lies within
