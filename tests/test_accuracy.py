@@ -25,11 +25,6 @@ KNOWN: dict = {
     ("gelu_tanh_grad2", "float64"): "4.69 term-ulp at z = 3.3 (measured): the double-double exponent of the first derivative is not carried into its derivative's polynomial factors",
     ("mish_grad2", "float64"): "4.32 term-ulp at z = 24.6 (measured): sums of several rounded exp-rational terms",
     # losses, measured along y_hat over the whole grid (tiny and subnormal predictions included)
-    ("focal_grad(y=0)", "float64"): "NaN at y_hat = 5e-324 (measured): the shared 1/y_hat overflows and meets a zero factor (0 * inf)",
-    ("focal_grad(y=0.3)", "float64"): "inf at y_hat = 5e-324 (measured): 1/y_hat overflows before it is multiplied by y (1 - y_hat)**gamma",
-    ("focal_grad(y=1)", "float64"): "inf at y_hat = 5e-324 (measured): 1/y_hat overflows before it is multiplied by y (1 - y_hat)**gamma",
-    **{(f"focal_balanced_grad(y={y})", "float64"): "inf or NaN at y_hat = 5e-324 (measured): as focal_grad, 1/y_hat overflows before it is multiplied by a vanishing factor"
-       for y in ("0", "0.3", "1")},
     ("poisson_nll_log(y=2)", "float64"): "NaN at y_hat = 1e308 (measured): exp(y_hat) and y y_hat both overflow (inf - inf), where the true value is beyond float64's range and inf would be right",
     # class-axis VJPs: s_k (g_k - sum_i s_i g_i) with the dominant term split out (dominant_term:
     # no cancellation where s is nearly one-hot, 9e15 ulp before); what is left is the rounding of

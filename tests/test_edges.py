@@ -193,3 +193,35 @@ def test_kl_div_near_its_zero_and_past_the_ratio_range(ag):
     with mpmath.workprec(400):
         worst = max(ulp_error(float(g), mpmath.mpf(float(a)) * mpmath.log(mpmath.mpf(float(a)) / mpmath.mpf(float(b)))) for g, a, b in zip(got, y, y_hat))
     assert worst <= 4.0, worst
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_kl_div_where_the_quotient_leaves_the_format(packages, dtype):
+    """log_ratio's far branch is chosen by the working format's own limits: a quotient y/y_hat past
+    float32's largest number (1e10/1e-30) or below its smallest normal one (1e-30/1e10) took
+    log(inf) = inf and a log of a rounded subnormal in the float32 bodies of the torch and JAX
+    packages while the thresholds were float64's; and the quotient is one division, so a subnormal
+    y_hat whose reciprocal overflows (1e-300/1e-310) keeps its moderate ratio. In ulps of the
+    input's format against mpmath (subnormal inputs only in float64 and not for JAX, whose XLA
+    flushes them to zero)."""
+    import mpmath
+
+    from actgen.accuracy import ulp_error
+
+    np_dtype, info = np.dtype(dtype), np.finfo(dtype)
+    pairs = [(1e10, 1e-30), (1e-30, 1e10), (0.5, 1e-20), (3e38, 1e-3), (1e-300, 1e-310)]
+    for pkg, to, back in packages:
+        name = pkg.__name__.rsplit("_", 1)[-1]
+        normal = lambda v: info.tiny <= v <= info.max  # noqa: E731
+        cases = [(p, q) for p, q in pairs if normal(p) and (normal(q) or (q > 0 and dtype == "float64" and name != "jax"))]
+        a, b = (np.array([c[i] for c in cases], dtype=dtype) for i in (0, 1))
+        if name == "numpy":
+            got = pkg.kl_div(a, b, reduction="none")
+        else:
+            cast = (lambda x: to(x).to(getattr(__import__("torch"), dtype))) if name == "torch" else (lambda x: to(x).astype(dtype))
+            got = back(pkg.kl_div(cast(b), cast(a), reduction="none"))
+        assert np.asarray(got).dtype == np_dtype, (name, np.asarray(got).dtype)
+        with mpmath.workprec(400):
+            errors = [ulp_error(float(g), mpmath.mpf(float(p)) * mpmath.log(mpmath.mpf(float(p)) / mpmath.mpf(float(q))), dtype=np_dtype.type)
+                      for g, p, q in zip(got, a, b)]
+        assert max(errors) <= 4.0, (name, dtype, list(zip(a, b, got, errors)))

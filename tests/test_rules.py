@@ -13,7 +13,7 @@ import sympy as sp
 from sympy.codegen import cfunctions
 
 from actgen import primitives, rules
-from actgen.primitives import mul_exp, elementary, logistic, normal_cdf, softplus, xlogy
+from actgen.primitives import elementary, format_max, format_tiny, logistic, mul_exp, normal_cdf, ratio, softplus, xlogy
 
 z = sp.Symbol("z", real=True)
 w = sp.Symbol("w", real=True)
@@ -271,9 +271,11 @@ FIRES = {
         (sp.sech(z + 1), sp.exp(sp.log(2) - sp.Abs(z + 1)) / (1 + sp.exp(-2 * sp.Abs(z + 1)))),
         (sp.sinh(z / 3), sp.Piecewise((sp.sinh(z / 3), sp.Abs(z / 3) < 1), (sp.sign(z / 3) * (sp.exp(sp.Abs(z / 3) - sp.log(2)) - sp.exp(-sp.Abs(z / 3) - sp.log(2))), True))),
     ],
-    "log_ratio": [(sp.log(z / (1 + z)), sp.Piecewise((cfunctions.log1p(-1 / (z + 1)), sp.And(z / (z + 1) >= sp.Rational(1, 2), z / (z + 1) <= 2)),
-                                                      (sp.log(sp.Abs(z)) - sp.log(sp.Abs(z + 1)), sp.Or(z / (z + 1) > rules._HUGE, sp.And(z / (z + 1) >= 0, z / (z + 1) < rules._TINY))),
-                                                      (sp.log(z / (1 + z)), True)))],
+    # the quotient is one division (ratio): 1/(z + 1) alone overflows where z/(z + 1) may not; the
+    # far branch is chosen by the working format's limits (printed per dtype)
+    "log_ratio": [(sp.log(z / (1 + z)), sp.Piecewise((cfunctions.log1p(ratio(-1, z + 1)), sp.And(ratio(z, z + 1) >= sp.Rational(1, 2), ratio(z, z + 1) <= 2)),
+                                                      (sp.log(sp.Abs(z)) - sp.log(sp.Abs(z + 1)), sp.Or(ratio(z, z + 1) >= format_max(), sp.And(ratio(z, z + 1) >= 0, ratio(z, z + 1) < format_tiny()))),
+                                                      (sp.log(ratio(z, z + 1)), True)))],
     "logistic_difference": [(logistic(-z) - logistic(z), -sp.tanh(z / 2)), (2 - 4 * logistic(3 * z), -2 * sp.tanh(3 * z / 2))],
     # the odd z - tanh(z) = z**3 h(z**2); exp(z) - 1 - z with no parity; the same over a parameter
     "cancellation_polynomial": [(z - sp.tanh(z), _fitted(z - sp.tanh(z), z)), (sp.exp(z) - 1 - z, _fitted(sp.exp(z) - 1 - z, z))],

@@ -410,6 +410,38 @@ class ratio(sp.Function):  # noqa: N801
         return r"\left(%s\right)^{%s}" % (body, printer._print(exp)) if exp is not None else body
 
 
+class _FormatLimit(sp.Function):
+    """A limit of the floating-point format a body computes in, which each printer prints for its
+    working dtype (float64's value in SymPy's own evaluation). Only conditions use these: they
+    choose between forms proven equal, so no proof depends on the value."""
+
+    nargs = 0
+    is_real = is_positive = is_finite = True
+    is_number = False  # a value per format, not one number: kept symbolic until printed
+    float64 = 0.0
+
+    def _eval_evalf(self, prec):
+        return sp.Float(self.float64, 17)._eval_evalf(prec)
+
+    def _latex(self, printer, exp=None):
+        body = r"\operatorname{%s}" % type(self).__name__.replace("_", r"\_")
+        return body if exp is None else r"%s^{%s}" % (body, printer._print(exp))
+
+
+class format_tiny(_FormatLimit):  # noqa: N801
+    """The smallest positive normal number of the working format (float64 2**-1022, float32
+    2**-126): below it a rounded quotient keeps fewer significant bits than the format has."""
+
+    float64 = 2.0**-1022
+
+
+class format_max(_FormatLimit):  # noqa: N801
+    """The largest finite number of the working format (a rounded result at or above it overflowed
+    or is within an ulp of overflowing)."""
+
+    float64 = float.fromhex("0x1.fffffffffffffp+1023")
+
+
 class polynomial(sp.Function):  # noqa: N801
     """sum_k c_k s**k for polynomial(s, c_0, ..., c_n): one node while expressions are lowered (no
     rule factors or redistributes it), evaluated by Horner's scheme (see :mod:`actgen.series`)."""

@@ -24,7 +24,7 @@ from sympy.codegen import cfunctions
 
 from .model import Z
 from . import series
-from .primitives import erfcx, exp_dd, exp_square, logistic, mul_exp, mul_exp_dd, mul_exp_shared, mul_exp_square, normal_cdf, polynomial, ratio, sign_select, softplus, xlog1py, xlogy
+from .primitives import erfcx, exp_dd, exp_square, format_max, format_tiny, logistic, mul_exp, mul_exp_dd, mul_exp_shared, mul_exp_square, normal_cdf, polynomial, ratio, sign_select, softplus, xlog1py, xlogy
 from .symbolic import prove_equal
 
 a = sp.Symbol("a", real=True)
@@ -441,9 +441,6 @@ def _xlogy(e):
     return coeff * xlogy(var_part, arg)
 
 
-_HUGE, _TINY = sp.Float(2.0**1000), sp.Float(2.0**-1000)
-
-
 def _ratio_parts(t):
     """(n, d) for a ratio t = n/d of two expressions that both hold an input; else None."""
     n, d = sp.fraction(sp.together(t)) if t.is_Mul or t.is_Pow else (None, None)
@@ -454,7 +451,10 @@ def _ratio_parts(t):
 
 def _log_ratio(e):
     # log(n/d) -> log1p((n - d)/d) where n/d is in [1/2, 2] (n - d exact there for floats n, d),
-    # log|n| - log|d| where n/d overflows or underflows, log(n/d) elsewhere; xlogy(x, n/d) likewise
+    # log|n| - log|d| where the quotient n/d overflows or is below the smallest normal number of the
+    # working format (a rounded subnormal quotient has lost significant bits), log(n/d) elsewhere;
+    # xlogy(x, n/d) likewise. The quotient is one division (ratio): d's reciprocal alone overflows
+    # for a subnormal d where n/d may be moderate.
     if isinstance(e, sp.log):
         x, t = None, e.args[0]
     elif isinstance(e, xlogy):
@@ -465,26 +465,28 @@ def _log_ratio(e):
     if parts is None:
         return None
     n, d = parts
-    r = n / d
+    r = ratio(n, d)
     near = sp.And(r >= sp.Rational(1, 2), r <= 2)
-    far = sp.Or(r > _HUGE, sp.And(r >= 0, r < _TINY))
+    far = sp.Or(r >= format_max(), sp.And(r >= 0, r < format_tiny()))
     if x is None:
-        return sp.Piecewise((cfunctions.log1p((n - d) / d), near), (sp.log(sp.Abs(n)) - sp.log(sp.Abs(d)), far), (sp.log(r), True))
-    return sp.Piecewise((xlog1py(x, (n - d) / d), near), (xlogy(x, sp.Abs(n)) - xlogy(x, sp.Abs(d)), far), (xlogy(x, r), True))
+        return sp.Piecewise((cfunctions.log1p(ratio(n - d, d)), near), (sp.log(sp.Abs(n)) - sp.log(sp.Abs(d)), far), (sp.log(r), True))
+    return sp.Piecewise((xlog1py(x, ratio(n - d, d)), near), (xlogy(x, sp.Abs(n)) - xlogy(x, sp.Abs(d)), far), (xlogy(x, r), True))
 
 
 _RATIO_NEAR_ONE = (1 + u) / (2 + u)  # in [1/2, 2] for u > 0
 LOG_RATIO = Rule(
     "log_ratio",
     "log(n/d) = log1p((n - d)/d) where n/d is in [1/2, 2] (no rounding of a ratio near 1: n - d is exact there), "
-    "log|n| - log|d| where n/d overflows or underflows (|log| >= 693 then: no cancellation), log(n/d) elsewhere; "
+    "log|n| - log|d| where the quotient n/d overflows or is below the smallest normal number of the working format "
+    "(|log| >= 708 in float64, 87 in float32 then: the difference does not cancel), log(n/d) elsewhere, n/d one division; "
     "xlogy(x, n/d) the same with xlog1py and xlogy (for n, d that both hold an input)",
     _log_ratio,
     # each branch's form for a positive ratio (the conditions only choose between equal forms)
     ((x * sp.log(u / (2 + u)), xlogy(x, sp.Abs(u)) - xlogy(x, sp.Abs(2 + u))),
-     (sp.log(_RATIO_NEAR_ONE), cfunctions.log1p((1 + u - (2 + u)) / (2 + u))),
+     (sp.log(_RATIO_NEAR_ONE), cfunctions.log1p(ratio(1 + u - (2 + u), 2 + u))),
      (sp.log((1 + u) / (2 + u)), sp.log(sp.Abs(1 + u)) - sp.log(sp.Abs(2 + u))),
-     (x * sp.log(_RATIO_NEAR_ONE), xlog1py(x, (1 + u - (2 + u)) / (2 + u)))),
+     (x * sp.log(_RATIO_NEAR_ONE), xlog1py(x, ratio(1 + u - (2 + u), 2 + u))),
+     (sp.log(_RATIO_NEAR_ONE), sp.log(ratio(1 + u, 2 + u)))),
     "lower",
     top_down=True,
     once=True,  # log(n/d) stays itself in the last branch
@@ -1828,6 +1830,33 @@ SHARED_EXPONENTIAL = Rule(
 )
 
 
+def _merge_powers(e):
+    # b**p b**q -> b**(p + q) in a product, for a base that holds an input and exponents of which at
+    # least one holds a parameter (SymPy merges numeric exponents itself): gamma y_hat**gamma / y_hat
+    # is gamma y_hat**(gamma - 1), where the factors alone overflow and vanish (inf * 0 = NaN at a
+    # subnormal y_hat) and the product is small
+    if not e.is_Mul:
+        return None
+    groups: dict = {}
+    for f in e.args:
+        b, x = (f, sp.S.One) if isinstance(f, sp.exp) else f.as_base_exp()
+        groups.setdefault(b, []).append(x)
+    if not any(len(xs) > 1 and _inputs(b) and any(x.free_symbols for x in xs) for b, xs in groups.items()):
+        return None
+    return sp.Mul(*[b ** sp.Add(*xs) if len(xs) > 1 and _inputs(b) else sp.Mul(*[b**x for x in xs]) for b, xs in groups.items()])
+
+
+_W = sp.Symbol("w", real=True)
+MERGE_POWERS = Rule(
+    "merge_powers",
+    "b**p b**q = b**(p + q) for b > 0 (one power where the factors alone would overflow and vanish, for exponents with a parameter)",
+    _merge_powers,
+    ((a * sp.Mul(u**_W, 1 / u, evaluate=False), a * u ** (_W - 1)),
+     (sp.Mul(u**_W, u ** (2 * _W), (1 + u) ** _W, 1 / (1 + u), evaluate=False), u ** (3 * _W) * (1 + u) ** (_W - 1))),
+    "lower",
+)
+
+
 # a lower rule: log(cosh(t)) stays itself while deriving (its derivative is tanh(t), exact), and is
 # evaluated in this form
 LOG_COSH = Rule(
@@ -1838,12 +1867,13 @@ LOG_COSH = Rule(
     "lower",
 )
 
-LOWER = (XLOGY, LOG_RATIO, PIECEWISE_MAX, NAN_OTHERWISE, NAN_DEFAULT, CLAMP_BRANCHES, LOG_COSH, LINEAR_ROOT, SQRT_COMPLEMENT, ROOT_CONJUGATE, LOGISTIC_DIFFERENCE, CANCELLATION_POLYNOMIAL, HYPOT, RATIO_FIRST, RATIONAL_ROOTS, LOG_TAIL, RATIONAL_TAIL, EXP_SUM_POWER, SCALED_POWER, HYPERBOLIC_SOFTPLUS, SOFTPLUS_LOG1P, NORMAL_CDF_ERFCX, EXP_SQUARE, HYPERBOLIC_RATIO, HYPERBOLIC_QUOTIENT, SECH_SQUARED_COSH, HYPERBOLIC_EXP, LOGISTIC_PRODUCT, LOGISTIC_PAIR_SUM, LOGISTIC_RECIPROCAL, STABLE_LOGISTIC, SPLIT_EXP, COMPENSATED_EXPONENT, SHARED_EXPONENTIAL)
+LOWER = (MERGE_POWERS, XLOGY, LOG_RATIO, PIECEWISE_MAX, NAN_OTHERWISE, NAN_DEFAULT, CLAMP_BRANCHES, LOG_COSH, LINEAR_ROOT, SQRT_COMPLEMENT, ROOT_CONJUGATE, LOGISTIC_DIFFERENCE, CANCELLATION_POLYNOMIAL, HYPOT, RATIO_FIRST, RATIONAL_ROOTS, LOG_TAIL, RATIONAL_TAIL, EXP_SUM_POWER, SCALED_POWER, HYPERBOLIC_SOFTPLUS, SOFTPLUS_LOG1P, NORMAL_CDF_ERFCX, EXP_SQUARE, HYPERBOLIC_RATIO, HYPERBOLIC_QUOTIENT, SECH_SQUARED_COSH, HYPERBOLIC_EXP, LOGISTIC_PRODUCT, LOGISTIC_PAIR_SUM, LOGISTIC_RECIPROCAL, STABLE_LOGISTIC, SPLIT_EXP, COMPENSATED_EXPONENT, SHARED_EXPONENTIAL)
 
 
 def lower(expr, fired=None):
     """Prepare ``expr`` for a NumPy printer; returns the lowered expression."""
     fired = [] if fired is None else fired
+    expr = apply_rules(expr, (MERGE_POWERS,), fired)
     # branches are clamped before primitives are expanded, so the expansions stay untouched
     expr = apply_rules(expr, (XLOGY, PIECEWISE_MAX, CLAMP_BRANCHES), fired)
     expr = apply_rules(expr, (LOG_RATIO,), fired)

@@ -95,6 +95,12 @@ class ActgenJaxPrinter(ActgenTorchPrinter):
             out = f"jnp.{fn}({out}, {bound!r})"
         return out
 
+    def _print_format_tiny(self, expr):
+        return f"jnp.finfo({self.like}.dtype).tiny"
+
+    def _print_format_max(self, expr):
+        return f"jnp.finfo({self.like}.dtype).max"
+
     def _print_Abs(self, expr):
         return f"jnp.abs({self._print(expr.args[0])})"
 

@@ -34,6 +34,7 @@ class ActgenNumPyPrinter(NumPyPrinter):
         self.pending = []  # (name, code) of double-double values not yet written out
         self.dd_prefix = "_d"  # names of double-double values: prefix and a number
         self.renamed = {}  # input symbol -> the name of its gathered elements (see _InPlace._sparse_branch)
+        self.float_dtype = "np.float64"  # code for the dtype the body computes in (see emit_inplace)
 
     def _module_format(self, fqn, register=True):
         if fqn.startswith("numpy."):
@@ -167,6 +168,12 @@ class ActgenNumPyPrinter(NumPyPrinter):
 
     def _print_log1p(self, expr):
         return f"np.log1p({self._print(expr.args[0])})"
+
+    def _print_format_tiny(self, expr):
+        return f"np.finfo({self.float_dtype}).tiny"
+
+    def _print_format_max(self, expr):
+        return f"np.finfo({self.float_dtype}).max"
 
     def _print_ratio(self, expr):
         a, b = expr.args
@@ -891,7 +898,7 @@ def emit_inplace(expr, inputs, printer=None, fired=None, workspace=False, float_
     uses = {str(sym): sum(v.count(sym) for v in later) for sym, _ in replacements}
     writer = _InPlace(printer, inputs, uses)
     writer.workspace = workspace
-    writer.float_dtype = float_dtype
+    writer.float_dtype = printer.float_dtype = float_dtype
     for sym, value in replacements:
         writer.expanded[sym] = value.xreplace(writer.expanded)
     lines = []

@@ -108,6 +108,12 @@ class ActgenTorchPrinter(ActgenNumPyPrinter):
             out = f"{clamp}({out}, {bound!r})"
         return out
 
+    def _print_format_tiny(self, expr):
+        return f"torch.finfo({self.like}.dtype).tiny"
+
+    def _print_format_max(self, expr):
+        return f"torch.finfo({self.like}.dtype).max"
+
     def _print_Abs(self, expr):
         return f"torch.abs({self._print(expr.args[0])})"
 
