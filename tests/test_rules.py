@@ -279,6 +279,11 @@ FIRES = {
     # a parameter exponent: the factors alone overflow and vanish at a subnormal base
     "merge_powers": [(w * sp.Mul(z**w, 1 / z, evaluate=False), w * z ** (w - 1)),
                      (sp.Mul((1 - z) ** w, 1 / (1 - z), z, evaluate=False), z * (1 - z) ** (w - 1))],
+    # a constant that makes the argument overflow (or, under a logarithm, subnormal) on its own
+    "scaled_argument": [(sp.log(3 * z), sp.Piecewise((sp.log(3 * z), sp.Abs(z) < 2.0**28), (sp.log(3) + sp.log(z), True))),
+                        (sp.log(z / 5), sp.Piecewise((sp.log(z / 5), sp.Abs(z) > 2.0**-28), (sp.log(z) - sp.log(5), True))),
+                        (sp.asinh(3 * z), sp.Piecewise((sp.asinh(3 * z), sp.Abs(z) < 2.0**28),
+                                                       (sp.sign(z) * (sp.log(sp.Abs(z)) + sp.log(3 + sp.sqrt(9 + z**-2))), True)))],
     "logistic_difference": [(logistic(-z) - logistic(z), -sp.tanh(z / 2)), (2 - 4 * logistic(3 * z), -2 * sp.tanh(3 * z / 2))],
     # the odd z - tanh(z) = z**3 h(z**2); exp(z) - 1 - z with no parity; the same over a parameter
     "cancellation_polynomial": [(z - sp.tanh(z), _fitted(z - sp.tanh(z), z)), (sp.exp(z) - 1 - z, _fitted(sp.exp(z) - 1 - z, z))],
@@ -367,7 +372,8 @@ LEFT_ALONE = {
     # not a difference of a logistic and its mirror; k - k logistic (logistic_complement's)
     "logistic_difference": [logistic(z) - logistic(2 * z), logistic(z) + logistic(-z), 1 - logistic(z)],
     # a ratio with a constant side, no ratio, a ratio of parameters
-    "merge_powers": [z**w / (1 + z), w**z / w, sp.exp(z) * sp.exp(w * z), z**2 * z**3],
+    "scaled_argument": [sp.log(z), sp.asinh(z / 3), sp.log(w * z), sp.log(-2 * z), sp.asinh(2 * w)],
+    "merge_powers": [z**w / (1 + z), sp.Mul(w**z, 1 / w, evaluate=False), sp.exp(z) * sp.exp(w * z), z**2 * z**3],
     "log_ratio": [sp.log(z / 3), sp.log(1 + z**2), sp.log(w / (1 + w)), xlogy(w, z)],
     # no cancellation (z**2 + z), no zero at 0, expm1's exact form, two inputs, a parameter that
     # does not scale the input

@@ -350,6 +350,52 @@ def test_sums_that_cancel_at_the_origin_are_exact(tmp_path):
     assert np.isnan(pkg.tanh_shrink_like(np.array([np.nan]))).all()
 
 
+OVERFLOWING_SPEC = """\
+activations:
+  cubed_asinh:
+    expr: asinh(3*z)**3
+  damped_asinh:
+    expr: Max(3/2, z) * asinh(z) / (1 + z**2)
+  tanh_over_square:
+    expr: tanh(z) / 5 / (1 + z**2)
+  log_scaled:
+    expr: log(3*z)
+    domain: {z: positive}
+  log_shrunk:
+    expr: log(z/7)
+    domain: {z: positive}
+"""
+
+
+def test_an_argument_or_factor_that_overflows_alone(tmp_path):
+    """Found by `actgen accuracy --fuzz`: 3z overflows where asinh(3z)**3 is about -3.6e8 (rule
+    scaled_argument: log|z| + log(3 + sqrt(9 + 1/z**2))); Max(3/2, z) asinh(z) overflows where the
+    value divided by 1 + z**2 is tiny, and 2z times 1/(1 + z**2) was inf * 0 in tanh(z)/5/(1 + z**2)'s
+    derivative (rule rational_tail divides each growing factor, a sum term by term, first); log(3z)
+    and log(z/7) of a huge or subnormal z. In ulps against mpmath, out to the largest float."""
+    import mpmath
+
+    from actgen.accuracy import ulp_error
+
+    pkg = _numpy_package(tmp_path, OVERFLOWING_SPEC, "ovf")
+    checks = {
+        "cubed_asinh": lambda v: mpmath.asinh(3 * v) ** 3,
+        "cubed_asinh_grad": lambda v: 9 * mpmath.asinh(3 * v) ** 2 / mpmath.sqrt(9 * v * v + 1),
+        "damped_asinh": lambda v: max(mpmath.mpf(1.5), v) * mpmath.asinh(v) / (1 + v * v),
+        "tanh_over_square_grad": lambda v: mpmath.sech(v) ** 2 / 5 / (1 + v * v) - 2 * v * mpmath.tanh(v) / 5 / (1 + v * v) ** 2,
+    }
+    z = np.array([-1.7976931348623157e308, -1e300, -3e150, -2e9, -2.5, -1e-5, 0.3, 4.0, 3e8, 1.47774e306, 1e308, 1.7976931348623157e308])
+    positive = np.array([5e-324, 1e-310, 1e-200, 3e-9, 0.2, 7.0, 2e9, 1e300, 6e307, 1.7976931348623157e308])
+    checks_positive = {"log_scaled": lambda v: mpmath.log(3 * v), "log_shrunk": lambda v: mpmath.log(v / 7)}
+    for points, table in ((z, checks), (positive, checks_positive)):
+        for name, true in table.items():
+            got = getattr(pkg, name)(points)
+            assert np.isfinite(got).all(), (name, got)
+            with mpmath.workprec(200):
+                worst = max(ulp_error(float(g), true(mpmath.mpf(float(v)))) for g, v in zip(got, points))
+            assert worst <= 4.0, (name, worst)
+
+
 def test_users_softplus_variant_is_stable(probe):
     """log(1 + exp(2z))/2 gets the same stable treatment as the bundled softplus."""
     value, slope, tail = probe["big"]

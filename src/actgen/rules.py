@@ -686,16 +686,16 @@ def _decays(t):
     return t.is_nonpositive is True and bool(t.free_symbols)
 
 
-def _grows(f):
+def _grows(f, inputs=(Z,)):
     """f depends on the input z outside of any exponential (z, 1 + z/(1 + exp(-|z|)), ...), so it
     can be large enough to lift a subnormal exponential back into the normal range (targets such
-    as y in a loss are not inputs that grow)."""
+    as y in a loss are not inputs that grow); ``inputs``: the symbols that count as growing."""
     bounded = {x: sp.Integer(1) for x in f.atoms(sp.exp)}
     # and functions bounded by 1 in magnitude: their product with a subnormal stays subnormal
     bounded.update({x: sp.Integer(1) for x in f.atoms(sp.tanh, sp.erf, sp.sin, sp.cos, sp.sech, sp.sign, logistic)})
     # an indicator (a Piecewise of constants) is bounded too
     bounded.update({p: sp.Integer(1) for p in f.atoms(sp.Piecewise) if all(v.is_number for v, _ in p.args)})
-    return Z in f.xreplace(bounded).free_symbols
+    return bool(set(inputs) & f.xreplace(bounded).free_symbols)
 
 
 def _decaying_factor(v):
@@ -1085,6 +1085,13 @@ def _rational_tail(e):
         # value is still a subnormal number, and (1/t)**-s alone would be subnormal (flushed to
         # zero where the hardware flushes, XLA on CPU) where the value times the other factors is
         # not; the last division by t rounds once into the value's range
+        # other factors that grow with t (Max(c, t), asinh(t)) each take one of those divisions
+        # first: their product alone may overflow where the value does not (t asinh(t)/(1 + t**2));
+        # a sum takes it term by term, its products expanded (2 t tanh(t) - (t**2 + 1) sech(t)**2
+        # over t is 2 tanh(t) - t sech(t)**2 - sech(t)**2/t: no t**2 that overflows before sech**2)
+        paired = [f for f in rest if _grows(f, t.free_symbols)][: max(-s_ - 1, 0)]
+        rest = [(sp.expand_mul(f / t) if f.is_Add else ratio(f, t)) if f in paired else f for f in rest]
+        s_ += len(paired)
         power = t**s_ if s_ >= 0 else ratio(sp.Integer(1), t) ** (-s_ - 1) / t
         far = sp.Mul(*rest, power, *tails)
         return sp.Piecewise((e, sp.Abs(t) < sp.Float(2.0 ** (120 // widest))), (far, True))
@@ -1459,6 +1466,44 @@ LOG_TAIL = Rule(
     "log(c prod_i P_i(t)**r_i) = s log|t| + log(c prod_i (P_i(t)/t**p_i)**r_i), s = sum_i p_i r_i even, for polynomials P_i of degree p_i (of total degree >= 2) and c > 0, used for |t| >= 2**(120//d), d the larger total degree of numerator and denominator: no overflow (or underflow) of the logarithm's argument where the logarithm is moderate",
     _log_tail,
     tuple((lhs, _log_tail(lhs)) for lhs in (sp.log(1 + x**2), sp.log(1 / (x**2 + u)), sp.log(2 * (x**2 + x + 1) / (x**2 + 3)), sp.log((x**2 + 1) ** 3))),
+    "lower",
+    once=True,
+)
+_SCALE_SPLIT = sp.Float(2.0**28)
+
+
+def _scaled_argument(e):
+    # log(c x) -> log(c) + log(x) and asinh(c x) -> sign(x) (log|x| + log(|c| + sqrt(c**2 + x**-2)))
+    # for a number c and an input-dependent x, where c x alone overflows (|c| > 1, |x| >= 2**28) or,
+    # for the logarithm, becomes subnormal (|c| < 1, |x| <= 2**-28): asinh(3 z) is about 710 at
+    # z = -1.8e308, not -inf. Both logarithms then have the sign of the result (|x| >= 2**28 >= 1/|c|,
+    # or both below 1): the sum does not cancel
+    if not isinstance(e, (sp.log, sp.asinh)):
+        return None
+    c_, x_ = e.args[0].as_coeff_Mul()
+    if not c_.is_Number or c_ in (1, -1) or c_ == 0 or not _inputs(x_) or isinstance(x_, sp.Piecewise):
+        return None
+    if isinstance(e, sp.log):
+        if not c_.is_positive:
+            return None
+        if abs(c_) > 1:
+            return sp.Piecewise((e, sp.Abs(x_) < _SCALE_SPLIT), (sp.log(c_) + sp.log(x_), True))
+        return sp.Piecewise((e, sp.Abs(x_) > 1 / _SCALE_SPLIT), (sp.log(c_) + sp.log(x_), True))
+    if abs(c_) <= 1:
+        return None
+    far = sp.sign(c_) * sp.sign(x_) * (sp.log(sp.Abs(x_)) + sp.log(abs(c_) + sp.sqrt(c_**2 + x_**-2)))
+    return sp.Piecewise((e, sp.Abs(x_) < _SCALE_SPLIT), (far, True))
+
+
+SCALED_ARGUMENT = Rule(
+    "scaled_argument",
+    "log(c x) = log(c) + log(x) (c > 0, x > 0) and asinh(c x) = sign(c x) (log|x| + log(|c| + sqrt(c**2 + 1/x**2))) "
+    "for a number c, used where c x alone would overflow (|c| > 1, |x| >= 2**28) or be subnormal (log, |c| < 1, |x| <= 2**-28); "
+    "no cancellation there: both logarithms have the result's sign",
+    _scaled_argument,
+    ((sp.log(3 * u), sp.log(3) + sp.log(u)), (sp.log(u / 7), sp.log(u) - sp.log(7)),
+     (sp.asinh(3 * u), sp.log(u) + sp.log(3 + sp.sqrt(9 + u**-2))),
+     (sp.asinh(-3 * u), -(sp.log(u) + sp.log(3 + sp.sqrt(9 + u**-2))))),
     "lower",
     once=True,
 )
@@ -1867,7 +1912,7 @@ LOG_COSH = Rule(
     "lower",
 )
 
-LOWER = (MERGE_POWERS, XLOGY, LOG_RATIO, PIECEWISE_MAX, NAN_OTHERWISE, NAN_DEFAULT, CLAMP_BRANCHES, LOG_COSH, LINEAR_ROOT, SQRT_COMPLEMENT, ROOT_CONJUGATE, LOGISTIC_DIFFERENCE, CANCELLATION_POLYNOMIAL, HYPOT, RATIO_FIRST, RATIONAL_ROOTS, LOG_TAIL, RATIONAL_TAIL, EXP_SUM_POWER, SCALED_POWER, HYPERBOLIC_SOFTPLUS, SOFTPLUS_LOG1P, NORMAL_CDF_ERFCX, EXP_SQUARE, HYPERBOLIC_RATIO, HYPERBOLIC_QUOTIENT, SECH_SQUARED_COSH, HYPERBOLIC_EXP, LOGISTIC_PRODUCT, LOGISTIC_PAIR_SUM, LOGISTIC_RECIPROCAL, STABLE_LOGISTIC, SPLIT_EXP, COMPENSATED_EXPONENT, SHARED_EXPONENTIAL)
+LOWER = (MERGE_POWERS, XLOGY, LOG_RATIO, SCALED_ARGUMENT, PIECEWISE_MAX, NAN_OTHERWISE, NAN_DEFAULT, CLAMP_BRANCHES, LOG_COSH, LINEAR_ROOT, SQRT_COMPLEMENT, ROOT_CONJUGATE, LOGISTIC_DIFFERENCE, CANCELLATION_POLYNOMIAL, HYPOT, RATIO_FIRST, RATIONAL_ROOTS, LOG_TAIL, RATIONAL_TAIL, EXP_SUM_POWER, SCALED_POWER, HYPERBOLIC_SOFTPLUS, SOFTPLUS_LOG1P, NORMAL_CDF_ERFCX, EXP_SQUARE, HYPERBOLIC_RATIO, HYPERBOLIC_QUOTIENT, SECH_SQUARED_COSH, HYPERBOLIC_EXP, LOGISTIC_PRODUCT, LOGISTIC_PAIR_SUM, LOGISTIC_RECIPROCAL, STABLE_LOGISTIC, SPLIT_EXP, COMPENSATED_EXPONENT, SHARED_EXPONENTIAL)
 
 
 def lower(expr, fired=None):
@@ -1888,6 +1933,7 @@ def lower(expr, fired=None):
     expr = apply_rules(expr, (RATIO_FIRST,), fired)
     expr = apply_rules(expr, (RATIONAL_ROOTS,), fired)
     expr = apply_rules(expr, (LOG_TAIL,), fired)
+    expr = apply_rules(expr, (SCALED_ARGUMENT,), fired)
     expr = apply_rules(expr, (RATIONAL_TAIL,), fired)
     # rational_tail's t/|t| (proved as a ratio; it appears only where |t| >= 2**60) evaluated as
     # sign(t): the same for every t != 0, and +-1 at t = +-inf, where inf/inf is nan

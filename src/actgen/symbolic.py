@@ -32,6 +32,8 @@ def _transforms():
         ("rewrite in erf, simplify", lambda e: sp.simplify(e.rewrite(sp.erf))),
         ("rewrite exp, combine logarithms, simplify", lambda e: sp.simplify(sp.logcombine(sp.expand(e.rewrite(sp.exp)), force=True))),
         ("expand special functions, simplify", lambda e: sp.simplify(sp.expand_func(e))),
+        ("rewrite inverse hyperbolic functions as logarithms, expand logarithms (positive arguments), simplify",
+         lambda e: sp.simplify(sp.expand_log(e.rewrite(sp.log), force=True))),
     )
 
 
