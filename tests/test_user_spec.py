@@ -396,6 +396,18 @@ def test_an_argument_or_factor_that_overflows_alone(tmp_path):
             assert worst <= 4.0, (name, worst)
 
 
+def test_a_moment_that_cannot_be_evaluated_is_unknown_not_an_error(tmp_path):
+    """Found by `actgen accuracy --fuzz`: E[tanh(cosh(Z) - Z)] sent mpmath's quadrature to nodes near
+    |z| = 1e20, where cosh alone needs more memory than any machine has, and the build ended in an
+    internal MemoryError. The moments are now unknown, with the reason, and the function builds."""
+    import json
+
+    pkg = _numpy_package(tmp_path, "activations:\n  tanh_of_cosh:\n    expr: tanh(cosh(z) - z)\n", "tc")
+    assert np.isfinite(pkg.tanh_of_cosh(np.array([-800.0, 0.0, 3.0, 800.0]))).all()
+    props = json.loads((tmp_path / "out" / "catalog.json").read_text(encoding="utf-8"))["activations"][0]["properties"]
+    assert props["mean"]["value"] == "unknown" and "quadrature" in props["mean"]["reason"], props["mean"]
+
+
 def test_users_softplus_variant_is_stable(probe):
     """log(1 + exp(2z))/2 gets the same stable treatment as the bundled softplus."""
     value, slope, tail = probe["big"]

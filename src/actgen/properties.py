@@ -1005,7 +1005,13 @@ def _numerical_gaussian_integral(g, lo, hi):
                 return fn(x) * mpmath.npdf(x)
 
             ends = [mpmath.mpf(float(v)) if v.is_finite else (mpmath.inf if v is OO else -mpmath.inf) for v in (lo, hi)]
-            value, err = mpmath.quad(f, ends, error=True, maxdegree=8 + extra // 5)
+            try:
+                value, err = mpmath.quad(f, ends, error=True, maxdegree=8 + extra // 5)
+            except (MemoryError, OverflowError) as exc:
+                # tanh(cosh(z) - z) at the far quadrature nodes (|z| ~ 1e20): cosh's exponent alone
+                # needs more memory than there is; the moment is then not answered, not an error
+                raise Undecided(f"the integrand {_short(g)} φ cannot be evaluated at the quadrature's far nodes over "
+                                f"({_show(lo)}, {_show(hi)}) ({type(exc).__name__})") from None
             results.append((value, err))
     (v1, e1), (v2, e2) = results
     bound = max(abs(v1 - v2), e1, e2)
