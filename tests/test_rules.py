@@ -212,7 +212,7 @@ FIRES = {
     "rational_tail": [
         (z / (z**2 + 1), sp.Piecewise((z / (z**2 + 1), sp.Abs(z) < 2.0**60), (1 / (z * (1 + z**-2)), True))),
         ((1 - z**2) / (z**2 + 1) ** 2,
-         sp.Piecewise(((1 - z**2) / (z**2 + 1) ** 2, sp.Abs(z) < 2.0**30), ((z**-2 - 1) * primitives.ratio(1, z) / (z * (1 + z**-2) ** 2), True))),
+         sp.Piecewise(((1 - z**2) / (z**2 + 1) ** 2, sp.Abs(z) < 2.0**30), ((1 - z**-2) * primitives.ratio(1, z) * -1 / (z * (1 + z**-2) ** 2), True))),
         (z**3 / (z**2 + 2), sp.Piecewise((z**3 / (z**2 + 2), sp.Abs(z) < 2.0**40), (z / (1 + 2 / z**2), True))),
         # a numerator of degree 2 over |t| (an output form): |t| = t (t/|t|)**-1, the sign a ratio
         ((z - 1) * (z + 1) / (2 * sp.Abs(z)),

@@ -364,6 +364,10 @@ activations:
   log_shrunk:
     expr: log(z/7)
     domain: {z: positive}
+  shifted_rational:
+    expr: z/(1 + (0.044715 + z)**2)
+  asinh_of_rational:
+    expr: asinh(0.5 * 0.044715/(1 + z**2))
 """
 
 
@@ -371,7 +375,8 @@ def test_an_argument_or_factor_that_overflows_alone(tmp_path):
     """Found by `actgen accuracy --fuzz`: 3z overflows where asinh(3z)**3 is about -3.6e8 (rule
     scaled_argument: log|z| + log(3 + sqrt(9 + 1/z**2))); Max(3/2, z) asinh(z) overflows where the
     value divided by 1 + z**2 is tiny, and 2z times 1/(1 + z**2) was inf * 0 in tanh(z)/5/(1 + z**2)'s
-    derivative (rule rational_tail divides each growing factor, a sum term by term, first); log(3z)
+    derivative (rule rational_tail divides each growing factor, a sum term by term, first, and takes
+    the square root of an even-degree polynomial as a power of z times a bounded root); log(3z)
     and log(z/7) of a huge or subnormal z. In ulps against mpmath, out to the largest float."""
     import mpmath
 
@@ -383,8 +388,12 @@ def test_an_argument_or_factor_that_overflows_alone(tmp_path):
         "cubed_asinh_grad": lambda v: 9 * mpmath.asinh(3 * v) ** 2 / mpmath.sqrt(9 * v * v + 1),
         "damped_asinh": lambda v: max(mpmath.mpf(1.5), v) * mpmath.asinh(v) / (1 + v * v),
         "tanh_over_square_grad": lambda v: mpmath.sech(v) ** 2 / 5 / (1 + v * v) - 2 * v * mpmath.tanh(v) / 5 / (1 + v * v) ** 2,
+        "shifted_rational_grad": lambda v: (1 + (c + v) ** 2 - 2 * v * (c + v)) / (1 + (c + v) ** 2) ** 2,
+        # sqrt(1.6e11 (z**2 + 1)**2 + ...) in its derivative: (z**2 + 1)**2 overflowed past 1e77
+        "asinh_of_rational_grad": lambda v: -2 * (c / 2) * v / (1 + v * v) ** 2 / mpmath.sqrt(1 + (c / 2 / (1 + v * v)) ** 2),
     }
-    z = np.array([-1.7976931348623157e308, -1e300, -3e150, -2e9, -2.5, -1e-5, 0.3, 4.0, 3e8, 1.47774e306, 1e308, 1.7976931348623157e308])
+    c = mpmath.mpf(44715) / 10**6
+    z = np.array([-1.7976931348623157e308, -1e300, -3e150, -2.16651e81, -2e9, -2.5, -1e-5, 0.3, 4.0, 3e8, 1e100, 1.47774e306, 1e308, 1.7976931348623157e308])
     positive = np.array([5e-324, 1e-310, 1e-200, 3e-9, 0.2, 7.0, 2e9, 1e300, 6e307, 1.7976931348623157e308])
     checks_positive = {"log_scaled": lambda v: mpmath.log(3 * v), "log_shrunk": lambda v: mpmath.log(v / 7)}
     for points, table in ((z, checks), (positive, checks_positive)):

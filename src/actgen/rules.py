@@ -1013,6 +1013,17 @@ def _ratio_first(e):
     return None
 
 
+def _monic_tail(base, t, p, r):
+    """(lc**r, (P/(lc t**p))**r) for P = base of degree p, lc its leading coefficient: the tail
+    tends to 1, and the coefficients of all factors fold into one number (a decimal made exact
+    gives 8943/200000 and P's 4e10 with its reciprocal in the same product: multiplied last, the
+    product of the tails went through a subnormal intermediate)."""
+    lc = sp.Poly(base, t).LC()
+    if r.is_integer or lc.is_positive:
+        return (lc**r, sp.expand(base / (lc * t**p)) ** r)
+    return (sp.expand(base / t**p) ** r,)
+
+
 def _polynomial_split(factors, t):
     """Factors P_i(t)**r_i (polynomials in ``t`` with coefficients free of the inputs, integer r_i)
     split off their leading powers: (s, widest, big_below, big, rest, tails) with s = sum p_i r_i,
@@ -1035,6 +1046,18 @@ def _polynomial_split(factors, t):
     for f in factors:
         base, r = (f.base, f.exp) if f.is_Pow else (f, sp.Integer(1))
         p_ = (1 if base == sp.Abs(t) else degree(base)) if r.is_Integer else None
+        if p_ is None and r.is_Rational and r.q == 2 and base != sp.Abs(t):
+            # a square root (or its odd power) of a polynomial whose degree times the power is an
+            # even integer: sqrt(P) = t**(p/2) sqrt(P/t**p) with t**(p/2) = |t|**(p/2) (p/2 even)
+            p_ = degree(base)
+            if p_ is not None and (p_ * r).is_integer and int(p_ * r) % 2 == 0:
+                s_ += int(p_ * r)
+                (above, below) = (above + int(p_ * r), below) if r > 0 else (above, below - int(p_ * r))
+                widest = max(widest, above, below)
+                big_below |= r < 0 and p_ * abs(r) >= 2
+                tails.extend(_monic_tail(base, t, p_, r))
+                continue
+            p_ = None
         if p_ is None:
             rest.append(f)
             continue
@@ -1045,7 +1068,7 @@ def _polynomial_split(factors, t):
         if base == sp.Abs(t):  # |t| = t (|t|/t), the second factor +-1 (exact), kept a ratio
             tails.append(ratio(sp.Abs(t), t) ** r if r > 0 else ratio(t, sp.Abs(t)) ** -r)
         elif base != t:
-            tails.append(sp.expand(base / t**p_) ** r)
+            tails.extend(_monic_tail(base, t, p_, r))
     big = max(above, below) >= 2
     # a numerator of degree >= 2 over a polynomial denominator: the numerator overflows first
     big_below |= above >= 2 and below >= 1
@@ -1062,6 +1085,16 @@ def _polynomial_variables(factors):
         if base.is_Add:
             found |= {v for v in base.free_symbols | base.atoms(sp.Abs) if not _inputs_free(v)}
     return sorted(found, key=sp.default_sort_key)
+
+
+def _divided(f, t):
+    """f/t for a factor f that grows with t: one division, or for a sum, term by term with its
+    products expanded, each term that is itself a product of polynomial powers in its own tail form
+    (z (200000 z + 8943)/P(z) over z, P of degree 2: 1/P alone would overflow to 0 past 1e150)."""
+    if not f.is_Add:
+        return ratio(f, t)
+    terms = sp.Add.make_args(sp.expand_mul(f / t))
+    return sp.Add(*[_rational_tail(term) or term for term in terms])
 
 
 def _rational_tail(e):
@@ -1090,7 +1123,7 @@ def _rational_tail(e):
         # a sum takes it term by term, its products expanded (2 t tanh(t) - (t**2 + 1) sech(t)**2
         # over t is 2 tanh(t) - t sech(t)**2 - sech(t)**2/t: no t**2 that overflows before sech**2)
         paired = [f for f in rest if _grows(f, t.free_symbols)][: max(-s_ - 1, 0)]
-        rest = [(sp.expand_mul(f / t) if f.is_Add else ratio(f, t)) if f in paired else f for f in rest]
+        rest = [_divided(f, t) if f in paired else f for f in rest]
         s_ += len(paired)
         power = t**s_ if s_ >= 0 else ratio(sp.Integer(1), t) ** (-s_ - 1) / t
         far = sp.Mul(*rest, power, *tails)
