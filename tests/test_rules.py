@@ -284,6 +284,9 @@ FIRES = {
                         (sp.log(z / 5), sp.Piecewise((sp.log(z / 5), sp.Abs(z) > 2.0**-28), (sp.log(z) - sp.log(5), True))),
                         (sp.asinh(3 * z), sp.Piecewise((sp.asinh(3 * z), sp.Abs(z) < 2.0**28),
                                                        (sp.sign(z) * (sp.log(sp.Abs(z)) + sp.log(3 + sp.sqrt(9 + z**-2))), True)))],
+    # a decimal (or 1/3) added to an input: its low part comes last
+    "exact_constant_sum": [(z + sp.Rational(2351, 500), primitives.add_exact_constant(z, sp.Rational(2351, 500))),
+                           (2 * z - sp.Rational(1, 3), primitives.add_exact_constant(2 * z, -sp.Rational(1, 3)))],
     "logistic_difference": [(logistic(-z) - logistic(z), -sp.tanh(z / 2)), (2 - 4 * logistic(3 * z), -2 * sp.tanh(3 * z / 2))],
     # the odd z - tanh(z) = z**3 h(z**2); exp(z) - 1 - z with no parity; the same over a parameter
     "cancellation_polynomial": [(z - sp.tanh(z), _fitted(z - sp.tanh(z), z)), (sp.exp(z) - 1 - z, _fitted(sp.exp(z) - 1 - z, z))],
@@ -372,6 +375,8 @@ LEFT_ALONE = {
     # not a difference of a logistic and its mirror; k - k logistic (logistic_complement's)
     "logistic_difference": [logistic(z) - logistic(2 * z), logistic(z) + logistic(-z), 1 - logistic(z)],
     # a ratio with a constant side, no ratio, a ratio of parameters
+    # a float constant, an input times a non-float, a parameter, three terms
+    "exact_constant_sum": [z + 3, z + sp.Rational(1, 2), z / 3 + sp.Rational(1, 3), w + sp.Rational(1, 3), z + w + sp.Rational(1, 3)],
     "scaled_argument": [sp.log(z), sp.asinh(z / 3), sp.log(w * z), sp.log(-2 * z), sp.asinh(2 * w)],
     "merge_powers": [z**w / (1 + z), sp.Mul(w**z, 1 / w, evaluate=False), sp.exp(z) * sp.exp(w * z), z**2 * z**3],
     "log_ratio": [sp.log(z / 3), sp.log(1 + z**2), sp.log(w / (1 + w)), xlogy(w, z)],

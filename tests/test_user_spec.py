@@ -417,6 +417,27 @@ def test_a_moment_that_cannot_be_evaluated_is_unknown_not_an_error(tmp_path):
     assert props["mean"]["value"] == "unknown" and "quadrature" in props["mean"]["reason"], props["mean"]
 
 
+def test_a_decimal_shift_keeps_its_low_part(tmp_path):
+    """Found by `actgen accuracy --fuzz`: tanh((z + 1.702) + 3) was 98 ulp off next to z = -4.702,
+    where the result is the rounding of the constant 4.702 (rule exact_constant_sum adds its low part
+    last; in double-double arguments it is split anyway). In ulps against mpmath (float64)."""
+    import mpmath
+
+    from actgen.accuracy import ulp_error
+
+    spec = "activations:\n  shifted_tanh:\n    expr: tanh((z + 1.702) + 3)\n  third:\n    expr: sinh(2*z - 1/3)\n"
+    pkg = _numpy_package(tmp_path, spec, "dshift")
+    z = np.array([-4.7, -4.702, -4.70200001, -4.69999, 3.0, -700.0, 1 / 6, 0.16666, 0.1666667])
+    c = lambda: mpmath.mpf(4702) / 1000  # noqa: E731 - at the working precision of the check
+    checks = {"shifted_tanh": lambda v: mpmath.tanh(v + c()), "shifted_tanh_grad": lambda v: mpmath.sech(v + c()) ** 2,
+              "third": lambda v: mpmath.sinh(2 * v - mpmath.mpf(1) / 3), "third_grad": lambda v: 2 * mpmath.cosh(2 * v - mpmath.mpf(1) / 3)}
+    for name, true in checks.items():
+        got = getattr(pkg, name)(z)
+        with mpmath.workprec(300):
+            worst = max(ulp_error(float(g), true(mpmath.mpf(float(v)))) for g, v in zip(got, z))
+        assert worst <= 4.0, (name, worst)
+
+
 def test_users_softplus_variant_is_stable(probe):
     """log(1 + exp(2z))/2 gets the same stable treatment as the bundled softplus."""
     value, slope, tail = probe["big"]

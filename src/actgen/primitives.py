@@ -410,6 +410,29 @@ class ratio(sp.Function):  # noqa: N801
         return r"\left(%s\right)^{%s}" % (body, printer._print(exp)) if exp is not None else body
 
 
+class add_exact_constant(sp.Function):  # noqa: N801
+    """x + c for a rational c that float64 cannot hold: printed as (x + c_hi) + c_lo with c_hi the
+    float nearest c and c_lo = c - c_hi, so that next to x = -c, where x + c_hi is exact (Sterbenz),
+    the constant's own rounding does not become the whole result (tanh(z + 4.702) at z = -4.7 was
+    98 ulp off: |c| 2**-53 is 1e-13 of a result near 0.002)."""
+
+    nargs = 2
+
+    def _eval_rewrite_as_exp(self, x, c, **kwargs):
+        return x + c
+
+    _eval_rewrite_as_elementary = _eval_rewrite_as_exp
+
+    def parts(self):
+        c = self.args[1]
+        hi = float(c)
+        return hi, float(c - sp.Rational(hi))
+
+    def _latex(self, printer, exp=None):
+        body = printer._print(self.args[0] + self.args[1])
+        return r"\left(%s\right)^{%s}" % (body, printer._print(exp)) if exp is not None else body
+
+
 class _FormatLimit(sp.Function):
     """A limit of the floating-point format a body computes in, which each printer prints for its
     working dtype (float64's value in SymPy's own evaluation). Only conditions use these: they
@@ -454,7 +477,7 @@ class polynomial(sp.Function):  # noqa: N801
     _eval_rewrite_as_elementary = _eval_rewrite_as_exp
 
 
-PRIMITIVES = (logistic, softplus, normal_cdf, xlogy, xlog1py, erfcx, exp_square, mul_exp, mul_exp_shared, mul_exp_square, exp_dd, mul_exp_dd, sign_select, ratio, polynomial)
+PRIMITIVES = (logistic, softplus, normal_cdf, xlogy, xlog1py, erfcx, exp_square, mul_exp, mul_exp_shared, mul_exp_square, exp_dd, mul_exp_dd, sign_select, ratio, polynomial, add_exact_constant)
 
 
 def elementary(expr):

@@ -24,7 +24,7 @@ from sympy.codegen import cfunctions
 
 from .model import Z
 from . import series
-from .primitives import erfcx, exp_dd, exp_square, format_max, format_tiny, logistic, mul_exp, mul_exp_dd, mul_exp_shared, mul_exp_square, normal_cdf, polynomial, ratio, sign_select, softplus, xlog1py, xlogy
+from .primitives import add_exact_constant, erfcx, exp_dd, exp_square, format_max, format_tiny, logistic, mul_exp, mul_exp_dd, mul_exp_shared, mul_exp_square, normal_cdf, polynomial, ratio, sign_select, softplus, xlog1py, xlogy
 from .symbolic import prove_equal
 
 a = sp.Symbol("a", real=True)
@@ -1945,7 +1945,32 @@ LOG_COSH = Rule(
     "lower",
 )
 
-LOWER = (MERGE_POWERS, XLOGY, LOG_RATIO, SCALED_ARGUMENT, PIECEWISE_MAX, NAN_OTHERWISE, NAN_DEFAULT, CLAMP_BRANCHES, LOG_COSH, LINEAR_ROOT, SQRT_COMPLEMENT, ROOT_CONJUGATE, LOGISTIC_DIFFERENCE, CANCELLATION_POLYNOMIAL, HYPOT, RATIO_FIRST, RATIONAL_ROOTS, LOG_TAIL, RATIONAL_TAIL, EXP_SUM_POWER, SCALED_POWER, HYPERBOLIC_SOFTPLUS, SOFTPLUS_LOG1P, NORMAL_CDF_ERFCX, EXP_SQUARE, HYPERBOLIC_RATIO, HYPERBOLIC_QUOTIENT, SECH_SQUARED_COSH, HYPERBOLIC_EXP, LOGISTIC_PRODUCT, LOGISTIC_PAIR_SUM, LOGISTIC_RECIPROCAL, STABLE_LOGISTIC, SPLIT_EXP, COMPENSATED_EXPONENT, SHARED_EXPONENTIAL)
+def _exact_constant_sum(e):
+    # k s + c -> add_exact_constant(k s, c) for an input s, a number k and a rational c that float64
+    # cannot hold (a decimal such as 4.702 or 1/3): the constant's low part is added last, so that
+    # where k s + c cancels the result keeps its accuracy
+    if not e.is_Add or len(e.args) != 2:
+        return None
+    c_, rest = e.as_coeff_Add()
+    if not (c_.is_Rational and c_ != 0) or sp.Rational(float(c_)) == c_:
+        return None
+    k, s_ = rest.as_coeff_Mul()
+    if not (s_.is_Symbol and s_.name in _INPUT_NAMES) or not (k.is_Rational and sp.Rational(float(k)) == k):
+        return None
+    return add_exact_constant(rest, c_)
+
+
+EXACT_CONSTANT_SUM = Rule(
+    "exact_constant_sum",
+    "k s + c = (k s + c_hi) + c_lo for an input s, a float k and a rational c that float64 cannot hold (c_hi the nearest float, "
+    "c_lo = c - c_hi): next to s = -c/k, where k s + c_hi is exact, the result is not the rounding of the constant",
+    _exact_constant_sum,
+    ((x + sp.Rational(2351, 500), add_exact_constant(x, sp.Rational(2351, 500))), (2 * x - sp.Rational(1, 3), add_exact_constant(2 * x, -sp.Rational(1, 3)))),
+    "lower",
+)
+
+
+LOWER = (MERGE_POWERS, XLOGY, LOG_RATIO, SCALED_ARGUMENT, PIECEWISE_MAX, NAN_OTHERWISE, NAN_DEFAULT, CLAMP_BRANCHES, LOG_COSH, LINEAR_ROOT, SQRT_COMPLEMENT, ROOT_CONJUGATE, LOGISTIC_DIFFERENCE, CANCELLATION_POLYNOMIAL, HYPOT, RATIO_FIRST, RATIONAL_ROOTS, LOG_TAIL, RATIONAL_TAIL, EXP_SUM_POWER, SCALED_POWER, HYPERBOLIC_SOFTPLUS, SOFTPLUS_LOG1P, NORMAL_CDF_ERFCX, EXP_SQUARE, HYPERBOLIC_RATIO, HYPERBOLIC_QUOTIENT, SECH_SQUARED_COSH, HYPERBOLIC_EXP, LOGISTIC_PRODUCT, LOGISTIC_PAIR_SUM, LOGISTIC_RECIPROCAL, STABLE_LOGISTIC, SPLIT_EXP, COMPENSATED_EXPONENT, SHARED_EXPONENTIAL, EXACT_CONSTANT_SUM)
 
 
 def lower(expr, fired=None):
@@ -1994,6 +2019,7 @@ def lower(expr, fired=None):
     expr = apply_rules(expr, (EXPM1, LOG1P), fired)
     expr = apply_rules(expr, (LOG1MEXP,), fired)
     expr = apply_rules(expr, (SHARED_EXPONENTIAL,), fired)
+    expr = apply_rules(expr, (EXACT_CONSTANT_SUM,), fired)
     # the fitted polynomials, kept as one node through the rules above, by Horner's scheme
     return expr.replace(lambda e: isinstance(e, polynomial), lambda e: series.horner(e.args[1:], e.args[0]))
 

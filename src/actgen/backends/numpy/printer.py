@@ -169,6 +169,10 @@ class ActgenNumPyPrinter(NumPyPrinter):
     def _print_log1p(self, expr):
         return f"np.log1p({self._print(expr.args[0])})"
 
+    def _print_add_exact_constant(self, expr):
+        hi, lo = expr.parts()
+        return f"(({self._print(expr.args[0])} + {hi!r}) + {lo!r})"
+
     def _print_format_tiny(self, expr):
         return f"np.finfo({self.float_dtype}).tiny"
 
@@ -225,6 +229,8 @@ class ActgenNumPyPrinter(NumPyPrinter):
             return self._dd(self.definitions[e])
         if e in self.dd_names:
             return self.dd_names[e]
+        if type(e).__name__ == "add_exact_constant":  # in double-double the constant is split anyway
+            return self._dd(e.args[0] + e.args[1])
         if e.is_number:
             value = sp.N(e, 40)
             high = float(value)
