@@ -377,7 +377,11 @@ class _InPlace:
         self.free = []  # float buffers whose value nobody reads any more: outputs for later ufuncs
         self.expanded = {}  # CSE symbol -> its value in terms of the inputs
         self.slot_of = {}  # buffer name -> its workspace slot
-        self.float_dtype = "np.float64"  # code for the dtype of new float buffers (see emit_inplace)
+
+    @property
+    def float_dtype(self):
+        """Code for the dtype of new float buffers: the printer's working dtype (see emit_inplace)."""
+        return self.printer.float_dtype
 
     def is_array(self, e):
         return bool(e.free_symbols & self.arrays)
@@ -904,7 +908,7 @@ def emit_inplace(expr, inputs, printer=None, fired=None, workspace=False, float_
     uses = {str(sym): sum(v.count(sym) for v in later) for sym, _ in replacements}
     writer = _InPlace(printer, inputs, uses)
     writer.workspace = workspace
-    writer.float_dtype = printer.float_dtype = float_dtype
+    printer.float_dtype = float_dtype
     for sym, value in replacements:
         writer.expanded[sym] = value.xreplace(writer.expanded)
     lines = []
