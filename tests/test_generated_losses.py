@@ -104,6 +104,9 @@ def _smooth_l1(y, p, beta=1.0):
 REFERENCE = {
     "bce": lambda y, p: -(y * np.log(p) + (1 - y) * np.log(1 - p)),
     "cce": lambda y, p: -np.sum(y * np.log(p), axis=-1),
+    "nll": lambda y, p: -np.sum(y * p, axis=-1),
+    # keras.losses.Dice on one row: 1 - 2 sum(y p) / (sum(y) + sum(p) + epsilon)
+    "dice": lambda y, p, epsilon=1e-7: 1 - 2 * np.sum(y * p, axis=-1) / (np.sum(y, axis=-1) + np.sum(p, axis=-1) + epsilon),
     "mse": lambda y, p: (y - p) ** 2,
     "mae": lambda y, p: np.abs(y - p),
     "hinge": lambda y, p: np.maximum(0.0, 1 - y * p),
@@ -204,7 +207,9 @@ def test_param_grad_matches_central_differences(ag, name, param, reduction):
     loss, grad = getattr(ag, name), getattr(ag, f"{name}_grad_{param}")
     y, p = _inputs(name, shape=(3, 4))
     for value in (_defaults(name)[param], 0.6):
-        h = 1e-6 * (abs(value) if value else 1.0)  # relative: a parameter must stay >= 0 (mape's epsilon is 1e-7)
+        # relative: a parameter must stay >= 0; a tiny one (epsilon = 1e-7 of mape and dice) takes
+        # half its value (1e-13 would leave dice's difference quotient to its rounding: 2e-3 off)
+        h = 1e-6 * abs(value) if abs(value) >= 1e-3 else abs(value) / 2 if value else 1e-6
         fd = (loss(y, p, reduction=reduction, **{param: value + h}) - loss(y, p, reduction=reduction, **{param: value - h})) / (2 * h)
         got = grad(y, p, reduction=reduction, **{param: value})
         assert np.shape(got) == np.shape(fd)
@@ -363,3 +368,116 @@ def test_mean_scaling_never_writes_into_an_input(ag):
         getattr(ag, name)(y_true, y_pred)
         np.testing.assert_array_equal(y_true, before[0])
         np.testing.assert_array_equal(y_pred, before[1])
+
+
+# -- integer class labels: the one-hot form, ignore_index, label_smoothing, the class axis ---------
+
+# class-axis losses and heads whose targets may be one-hot rows (catalog field class_indices):
+# (function name, its gradient, True for a head, whose predictions are logits)
+INDEXED = sorted(
+    [(l["name"], l["functions"]["loss_grad"]["name"], False) for l in CATALOG["losses"] if l.get("class_indices")]
+    + [(h["name"], h["functions"]["head_grad"]["name"], True) for h in CATALOG["heads"] if LOSSES[h["loss"]].get("class_indices")])
+
+
+def _indexed_inputs(head, shape=(3, 4, 5), seed=3):
+    """Predictions of shape (N, K, d) with the classes on axis 1, integer labels (N, d), and the
+    same labels as one-hot rows (N, K, d)."""
+    rng = np.random.default_rng(seed)
+    k = shape[1]
+    raw = rng.normal(size=shape)
+    preds = raw if head else np.exp(raw) / np.exp(raw).sum(axis=1, keepdims=True)
+    labels = rng.integers(0, k, size=(shape[0],) + shape[2:])
+    onehot = np.moveaxis(np.eye(k)[labels], -1, 1)
+    return preds, labels, onehot
+
+
+def test_the_class_index_forms_exist(ag):
+    assert {"cce", "nll", "softmax_cce"} <= {n for n, _, _ in INDEXED}
+    assert not any(l.get("class_indices") for l in CATALOG["losses"] if not l["class_axis"])
+
+
+@pytest.mark.parametrize("name, grad, head", INDEXED)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_integer_labels_are_their_one_hot_rows(ag, name, grad, head, reduction):
+    preds, labels, onehot = _indexed_inputs(head)
+    f, g = getattr(ag, name), getattr(ag, grad)
+    want = f(onehot, preds, reduction, axis=1, ignore_index=None)
+    got = f(labels, preds, reduction, axis=1)
+    np.testing.assert_allclose(got, want, rtol=1e-15, atol=0)
+    if reduction == "none":
+        assert np.shape(got) == labels.shape
+    gwant = g(onehot, preds, "sum" if reduction == "none" else reduction, axis=1)
+    ggot = g(labels, preds, "sum" if reduction == "none" else reduction, axis=1)
+    assert ggot.shape == preds.shape
+    np.testing.assert_allclose(ggot, gwant, rtol=1e-15, atol=0)
+    # axis=1 is the same as moving the classes last
+    last = f(np.moveaxis(onehot, 1, -1), np.moveaxis(preds, 1, -1), reduction)
+    np.testing.assert_allclose(got, last, rtol=1e-15, atol=0)
+
+
+@pytest.mark.parametrize("name, grad, head", INDEXED)
+def test_ignored_samples_have_no_loss_no_gradient_and_no_weight_in_the_mean(ag, name, grad, head):
+    preds, labels, onehot = _indexed_inputs(head)
+    f, g = getattr(ag, name), getattr(ag, grad)
+    labels = labels.copy()
+    labels[0, 1] = -100
+    labels[2, :] = 7  # a custom ignore_index below
+    kept = (labels != -100) & (labels != 7)
+    both = np.where(kept, labels, 0)
+    full = f(both, preds, "none", axis=1)
+    with pytest.raises(ValueError, match=rf"{name}: class index 7 is out of range for 4 classes"):
+        f(labels, preds, axis=1)
+    labels[0, 1] = 7
+    per = f(labels, preds, "none", axis=1, ignore_index=7)
+    np.testing.assert_array_equal(per[~kept], 0.0)
+    np.testing.assert_allclose(per[kept], full[kept], rtol=1e-15)
+    assert float(f(labels, preds, "mean", axis=1, ignore_index=7)) == pytest.approx(full[kept].mean(), rel=1e-14)
+    assert float(f(labels, preds, "sum", axis=1, ignore_index=7)) == pytest.approx(full[kept].sum(), rel=1e-14)
+    gm = g(labels, preds, "mean", axis=1, ignore_index=7)
+    gfull = g(both, preds, "sum", axis=1)
+    np.testing.assert_array_equal(np.moveaxis(gm, 1, -1)[~kept], 0.0)
+    np.testing.assert_allclose(np.moveaxis(gm, 1, -1)[kept], np.moveaxis(gfull, 1, -1)[kept] / kept.sum(), rtol=1e-14)
+    # every sample ignored: the mean of nothing is NaN (as PyTorch), the sum 0
+    none = np.full_like(labels, 7)
+    assert np.isnan(f(none, preds, axis=1, ignore_index=7)) and float(f(none, preds, "sum", axis=1, ignore_index=7)) == 0.0
+
+
+@pytest.mark.parametrize("name, grad, head", INDEXED)
+@pytest.mark.parametrize("eps", (0.1, 1.0))
+def test_label_smoothing_blends_the_targets_with_the_uniform_distribution(ag, name, grad, head, eps):
+    preds, labels, onehot = _indexed_inputs(head)
+    f, g = getattr(ag, name), getattr(ag, grad)
+    smoothed = (1 - eps) * onehot + eps / onehot.shape[1]
+    for targets, dense in ((labels, smoothed), (onehot, smoothed)):
+        np.testing.assert_allclose(f(targets, preds, "none", axis=1, label_smoothing=eps), f(dense, preds, "none", axis=1), rtol=1e-14)
+        np.testing.assert_allclose(g(targets, preds, axis=1, label_smoothing=eps), g(dense, preds, axis=1), rtol=1e-14, atol=1e-300)
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match=rf"{name}: label_smoothing must be in \[0, 1\]"):
+            f(labels, preds, axis=1, label_smoothing=bad)
+
+
+def test_cross_entropy_and_nll_match_pytorch(ag):
+    """softmax_cce on integer labels is torch.nn.functional.cross_entropy, nll is its nll_loss:
+    classes on axis 1 of (N, C, d), ignore_index, label_smoothing, every reduction, and the
+    gradients from PyTorch's autograd (an independent implementation)."""
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    rng = np.random.default_rng(11)
+    z = rng.normal(scale=3.0, size=(6, 5, 4))
+    t = rng.integers(0, 5, size=(6, 4))
+    t[1, 2] = t[4, 0] = -100
+    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    for eps in (0.0, 0.25):
+        for reduction in REDUCTIONS:
+            zt = torch.tensor(z, requires_grad=True)
+            ref = F.cross_entropy(zt, torch.tensor(t), reduction=reduction, label_smoothing=eps)
+            ref.sum().backward()
+            np.testing.assert_allclose(ag.softmax_cce(t, z, reduction, axis=1, label_smoothing=eps), ref.detach().numpy(), rtol=1e-13)
+            np.testing.assert_allclose(ag.softmax_cce_grad(t, z, "sum" if reduction == "none" else reduction, axis=1, label_smoothing=eps),
+                                       zt.grad.numpy(), rtol=1e-13, atol=1e-17)
+    for reduction in REDUCTIONS:
+        lp = torch.tensor(logp, requires_grad=True)
+        ref = F.nll_loss(lp, torch.tensor(t), reduction=reduction)
+        ref.sum().backward()
+        np.testing.assert_allclose(ag.nll(t, logp, reduction, axis=1), ref.detach().numpy(), rtol=1e-14)
+        np.testing.assert_allclose(ag.nll_grad(t, logp, "sum" if reduction == "none" else reduction, axis=1), lp.grad.numpy(), rtol=1e-14)

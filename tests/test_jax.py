@@ -383,6 +383,25 @@ def test_losses_check_grads_and_match_numpy(jx, ag, name, reduction):
     np.testing.assert_allclose(grad, want_grad, rtol=1e-13, atol=1e-15)
 
 
+LOSS_PARAMS = sorted((n, p["name"]) for n, l in LOSSES.items() for p in l["params"])
+
+
+@pytest.mark.parametrize("name, param", LOSS_PARAMS)
+def test_loss_parameter_gradients_are_the_derived_ones(jx, ag, name, param):
+    """A traced parameter of a loss (elementwise or class-axis) gets the derived NAME_grad_P as
+    its derivative: the NumPy package's value, and check_grads to second order."""
+    r = np.random.default_rng(7)
+    dom = LOSSES[name]["domain"]
+    y = jnp.asarray(_SAMPLES[dom.get("y", "real")](r, (4, 3)))
+    y_hat = jnp.asarray(_SAMPLES[dom.get("y_hat", "real")](r, (4, 3)))
+    value = next(p["default"] for p in LOSSES[name]["params"] if p["name"] == param) * 0.5 + 0.25
+    fn = getattr(jx, name)
+    got = jax.grad(lambda v: fn(y_hat, y, **{param: v}))(value)
+    want = getattr(ag, f"{name}_grad_{param}")(np.asarray(y), np.asarray(y_hat), **{param: value})
+    np.testing.assert_allclose(float(got), float(want), rtol=1e-12)
+    check_grads(lambda a, v: fn(a, y, **{param: v}), (y_hat, value), order=2, modes=["fwd", "rev"])
+
+
 def test_losses_refuse_a_tangent_for_the_targets(jx):
     with pytest.raises(ValueError, match="stop_gradient"):
         jax.grad(lambda y: jx.mse(jnp.zeros(2), y))(jnp.ones(2))
@@ -428,6 +447,35 @@ def test_heads_in_optax_conventions(jx):
     np.testing.assert_allclose(jx.sigmoid_bce(z, y), _optax_sigmoid_binary_cross_entropy(z, y).mean(), rtol=1e-13)
     with pytest.raises(ValueError, match="integer"):
         jx.softmax_cross_entropy_with_integer_labels(z, probs)
+
+
+# class-axis losses and heads whose targets may be one-hot rows (catalog field class_indices)
+INDEXED = sorted([(l["name"], l["functions"]["loss_grad"]["name"], False) for l in CATALOG["losses"] if l.get("class_indices")]
+                 + [(h["name"], h["functions"]["head_grad"]["name"], True) for h in CATALOG["heads"] if LOSSES[h["loss"]].get("class_indices")])
+
+
+@pytest.mark.parametrize("name, grad, head", INDEXED)
+def test_integer_labels_ignore_index_and_label_smoothing(jx, ag, name, grad, head):
+    """Integer labels with ignore_index and label_smoothing, classes on axis 1: the NumPy
+    package's values and gradients (tested there against its one-hot form and PyTorch), under jit
+    and grad; an index out of range raises where the labels are concrete."""
+    rng = np.random.default_rng(5)
+    raw = rng.normal(size=(3, 4, 5))
+    preds = raw if head else np.exp(raw) / np.exp(raw).sum(axis=1, keepdims=True)
+    labels = rng.integers(0, 4, size=(3, 5))
+    labels[2, 0] = -100
+    fn = getattr(jx, name)
+    for eps in (0.0, 0.2):
+        for reduction in ("mean", "sum", "none"):
+            want = getattr(ag, name)(labels, preds, reduction, axis=1, label_smoothing=eps)
+            np.testing.assert_allclose(fn(jnp.asarray(preds), jnp.asarray(labels), reduction, axis=1, label_smoothing=eps), want, rtol=1e-13)
+        jitted = jax.jit(jax.value_and_grad(lambda a, t: fn(a, t, axis=1, label_smoothing=eps)))
+        value, g = jitted(jnp.asarray(preds), jnp.asarray(labels))
+        np.testing.assert_allclose(value, getattr(ag, name)(labels, preds, axis=1, label_smoothing=eps), rtol=1e-13)
+        np.testing.assert_allclose(g, getattr(ag, grad)(labels, preds, axis=1, label_smoothing=eps), rtol=1e-13, atol=1e-17)
+        assert np.all(np.asarray(g)[2, :, 0] == 0.0)
+    with pytest.raises(ValueError, match=rf"{name}: class index 9 is out of range for 4 classes"):
+        fn(jnp.asarray(preds), jnp.full((3, 5), 9), axis=1)
 
 
 def test_heads_are_stable_at_large_logits_in_float32(jx):

@@ -306,6 +306,26 @@ def test_losses_gradcheck_and_match_numpy(tt, ag, name, reduction):
     np.testing.assert_allclose(grad.numpy(), want_grad, rtol=1e-15, atol=max(4e-16 * float(np.abs(want_grad).max()), 1e-300))
 
 
+LOSS_PARAMS = sorted((n, p["name"]) for n, l in LOSSES.items() for p in l["params"])
+
+
+@pytest.mark.parametrize("name, param", LOSS_PARAMS)
+def test_loss_parameter_gradients_are_the_derived_ones(tt, ag, name, param):
+    """A tensor parameter of a loss (elementwise or class-axis) with requires_grad gets the
+    derived NAME_grad_P: the NumPy package's value, gradcheck and gradgradcheck."""
+    g = torch.Generator().manual_seed(7)
+    dom = LOSSES[name]["domain"]
+    y = _SAMPLES[dom.get("y", "real")](g, (4, 3))
+    y_hat = _SAMPLES[dom.get("y_hat", "real")](g, (4, 3))
+    default = next(p["default"] for p in LOSSES[name]["params"] if p["name"] == param)
+    value = torch.tensor(default * 0.5 + 0.25, dtype=torch.float64, requires_grad=True)
+    fn = getattr(tt, name)
+    (got,) = torch.autograd.grad(fn(y_hat, y, **{param: value}), value)
+    want = getattr(ag, f"{name}_grad_{param}")(y.numpy(), y_hat.numpy(), **{param: float(value)})
+    np.testing.assert_allclose(float(got), float(want), rtol=1e-12)
+    assert torch.autograd.gradcheck(lambda v: fn(y_hat, y, **{param: v}), (value,))
+
+
 # PyTorch's own functions with the same definitions and defaults (issue 16): values and gradients
 # away from kinks, where the two conventions could differ
 _F = torch.nn.functional
@@ -407,6 +427,70 @@ def test_heads_against_pytorch(tt):
     y = torch.rand(5, 4, dtype=torch.float64)
     torch.testing.assert_close(tt.sigmoid_bce(z, y), torch.nn.functional.binary_cross_entropy_with_logits(z, y))
     assert torch.autograd.gradgradcheck(lambda a: tt.sigmoid_bce(a, y), (z,))
+
+
+# class-axis losses and heads whose targets may be one-hot rows (catalog field class_indices)
+INDEXED = sorted([(l["name"], False) for l in CATALOG["losses"] if l.get("class_indices")]
+                 + [(h["name"], True) for h in CATALOG["heads"] if LOSSES[h["loss"]].get("class_indices")])
+
+
+@pytest.mark.parametrize("name, head", INDEXED)
+def test_integer_labels_ignore_index_and_label_smoothing(tt, ag, name, head):
+    """Integer labels are their one-hot rows (values and autograd gradients), an ignored sample
+    has no loss, no gradient and no weight in the mean, and label smoothing blends the targets
+    with the uniform distribution; the same numbers as the NumPy package, classes on dim 1."""
+    g = torch.Generator().manual_seed(4)
+    raw = torch.randn(3, 4, 5, dtype=torch.float64, generator=g)
+    preds = raw if head else torch.softmax(raw, 1)
+    labels = torch.randint(0, 4, (3, 5), generator=g)
+    labels[1, 2] = -100
+    kept = labels != -100
+    onehot = torch.nn.functional.one_hot(torch.where(kept, labels, 0), 4).movedim(-1, 1).to(torch.float64)
+    fn = getattr(tt, name)
+    for eps in (0.0, 0.2):
+        dense = (1 - eps) * onehot + eps / 4
+        per = fn(preds, labels, reduction="none", dim=1, label_smoothing=eps)
+        torch.testing.assert_close(per[kept], fn(preds, dense, reduction="none", dim=1)[kept], rtol=1e-14, atol=0)
+        assert float(per[1, 2]) == 0.0
+        np.testing.assert_allclose(per.numpy(), ag.__dict__[name](labels.numpy(), preds.numpy(), "none", axis=1, label_smoothing=eps), rtol=1e-13)
+        x = preds.clone().requires_grad_()
+        (grad,) = torch.autograd.grad(fn(x, labels, dim=1, label_smoothing=eps), x)
+        assert torch.all(grad[1, :, 2] == 0.0)
+        want = ag.__dict__[CATALOG_GRADS[name]](labels.numpy(), preds.numpy(), "mean", axis=1, label_smoothing=eps)
+        np.testing.assert_allclose(grad.numpy(), want, rtol=1e-13, atol=1e-17)
+        torch.testing.assert_close(fn(preds, labels, dim=1, label_smoothing=eps), per[kept].mean())
+    assert torch.autograd.gradcheck(lambda a: fn(a, labels, dim=1, label_smoothing=0.1), (preds.clone().requires_grad_(),))
+    with pytest.raises(ValueError, match=rf"{name}: class index 9 is out of range for 4 classes"):
+        fn(preds, torch.full((3, 5), 9), dim=1)
+    module = next(getattr(tt.nn, m) for m in dir(tt.nn) if getattr(getattr(tt.nn, m), "__module__", "").endswith(".nn")
+                  and getattr(getattr(tt.nn, m), "__doc__", "") and f"``{name}``" in getattr(tt.nn, m).__doc__)
+    torch.testing.assert_close(module(dim=1, ignore_index=-100, label_smoothing=0.2)(preds, labels), fn(preds, labels, dim=1, label_smoothing=0.2))
+
+
+CATALOG_GRADS = {**{l["name"]: l["functions"]["loss_grad"]["name"] for l in CATALOG["losses"]},
+                 **{h["name"]: h["functions"]["head_grad"]["name"] for h in CATALOG["heads"]}}
+
+
+def test_cross_entropy_and_nll_loss_with_ignore_index_and_label_smoothing_match_pytorch(tt):
+    torch.manual_seed(2)
+    z = torch.randn(6, 5, 4, dtype=torch.float64, requires_grad=True)
+    t = torch.randint(0, 5, (6, 4))
+    t[0, 1] = t[3, 3] = 2
+    for kwargs in ({}, {"ignore_index": 2}, {"label_smoothing": 0.3}, {"ignore_index": 2, "label_smoothing": 0.3}):
+        for reduction in ("mean", "sum", "none"):
+            ours = tt.softmax_cce(z, t, reduction=reduction, dim=1, **kwargs)
+            theirs = torch.nn.functional.cross_entropy(z, t, reduction=reduction, **kwargs)
+            torch.testing.assert_close(ours, theirs)
+            torch.testing.assert_close(torch.autograd.grad(ours.sum(), z)[0], torch.autograd.grad(theirs.sum(), z)[0])
+        torch.testing.assert_close(tt.nn.SoftmaxCategoricalCrossEntropyLoss(dim=1, **kwargs)(z, t), torch.nn.CrossEntropyLoss(**kwargs)(z, t))
+    logp = torch.log_softmax(z, 1).detach().requires_grad_()
+    for reduction in ("mean", "sum", "none"):
+        ours = tt.nll(logp, t, reduction=reduction, dim=1, ignore_index=2)
+        theirs = torch.nn.functional.nll_loss(logp, t, reduction=reduction, ignore_index=2)
+        torch.testing.assert_close(ours, theirs)
+        torch.testing.assert_close(torch.autograd.grad(ours.sum(), logp)[0], torch.autograd.grad(theirs.sum(), logp)[0])
+    compiled = torch.compile(lambda a, b: tt.softmax_cce(a, b, dim=1, ignore_index=2, label_smoothing=0.1), fullgraph=True)
+    torch.testing.assert_close(compiled(z.detach(), t), torch.nn.functional.cross_entropy(z.detach(), t, ignore_index=2, label_smoothing=0.1))
 
 
 def test_heads_are_stable_at_large_logits_in_float32(tt):

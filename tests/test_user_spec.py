@@ -782,3 +782,47 @@ def test_class_axis_functions_with_a_parameter_meet_the_accuracy_target(temp_bui
     rows = [dataclasses.asdict(m) for m in A.measure_all(derived, temp) if m.name.startswith("softmax_temp")]
     assert rows
     _check_rows(rows)
+
+
+UNBUNDLED_SPEC = """\
+activations:
+  erf_act:
+    expr: erf(z)
+  logish:
+    expr: z * log(1 + 1/(1 + exp(-z)))
+  softclip:
+    expr: (log(1 + exp(a * z)) - log(1 + exp(a * (z - 1)))) / a
+    params: {a: 50.0}
+"""
+
+
+def test_activations_from_the_literature_that_stopped_the_build(tmp_path):
+    """Three activations nobody bundled each stopped `actgen build`: erf's derivative from its
+    output came out through erfinv, which no target prints (an internal error); logish's derivative
+    has logistic(z) in a denominator, where rule logistic_pair_sum took a polynomial for granted (an
+    internal PolynomialError); softclip's property analysis had SymPy factor a polynomial of degree
+    100 in exp(z) (past the 60 s budget per entry; the solvers now refuse a degree above
+    MAX_EXP_DEGREE, deterministically). Each now builds, in ulps of mpmath (float64, values and
+    derivatives: SymPy's derivative of the spec formula, evaluated by actgen.accuracy.reference)."""
+    import json
+
+    import sympy as sp
+
+    from actgen.accuracy import reference, ulp_error
+
+    pkg = _numpy_package(tmp_path, UNBUNDLED_SPEC, "lit")
+    z, a = sp.Symbol("z", real=True), sp.Rational(50)
+    formulas = {
+        "erf_act": sp.erf(z),
+        "logish": z * sp.log(1 + 1 / (1 + sp.exp(-z))),
+        "softclip": (sp.log(1 + sp.exp(a * z)) - sp.log(1 + sp.exp(a * (z - 1)))) / a,
+    }
+    points = np.array([-30.0, -3.5, -0.7, -1e-3, 0.02, 0.5, 0.98, 1.3, 4.0, 25.0])
+    for name, f in formulas.items():
+        for label, expr in ((name, f), (f"{name}_grad", sp.diff(f, z))):
+            got = getattr(pkg, label)(points)
+            worst = max(ulp_error(float(g), reference(expr, {z: float(v)})) for g, v in zip(got, points))
+            assert worst <= 4.0, (label, worst)
+    assert not hasattr(pkg, "erf_act_grad_from_output")
+    props = {a["name"]: a["properties"] for a in json.loads((tmp_path / "out" / "catalog.json").read_text(encoding="utf-8"))["activations"]}
+    assert props["softclip"]["bounded_below"]["value"] is True and props["softclip"]["bounded_above"]["value"] is True

@@ -87,6 +87,15 @@ class ReferenceError_(Exception):
     """The reference is undefined at this point (log of a negative number, division by zero...)."""
 
 
+_SATURATION_MAG = 64
+_SATURATING = {
+    sp.exp: lambda x: mpmath.inf if x > 0 else mpmath.mpf(0),
+    sp.tanh: lambda x: mpmath.mpf(mpmath.sign(x)),
+    sp.sinh: lambda x: mpmath.inf if x > 0 else -mpmath.inf,
+    sp.cosh: lambda x: mpmath.inf,
+}
+
+
 def _eval(e, env):
     if e.is_Number:
         if e.is_Integer:
@@ -142,6 +151,11 @@ def _eval(e, env):
             if x == 0:
                 return mpmath.mpf("-inf")
             raise ReferenceError_("log of a negative number")
+        if e.func in _SATURATING and mpmath.isfinite(x) and x != 0 and mpmath.mag(x) > _SATURATION_MAG:
+            # exp(x) of |x| > 2**64 is beyond every float format by exp(2**64); mpmath would
+            # compute it (and tanh(exp(z)) at z = 1e10 asks for an integer of 4e9 digits: a
+            # MemoryError, or the machine's memory)
+            return _SATURATING[e.func](x)
         return fn(x)
     raise ReferenceError_(f"no mpmath evaluation for {e.func}")
 
@@ -174,8 +188,9 @@ def reference(expr, values: dict):
             _REFERENCES.clear()
         try:
             hit = _REFERENCES[key] = _reference(expr, values)
-        except (ReferenceError_, ZeroDivisionError, ValueError) as exc:
-            hit = _REFERENCES[key] = exc
+        except (ReferenceError_, ZeroDivisionError, ValueError, OverflowError, MemoryError) as exc:
+            # OverflowError: mpmath's own limits (an integer of too many digits); the point is skipped
+            hit = _REFERENCES[key] = ReferenceError_(f"mpmath could not evaluate the reference ({type(exc).__name__})") if isinstance(exc, (OverflowError, MemoryError)) else exc
     if isinstance(hit, Exception):
         raise hit
     return hit

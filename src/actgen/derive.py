@@ -160,6 +160,11 @@ def output_form(f, fprime, raw=None, seconds=30.0):
         return None
 
 
+# inverses SymPy's solve writes for z = f^-1(y) that no target evaluates (erf(z) = y gives
+# z = erfinv(y)); an output form built on one would recompute the input from the output anyway
+_SOLVER_INVERSES = (sp.LambertW, sp.erfinv, sp.erfcinv, sp.erf2inv)
+
+
 def _output_form(f, fprime, raw):
     candidates = []
     if isinstance(f, sp.Piecewise):
@@ -173,7 +178,7 @@ def _output_form(f, fprime, raw):
         with_elementary = _solve_for_z(elementary(f))
         for sol in with_elementary[:2]:
             g = sp.simplify(elementary(fprime).xreplace({M.Z: sol}))
-            if not g.has(M.Z) and not g.has(sp.LambertW) and sp.count_ops(g) < 12:
+            if not g.has(M.Z) and not g.has(*_SOLVER_INVERSES) and sp.count_ops(g) < 12:
                 candidates.append(raise_primitives(g))
     for g in sorted(candidates, key=lambda e: (sp.count_ops(e), sp.srepr(e))):
         if not g.free_symbols <= {Y_OUT} | {s for s in fprime.free_symbols if s != M.Z}:

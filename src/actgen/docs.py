@@ -317,13 +317,15 @@ def loss_page(entry: Entry, loss: M.Loss, pkg: Package, spec: M.Spec, heads) -> 
     if loss.class_axis:
         body = (f"y_true = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])\ny_pred = np.array([[0.2, 0.7, 0.1], [0.5, 0.3, 0.2]])\n"
                 f"print(ag.{loss.name}(y_true, y_pred))\nprint(ag.{loss.name}(y_true, y_pred, reduction=\"none\"))\nprint(ag.{grad.name}(y_true, y_pred))\n")
+        if loss.class_indices:
+            body += f"print(ag.{loss.name}(np.array([1, 0]), y_pred))  # the same targets as class indices\n"
     else:
         ys, hats = loss_examples(loss)
         body = (f"y_true = np.array([{ys[0]!r}, {ys[1]!r}])\ny_pred = np.array([{hats[0]!r}, {hats[1]!r}])\n"
                 f"print(ag.{loss.name}(y_true, y_pred))\nprint(ag.{loss.name}(y_true, y_pred, reduction=\"none\"))\nprint(ag.{grad.name}(y_true, y_pred))\n")
     used_by = [dict(name=h.name, activation=h.activation, grad=latex(h.get("head_grad").expr)) for h in heads if h.loss == loss.name]
     return dict(
-        kind="loss", name=loss.name, title=loss.prose.title, source=str(loss.location), class_axis=loss.class_axis,
+        kind="loss", name=loss.name, title=loss.prose.title, source=str(loss.location), class_axis=loss.class_axis, class_indices=loss.class_indices,
         domain=[dict(var=v, dom=d) for v, d in loss.domain],
         params=[dict(name=p.name, default=p.default_float, latex=latex(p.symbol)) for p in loss.params],
         formulas=formulas, properties=_property_rows(entry), use=loss.prose.use, pros=loss.prose.pros, cons=loss.prose.cons,

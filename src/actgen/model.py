@@ -37,6 +37,7 @@ IDENTITY_KEYS = ("claim", "assume", "explain", "conjecture", "title")
 LAYERS = ("hidden", "output", "both")
 # names the generated functions use for their own arguments and imports (see pipeline.RESERVED)
 GENERATED_NAMES = frozenset({"np", "axis", "reduction", "out", "g", "z", "y", "y_hat", "y_true", "y_pred", "logits",
+                             "ignore_index", "label_smoothing",
                              # the framework targets' arguments, modules and nn-module attributes
                              "torch", "jax", "jnp", "dim", "input", "target", "predictions", "targets", "labels", "ctx",
                              "self", "num_parameters", "device", "dtype"})
@@ -44,6 +45,8 @@ GENERATED_NAMES = frozenset({"np", "axis", "reduction", "out", "g", "z", "y", "y
 MODULE_NAMES = frozenset({"np", "torch", "jax", "jnp", "nn", "math", "struct", "base64", "functools",
                           "activations", "losses", "heads"})
 DOMAINS = ("real", "positive", "nonnegative", "[0, 1]", "(0, 1)", "{0, 1}", "{-1, 1}")
+# the target domains of a class-axis loss that hold one-hot rows and (1 - e) onehot + e/K
+CLASS_INDEX_DOMAINS = ("real", "nonnegative", "[0, 1]")
 # the domains an elementwise activation may declare (`domain: {z: positive}`): intervals of the line
 ACTIVATION_DOMAINS = ("real", "positive", "nonnegative", "negative", "nonpositive", "(0, 1)", "[0, 1]", "(-1, 1)", "[-1, 1]")
 _INTERVALS = {
@@ -123,6 +126,13 @@ class Loss:
     domain: tuple[tuple[str, str], ...]  # (variable, domain) pairs
     class_axis: bool
     location: Location
+
+    @property
+    def class_indices(self) -> bool:
+        """A class-axis loss whose target domain holds every mix of 0 and 1 (one-hot rows and their
+        label-smoothed blends with the uniform distribution) also takes integer class indices, with
+        ``ignore_index`` and ``label_smoothing``: the one-hot form, not a second formula."""
+        return self.class_axis and dict(self.domain).get("y", "real") in CLASS_INDEX_DOMAINS
 
 
 @dataclasses.dataclass(frozen=True)

@@ -45,6 +45,28 @@ EFFORT_OPS = {
 }
 
 
+# SymPy's solvers rewrite exp(a z), exp(b z) in one generator X = exp(z/L) (L the lcm of the
+# denominators of a, b) and factor a polynomial of degree max(|a|, |b|) L: exp(50 z) or exp(0.637 z)
+# = X**637 (X = exp(z/1000)) keep its factorisation busy for minutes, a small expression all the same
+MAX_EXP_DEGREE = 24
+_SOLVER_STEPS = ("solve", "solveset", "as_set")
+
+
+def _exp_degree(expr):
+    """The degree of ``expr`` in the common exponential generator the solvers would use (0 without
+    exponentials of a rational multiple of z)."""
+    rates = []
+    for e in elementary(expr).atoms(sp.exp):
+        rate = sp.diff(e.args[0], Z)
+        if rate.is_number and rate != 0 and not rate.has(Z):
+            rates.append(sp.nsimplify(rate, rational=True) if rate.is_Float else rate)
+    rates = [r for r in rates if r.is_Rational]
+    if not rates:
+        return 0
+    common = functools.reduce(sp.ilcm, [r.q for r in rates], 1)
+    return max(abs(r) * common for r in rates)
+
+
 @contextlib.contextmanager
 def _effort(step, expr):
     n = sp.count_ops(expr)
@@ -52,6 +74,10 @@ def _effort(step, expr):
         _EFFORT_LOG.setdefault(step, []).append(n)
     if n > EFFORT_OPS[step]:
         raise TooLarge(f"{_short(expr, 60)} has {n} operations, more than the {EFFORT_OPS[step]} allowed for SymPy's {step}")
+    if step in _SOLVER_STEPS and n <= EFFORT_OPS[step]:
+        degree = _exp_degree(expr)
+        if degree > MAX_EXP_DEGREE:
+            raise TooLarge(f"{_short(expr, 60)} is a polynomial of degree {degree} in an exponential, more than the {MAX_EXP_DEGREE} allowed for SymPy's {step}")
     yield
 
 
@@ -648,10 +674,9 @@ def _undecided(name, fn):
     def run(a, *args):
         try:
             return fn(a, *args)
-        except Undecided as exc:
-            return Property(name, None, str(exc) + a.note)
-        except TooLarge as exc:
-            return Property(name, None, str(exc) + a.note)
+        except (Undecided, TooLarge) as exc:
+            # a reason from a nested analysis (the range of f′) may carry the note already
+            return Property(name, None, str(exc) + ("" if str(exc).endswith(a.note) else a.note))
         except _ERRORS as exc:
             return Property(name, None, f"SymPy failed ({type(exc).__name__})" + a.note)
 

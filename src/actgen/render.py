@@ -211,6 +211,38 @@ LOSS_BASES = (M.Y_HATV, M.YV)  # the class vectors of a class-axis loss
 
 
 @functools.lru_cache(maxsize=None)
+def class_keywords(loss: M.Loss, first=False) -> str:
+    """The keywords a class-axis loss or head takes after its parameters where its targets may be
+    one-hot rows (M.Loss.class_indices): integer class indices' ``ignore_index`` and
+    ``label_smoothing`` (``first``: no keyword-only marker precedes them yet)."""
+    if not loss.class_indices:
+        return ""
+    return (", *" if first else "") + ", ignore_index=-100, label_smoothing=0.0"
+
+
+def class_call(loss: M.Loss, axis: str, name: str) -> str:
+    """The arguments after (predictions, targets) of a runtime's _class_inputs."""
+    return f"{axis}, {name!r}" + (", True, ignore_index, label_smoothing" if loss.class_indices else "")
+
+
+def class_doc(loss: M.Loss, first: str, target: str, axis: str, kinds: str, target_first=False) -> tuple[str, ...]:
+    """The Args of a class-axis loss or head: ``first`` names its predictions (``logits`` for a
+    head), ``target`` its targets, ``axis`` the class-axis keyword; ``kinds``: the arrays it
+    accepts; ``target_first``: the targets come first (the NumPy package's order)."""
+    preds = (f"    {first}: {'scores' if first == 'logits' else 'predictions'}, classes along ``{axis}`` ({kinds}).",)
+    if loss.class_indices:
+        targets = (f"    {target}: class probabilities (broadcastable to the predictions), or integer class indices with the class axis",
+                   "        left out (the sparse form: each index stands for its one-hot row, as torch.nn.functional.cross_entropy takes).")
+        rest = ('    reduction: "mean" (default, over the samples kept), "sum" or "none".', f"    {axis}: the class axis (default: the last).",
+                "    ignore_index: a class index whose samples are left out: zero loss and gradient, not counted by the mean",
+                "        (default -100, as PyTorch; None keeps every sample).",
+                "    label_smoothing: e in [0, 1]; the targets become (1 - e) y + e/K, as torch.nn.functional.cross_entropy.")
+    else:
+        targets = (f"    {target}: targets, broadcastable to the predictions.",)
+        rest = ('    reduction: "mean" (default, over samples), "sum" or "none".', f"    {axis}: the class axis (default: the last).")
+    return ("", "Args:") + (targets + preds if target_first else preds + targets) + rest
+
+
 def class_axis_scaled(expr, bases):
     """``expr`` with rules.scale_free applied for each IndexedBase in ``bases``, and its name if it
     fired. Cached: every backend's renderer asks for the same class-axis loss, and each call proves
@@ -515,7 +547,7 @@ def catalog(derived: Derived, packages: dict[str, str], proofs) -> dict:
     losses = []
     for entry in derived.losses:
         l = spec.loss(entry.name)
-        losses.append(dict(name=l.name, title=l.prose.title, class_axis=l.class_axis, params=params(l), domain=dict(l.domain),
+        losses.append(dict(name=l.name, title=l.prose.title, class_axis=l.class_axis, class_indices=l.class_indices, params=params(l), domain=dict(l.domain),
                            source=f"{l.location}", use=l.prose.use, pros=l.prose.pros, cons=l.prose.cons, functions=functions(entry)))
     heads = [dict(name=h.name, activation=h.activation, loss=h.loss, functions=functions(h)) for h in derived.heads]
     tasks = [dict(name=t.name, title=t.title, output=t.output, losses=list(t.losses), hidden=list(t.hidden), note=t.note) for t in spec.tasks]

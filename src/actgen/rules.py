@@ -381,6 +381,8 @@ def _logistic_pair_sum(e):
             Q = sp.Dummy("q")
             pos = sp.expand(e.xreplace({logistic(t): 1 - Q, logistic(-t): Q}))
             neg = sp.expand(e.xreplace({logistic(t): Q, logistic(-t): 1 - Q}))
+            if not (pos.is_polynomial(Q) and neg.is_polynomial(Q)):
+                continue  # q in a denominator (1/(1 + logistic(z)) of z log(1 + logistic(z))): not a sum in q
             if sp.degree(pos, Q) <= 1 and sp.degree(neg, Q) <= 1:
                 # pos = P0 + P1 q, neg = N0 + N1 q: when the branches differ by constants, a
                 # 0/1 indicator H of t >= 0 selects them arithmetically, N0 + (P0 - N0) H +
@@ -759,9 +761,10 @@ _DD_NODES = (sp.Add, sp.Mul, sp.Abs, sp.Min, sp.Max)
 
 
 def _dd_evaluable(t):
-    """t is built from the input z, numbers, +, *, integer powers, |.|, min and max: the operations
-    the double-double runtime (_dd_add, _dd_mul, ...) provides."""
-    if t == Z or t.is_number:
+    """t is built from the input z, the entry's parameters, numbers, +, *, integer powers, |.|, min
+    and max: the operations the double-double runtime (_dd_add, _dd_mul, ...) provides. A
+    parameter is a float the caller gives, exact as it is: its low part is 0, as z's."""
+    if t == Z or t.is_number or _is_parameter(t):
         return t.is_real is not False
     if t.is_Pow:
         return t.exp.is_Integer and t.exp > 0 and _dd_evaluable(t.base)
@@ -792,17 +795,25 @@ def _rounds(t):
         return not t.base.is_number
     if t.is_Mul:
         varying = [f for f in t.args if not f.is_number]
-        if len(varying) > 1 or any(f.is_number and not _is_float_exact(abs(f)) for f in t.args):
+        # c v rounds unless c is a power of two: 3 z needs up to 55 bits (256 ulp in exp(3 z) near
+        # its underflow, without the compensation)
+        if len(varying) > 1 or any(f.is_number and not _is_power_of_two(abs(f)) for f in t.args):
             return True
         return any(_rounds(f) for f in varying)
     return any(_rounds(a) for a in t.args if isinstance(a, sp.Basic) and not a.is_Atom)
 
 
+def _is_parameter(t):
+    """t is a parameter of an activation: a symbol other than the input and a loss's y, y_hat."""
+    return t.is_Symbol and t != Z and t.name not in ("y", "y_hat")
+
+
 def wants_double_double(t):
-    """t is a function of the input z alone that the double-double runtime can evaluate and whose
-    float evaluation rounds: shared by compensated_exponent and the printer (erfcx's argument, a
-    split product's polynomial factor)."""
-    return t.free_symbols == {Z} and _dd_evaluable(t) and _rounds(t)
+    """t is a function of the input z (and the entry's parameters) that the double-double runtime
+    can evaluate and whose float evaluation rounds: shared by compensated_exponent and the printer
+    (erfcx's argument, a split product's polynomial factor). beta z of swish's exp(-beta z) rounds
+    as 0.7 * 50 does: 16 ulp in softclip's exp(-a |z|) at z = -0.7, a = 50."""
+    return Z in t.free_symbols and all(s == Z or _is_parameter(s) for s in t.free_symbols) and _dd_evaluable(t) and _rounds(t)
 
 
 def _compensated_exponent(e):
@@ -901,6 +912,11 @@ def _hyperbolic_softplus(e):
         used = [f for f, _, _ in parts]
         return sp.Mul(*[f for f in factors if f not in used], combined)
     return None
+
+
+def _is_power_of_two(r):
+    """r is 2**k for an integer k (1 included): r v is exact for every float v (short of overflow)."""
+    return r.is_Rational and r > 0 and r.p & (r.p - 1) == 0 and r.q & (r.q - 1) == 0
 
 
 def _is_float_exact(r):
@@ -1744,6 +1760,40 @@ LOGISTIC_DIFFERENCE = Rule(
     "lower",
 )
 
+def _logistic_complement_difference(e):
+    # c logistic(u) - c logistic(v) -> c (logistic(-v) - logistic(-u)) where u + v > 0: where both
+    # arguments are large, logistic(u) and logistic(v) both round to near 1 and their difference
+    # cancels (softclip's derivative logistic(a z) - logistic(a z - a) was 0 instead of 7e-66 at
+    # z = 4, a = 50); their complements are small and each keeps its relative accuracy
+    if not e.is_Add:
+        return None
+    coeffs = e.as_coefficients_dict()
+    found = [(term, c) for term, c in coeffs.items() if isinstance(term, logistic)]
+    if len(found) != 2 or len(coeffs) != 2:
+        return None
+    (s1, c1), (s2, c2) = found
+    if c1 != -c2 or not c1.is_number:
+        return None
+    u, v = (s1.args[0], s2.args[0]) if c1.is_positive else (s2.args[0], s1.args[0])
+    c = abs(c1)
+    if sp.simplify(u + v) == 0 or not (u.free_symbols and v.free_symbols):
+        return None  # logistic(t) - logistic(-t): logistic_difference's tanh
+    return c * sp.Piecewise((logistic(-v) - logistic(-u), u + v > 0), (logistic(u) - logistic(v), True))
+
+
+LOGISTIC_COMPLEMENT_DIFFERENCE = Rule(
+    "logistic_complement_difference",
+    "logistic(u) - logistic(v) = logistic(-v) - logistic(-u), taken where u + v > 0: no cancellation where both are near 1",
+    _logistic_complement_difference,
+    # each branch, on either side of the switch (the Piecewise is proved by its conditions' cases)
+    ((logistic(-x) - logistic(-u), logistic(u) - logistic(x)),
+     (_logistic_complement_difference(logistic(u) - logistic(x)).subs(x, u + 1), logistic(u) - logistic(u + 1)),
+     (_logistic_complement_difference(logistic(u) - logistic(x)).subs(x, -u - 1), logistic(u) - logistic(-u - 1))),
+    "lower",
+    once=True,
+)
+
+
 _SERIES_X = sp.Dummy("x", real=True)  # one symbol for every fit, so that series.fit's cache serves each backend's lowering
 _NOT_ANALYTIC = (sp.Piecewise, sp.Abs, sp.Min, sp.Max, sp.sign, sp.Heaviside, sign_select, ratio)
 
@@ -1970,7 +2020,7 @@ EXACT_CONSTANT_SUM = Rule(
 )
 
 
-LOWER = (MERGE_POWERS, XLOGY, LOG_RATIO, SCALED_ARGUMENT, PIECEWISE_MAX, NAN_OTHERWISE, NAN_DEFAULT, CLAMP_BRANCHES, LOG_COSH, LINEAR_ROOT, SQRT_COMPLEMENT, ROOT_CONJUGATE, LOGISTIC_DIFFERENCE, CANCELLATION_POLYNOMIAL, HYPOT, RATIO_FIRST, RATIONAL_ROOTS, LOG_TAIL, RATIONAL_TAIL, EXP_SUM_POWER, SCALED_POWER, HYPERBOLIC_SOFTPLUS, SOFTPLUS_LOG1P, NORMAL_CDF_ERFCX, EXP_SQUARE, HYPERBOLIC_RATIO, HYPERBOLIC_QUOTIENT, SECH_SQUARED_COSH, HYPERBOLIC_EXP, LOGISTIC_PRODUCT, LOGISTIC_PAIR_SUM, LOGISTIC_RECIPROCAL, STABLE_LOGISTIC, SPLIT_EXP, COMPENSATED_EXPONENT, SHARED_EXPONENTIAL, EXACT_CONSTANT_SUM)
+LOWER = (MERGE_POWERS, XLOGY, LOG_RATIO, SCALED_ARGUMENT, PIECEWISE_MAX, NAN_OTHERWISE, NAN_DEFAULT, CLAMP_BRANCHES, LOG_COSH, LINEAR_ROOT, SQRT_COMPLEMENT, ROOT_CONJUGATE, LOGISTIC_DIFFERENCE, LOGISTIC_COMPLEMENT_DIFFERENCE, CANCELLATION_POLYNOMIAL, HYPOT, RATIO_FIRST, RATIONAL_ROOTS, LOG_TAIL, RATIONAL_TAIL, EXP_SUM_POWER, SCALED_POWER, HYPERBOLIC_SOFTPLUS, SOFTPLUS_LOG1P, NORMAL_CDF_ERFCX, EXP_SQUARE, HYPERBOLIC_RATIO, HYPERBOLIC_QUOTIENT, SECH_SQUARED_COSH, HYPERBOLIC_EXP, LOGISTIC_PRODUCT, LOGISTIC_PAIR_SUM, LOGISTIC_RECIPROCAL, STABLE_LOGISTIC, SPLIT_EXP, COMPENSATED_EXPONENT, SHARED_EXPONENTIAL, EXACT_CONSTANT_SUM)
 
 
 def lower(expr, fired=None):
@@ -1986,6 +2036,7 @@ def lower(expr, fired=None):
     expr = apply_rules(expr, (ROOT_CONJUGATE,), fired)
     # exact forms first; then a polynomial where a sum still cancels at a zero of its variable
     expr = apply_rules(expr, (LOGISTIC_DIFFERENCE,), fired)
+    expr = apply_rules(expr, (LOGISTIC_COMPLEMENT_DIFFERENCE,), fired)
     expr = apply_rules(expr, (CANCELLATION_POLYNOMIAL,), fired)
     expr = apply_rules(expr, (HYPOT,), fired)
     expr = apply_rules(expr, (RATIO_FIRST,), fired)

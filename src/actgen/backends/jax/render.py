@@ -22,7 +22,7 @@ from ... import model as M
 from ...pipeline import Derived, Entry
 from ...primitives import erfcx_taylor_table
 from ...printing import COL, ROW, latex, to_array
-from ...render import LOSS_BASES, class_axis_scaled, example_literal, example_points, _class_axis_stable, _computed_as, _conventions, _defaults, _exact, _math, environment, header, package_files, sign_checks
+from ...render import LOSS_BASES, class_axis_scaled, class_call, class_doc, class_keywords, example_literal, example_points, _class_axis_stable, _computed_as, _conventions, _defaults, _exact, _math, environment, header, package_files, sign_checks
 from ..numpy.render import _table_view
 from ..torch.render import Body, Public, _kw_only, _rules
 from ..torch.render import _body as _torch_body
@@ -238,13 +238,16 @@ def loss_group(entry: Entry, loss: M.Loss) -> Group:
     if loss.class_axis:
         vb = Body(f"_{n}_value", args, emit(to_array(class_axis_scaled(value.expr, LOSS_BASES)[0], {}), _printer("y_hat", P)), f"{n} per sample (classes last)", "y_hat")
         gb = Body(f"_{n}_d_y_hat", args, emit(to_array(class_axis_scaled(grad.expr, LOSS_BASES)[0], {M.KK: None}), _printer("y_hat", P)), f"d {n} / d y_hat (classes last)")
-        rule = Rule(f"_{n}_fn", args, vb.name, (gb.name, "None") + tuple("None" for _ in P), f"{n} per sample, with the derived gradient as its JVP rule", "per_sample")
-        lines = prologue + ("y_hat, y = jnp.broadcast_arrays(y_hat, y)", "y_hat, y = _class_last(y_hat, axis), _class_last(y, axis)",
-                            f"return _result(_reduce(_{n}_fn({call}), reduction), _dtype)")
-        publics = [Public(n, 'predictions, targets, reduction="mean", axis=-1' + _kw_only(P),
+        pbodies = [Body(f"_{n}_d_{p.name}", args, emit(to_array(class_axis_scaled(gparams[p.name].expr, LOSS_BASES)[0], {}), _printer("y_hat", P)),
+                        f"d {n} / d {p.name} per sample (classes last)", "y_hat") for p in P if p.name in gparams]
+        derivs = (gb.name, "None") + tuple(f"_{n}_d_{p.name}" if p.name in gparams else "None" for p in P)
+        rule = Rule(f"_{n}_fn", args, vb.name, derivs, f"{n} per sample, with the derived gradients as its JVP rule", "per_sample")
+        lines = (*prologue[:2], f"y_hat, y, _keep = _class_inputs(y_hat, targets, {class_call(loss, 'axis', n)})", *prologue[3:],
+                 f"return _result(_class_reduce(_{n}_fn({call}), reduction, _keep), _dtype)")
+        publics = [Public(n, 'predictions, targets, reduction="mean", axis=-1' + _kw_only(P) + class_keywords(loss, not P),
                           f"{loss.prose.title} over the class axis ``axis``, reduced over samples, with the derived gradient as its JVP rule.",
-                          _math(r"L(y, \hat{y})", loss.expr) + _reduction_doc() + ("    axis: the class axis (default: the last).",) + mapping, lines)]
-        return Group([vb, gb], [rule], publics)
+                          _math(r"L(y, \hat{y})", loss.expr) + class_doc(loss, "predictions", "targets", "axis", "any floating dtype") + tuple(f"    {p.name}: parameter (default {p.default_float!r})." for p in P) + mapping, lines)]
+        return Group([vb, gb] + pbodies, [rule], publics)
     vb = _body(f"_{n}_value", ["y_hat", "y"], value.expr, P, f"{n} per element")
     gb = _body(f"_{n}_d_y_hat", ["y_hat", "y"], grad.expr, P, f"d {n} / d y_hat")
     pbodies = [_body(f"_{n}_d_{p.name}", ["y_hat", "y"], gparams[p.name].expr, P, f"d {n} / d {p.name}") for p in P if p.name in gparams]
@@ -287,13 +290,11 @@ def head_group(entry: Entry, act: M.Activation, loss: M.Loss, optax=()) -> Group
         vb = Body(f"_{n}_value", ("z", "y"), _class_axis_emit(vexpr, {}), f"{n} per sample (classes last)", "z")
         gb = Body(f"_{n}_d_z", ("z", "y"), _class_axis_emit(gexpr, {M.KK: None}), f"d {n} / d z (classes last)")
         rule = Rule(f"_{n}_fn", ("z", "y"), vb.name, (gb.name, "None"), f"{n} per sample, with the derived gradient as its JVP rule", "per_sample")
-        lines = prologue + ("y = _like(_one_hot(targets, z, axis), z)", "z, y = jnp.broadcast_arrays(z, y)", "z, y = _class_last(z, axis), _class_last(y, axis)",
-                            f"return _result(_reduce(_{n}_fn(z, y), reduction), _dtype)")
+        lines = prologue + (f"z, y, _keep = _class_inputs(z, targets, {class_call(loss, 'axis', n)})",
+                            f"return _result(_class_reduce(_{n}_fn(z, y), reduction, _keep), _dtype)")
         doc = (_math("L(y, z)", value.expr) + _computed_as(tuple(vf)) + _math(r"\frac{\partial L}{\partial z_k}", grad.expr) + _computed_as(tuple(gf))
-               + ("", "Args:", "    logits: scores, classes along ``axis``.",
-                  "    targets: class probabilities of the logits' shape, or integer class indices with the class axis left out.",
-                  '    reduction: "mean" (default, over samples), "sum" or "none".', "    axis: the class axis (default: the last).") + mapping)
-        publics = [Public(n, 'logits, targets, reduction="mean", axis=-1', f"{loss.prose.title} of {act.name}(logits), fused, computed from the logits.", doc, lines)]
+               + class_doc(loss, "logits", "targets", "axis", "any floating dtype") + mapping)
+        publics = [Public(n, 'logits, targets, reduction="mean", axis=-1' + class_keywords(loss, True), f"{loss.prose.title} of {act.name}(logits), fused, computed from the logits.", doc, lines)]
         if optax:
             probs, integer = optax
             publics.append(Public(probs, "logits, labels, axis=-1", f"{loss.prose.title} of {act.name}(logits) per sample, in optax's convention: ``{n}(logits, labels, reduction=\"none\", axis=axis)``.",
@@ -303,7 +304,7 @@ def head_group(entry: Entry, act: M.Activation, loss: M.Loss, optax=()) -> Group
             publics.append(Public(integer, "logits, labels, axis=-1", f"{loss.prose.title} of {act.name}(logits) per sample, for integer class labels, in optax's convention.",
                                   ("", "Args:", "    logits: scores, classes along ``axis``.", "    labels: integer class indices, of the logits' shape without ``axis``.", "",
                                    "Returns:", "    The loss per sample.", "", f"Same derived rules as ``{n}`` (the labels become one-hot probabilities)."),
-                                  ("labels = _integer_labels(labels)", f"return {n}(logits, labels, reduction=\"none\", axis=axis)")))
+                                  ("labels = _integer_labels(labels)", f"return {n}(logits, labels, reduction=\"none\", axis=axis{', ignore_index=None' if loss.class_indices else ''})")))
         return Group([vb, gb], [rule], publics)
     vb = _body(f"_{n}_value", ["z", "y"], value.expr, (), f"{n} per element")
     gb = _body(f"_{n}_d_z", ["z", "y"], grad.expr, (), f"d {n} / d z")

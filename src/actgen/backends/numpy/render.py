@@ -17,7 +17,7 @@ from ...derive import Y_OUT
 from ...pipeline import Derived, Entry
 from ...primitives import axis_max, elementary, erfcx_taylor_table, exp_shifted
 from ...printing import COL, ROW, Emitted, latex, to_array
-from ...render import (LOSS_BASES, class_axis_scaled, ARRAYS, MAX_UNSHIFTED_DEGREE, UNSHIFTED_BOUND, _class_axis_stable, always_shifted, shift_exponentials, split_dominant, _computed_as, _conventions,
+from ...render import (LOSS_BASES, class_axis_scaled, class_call, class_doc, class_keywords, ARRAYS, MAX_UNSHIFTED_DEGREE, UNSHIFTED_BOUND, _class_axis_stable, always_shifted, shift_exponentials, split_dominant, _computed_as, _conventions,
                        _defaults, _exact, _fmt_array, _kw_sig, _loss_conventions, _math, _param_sig, environment,
                        example_literal, example_points, exp_degree, header, loss_examples, _fmt_significant, package_files, param_prologue)
 from .printer import ActgenNumPyPrinter, emit, emit_inplace
@@ -218,6 +218,8 @@ def loss_views(entry: Entry, loss: M.Loss) -> list[FunctionView]:
     defaults = _defaults(loss.params)
     param_doc = tuple(f"    {p.name}: parameter (default {p.default_float!r})." for p in loss.params)
     if loss.class_axis:
+        sig = f'y_true, y_pred, reduction="mean", *{kw}, axis=-1' + class_keywords(loss)
+        prologue = ("_check_reduction(reduction)", f"y_hat, y, _dtype, _keep = _class_inputs(y_pred, y_true, {class_call(loss, 'axis', loss.name)})", *param_prologue(loss.params, loss.name, True))
         ys, hats = (0.0, 1.0, 0.0), (0.2, 0.7, 0.1)
         example = f"np.array([{', '.join(map(repr, ys))}]), np.array([{', '.join(map(repr, hats))}])"
         sub = {M.K: 3}
@@ -230,16 +232,25 @@ def loss_views(entry: Entry, loss: M.Loss) -> list[FunctionView]:
         grad_values = [at(grad.expr, k) for k in (1, 2, 3)]
         views.append(FunctionView(
             loss.name, sig, f"{loss.prose.title}, over the last (class) axis, reduced over samples.",
-            _math("L(y, \\hat{y})", loss.expr) + _computed_as(class_axis_scaled(value.expr, LOSS_BASES)[1]) + _loss_vars_doc() + param_doc + ("", "Example:", f"    >>> print(f\"{{float({loss.name}({example})) + 0.0:.6g}}\")", f"    {_fmt_significant(loss_value)}"),
+            _math("L(y, \\hat{y})", loss.expr) + _computed_as(class_axis_scaled(value.expr, LOSS_BASES)[1]) + class_doc(loss, "y_pred", "y_true", "axis", "any shape", True) + param_doc + ("", "Example:", f"    >>> print(f\"{{float({loss.name}({example})) + 0.0:.6g}}\")", f"    {_fmt_significant(loss_value)}"),
             prologue, emit_inplace(to_array(class_axis_scaled(value.expr, LOSS_BASES)[0], {}), ARRAYS, printer), "loss",
-            ("loss = np.asarray(loss, dtype=y_hat.dtype).reshape(y_hat.shape[:-1])", "return _reduce(loss, reduction, _dtype)"),
+            ("loss = np.asarray(loss, dtype=y_hat.dtype).reshape(y_hat.shape[:-1])", "return _class_reduce(loss, reduction, _dtype, _keep)"),
         ))
         views.append(FunctionView(
             grad.name, sig, f"Gradient of {loss.name} with respect to y_pred (scaled by 1/N samples for the mean).",
-            _math("\\frac{\\partial L}{\\partial \\hat{y}_k}", grad.expr) + _computed_as(class_axis_scaled(grad.expr, LOSS_BASES)[1]) + _loss_vars_doc() + param_doc + ("", "Example:", f"    >>> np.round({grad.name}({example}), 6) + 0.0", f"    {_fmt_array(grad_values)}"),
+            _math("\\frac{\\partial L}{\\partial \\hat{y}_k}", grad.expr) + _computed_as(class_axis_scaled(grad.expr, LOSS_BASES)[1]) + class_doc(loss, "y_pred", "y_true", "axis", "any shape", True) + param_doc + ("", "Example:", f"    >>> np.round({grad.name}({example}), 6) + 0.0", f"    {_fmt_array(grad_values)}"),
             prologue, emit_inplace(to_array(class_axis_scaled(grad.expr, LOSS_BASES)[0], {M.KK: None}), ARRAYS, printer), "grad",
-            ("return _scale(_result(grad, y_hat), reduction, y_hat.size // max(y_hat.shape[-1], 1) if y_hat.ndim else 1, _dtype, (y_hat, y))",),
+            ("return _class_grad(grad, y_hat, reduction, _dtype, _keep, axis)",),
         ))
+        for d in entry.derivations:
+            if d.kind == "loss_grad_param":
+                views.append(FunctionView(
+                    d.name, sig, f"Gradient of {loss.name} with respect to its parameter {d.wrt}, per sample, reduced like the loss.",
+                    _math("\\frac{\\partial L}{\\partial %s}" % d.wrt, d.expr) + class_doc(loss, "y_pred", "y_true", "axis", "any shape", True) + param_doc
+                    + ("", "Example:", f"    >>> print(f\"{{float({d.name}({example})) + 0.0:.6g}}\")", f"    {_fmt_significant(at(d.expr))}"),
+                    prologue, emit_inplace(to_array(class_axis_scaled(d.expr, LOSS_BASES)[0], {}), ARRAYS, printer), "grad",
+                    ("grad = np.asarray(grad, dtype=y_hat.dtype).reshape(y_hat.shape[:-1])", "return _class_reduce(grad, reduction, _dtype, _keep)"),
+                ))
         return views
     ys, hats = loss_examples(loss)
     example = f"np.array([{ys[0]!r}, {ys[1]!r}]), np.array([{hats[0]!r}, {hats[1]!r}])"
@@ -277,6 +288,9 @@ def head_views(entry: Entry, act: M.Activation, loss: M.Loss) -> list[FunctionVi
     prologue = ("_check_reduction(reduction)", "z, y, _dtype = _working_all(logits, y_true)")
     doc_args = _loss_vars_doc("logits")
     if loss.class_axis:
+        sig = 'y_true, logits, reduction="mean", *, axis=-1' + class_keywords(loss)
+        prologue = ("_check_reduction(reduction)", f"z, y, _dtype, _keep = _class_inputs(logits, y_true, {class_call(loss, 'axis', entry.name)})")
+        doc_args = class_doc(loss, "logits", "y_true", "axis", "any shape", True)
         ys, zs = (0.0, 1.0, 0.0), (1.0, 2.0, 0.5)
         example = f"np.array([{', '.join(map(repr, ys))}]), np.array([{', '.join(map(repr, zs))}])"
 
@@ -294,12 +308,12 @@ def head_views(entry: Entry, act: M.Activation, loss: M.Loss) -> list[FunctionVi
                          _math("L(y, z)", value.expr) + _computed_as(tuple(vf)) + doc_args
                          + ("", "Example:", f"    >>> print(f\"{{float({entry.name}({example})) + 0.0:.6g}}\")", f"    {_fmt_significant(at(value.raw))}"),
                          prologue, vbody, "loss",
-                         ("loss = np.asarray(loss, dtype=z.dtype).reshape(z.shape[:-1])", "return _reduce(loss, reduction, _dtype)")),
+                         ("loss = np.asarray(loss, dtype=z.dtype).reshape(z.shape[:-1])", "return _class_reduce(loss, reduction, _dtype, _keep)")),
             FunctionView(grad.name, sig, f"Gradient of {entry.name} with respect to the logits (1/N samples for the mean).",
                          _math("\\frac{\\partial L}{\\partial z_k}", grad.expr) + _computed_as(tuple(gf)) + doc_args
                          + ("", "Example:", f"    >>> np.round({grad.name}({example}), 6) + 0.0", f"    {_fmt_array([at(grad.expr, k) for k in (1, 2, 3)])}"),
                          prologue, gbody, "grad",
-                         ("return _scale(_result(grad, z), reduction, z.size // max(z.shape[-1], 1) if z.ndim else 1, _dtype, (z, y))",)),
+                         ("return _class_grad(grad, z, reduction, _dtype, _keep, axis)",)),
         ]
     ys, zs = (0.0, 1.0), (-1.0, 2.0)
     example = f"np.array([{ys[0]!r}, {ys[1]!r}]), np.array([{zs[0]!r}, {zs[1]!r}])"

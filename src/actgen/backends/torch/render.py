@@ -22,7 +22,7 @@ from ...derive import Y_OUT
 from ...pipeline import Derived, Entry
 from ...primitives import axis_max, erfcx_taylor_table
 from ...printing import COL, ROW, Emitted, latex, to_array
-from ...render import (LOSS_BASES, class_axis_scaled, example_literal, example_points, always_shifted, shift_exponentials, split_dominant, _class_axis_stable, _computed_as, _conventions, _defaults, _exact, _math,
+from ...render import (LOSS_BASES, class_axis_scaled, class_call, class_doc, class_keywords, example_literal, example_points, always_shifted, shift_exponentials, split_dominant, _class_axis_stable, _computed_as, _conventions, _defaults, _exact, _math,
                        environment, header, package_files, sign_checks)
 from ..numpy.render import _table_view
 from .printer import ActgenTorchPrinter, emit
@@ -82,6 +82,7 @@ class ModuleView:
     learnable: tuple[str, ...] = ()  # parameters held as nn.Parameter, one per channel
     kind: str = "activation"  # activation | vector | loss | class_loss | head | class_head
     aliases: tuple[str, ...] = ()
+    class_indices: bool = False  # a class-axis loss or head that takes integer class indices (M.Loss.class_indices)
 
     @property
     def module(self):
@@ -328,14 +329,17 @@ def loss_group(entry: Entry, loss: M.Loss) -> Group:
     if loss.class_axis:
         vb = Body(f"_{n}_value", ("y_hat", "y") + tuple(p.name for p in P), emit(to_array(class_axis_scaled(value.expr, LOSS_BASES)[0], {}), _printer("y_hat", P)), f"{n} per sample (classes last)", "y_hat.shape[:-1]")
         gb = Body(f"_{n}_d_y_hat", ("y_hat", "y") + tuple(p.name for p in P), emit(to_array(class_axis_scaled(grad.expr, LOSS_BASES)[0], {M.KK: None}), _printer("y_hat", P)), f"d {n} / d y_hat (classes last)")
-        grads = (Gradient("body", gb.name, True), Gradient("none")) + tuple(Gradient("none") for _ in P)
+        pbodies = [Body(f"_{n}_d_{p.name}", ("y_hat", "y") + tuple(q.name for q in P), emit(to_array(class_axis_scaled(gparams[p.name].expr, LOSS_BASES)[0], {}), _printer("y_hat", P)),
+                        f"d {n} / d {p.name} per sample (classes last)", "y_hat.shape[:-1]") for p in P if p.name in gparams]
+        grads = (Gradient("body", gb.name, True), Gradient("none")) + tuple(Gradient("body", f"_{n}_d_{p.name}") if p.name in gparams else Gradient("none") for p in P)
         cls = FunctionClass(f"_{n}_fn", ("y_hat", "y") + tuple(p.name for p in P), vb.name, grads, f"{n} per sample, with the derived gradient as its backward")
-        lines = prologue + ("y_hat, y = torch.broadcast_tensors(y_hat, y)", "y_hat, y = _class_last(y_hat, dim), _class_last(y, dim)",
-                            f"return _result(_reduce(_{n}_fn.apply({call}), reduction), _dtype)")
-        publics = [Public(n, 'input, target, reduction="mean", dim=-1' + _kw_only(P),
+        lines = (*prologue[:3], f"y_hat, y, _keep = _class_inputs(y_hat, target, {class_call(loss, 'dim', n)})", *prologue[4:],
+                 f"return _result(_class_reduce(_{n}_fn.apply({call}), reduction, _keep), _dtype)")
+        publics = [Public(n, 'input, target, reduction="mean", dim=-1' + _kw_only(P) + class_keywords(loss, not P),
                           f"{loss.prose.title} over the class axis ``dim``, reduced over samples, with the derived gradient as its backward.",
-                          _math(r"L(y, \hat{y})", loss.expr) + _reduction_doc() + ("    dim: the class axis (default: the last).",) + mapping, lines)]
-        return Group([vb, gb], [cls], publics, [])
+                          _math(r"L(y, \hat{y})", loss.expr) + class_doc(loss, "input", "target", "dim", "any device and floating dtype")
+                          + tuple(f"    {p.name}: parameter (default {p.default_float!r}): a Python number or a tensor; with requires_grad it gets the derived gradient." for p in P) + mapping, lines)]
+        return Group([vb, gb] + pbodies, [cls], publics, [])
     vb = _body(f"_{n}_value", ["y_hat", "y"], value.expr, P, f"{n} per element")
     gb = _body(f"_{n}_d_y_hat", ["y_hat", "y"], grad.expr, P, f"d {n} / d y_hat")
     pbodies = [_body(f"_{n}_d_{p.name}", ["y_hat", "y"], gparams[p.name].expr, P, f"d {n} / d {p.name}") for p in P if p.name in gparams]
@@ -360,14 +364,11 @@ def head_group(entry: Entry, act: M.Activation, loss: M.Loss) -> Group:
         vb = Body(f"_{n}_value", ("z", "y"), _class_axis_emit(vexpr, {}), f"{n} per sample (classes last)", "z.shape[:-1]")
         gb = Body(f"_{n}_d_z", ("z", "y"), _class_axis_emit(gexpr, {M.KK: None}), f"d {n} / d z (classes last)")
         cls = FunctionClass(f"_{n}_fn", ("z", "y"), vb.name, (Gradient("body", gb.name, True), Gradient("none")), f"{n} per sample, with the derived gradient as its backward")
-        lines = prologue + ("y = _like(_one_hot(target, z, dim), z)", "z, y = torch.broadcast_tensors(z, y)", "z, y = _class_last(z, dim), _class_last(y, dim)",
-                            f"return _result(_reduce(_{n}_fn.apply(z, y), reduction), _dtype)")
+        lines = prologue + (f"z, y, _keep = _class_inputs(z, target, {class_call(loss, 'dim', n)})",
+                            f"return _result(_class_reduce(_{n}_fn.apply(z, y), reduction, _keep), _dtype)")
         doc = (_math("L(y, z)", value.expr) + _computed_as(tuple(vf)) + _math(r"\frac{\partial L}{\partial z_k}", grad.expr) + _computed_as(tuple(gf))
-               + ("", "Args:", "    logits: scores, classes along ``dim``.",
-                  "    target: class probabilities of the logits' shape, or integer class indices with the class axis left out",
-                  "        (as torch.nn.functional.cross_entropy accepts).", '    reduction: "mean" (default, over samples), "sum" or "none".',
-                  "    dim: the class axis (default: the last).") + mapping)
-        return Group([vb, gb], [cls], [Public(n, 'logits, target, reduction="mean", dim=-1', f"{loss.prose.title} of {act.name}(logits), fused, computed from the logits.", doc, lines)], [])
+               + class_doc(loss, "logits", "target", "dim", "any device and floating dtype") + mapping)
+        return Group([vb, gb], [cls], [Public(n, 'logits, target, reduction="mean", dim=-1' + class_keywords(loss, True), f"{loss.prose.title} of {act.name}(logits), fused, computed from the logits.", doc, lines)], [])
     vb = _body(f"_{n}_value", ["z", "y"], value.expr, (), f"{n} per element")
     gb = _body(f"_{n}_d_z", ["z", "y"], grad.expr, (), f"d {n} / d z")
     cls = FunctionClass(f"_{n}_fn", ("z", "y"), vb.name, (Gradient("body", gb.name), Gradient("none")), f"{n} per element, with the derived gradient as its backward")
@@ -396,12 +397,12 @@ def module_views(derived: Derived) -> list[ModuleView]:
         name = loss_names[l.name]
         name = name if name.endswith("Loss") else name + "Loss"
         out.append(ModuleView(name, l.name, f"{l.prose.title} as a module (calls ``{l.name}``).", tuple((p.name, p.default_float) for p in l.params),
-                              (), "class_loss" if l.class_axis else "loss"))
+                              (), "class_loss" if l.class_axis else "loss", class_indices=l.class_indices))
     for h in derived.heads:
         act, loss = spec.activation(h.activation), spec.loss(h.loss)
         out.append(ModuleView(f"{act_names[act.name]}{loss_names[loss.name].removesuffix('Loss')}Loss", h.name,
                               f"{loss.prose.title} of {act.name}(logits) as a module (calls ``{h.name}``).", (), (),
-                              "class_head" if loss.class_axis else "head"))
+                              "class_head" if loss.class_axis else "head", class_indices=loss.class_indices))
     return out
 
 
