@@ -50,3 +50,24 @@ def test_cli_writes_the_fuzz_report(tmp_path, capsys):
     assert main(["accuracy", "--fuzz", "1", "--seed", "2", "--out", str(tmp_path), "--quiet"]) == 0
     assert (tmp_path / "fuzz.md").read_text(encoding="utf-8").startswith("# Fuzzed activations")
     assert "1 expressions (seed 2)" in capsys.readouterr().out
+
+
+def test_the_reference_of_an_exponential_of_an_exponential_fits_in_memory():
+    """mpmath computes exp(x) exactly at any x: tanh(exp(z)) at z = 1e10 asked for an integer of
+    4e9 digits, and `actgen accuracy` on a user's z tanh(exp(z)) ended in a MemoryError (or the
+    machine's memory). An exponential of |x| > 2**4096, beyond every float by far, saturates;
+    exp(1e308), which some losses meet, is still computed (poisson_nll_log's reference)."""
+    import mpmath
+    import sympy as sp
+
+    from actgen.accuracy import reference
+    from actgen.model import Z
+
+    f = Z * sp.tanh(sp.exp(Z))
+    for x in (1e10, 1e13, 1e300, 1.7e308):  # at 1e13 the exact exp(1e13) needs 4e12 digits: MemoryError
+        assert reference(f, {Z: x}) == mpmath.mpf(x)
+        assert reference(sp.diff(f, Z), {Z: x}) == 1
+    tiny = reference(f, {Z: -1e300})  # -1e300 exp(-1e300): computed, far below any float
+    assert tiny < 0 and abs(tiny) < mpmath.mpf(10) ** -1000
+    big = reference(sp.exp(Z) - 2 * Z, {Z: 1e308})
+    assert mpmath.isfinite(big) and big > mpmath.mpf(10) ** 400

@@ -87,7 +87,7 @@ class ReferenceError_(Exception):
     """The reference is undefined at this point (log of a negative number, division by zero...)."""
 
 
-_SATURATION_MAG = 64
+_SATURATION_MAG = 4096
 _SATURATING = {
     sp.exp: lambda x: mpmath.inf if x > 0 else mpmath.mpf(0),
     sp.tanh: lambda x: mpmath.mpf(mpmath.sign(x)),
@@ -152,9 +152,10 @@ def _eval(e, env):
                 return mpmath.mpf("-inf")
             raise ReferenceError_("log of a negative number")
         if e.func in _SATURATING and mpmath.isfinite(x) and x != 0 and mpmath.mag(x) > _SATURATION_MAG:
-            # exp(x) of |x| > 2**64 is beyond every float format by exp(2**64); mpmath would
-            # compute it (and tanh(exp(z)) at z = 1e10 asks for an integer of 4e9 digits: a
-            # MemoryError, or the machine's memory)
+            # |x| > 2**4096 arises only from an exponential of an exponential (no float is above
+            # 2**1024): exp(x) is beyond every format by far, and mpmath would compute it exactly
+            # (tanh(exp(z)) at z = 1e10 asks for an integer of 4e9 digits: a MemoryError, or the
+            # machine's memory)
             return _SATURATING[e.func](x)
         return fn(x)
     raise ReferenceError_(f"no mpmath evaluation for {e.func}")
