@@ -177,3 +177,30 @@ def test_entry_timeout_must_be_positive(capsys):
         main(["build", "--entry-timeout", "-1"])
     assert exc.value.code == 2
     assert "'-1' is not a positive number of seconds" in capsys.readouterr().err
+
+
+def test_a_time_budget_whose_exception_was_lost_fires_again():
+    """A budget's alarm repeats past its deadline: an exception raised where Python drops it (a
+    __del__, a weakref callback in SymPy's caches; simulated here by catching it) is raised again,
+    so the computation stays bounded (a CI run once sat 15 minutes in SymPy's solve after its 10 s
+    budget had fired). Nested budgets keep their own deadlines, and nothing stays armed after."""
+    import signal
+    import time
+
+    from actgen.symbolic import TimeBudgetExceeded, time_budget
+
+    start = time.monotonic()
+    lost = again = False
+    try:
+        with time_budget(0.2):
+            try:
+                while time.monotonic() - start < 5:
+                    pass
+            except TimeBudgetExceeded:
+                lost = True
+            while time.monotonic() - start < 5:
+                pass
+    except TimeBudgetExceeded:
+        again = True
+    assert lost and again and time.monotonic() - start < 5
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)

@@ -92,6 +92,7 @@ class TimeBudgetExceeded(Exception):
 
 
 _budgets: list[float] = []  # deadlines of the enclosing budgets, innermost last
+_REFIRE = 0.5  # seconds between repeated alarms once a budget has run out
 
 
 @contextmanager
@@ -117,7 +118,11 @@ def time_budget(seconds: float):
 
     previous = signal.signal(signal.SIGALRM, handler)
     _budgets.append(deadline)
-    signal.setitimer(signal.ITIMER_REAL, max(deadline - now, 1e-3))
+    # the alarm repeats every _REFIRE seconds past the deadline: an exception raised where Python
+    # ignores it (in a __del__ or a weakref callback that SymPy's caches run) is raised again at the
+    # next one, instead of leaving the computation unbounded (a CI run sat 15 minutes in SymPy's
+    # solve after its 10 s budget had fired)
+    signal.setitimer(signal.ITIMER_REAL, max(deadline - now, 1e-3), _REFIRE)
     try:
         yield
     finally:
@@ -125,4 +130,4 @@ def time_budget(seconds: float):
         _budgets.pop()
         signal.signal(signal.SIGALRM, previous)
         if _budgets:  # re-arm the enclosing budget
-            signal.setitimer(signal.ITIMER_REAL, max(_budgets[-1] - time.monotonic(), 1e-3))
+            signal.setitimer(signal.ITIMER_REAL, max(_budgets[-1] - time.monotonic(), 1e-3), _REFIRE)
