@@ -288,6 +288,11 @@ FIRES = {
     "exact_constant_sum": [(z + sp.Rational(2351, 500), primitives.add_exact_constant(z, sp.Rational(2351, 500))),
                            (2 * z - sp.Rational(1, 3), primitives.add_exact_constant(2 * z, -sp.Rational(1, 3)))],
     "logistic_difference": [(logistic(-z) - logistic(z), -sp.tanh(z / 2)), (2 - 4 * logistic(3 * z), -2 * sp.tanh(3 * z / 2))],
+    # softclip's derivative: both near 1 for large z, where their complements are taken
+    "logistic_complement_difference": [
+        (logistic(w * z) - logistic(w * z - w), sp.Piecewise((logistic(w - w * z) - logistic(-w * z), 2 * w * z - w > 0), (logistic(w * z) - logistic(w * z - w), True))),
+        (3 * logistic(z) - 3 * logistic(2 * z), 3 * sp.Piecewise((logistic(-2 * z) - logistic(-z), 3 * z > 0), (logistic(z) - logistic(2 * z), True))),
+    ],
     # the odd z - tanh(z) = z**3 h(z**2); exp(z) - 1 - z with no parity; the same over a parameter
     "cancellation_polynomial": [(z - sp.tanh(z), _fitted(z - sp.tanh(z), z)), (sp.exp(z) - 1 - z, _fitted(sp.exp(z) - 1 - z, z))],
     "sign_of_power": [(sp.sign(z**6), sp.sign(z) ** 6), (sp.sign((z + w) ** 3), sp.sign(z + w) ** 3)],
@@ -374,6 +379,9 @@ LEFT_ALONE = {
     "sign_of_power": [sp.sign(z), sp.sign(sp.sqrt(z**2 + 1)), sp.sign(z) ** 2],
     # not a difference of a logistic and its mirror; k - k logistic (logistic_complement's)
     "logistic_difference": [logistic(z) - logistic(2 * z), logistic(z) + logistic(-z), 1 - logistic(z)],
+    # logistic(t) - logistic(-t) (logistic_difference's tanh), a sum, unequal weights, a third term
+    "logistic_complement_difference": [logistic(z) - logistic(-z), logistic(z) + logistic(2 * z), logistic(z) - 2 * logistic(2 * z),
+                                       logistic(z) - logistic(2 * z) + z],
     # a ratio with a constant side, no ratio, a ratio of parameters
     # a float constant, an input times a non-float, a parameter, three terms
     "exact_constant_sum": [z + 3, z + sp.Rational(1, 2), z / 3 + sp.Rational(1, 3), w + sp.Rational(1, 3), z + w + sp.Rational(1, 3)],

@@ -761,10 +761,9 @@ _DD_NODES = (sp.Add, sp.Mul, sp.Abs, sp.Min, sp.Max)
 
 
 def _dd_evaluable(t):
-    """t is built from the input z, the entry's parameters, numbers, +, *, integer powers, |.|, min
-    and max: the operations the double-double runtime (_dd_add, _dd_mul, ...) provides. A
-    parameter is a float the caller gives, exact as it is: its low part is 0, as z's."""
-    if t == Z or t.is_number or _is_parameter(t):
+    """t is built from the input z, numbers, +, *, integer powers, |.|, min and max: the operations
+    the double-double runtime (_dd_add, _dd_mul, ...) provides."""
+    if t == Z or t.is_number:
         return t.is_real is not False
     if t.is_Pow:
         return t.exp.is_Integer and t.exp > 0 and _dd_evaluable(t.base)
@@ -803,17 +802,14 @@ def _rounds(t):
     return any(_rounds(a) for a in t.args if isinstance(a, sp.Basic) and not a.is_Atom)
 
 
-def _is_parameter(t):
-    """t is a parameter of an activation: a symbol other than the input and a loss's y, y_hat."""
-    return t.is_Symbol and t != Z and t.name not in ("y", "y_hat")
-
-
 def wants_double_double(t):
-    """t is a function of the input z (and the entry's parameters) that the double-double runtime
-    can evaluate and whose float evaluation rounds: shared by compensated_exponent and the printer
-    (erfcx's argument, a split product's polynomial factor). beta z of swish's exp(-beta z) rounds
-    as 0.7 * 50 does: 16 ulp in softclip's exp(-a |z|) at z = -0.7, a = 50."""
-    return Z in t.free_symbols and all(s == Z or _is_parameter(s) for s in t.free_symbols) and _dd_evaluable(t) and _rounds(t)
+    """t is a function of the input z alone that the double-double runtime can evaluate and whose
+    float evaluation rounds: shared by compensated_exponent and the printer (erfcx's argument, a
+    split product's polynomial factor). 50 z rounds as 0.7 * 50 does: 16 ulp in exp(-50 |z|) at
+    z = -0.7. (A parameter's product, beta z, rounds too; it is not compensated yet: the rules that
+    rewrite cosh(t) into exponentials would then meet exp(|w z| - log 2), which SymPy folds into
+    exp(|w z|)/2, overflowing before cosh does.)"""
+    return t.free_symbols == {Z} and _dd_evaluable(t) and _rounds(t)
 
 
 def _compensated_exponent(e):
