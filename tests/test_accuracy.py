@@ -89,7 +89,10 @@ def _cases():
             names += [f"{loss.name}(y_hat, {a:g}, {b:g}; y={y})"] + [f"{loss.name}_grad[{c}](y_hat, {a:g}, {b:g}; y={y})" for c in (0, 1)]
     # class-axis functions and their VJPs over three logits, the first over the whole grid
     for act in spec.activations:
-        if act.vector:
+        if act.reduces:
+            names += [f"{act.name}(z, {a:g}, {b:g})" for a, b in A.CLASS_OTHERS]
+            names += [f"{act.name}_grad[{c}](z, {a:g}, {b:g})" for a, b in A.CLASS_OTHERS for c in (0, 1)]
+        elif act.vector:
             for fn in (act.name, f"{act.name}_vjp"):
                 names += [f"{fn}[{c}](z, {a:g}, {b:g})" for a, b in A.CLASS_OTHERS for c in (0, 1)]
     return [(n, d) for n in names for d in ("float64", "float32")]

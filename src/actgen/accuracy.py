@@ -518,8 +518,31 @@ def _at_classes(expr, values, **indices):
     return e.replace(lambda t: isinstance(t, sp.Indexed) and t.base == M.ZV, lambda t: values[int(t.indices[0]) - 1])
 
 
+def _reduction_targets(entry, act, package, wrap):
+    """A row reduction (one value per row) and the first two components of its gradient over
+    K = 3 values, the first varying over the grid."""
+    out = []
+    for d in entry.derivations:
+        if d.kind not in ("forward", "jacobian") or not hasattr(package, d.name):
+            continue
+        fn = wrap(getattr(package, d.name))
+        for a, b in CLASS_OTHERS:
+            values = (M.Z, _exact(a), _exact(b))
+            rows = (lambda a, b: lambda x: np.stack([x, np.full_like(x, a), np.full_like(x, b)], axis=-1))(a, b)
+            if d.kind == "forward":
+                call = (lambda f, rows: lambda x: np.asarray(f(rows(x))))(fn, rows)
+                out.append(Target(d.name, f"{d.name}(z, {a:g}, {b:g})", _at_classes(act.expr, values), M.Z, act.params, None, call))
+                continue
+            for comp in (0, 1):
+                call = (lambda f, rows, c: lambda x: np.asarray(f(rows(x)))[..., c])(fn, rows, comp)
+                out.append(Target(d.name, f"{d.name}[{comp}](z, {a:g}, {b:g})", _at_classes(d.raw, values, KK=comp + 1), M.Z, act.params, None, call))
+    return out
+
+
 def _class_axis_targets(entry, act, package, wrap, backend):
     """A class-axis activation and its VJP over K = 3 logits, the first varying over the grid."""
+    if act.reduces:
+        return _reduction_targets(entry, act, package, wrap)
     out = []
     for d in entry.derivations:
         if d.kind not in ("forward", "vjp") or not hasattr(package, d.name):

@@ -19,6 +19,7 @@ from .symbolic import TimeBudgetExceeded, prove_equal, time_budget
 Y_OUT = sp.Symbol("y", real=True)  # the output of an activation, in output-form derivatives
 G = sp.IndexedBase("g", real=True)  # the incoming gradient of a vector-Jacobian product
 T = sp.IndexedBase("t", real=True)  # the tangent of a Jacobian-vector product
+G_ROW = sp.Symbol("g", real=True)  # the incoming gradient of a row reduction's VJP: one number per row
 Z_MAX = sp.Symbol("z_max", real=True)  # max_j z[j], for max-shifted class-axis expressions
 
 
@@ -359,13 +360,15 @@ def derive_vector(act: M.Activation):
     f_i = act.expr
     out = [Derivation(act.name, "forward", act.name, "", f_i, f_i, ())]
     zk = M.ZV[M.KK]
-    vjp_raw = sp.Sum(G[M.I] * sp.diff(f_i, zk), (M.I, 1, M.K))
+    # a row reduction (no free index) has one output per row: its VJP is g times its gradient
+    vjp_raw = G_ROW * sp.diff(f_i, zk) if act.reduces else sp.Sum(G[M.I] * sp.diff(f_i, zk), (M.I, 1, M.K))
     vjp = _in_range(vjp_raw.doit(), M.KK)
     vjp = _simplify(_in_range(vjp, M.KK))
     out.append(Derivation(f"{act.name}_vjp", "vjp", act.name, "z", vjp_raw, vjp, tuple(fired)))
     jac_raw = sp.diff(f_i, zk)
     jac = _simplify(_in_range(jac_raw.doit(), M.KK))
-    out.append(Derivation(f"{act.name}_jacobian", "jacobian", act.name, "z", jac_raw, jac, ()))
+    # a reduction's Jacobian is one row: the gradient d f / d z_k, NAME_grad
+    out.append(Derivation(f"{act.name}_grad" if act.reduces else f"{act.name}_jacobian", "jacobian", act.name, "z", jac_raw, jac, ()))
     out.append(derive_vector_jvp(act))
     return out
 

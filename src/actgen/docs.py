@@ -196,7 +196,12 @@ Y_FIXED = {"{0, 1}": 1.0, "[0, 1]": 1.0, "(0, 1)": 0.7, "{-1, 1}": 1.0, "positiv
 def plot_activation(pkg: Package, act: M.Activation) -> str:
     z = Z_PLOT
     with np.errstate(all="ignore"):
-        if act.vector:
+        if act.reduces:
+            logits = np.stack([z, np.zeros_like(z)], axis=-1)
+            f = getattr(pkg, act.name)(logits)
+            d = getattr(pkg, f"{act.name}_grad")(logits)[:, 0]
+            curves = ((f"{act.name}([z, 0])", f), ("∂f/∂z₁", d))
+        elif act.vector:
             logits = np.stack([z, np.zeros_like(z)], axis=-1)
             f = getattr(pkg, act.name)(logits)[:, 0]
             d = getattr(pkg, f"{act.name}_jacobian")(logits)[:, 0, 0]
@@ -262,9 +267,17 @@ def _task_output(spec, task):
 
 def activation_page(entry: Entry, act: M.Activation, pkg: Package, spec: M.Spec) -> dict:
     defaults = {p.symbol: p.default for p in act.params}
-    formulas = [dict(label=r"f(z)_i" if act.vector else "f(z)", latex=latex(act.expr))]
+    formulas = [dict(label=r"f(z)_i" if act.vector and not act.reduces else "f(z)", latex=latex(act.expr))]
     functions = [act.name]
-    if act.vector:
+    if act.reduces:
+        grad, vjp = entry.get("jacobian"), entry.get("vjp")
+        formulas.append(dict(label=r"\frac{\partial f}{\partial z_k}", latex=latex(grad.expr)))
+        formulas.append(dict(label=r"g \frac{\partial f}{\partial z_k}", latex=latex(vjp.expr)))
+        functions += [grad.name, vjp.name]
+        body = (f"z = np.array([[2.0, 1.0, 0.1], [1000.0, 999.0, -5.0]])\nprint(ag.{act.name}(z))\n"
+                f"print(ag.{grad.name}(z))\nprint(ag.{vjp.name}(z, np.array([1.0, 2.0])))\n")
+        conventions = ()
+    elif act.vector:
         jac, vjp = entry.get("jacobian"), entry.get("vjp")
         formulas.append(dict(label=r"J_{ik} = \frac{\partial f_i}{\partial z_k}", latex=latex(jac.expr)))
         formulas.append(dict(label=r"\left(g^\top J\right)_k", latex=latex(vjp.expr)))
@@ -296,7 +309,7 @@ def activation_page(entry: Entry, act: M.Activation, pkg: Package, spec: M.Spec)
     return dict(
         kind="activation", name=act.name, title=act.prose.title, source=str(act.location), layer=act.layer,
         aliases=list(act.aliases), params=[dict(name=p.name, default=p.default_float, latex=latex(p.symbol)) for p in act.params],
-        vector=act.vector, formulas=formulas, from_output=from_output, from_output_name=of.name if of else "",
+        vector=act.vector, reduces=act.reduces, formulas=formulas, from_output=from_output, from_output_name=of.name if of else "",
         properties=_property_rows(entry), conventions=list(conventions),
         use=act.prose.use, pros=act.prose.pros, cons=act.prose.cons,
         code=[dict(name=n, source=pkg.sources[n]) for n in functions if n in pkg.sources],
@@ -517,7 +530,7 @@ def render_docs(derived: Derived, package: str, proofs=(), accuracy=None) -> dic
         rng = next((r["value"] for r in _property_rows(entry) if r["name"] == "range"), "")
         table_acts.append(dict(name=act.name, title=act.prose.title, formula=table_latex(act.expr), derivative=table_latex(deriv.expr),
                                from_output=table_latex(of.expr.xreplace({Y_OUT: sp.Symbol("y")})) if of is not None else "",
-                               range=rng, use=act.prose.use, layer=act.layer, vector=act.vector))
+                               range=rng, use=act.prose.use, layer=act.layer, vector=act.vector, reduces=act.reduces))
     table_losses = [dict(name=l.name, title=spec.loss(l.name).prose.title, formula=table_latex(spec.loss(l.name).expr),
                          derivative=table_latex(l.get("loss_grad").expr), use=spec.loss(l.name).prose.use) for l in derived.losses]
     page("cheatsheet.md", "cheatsheet.md.j2", activations=table_acts, losses=table_losses, tasks=tasks,

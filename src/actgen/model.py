@@ -114,6 +114,12 @@ class Activation:
     def var(self):
         return ZV[I] if self.vector else Z
 
+    @property
+    def reduces(self) -> bool:
+        """A class-axis function without a free component index (log(Sum(exp(z[j]), (j, 1, K)))):
+        one value per row, the class axis reduced away; its derivative is a gradient over the row."""
+        return self.vector and I not in self.expr.free_symbols
+
 
 @dataclasses.dataclass(frozen=True)
 class Loss:
@@ -326,8 +332,9 @@ class _Builder:
             return None
         if vector:
             free = {s for s in expr.free_symbols if s in (I, J, KK, L)}
-            if free != {I}:
-                self.problems.add(body["expr"].location, name, "expr", "a vector activation gives component i: use z[i] and sum over another index, e.g. exp(z[i]) / Sum(exp(z[j]), (j, 1, K))")
+            if free not in ({I}, set()) or not expr.has(sp.Sum) and not free:
+                self.problems.add(body["expr"].location, name, "expr", "a vector activation gives component i (use z[i] and sum over another index, e.g. exp(z[i]) / Sum(exp(z[j]), (j, 1, K))) "
+                                  "or, with no free index, one value per row (a reduction over the classes, e.g. log(Sum(exp(z[j]), (j, 1, K))))")
                 return None
         elif Z not in expr.free_symbols:
             self.problems.add(body["expr"].location, name, "expr", "the expression does not use z; an activation is a function of z")

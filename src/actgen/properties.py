@@ -1242,6 +1242,8 @@ def derive_properties(act: M.Activation, derivations=None) -> tuple[Property, ..
     """Every property of an activation, in the order of :data:`NAMES` (vector functions:
     :data:`VECTOR_NAMES`). ``derivations`` (from :mod:`actgen.derive`) supplies f in stable
     primitives; without it the spec expression is used."""
+    if act.reduces:
+        return reduction_properties(act)
     if act.vector:
         return vector_properties(act)
     if act.domain != "real":
@@ -1273,6 +1275,30 @@ def output_range(f, fprime=None, params=()) -> Property:
 
 
 # -- vector (class-axis) functions -----------------------------------------------------------------
+
+
+def reduction_properties(act: M.Activation) -> tuple[Property, ...]:
+    """Range and 'sums to 1' of a row reduction f(z_1, ..., z_K) (one value per row).
+
+    On the diagonal z = (t, ..., t) every sum over the classes becomes K times its term at t, so
+    f is an elementwise function of t with K a positive integer; the diagonal is a subset of the
+    rows, so f's range contains the diagonal's. Where that is the whole real line it is f's range;
+    otherwise the range is left unknown (the diagonal gives only a lower bound on it)."""
+    f = _with_defaults(act.expr, act.params)
+    diagonal = f.replace(lambda e: isinstance(e, sp.Indexed) and e.base == M.ZV, lambda e: Z).doit()
+    rng = Property("range", None, "a row reduction: the range over its diagonal z = (t, ..., t) was not decided")
+    if not diagonal.has(sp.Sum) and diagonal.free_symbols <= {Z, M.K}:
+        try:
+            with _effort("analysis", diagonal):
+                r = output_range(diagonal, None, ())
+            if r.known and r.value.low == -sp.oo and r.value.high == sp.oo:
+                on_diagonal = sp.sstr(diagonal.xreplace({Z: sp.Symbol("t", real=True)}))
+                rng = Property("range", r.value, f"every real number: on the diagonal z = (t, ..., t), f = {on_diagonal} takes them all, for every K")
+            elif r.known:
+                rng = Property("range", None, f"contains {r.value.text()} (f on the diagonal z = (t, ..., t)); the other rows were not analysed")
+        except (Undecided, *_ERRORS):
+            pass
+    return (rng, Property("sums_to_one", False, "a row reduction gives one value per row, not a distribution over the classes"))
 
 
 def vector_properties(act: M.Activation) -> tuple[Property, ...]:

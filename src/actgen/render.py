@@ -434,7 +434,10 @@ def render_cheatsheet(derived: Derived, package: str) -> str:
     for entry in derived.activations:
         act = spec.activation(entry.name)
         of = entry.get("grad_from_output")
-        if act.vector:
+        if act.reduces:
+            deriv = latex(entry.get("jacobian").expr)
+            rng = _range_text(entry) + " (one value per row)"
+        elif act.vector:
             deriv = latex(entry.get("jacobian").expr)
             rng = _range_text(entry)
             sums = next((p for p in entry.properties if p.name == "sums_to_one"), None)
@@ -541,7 +544,7 @@ def catalog(derived: Derived, packages: dict[str, str], proofs) -> dict:
     acts = []
     for entry in derived.activations:
         a = spec.activation(entry.name)
-        acts.append(dict(name=a.name, title=a.prose.title, vector=a.vector, domain=a.domain, layer=a.layer, aliases=list(a.aliases), params=params(a),
+        acts.append(dict(name=a.name, title=a.prose.title, vector=a.vector, reduces=a.reduces, domain=a.domain, layer=a.layer, aliases=list(a.aliases), params=params(a),
                          source=f"{a.location}", use=a.prose.use, pros=a.prose.pros, cons=a.prose.cons,
                          functions=functions(entry), properties=props(entry)))
     losses = []

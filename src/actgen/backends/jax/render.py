@@ -28,6 +28,7 @@ from ..torch.render import Body, Public, _kw_only, _rules
 from ..torch.render import _body as _torch_body
 from ..torch.render import _class_axis_emit as _torch_class_axis_emit
 from ..torch.render import _printer as _torch_printer
+from ..torch.render import reduction_group as _torch_reduction_group
 from .printer import ActgenJaxPrinter, emit
 
 
@@ -101,7 +102,27 @@ Z_DOC = ("    z: array of inputs (any shape and floating dtype; float16/bfloat16
 # -- elementwise activations -----------------------------------------------------------------------
 
 
+def reduction_group(entry: Entry, act: M.Activation) -> Group:
+    """A row reduction: a custom_jvp whose rule is the derived JVP (the gradient contracted with
+    the tangent over each row), NAME_grad and NAME_vjp (see the torch renderer's reduction_group)."""
+    value, gbody, vbody, publics = _torch_reduction_group(entry, act, axis="axis", keep="keepdims", array="array", emit_class=_class_axis_emit)
+    pn = tuple(p.name for p in act.params)
+    jvp = entry.get("jvp")
+    texpr, tfired = _class_axis_stable(jvp.expr)
+    tbody = Body(f"_{act.name}_jvp_value", ("z",) + pn + ("t",), _class_axis_emit(texpr, {}, act.params), f"the JVP of {act.name} over the last axis", "z")
+    rule = Rule(f"_{act.name}_fn", ("z",) + pn, value.name, (tbody.name,), f"{act.name} over the last axis, with the derived Jacobian-vector product as its JVP rule", "linear")
+    first = publics[0]
+    doc = first.doc_lines + ("", "A ``jax.custom_jvp`` function: its rule is the derived Jacobian-vector product",
+                             *_math(r"\sum_k \frac{\partial f}{\partial z_k} t_k", jvp.expr), *_computed_as(tuple(tfired)),
+                             "", "printed as jax.numpy operations linear in the tangent, so reverse mode transposes it and second",
+                             "derivatives differentiate it.")
+    publics = [dataclasses.replace(first, doc_lines=doc)] + publics[1:]
+    return Group([dataclasses.replace(value, reshape="z"), gbody, vbody, tbody], [rule], publics)
+
+
 def activation_group(entry: Entry, act: M.Activation) -> Group:
+    if act.reduces:
+        return reduction_group(entry, act)
     if act.vector:
         return vector_group(entry, act)
     P = act.params

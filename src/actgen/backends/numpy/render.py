@@ -55,6 +55,8 @@ def _unary_body(expr, arg, params, fn, check_sign, printer):
 
 
 def activation_views(entry: Entry, act: M.Activation) -> list[FunctionView]:
+    if act.reduces:
+        return reduction_views(entry, act)
     if act.vector:
         return vector_views(entry, act)
     views = []
@@ -199,6 +201,48 @@ def vector_views(entry: Entry, act: M.Activation) -> list[FunctionView]:
         + ("", "Args:", "    z: logits, classes along the last axis.") + param_doc + ("", "Returns:", "    An array of shape z.shape + (K,).",
            "", "Example:", "    >>> J = " + act.name + "_jacobian(np.array([2.0, 1.0]))", "    >>> J.shape", "    (2, 2)"),
         ("z, _dtype = _working(z)", *params, "if z.ndim == 0:", f"    raise ValueError('{act.name}_jacobian needs z with a class axis (the last); got a scalar')", "_eye = np.eye(z.shape[-1], dtype=z.dtype)"), emit(jarr, jprinter), "out", ("return np.asarray(out, dtype=_dtype)",),
+    ))
+    return views
+
+
+def reduction_views(entry: Entry, act: M.Activation) -> list[FunctionView]:
+    """A row reduction f(z_1, ..., z_K): NAME (one value per row), NAME_grad (its gradient over
+    the row, shaped like z) and NAME_vjp (g times the gradient, g one number per row)."""
+    fwd, vjp, grad = entry.get("forward"), entry.get("vjp"), entry.get("jacobian")
+    kw = _kw_sig(act.params)
+    params = param_prologue(act.params, "", False)
+    param_doc = tuple(f"    {p.name}: parameter (default {p.default_float!r})." for p in act.params)
+    axis_doc = ("    axis: the axis reduced (default: the last); None reduces every element as one row.",)
+    printer = ActgenNumPyPrinter(axis="axis")
+    rows = ("z, _dtype = _working(z)", "_like, _axis = z, axis")
+    expr, fired = _class_axis_stable(fwd.expr)
+    sample = _vector_example(act, (2.0, 1.0))[0]
+    views = [FunctionView(
+        act.name, "z, axis=-1, keepdims=False" + kw,
+        f"{act.prose.title}: one value per row of the axis ``axis``.",
+        _math("f(z)", act.expr) + _computed_as(tuple(fired))
+        + ("", "Args:", "    z: array of inputs; the rows lie along ``axis``.") + axis_doc + ("    keepdims: keep the reduced axis, with length 1.",) + param_doc
+        + ("", "Returns:", "    An array of z's shape without ``axis`` (with it, of length 1, for keepdims), in z's dtype.",
+           "", "Example:", f"    >>> print(f\"{{float({act.name}(np.array([2.0, 1.0]))):.6g}}\")", f"    {_fmt_significant(sample)}"),
+        (*rows, "z, axis = _rows(z, axis)", *params), _class_axis_body(expr, {}, printer), "out", ("return _row_result(out, _like, _axis, _dtype, keepdims)",),
+    )]
+    gexpr, gfired = _class_axis_stable(grad.expr)
+    views.append(FunctionView(
+        grad.name, "z, axis=-1" + kw,
+        f"Gradient of {act.name} over each row: d f / d z_k, shaped like z.",
+        _math(r"\frac{\partial f}{\partial z_k}", grad.expr) + _computed_as(tuple(gfired))
+        + ("", "Args:", "    z: array of inputs; the rows lie along ``axis``.") + axis_doc + param_doc
+        + ("", "Example:", f"    >>> z = np.array([2.0, 1.0, 0.5])", f"    >>> bool(np.allclose({grad.name}(z), {act.name}_vjp(z, 1.0)))", "    True"),
+        (*rows, "z, axis = _rows(z, axis)", *params), _class_axis_body(gexpr, {M.KK: None}, printer), "out", ("return _row_full(out, z, _like, _dtype)",),
+    ))
+    vexpr, vfired = _class_axis_stable(vjp.expr)
+    views.append(FunctionView(
+        vjp.name, "z, g, axis=-1" + kw,
+        f"Vector-Jacobian product of {act.name}: the gradient with respect to z given g, the gradient with respect to its output (one number per row).",
+        _math(r"g \frac{\partial f}{\partial z_k}", vjp.expr) + _computed_as(tuple(vfired))
+        + ("", "Args:", "    z: array of inputs; the rows lie along ``axis``.", f"    g: gradient with respect to {act.name}(z), broadcastable to its shape (with or without keepdims).") + axis_doc + param_doc
+        + ("", "Returns:", "    An array of the shape and dtype of z."),
+        (*rows, "g = _row_g(g, z, axis)", "z, axis = _rows(z, axis)", *params), _class_axis_body(vexpr, {M.KK: None}, printer), "out", ("return _row_full(out, z, _like, _dtype)",),
     ))
     return views
 

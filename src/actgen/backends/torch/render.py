@@ -80,14 +80,14 @@ class ModuleView:
     summary: str
     params: tuple[tuple[str, float], ...]  # constructor arguments (name, default)
     learnable: tuple[str, ...] = ()  # parameters held as nn.Parameter, one per channel
-    kind: str = "activation"  # activation | vector | loss | class_loss | head | class_head
+    kind: str = "activation"  # activation | vector | reduction | loss | class_loss | head | class_head
     aliases: tuple[str, ...] = ()
     class_indices: bool = False  # a class-axis loss or head that takes integer class indices (M.Loss.class_indices)
 
     @property
     def module(self):
         """The package module that defines the functional form."""
-        return {"activation": "activations", "vector": "activations", "loss": "losses", "class_loss": "losses"}.get(self.kind, "heads")
+        return {"activation": "activations", "vector": "activations", "reduction": "activations", "loss": "losses", "class_loss": "losses"}.get(self.kind, "heads")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,6 +188,8 @@ def _exact_output_form(of, params) -> bool:
 
 
 def activation_group(entry: Entry, act: M.Activation) -> Group:
+    if act.reduces:
+        return torch_reduction_group(entry, act)
     if act.vector:
         return vector_group(entry, act)
     P = act.params
@@ -310,6 +312,54 @@ def vector_group(entry: Entry, act: M.Activation) -> Group:
     return Group([value, vbody, jbody], classes, publics, [])
 
 
+def reduction_group(entry: Entry, act: M.Activation, axis="dim", keep="keepdim", array="tensor", emit_class=_class_axis_emit):
+    """A row reduction (one value per row): the value, its gradient over the row and its VJP as
+    bodies; the public function, NAME_grad and NAME_vjp (``axis``/``keep``: the framework's names
+    for the reduced axis and for keeping it)."""
+    n = act.name
+    P = act.params
+    pn = tuple(p.name for p in P)
+    fwd, vjp, grad = entry.get("forward"), entry.get("vjp"), entry.get("jacobian")
+    expr, fired = _class_axis_stable(fwd.expr)
+    gexpr, gfired = _class_axis_stable(grad.expr)
+    vexpr, vfired = _class_axis_stable(vjp.expr)
+    value = Body(f"_{n}_value", ("z",) + pn, emit_class(expr, {}, P), f"{n}(z) over the last axis", "z.shape[:-1]")
+    gbody = Body(f"_{n}_grad_value", ("z",) + pn, emit_class(gexpr, {M.KK: None}, P), f"the gradient of {n} over the last axis")
+    vbody = Body(f"_{n}_vjp_value", ("z",) + pn + ("g",), emit_class(vexpr, {M.KK: None}, P), f"the VJP of {n} over the last axis (g one number per row)")
+    call = "".join(f", _param({p}, zl)" for p in pn)
+    axis_doc = (f"    {axis}: the axis reduced (default: the last); None reduces every element as one row.",)
+    param_doc = tuple(f"    {p.name}: parameter (default {p.default_float!r}); not differentiated." for p in P)
+    kw = _kw_only(P)
+    rows = ("z, _dtype = _working(z)", f"zl = _rows(z, {axis})")
+    publics = [
+        Public(n, f"z, {axis}=-1, {keep}=False" + kw, f"{act.prose.title}: one value per row of the axis ``{axis}``.",
+               _math("f(z)", act.expr) + _computed_as(tuple(fired)) + ("", "Args:", f"    z: {array} of inputs; the rows lie along ``{axis}``.") + axis_doc
+               + (f"    {keep}: keep the reduced axis, with length 1.",) + param_doc,
+               (*rows, f"return _result(_row_result(_{n}_fn(zl{call}), z, {axis}, {keep}), _dtype)")),
+        Public(grad.name, f"z, {axis}=-1" + kw, f"Gradient of {n} over each row: d f / d z_k, shaped like z.",
+               _math(r"\frac{\partial f}{\partial z_k}", grad.expr) + _computed_as(tuple(gfired)) + ("", "Args:", f"    z: {array} of inputs; the rows lie along ``{axis}``.") + axis_doc + param_doc,
+               (*rows, f"return _result(_row_back({gbody.name}(zl{call}), z, {axis}), _dtype)")),
+        Public(vjp.name, f"z, g, {axis}=-1" + kw, f"Vector-Jacobian product of {n}: the gradient with respect to z given g, the gradient with respect to its output (one number per row).",
+               _math(r"g \frac{\partial f}{\partial z_k}", vjp.expr) + _computed_as(tuple(vfired)) + ("", "Args:", f"    z: {array} of inputs; the rows lie along ``{axis}``.",
+                                                                                                     f"    g: gradient with respect to {n}(z), broadcastable to its shape (with or without {keep})." ) + axis_doc + param_doc,
+               (*rows, f"gl = _row_g(_like(g, z), z, {axis})", f"return _result(_row_back({vbody.name}(zl{call}, gl), z, {axis}), _dtype)")),
+    ]
+    return value, gbody, vbody, publics
+
+
+def torch_reduction_group(entry: Entry, act: M.Activation) -> Group:
+    value, gbody, vbody, publics = reduction_group(entry, act)
+    pn = tuple(p.name for p in act.params)
+    cls = FunctionClass(f"_{act.name}_fn", ("z",) + pn, value.name, (Gradient("body", gbody.name, True),) + tuple(Gradient("none") for _ in pn),
+                        f"{act.name} over the last axis, with its derived gradient as its backward")
+    first = publics[0]
+    lines = tuple(line.replace(f"_{act.name}_fn(", f"_{act.name}_fn.apply(") for line in first.lines)
+    doc = first.doc_lines + ("", "Autograd saves the input; the backward is g times the derived gradient, printed as differentiable torch",
+                             "operations, so double backward differentiates the derived gradient.")
+    publics = [dataclasses.replace(first, lines=lines, doc_lines=doc)] + publics[1:]
+    return Group([value, gbody, vbody], [cls], publics, [])
+
+
 # -- losses and heads ------------------------------------------------------------------------------
 
 
@@ -392,7 +442,7 @@ def module_views(derived: Derived) -> list[ModuleView]:
     for a in acts:
         params = tuple((p.name, p.default_float) for p in a.params)
         out.append(ModuleView(act_names[a.name], a.name, f"{a.prose.title} as a module (calls ``{a.name}``).", params,
-                              a.learnable, "vector" if a.vector else "activation", tuple(camel(al) for al in a.aliases)))
+                              a.learnable, "reduction" if a.reduces else "vector" if a.vector else "activation", tuple(camel(al) for al in a.aliases)))
     for l in losses:
         name = loss_names[l.name]
         name = name if name.endswith("Loss") else name + "Loss"
