@@ -331,6 +331,10 @@ class _Builder:
         if expr is None:
             return None
         if vector:
+            fixed = sorted({str(t) for t in expr.atoms(sp.Indexed) if t.indices[0].is_number})
+            if fixed:
+                self.problems.add(body["expr"].location, name, "expr", f"{', '.join(fixed)} names a fixed class; a class-axis function treats every class alike: write z[i] for the component it gives, or sum over another index (Sum(z[j], (j, 1, K)))")
+                return None
             free = {s for s in expr.free_symbols if s in (I, J, KK, L)}
             if free not in ({I}, set()) or not expr.has(sp.Sum) and not free:
                 self.problems.add(body["expr"].location, name, "expr", "a vector activation gives component i (use z[i] and sum over another index, e.g. exp(z[i]) / Sum(exp(z[j]), (j, 1, K))) "

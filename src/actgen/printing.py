@@ -24,7 +24,7 @@ ROW = "row"  # index roles in Jacobians: the output component (rows) and the inp
 COL = "col"
 
 
-def to_array(expr, free=None):
+def to_array(expr, free=None, count_of="z"):
     """Class-axis expression -> array expression.
 
     ``z[i]`` with a free index becomes the array symbol ``z`` (or ``z__row``/``z__col`` in a
@@ -36,7 +36,8 @@ def to_array(expr, free=None):
     free = free or {}
     # K outside a sum (a mean over the classes) is the length of the class axis of an input
     bases = sorted({str(t.base.label) for t in expr.atoms(sp.Indexed)})
-    count = class_count(sp.Symbol(bases[0], real=True)) if bases else K
+    # (an expression without components, such as the gradient 1/K of a mean, counts ``count_of``)
+    count = class_count(sp.Symbol(bases[0] if bases else count_of, real=True))
 
     def convert(e, bound):
         if isinstance(e, sp.Indexed):
@@ -62,7 +63,10 @@ def to_array(expr, free=None):
         if e == K:
             return count
         if isinstance(e, sp.Symbol) and e.name.endswith(SCALE_SUFFIX) and e.name[: -len(SCALE_SUFFIX)] in bases:
-            return axis_max(sp.Abs(sp.Symbol(e.name[: -len(SCALE_SUFFIX)], real=True)))
+            # the identity holds for every S > 0: S = 1 where max |x| = 0, an all-zero vector, whose
+            # value is then computed as written (a norm's 0, not 0 * (0/0))
+            top = axis_max(sp.Abs(sp.Symbol(e.name[: -len(SCALE_SUFFIX)], real=True)))
+            return sp.Piecewise((top, top > 0), (sp.Integer(1), True))
         if not e.args:
             return e
         return e.func(*[convert(a, bound) for a in e.args])

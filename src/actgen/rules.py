@@ -2182,8 +2182,8 @@ def scale_free(expr, base, S):
     ``base``, with S = max |x| over the class axis, where a class sum has a summand of degree 2 or
     more (a sum of squares, which overflows past |x| = 1.3e154 and underflows below 1e-154 while the
     expression is moderate: a cosine similarity, a normalised vector). An identity wherever S > 0
-    (homogeneity, proved by :func:`homogeneous_degree`); at S = 0 (an all-zero vector) both sides
-    are 0/0."""
+    (homogeneity, proved by :func:`homogeneous_degree`); the printers take S = 1 where max |x| = 0
+    (an all-zero vector), so that a norm is 0 there and a normalised vector 0/0, as written."""
     if not expr.has(base) or not any(_quadratic(t.function, base) for t in expr.atoms(sp.Sum)):
         return expr, False
     found = homogeneous_degree(expr, base)
@@ -2199,17 +2199,31 @@ def logsumexp(expr, base, M, M_low=None):
     """log(Sum(exp(c z[j]))) -> S + log(Sum(exp(c z[j] - S))), S = c M: the max-shifted
     log-sum-exp (S = c M_low, the min, for a negative c)."""
 
+    def parts(e):
+        """(u, Sum(exp(...))) of log(u Sum(exp(...))) with u > 0 free of the vector (a mean's 1/K:
+        log(u S) = log(u) + log(S)), or None."""
+        if not isinstance(e, sp.log):
+            return None
+        sums = [f for f in sp.Mul.make_args(e.args[0]) if isinstance(f, sp.Sum) and isinstance(f.function, sp.exp)]
+        if len(sums) != 1:
+            return None
+        u = e.args[0] / sums[0]
+        if not (u == 1 or (u.is_positive and not u.has(base) and not u.has(sp.Sum))):
+            return None
+        return u, sums[0]
+
     def is_lse(e):
-        if not (isinstance(e, sp.log) and isinstance(e.args[0], sp.Sum) and isinstance(e.args[0].function, sp.exp)):
+        found = parts(e)
+        if found is None:
             return False
-        c = _weight(e.args[0].function.args[0], base)
+        c = _weight(found[1].function.args[0], base)
         return bool(c.is_positive or (c.is_negative and M_low is not None))
 
     def shift(e):
-        s = e.args[0]
+        u, s = parts(e)
         c = _weight(s.function.args[0], base)
         S = c * (M if c.is_positive else M_low)
-        return S + sp.log(sp.Sum(sp.exp(s.function.args[0] - S), *s.limits))
+        return sp.log(u) + S + sp.log(sp.Sum(sp.exp(s.function.args[0] - S), *s.limits))
 
     new = expr.replace(is_lse, shift)
     return new, new != expr

@@ -257,9 +257,9 @@ def loss_group(entry: Entry, loss: M.Loss) -> Group:
                f"``{n}(y_true, y_pred)`` takes them the other way round. Parameters other than the targets may be differentiated",
                "where actgen derived their gradient.")
     if loss.class_axis:
-        vb = Body(f"_{n}_value", args, emit(to_array(class_axis_scaled(value.expr, LOSS_BASES)[0], {}), _printer("y_hat", P)), f"{n} per sample (classes last)", "y_hat")
-        gb = Body(f"_{n}_d_y_hat", args, emit(to_array(class_axis_scaled(grad.expr, LOSS_BASES)[0], {M.KK: None}), _printer("y_hat", P)), f"d {n} / d y_hat (classes last)")
-        pbodies = [Body(f"_{n}_d_{p.name}", args, emit(to_array(class_axis_scaled(gparams[p.name].expr, LOSS_BASES)[0], {}), _printer("y_hat", P)),
+        vb = Body(f"_{n}_value", args, emit(to_array(class_axis_scaled(value.expr, LOSS_BASES)[0], {}, "y_hat"), _printer("y_hat", P)), f"{n} per sample (classes last)", "y_hat")
+        gb = Body(f"_{n}_d_y_hat", args, emit(to_array(class_axis_scaled(grad.expr, LOSS_BASES)[0], {M.KK: None}, "y_hat"), _printer("y_hat", P)), f"d {n} / d y_hat (classes last)")
+        pbodies = [Body(f"_{n}_d_{p.name}", args, emit(to_array(class_axis_scaled(gparams[p.name].expr, LOSS_BASES)[0], {}, "y_hat"), _printer("y_hat", P)),
                         f"d {n} / d {p.name} per sample (classes last)", "y_hat") for p in P if p.name in gparams]
         derivs = (gb.name, "None") + tuple(f"_{n}_d_{p.name}" if p.name in gparams else "None" for p in P)
         rule = Rule(f"_{n}_fn", args, vb.name, derivs, f"{n} per sample, with the derived gradients as its JVP rule", "per_sample")

@@ -277,13 +277,13 @@ def loss_views(entry: Entry, loss: M.Loss) -> list[FunctionView]:
         views.append(FunctionView(
             loss.name, sig, f"{loss.prose.title}, over the last (class) axis, reduced over samples.",
             _math("L(y, \\hat{y})", loss.expr) + _computed_as(class_axis_scaled(value.expr, LOSS_BASES)[1]) + class_doc(loss, "y_pred", "y_true", "axis", "any shape", True) + param_doc + ("", "Example:", f"    >>> print(f\"{{float({loss.name}({example})) + 0.0:.6g}}\")", f"    {_fmt_significant(loss_value)}"),
-            prologue, emit_inplace(to_array(class_axis_scaled(value.expr, LOSS_BASES)[0], {}), ARRAYS, printer), "loss",
+            prologue, emit_inplace(to_array(class_axis_scaled(value.expr, LOSS_BASES)[0], {}, "y_hat"), ARRAYS, printer), "loss",
             ("loss = np.asarray(loss, dtype=y_hat.dtype).reshape(y_hat.shape[:-1])", "return _class_reduce(loss, reduction, _dtype, _keep)"),
         ))
         views.append(FunctionView(
             grad.name, sig, f"Gradient of {loss.name} with respect to y_pred (scaled by 1/N samples for the mean).",
             _math("\\frac{\\partial L}{\\partial \\hat{y}_k}", grad.expr) + _computed_as(class_axis_scaled(grad.expr, LOSS_BASES)[1]) + class_doc(loss, "y_pred", "y_true", "axis", "any shape", True) + param_doc + ("", "Example:", f"    >>> np.round({grad.name}({example}), 6) + 0.0", f"    {_fmt_array(grad_values)}"),
-            prologue, emit_inplace(to_array(class_axis_scaled(grad.expr, LOSS_BASES)[0], {M.KK: None}), ARRAYS, printer), "grad",
+            prologue, emit_inplace(to_array(class_axis_scaled(grad.expr, LOSS_BASES)[0], {M.KK: None}, "y_hat"), ARRAYS, printer), "grad",
             ("return _class_grad(grad, y_hat, reduction, _dtype, _keep, axis)",),
         ))
         for d in entry.derivations:
@@ -292,7 +292,7 @@ def loss_views(entry: Entry, loss: M.Loss) -> list[FunctionView]:
                     d.name, sig, f"Gradient of {loss.name} with respect to its parameter {d.wrt}, per sample, reduced like the loss.",
                     _math("\\frac{\\partial L}{\\partial %s}" % d.wrt, d.expr) + class_doc(loss, "y_pred", "y_true", "axis", "any shape", True) + param_doc
                     + ("", "Example:", f"    >>> print(f\"{{float({d.name}({example})) + 0.0:.6g}}\")", f"    {_fmt_significant(at(d.expr))}"),
-                    prologue, emit_inplace(to_array(class_axis_scaled(d.expr, LOSS_BASES)[0], {}), ARRAYS, printer), "grad",
+                    prologue, emit_inplace(to_array(class_axis_scaled(d.expr, LOSS_BASES)[0], {}, "y_hat"), ARRAYS, printer), "grad",
                     ("grad = np.asarray(grad, dtype=y_hat.dtype).reshape(y_hat.shape[:-1])", "return _class_reduce(grad, reduction, _dtype, _keep)"),
                 ))
         return views

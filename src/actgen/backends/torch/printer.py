@@ -162,7 +162,9 @@ class ActgenTorchPrinter(ActgenNumPyPrinter):
         return f"torch.erfc({self._print(expr.args[0])})"
 
     def _print_class_count(self, expr):
-        return f"{self._print(expr.args[0])}.shape[{self.axis}]"
+        # a 0-d tensor, not a Python int: torch.log and the other torch functions take tensors only
+        x = self._print(expr.args[0])
+        return f"{x}.new_full((), {x}.shape[{self.axis}])"
 
     def _print_axis_sum(self, expr):
         outer, self._in_reduction = getattr(self, "_in_reduction", False), True

@@ -377,9 +377,9 @@ def loss_group(entry: Entry, loss: M.Loss) -> Group:
     prologue = ("_check_reduction(reduction)", f"_check_target(target, '{n}')", "y_hat, _dtype = _working(input)", "y = _like(target, y_hat)", *sign_checks(P, n))
     mapping = ("", f"PyTorch's argument order (input, target); the NumPy package's ``{n}(y_true, y_pred)`` takes them the other way round.")
     if loss.class_axis:
-        vb = Body(f"_{n}_value", ("y_hat", "y") + tuple(p.name for p in P), emit(to_array(class_axis_scaled(value.expr, LOSS_BASES)[0], {}), _printer("y_hat", P)), f"{n} per sample (classes last)", "y_hat.shape[:-1]")
-        gb = Body(f"_{n}_d_y_hat", ("y_hat", "y") + tuple(p.name for p in P), emit(to_array(class_axis_scaled(grad.expr, LOSS_BASES)[0], {M.KK: None}), _printer("y_hat", P)), f"d {n} / d y_hat (classes last)")
-        pbodies = [Body(f"_{n}_d_{p.name}", ("y_hat", "y") + tuple(q.name for q in P), emit(to_array(class_axis_scaled(gparams[p.name].expr, LOSS_BASES)[0], {}), _printer("y_hat", P)),
+        vb = Body(f"_{n}_value", ("y_hat", "y") + tuple(p.name for p in P), emit(to_array(class_axis_scaled(value.expr, LOSS_BASES)[0], {}, "y_hat"), _printer("y_hat", P)), f"{n} per sample (classes last)", "y_hat.shape[:-1]")
+        gb = Body(f"_{n}_d_y_hat", ("y_hat", "y") + tuple(p.name for p in P), emit(to_array(class_axis_scaled(grad.expr, LOSS_BASES)[0], {M.KK: None}, "y_hat"), _printer("y_hat", P)), f"d {n} / d y_hat (classes last)")
+        pbodies = [Body(f"_{n}_d_{p.name}", ("y_hat", "y") + tuple(q.name for q in P), emit(to_array(class_axis_scaled(gparams[p.name].expr, LOSS_BASES)[0], {}, "y_hat"), _printer("y_hat", P)),
                         f"d {n} / d {p.name} per sample (classes last)", "y_hat.shape[:-1]") for p in P if p.name in gparams]
         grads = (Gradient("body", gb.name, True), Gradient("none")) + tuple(Gradient("body", f"_{n}_d_{p.name}") if p.name in gparams else Gradient("none") for p in P)
         cls = FunctionClass(f"_{n}_fn", ("y_hat", "y") + tuple(p.name for p in P), vb.name, grads, f"{n} per sample, with the derived gradient as its backward")
