@@ -58,7 +58,7 @@ CASES = [
     ("generator_expression", A.format("Max(z for z in (1, 2))"), EXPR + f"comprehension '(z for z in (1, 2))' is not allowed in an expression; {ALLOWED}"),
     ("f_string", A.format("f'{z}'"), EXPR + f"f-string 'f'{{z}}'' is not allowed in an expression; {ALLOWED}"),
     ("fixed_class", A.format("log(Sum(exp(z[j]), (j, 1, K))) - z[1]"), EXPR + "z[1] names a fixed class; a class-axis function treats every class alike: write z[i] for the component it gives, or sum over another index (Sum(z[j], (j, 1, K)))"),
-    ("vector_without_sum_or_component", A.format("Abs(z[j])"), EXPR + "a vector activation gives component i (use z[i] and sum over another index, e.g. exp(z[i]) / Sum(exp(z[j]), (j, 1, K))) or, with no free index, one value per row (a reduction over the classes, e.g. log(Sum(exp(z[j]), (j, 1, K))))"),
+    ("vector_without_sum_or_component", A.format("Abs(z[j])"), EXPR + "a class-axis expression must give component i or one value per row; write z[i] and sum over another index (exp(z[i]) / Sum(exp(z[j]), (j, 1, K))), or reduce the row with a sum over the classes (log(Sum(exp(z[j]), (j, 1, K))))"),
     ("subscript_of_scalar", A.format("exp(z)[0]"), EXPR + "'exp(z)' cannot be subscripted; only vectors take [index], e.g. z[i] in a vector activation"),
     ("keyword_argument", A.format("Heaviside(z, h0=0)"), EXPR + "keyword arguments are not allowed in 'Heaviside(z, h0=0)'; pass values by position"),
     ("walrus", A.format("(a := z)"), EXPR + f"assignment expression (:=) '(a := z)' is not allowed in an expression; {ALLOWED}"),

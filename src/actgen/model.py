@@ -337,8 +337,7 @@ class _Builder:
                 return None
             free = {s for s in expr.free_symbols if s in (I, J, KK, L)}
             if free not in ({I}, set()) or not expr.has(sp.Sum) and not free:
-                self.problems.add(body["expr"].location, name, "expr", "a vector activation gives component i (use z[i] and sum over another index, e.g. exp(z[i]) / Sum(exp(z[j]), (j, 1, K))) "
-                                  "or, with no free index, one value per row (a reduction over the classes, e.g. log(Sum(exp(z[j]), (j, 1, K))))")
+                self.problems.add(body["expr"].location, name, "expr", "a class-axis expression must give component i or one value per row; write z[i] and sum over another index (exp(z[i]) / Sum(exp(z[j]), (j, 1, K))), or reduce the row with a sum over the classes (log(Sum(exp(z[j]), (j, 1, K))))")
                 return None
         elif Z not in expr.free_symbols:
             self.problems.add(body["expr"].location, name, "expr", "the expression does not use z; an activation is a function of z")

@@ -241,7 +241,8 @@ def reduction_views(entry: Entry, act: M.Activation) -> list[FunctionView]:
         f"Vector-Jacobian product of {act.name}: the gradient with respect to z given g, the gradient with respect to its output (one number per row).",
         _math(r"g \frac{\partial f}{\partial z_k}", vjp.expr) + _computed_as(tuple(vfired))
         + ("", "Args:", "    z: array of inputs; the rows lie along ``axis``.", f"    g: gradient with respect to {act.name}(z), broadcastable to its shape (with or without keepdims).") + axis_doc + param_doc
-        + ("", "Returns:", "    An array of the shape and dtype of z."),
+        + ("", "Returns:", "    An array of the shape and dtype of z.",
+           "", "Example:", "    >>> z = np.array([[2.0, 1.0, 0.5], [0.0, 1.0, -1.0]])", f"    >>> bool(np.allclose({vjp.name}(z, np.array([1.0, 3.0])), np.array([[1.0], [3.0]]) * {grad.name}(z)))", "    True"),
         (*rows, "g = _row_g(g, z, axis)", "z, axis = _rows(z, axis)", *params), _class_axis_body(vexpr, {M.KK: None}, printer), "out", ("return _row_full(out, z, _like, _dtype)",),
     ))
     return views
