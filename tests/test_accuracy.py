@@ -68,6 +68,9 @@ def _cases():
     spec = load_spec(str(_root() / "spec"))
     names = []
     for act in spec.activations:
+        if act.split:
+            names += [f"{fn}({'a' if var == 'b' else 'b'}={c:g})" for fn in (act.name, f"{act.name}_grad_a", f"{act.name}_grad_b") for var, c in A.SPLIT_FIXED]
+            continue
         if act.vector:
             continue
         names += [act.name, f"{act.name}_grad", f"{act.name}_grad2"] + [f"{act.name}_grad_{p.name}" for p in act.params]

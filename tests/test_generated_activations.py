@@ -26,7 +26,7 @@ from _reference import ROOT, central_difference, domain_mask, kinks_of, load_cat
 
 CATALOG = load_catalog()
 ACTIVATIONS = {a["name"]: a for a in CATALOG["activations"]}
-ELEMENTWISE = sorted(n for n, a in ACTIVATIONS.items() if not a["vector"])
+ELEMENTWISE = sorted(n for n, a in ACTIVATIONS.items() if not a["vector"] and not a["split"])  # split activations: tests/test_split.py
 VECTOR = sorted(n for n, a in ACTIVATIONS.items() if a["vector"] and not a["reduces"])  # row reductions: tests/test_reductions.py
 PARAM_GRADS = sorted((n, p["name"]) for n, a in ACTIVATIONS.items() if not a["vector"] for p in a["params"])
 FROM_OUTPUT = sorted(n for n, a in ACTIVATIONS.items() if "grad_from_output" in a["functions"])

@@ -32,7 +32,7 @@ from actgen.pipeline import derive_all  # noqa: E402
 
 CATALOG = load_catalog()
 ACTIVATIONS = {a["name"]: a for a in CATALOG["activations"]}
-ELEMENTWISE = sorted(n for n, a in ACTIVATIONS.items() if not a["vector"])
+ELEMENTWISE = sorted(n for n, a in ACTIVATIONS.items() if not a["vector"] and not a["split"])  # split activations: tests/test_split.py
 VECTOR = sorted(n for n, a in ACTIVATIONS.items() if a["vector"] and not a["reduces"])  # row reductions: tests/test_reductions.py
 LOSSES = {l["name"]: l for l in CATALOG["losses"]}
 HEADS = {h["name"]: h for h in CATALOG["heads"]}

@@ -36,7 +36,7 @@ CASES = [
     ("unknown_variable", A.format("z + x"), EXPR + "unknown name 'x'; the names in scope are E, pi, z"),
     ("learnable_not_a_parameter", "activations:\n  foo:\n    expr: alpha * z\n    params: {alpha: 1.0}\n    learnable: [beta]\n", "bad.yaml:5: entry 'foo'.learnable: 'beta' is not a parameter of 'foo'; name one of its parameters: alpha"),
     ("learnable_not_a_list", "activations:\n  foo:\n    expr: alpha * z\n    params: {alpha: 1.0}\n    learnable: alpha\n", "bad.yaml:5: entry 'foo'.learnable: expected a list of parameter names; write it as [alpha]"),
-    ("unknown_key", "activations:\n  foo:\n    expr: z\n    tittle: Foo\n", "bad.yaml:4: entry 'foo': unknown key 'tittle'; did you mean 'title'? The allowed keys are expr, params, title, use, pros, cons, layer, aliases, learnable, domain"),
+    ("unknown_key", "activations:\n  foo:\n    expr: z\n    tittle: Foo\n", "bad.yaml:4: entry 'foo': unknown key 'tittle'; did you mean 'title'? The allowed keys are expr, params, title, use, pros, cons, layer, aliases, learnable, domain, split"),
     ("unknown_section", "activation:\n  foo:\n    expr: z\n", "bad.yaml:1: unknown section 'activation'; did you mean 'activations'? The sections are activations, losses, tasks, identities"),
     ("task_unknown_loss", "activations:\n  lin:\n    expr: z\ntasks:\n  t:\n    output: lin\n    loss: msee\n", "bad.yaml:5: entry 't'.loss: unknown loss 'msee'; declare it under losses or name a declared one"),
     ("task_unknown_output_suggested", "activations:\n  sigmoid:\n    expr: 1 / (1 + exp(-z))\nlosses:\n  mse:\n    expr: (y - y_hat)**2\ntasks:\n  t:\n    output: sigmod\n    loss: mse\n", "bad.yaml:8: entry 't'.output: unknown activation 'sigmod'; did you mean 'sigmoid'?; declare it under activations or name a declared one"),
@@ -59,6 +59,13 @@ CASES = [
     ("f_string", A.format("f'{z}'"), EXPR + f"f-string 'f'{{z}}'' is not allowed in an expression; {ALLOWED}"),
     ("fixed_class", A.format("log(Sum(exp(z[j]), (j, 1, K))) - z[1]"), EXPR + "z[1] names a fixed class; a class-axis function treats every class alike: write z[i] for the component it gives, or sum over another index (Sum(z[j], (j, 1, K)))"),
     ("vector_without_sum_or_component", A.format("Abs(z[j])"), EXPR + "a class-axis expression must give component i or one value per row; write z[i] and sum over another index (exp(z[i]) / Sum(exp(z[j]), (j, 1, K))), or reduce the row with a sum over the classes (log(Sum(exp(z[j]), (j, 1, K))))"),
+    ("split_without_b", "activations:\n  foo:\n    expr: a * 2\n    split: true\n",
+     EXPR + "the expression does not use b; a split activation is a function of both halves a and b, e.g. a * sigmoid(b)"),
+    ("split_not_a_boolean", "activations:\n  foo:\n    expr: a * b\n    split: 3\n", "\n".join([
+        EXPR + "unknown name 'a'; the names in scope are E, pi, z",
+        "bad.yaml:4: entry 'foo'.split: expected true or false, got a number; write split: true to apply f(a, b) to the two halves of the input",
+    ])),
+    ("split_with_z", "activations:\n  foo:\n    expr: z * b\n    split: true\n", EXPR + "unknown name 'z'; the names in scope are E, a, b, pi"),
     ("subscript_of_scalar", A.format("exp(z)[0]"), EXPR + "'exp(z)' cannot be subscripted; only vectors take [index], e.g. z[i] in a vector activation"),
     ("keyword_argument", A.format("Heaviside(z, h0=0)"), EXPR + "keyword arguments are not allowed in 'Heaviside(z, h0=0)'; pass values by position"),
     ("walrus", A.format("(a := z)"), EXPR + f"assignment expression (:=) '(a := z)' is not allowed in an expression; {ALLOWED}"),
@@ -119,7 +126,7 @@ CASES = [
     ("several_problems_at_once", "activations:\n  foo:\n    expr: tnah(z)\n  bar:\n    expr: z + x\n    colour: red\n", "\n".join([
         EXPR + f"unknown function 'tnah'; did you mean 'tanh'? The known functions are {FUNCS}",
         "bad.yaml:5: entry 'bar'.expr: unknown name 'x'; the names in scope are E, pi, z",
-        "bad.yaml:6: entry 'bar': unknown key 'colour'; the allowed keys are expr, params, title, use, pros, cons, layer, aliases, learnable, domain",
+        "bad.yaml:6: entry 'bar': unknown key 'colour'; the allowed keys are expr, params, title, use, pros, cons, layer, aliases, learnable, domain, split",
     ])),
 ]
 

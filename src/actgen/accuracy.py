@@ -430,6 +430,9 @@ def targets(derived, package, backend="numpy"):
     out = []
     for entry in derived.activations:
         act = spec.activation(entry.name)
+        if act.split:
+            out += _split_targets(entry, act, package, wrap)
+            continue
         if act.vector:
             out += _class_axis_targets(entry, act, package, wrap, backend)
             continue
@@ -516,6 +519,29 @@ def _at_classes(expr, values, **indices):
     e = expr.xreplace({M.K: sp.Integer(len(values)), **{getattr(M, k): sp.Integer(v) for k, v in indices.items()}}).doit()
     e = e.replace(lambda t: isinstance(t, sp.Indexed) and t.base == G, lambda t: _exact(CLASS_G[int(t.indices[0]) - 1]))
     return e.replace(lambda t: isinstance(t, sp.Indexed) and t.base == M.ZV, lambda t: values[int(t.indices[0]) - 1])
+
+
+# a split activation f(a, b): along b at fixed a, and along a at a fixed b
+SPLIT_FIXED = (("b", 1.0), ("b", -2.5), ("a", 0.75))
+
+
+def _split_targets(entry, act, package, wrap):
+    """A split activation and its partial derivatives along one half, the other fixed."""
+    out = []
+    for d in entry.derivations:
+        if d.kind not in ("forward", "grad_half") or not hasattr(package, d.name):
+            continue
+        fn = wrap(getattr(package, d.name))
+        ref = act.expr if d.kind == "forward" else d.raw
+        for var, fixed in SPLIT_FIXED:
+            varying, other = (M.HALF_B, M.HALF_A) if var == "b" else (M.HALF_A, M.HALF_B)
+            if var == "b":
+                call = (lambda f, c: lambda x: np.asarray(f(np.concatenate([np.full_like(x, c), x], axis=-1))))(fn, fixed)
+            else:
+                call = (lambda f, c: lambda x: np.asarray(f(np.concatenate([x, np.full_like(x, c)], axis=-1))))(fn, fixed)
+            label = f"{d.name}({other.name}={fixed:g})"
+            out.append(Target(d.name, label, ref.xreplace({other: _exact(fixed)}), varying, act.params, d.expr.xreplace({other: _exact(fixed)}), call))
+    return out
 
 
 def _reduction_targets(entry, act, package, wrap):

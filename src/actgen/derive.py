@@ -355,6 +355,27 @@ def _in_range(expr, index):
     return expr.replace(lambda e: isinstance(e, sp.Piecewise), fix)
 
 
+def derive_split(act: M.Activation):
+    """A split activation f(a, b) of the two halves of its input: the value, the partial
+    derivatives d f / d a and d f / d b (``NAME_grad_a``, ``NAME_grad_b``, kind ``grad_half``), each
+    in stable primitives like an elementwise derivative, and the vector-Jacobian product, which
+    is the pair (g d f / d a, g d f / d b) concatenated along the split axis."""
+    fired: list[str] = []
+    forward = raise_primitives(act.expr, fired)
+    out = [Derivation(act.name, "forward", act.name, "", act.expr, forward, tuple(fired))]
+    base = _piecewise_form(forward)
+    halves = []
+    for half in (M.HALF_A, M.HALF_B):
+        gfired: list[str] = []
+        grad = simplest(sp.diff(base, half), gfired)
+        halves.append(grad)
+        out.append(Derivation(f"{act.name}_grad_{half.name}", "grad_half", act.name, half.name, sp.diff(_piecewise_form(act.expr), half), grad, tuple(gfired)))
+    g = sp.Symbol("g", real=True)
+    raw = sp.Tuple(*(g * sp.diff(act.expr, h) for h in (M.HALF_A, M.HALF_B)))
+    out.append(Derivation(f"{act.name}_vjp", "vjp", act.name, "z", raw, sp.Tuple(*(g * d for d in halves)), ()))
+    return out
+
+
 def derive_vector(act: M.Activation):
     fired: list[str] = []
     f_i = act.expr

@@ -39,7 +39,7 @@ from . import render
 from .derive import Y_OUT, is_identity_map
 from .pipeline import Derived, Entry
 from .backends.numpy import render_package
-from .render import _conventions, loss_examples, proof_view
+from .render import split_derivative_latex, _conventions, loss_examples, proof_view
 
 DOCS_ROOT = "docs"
 NAV_FILE = "mkdocs_nav.yml"
@@ -196,6 +196,10 @@ Y_FIXED = {"{0, 1}": 1.0, "[0, 1]": 1.0, "(0, 1)": 0.7, "{-1, 1}": 1.0, "positiv
 def plot_activation(pkg: Package, act: M.Activation) -> str:
     z = Z_PLOT
     with np.errstate(all="ignore"):
+        if act.split:
+            halves = np.concatenate([np.ones_like(z)[:, None], z[:, None]], axis=-1)
+            curves = ((f"{act.name}(a = 1, b)", getattr(pkg, act.name)(halves)[:, 0]), ("∂f/∂b (a = 1)", getattr(pkg, f"{act.name}_grad_b")(halves)[:, 0]))
+            return plot_svg(z, curves, "b (with a = 1)", act.prose.title)
         if act.reduces:
             logits = np.stack([z, np.zeros_like(z)], axis=-1)
             f = getattr(pkg, act.name)(logits)
@@ -267,9 +271,18 @@ def _task_output(spec, task):
 
 def activation_page(entry: Entry, act: M.Activation, pkg: Package, spec: M.Spec) -> dict:
     defaults = {p.symbol: p.default for p in act.params}
-    formulas = [dict(label=r"f(z)_i" if act.vector and not act.reduces else "f(z)", latex=latex(act.expr))]
+    formulas = [dict(label="f(a, b)" if act.split else r"f(z)_i" if act.vector and not act.reduces else "f(z)", latex=latex(act.expr))]
     functions = [act.name]
-    if act.reduces:
+    if act.split:
+        for d in entry.derivations:
+            if d.kind == "grad_half":
+                formulas.append(dict(label=r"\frac{\partial f}{\partial %s}" % d.wrt, latex=latex(d.expr)))
+                functions.append(d.name)
+        functions.append(entry.get("vjp").name)
+        body = (f"z = np.array([[1.0, -2.0, 0.5, 3.0]])  # a = [1, -2], b = [0.5, 3]\nprint(ag.{act.name}(z))\n"
+                f"print(ag.{act.name}_grad_a(z), ag.{act.name}_grad_b(z))\nprint(ag.{act.name}_vjp(z, np.ones((1, 2))))\n")
+        conventions = ()
+    elif act.reduces:
         grad, vjp = entry.get("jacobian"), entry.get("vjp")
         formulas.append(dict(label=r"\frac{\partial f}{\partial z_k}", latex=latex(grad.expr)))
         formulas.append(dict(label=r"g \frac{\partial f}{\partial z_k}", latex=latex(vjp.expr)))
@@ -309,7 +322,7 @@ def activation_page(entry: Entry, act: M.Activation, pkg: Package, spec: M.Spec)
     return dict(
         kind="activation", name=act.name, title=act.prose.title, source=str(act.location), layer=act.layer,
         aliases=list(act.aliases), params=[dict(name=p.name, default=p.default_float, latex=latex(p.symbol)) for p in act.params],
-        vector=act.vector, reduces=act.reduces, formulas=formulas, from_output=from_output, from_output_name=of.name if of else "",
+        vector=act.vector, reduces=act.reduces, split=act.split, formulas=formulas, from_output=from_output, from_output_name=of.name if of else "",
         properties=_property_rows(entry), conventions=list(conventions),
         use=act.prose.use, pros=act.prose.pros, cons=act.prose.cons,
         code=[dict(name=n, source=pkg.sources[n]) for n in functions if n in pkg.sources],
@@ -528,9 +541,10 @@ def render_docs(derived: Derived, package: str, proofs=(), accuracy=None) -> dic
         of = entry.get("grad_from_output")
         deriv = entry.get("jacobian") if act.vector else entry.get("grad")
         rng = next((r["value"] for r in _property_rows(entry) if r["name"] == "range"), "")
-        table_acts.append(dict(name=act.name, title=act.prose.title, formula=table_latex(act.expr), derivative=table_latex(deriv.expr),
+        derivative = split_derivative_latex(entry, table_latex) if act.split else table_latex(deriv.expr)
+        table_acts.append(dict(name=act.name, title=act.prose.title, formula=table_latex(act.expr), derivative=derivative,
                                from_output=table_latex(of.expr.xreplace({Y_OUT: sp.Symbol("y")})) if of is not None else "",
-                               range=rng, use=act.prose.use, layer=act.layer, vector=act.vector, reduces=act.reduces))
+                               range=rng, use=act.prose.use, layer=act.layer, vector=act.vector, reduces=act.reduces, split=act.split))
     table_losses = [dict(name=l.name, title=spec.loss(l.name).prose.title, formula=table_latex(spec.loss(l.name).expr),
                          derivative=table_latex(l.get("loss_grad").expr), use=spec.loss(l.name).prose.use) for l in derived.losses]
     page("cheatsheet.md", "cheatsheet.md.j2", activations=table_acts, losses=table_losses, tasks=tasks,

@@ -25,12 +25,17 @@ Y_HAT = sp.Symbol("y_hat", real=True)
 K = sp.Symbol("K", integer=True, positive=True)
 I, J, KK, L = sp.symbols("i j k l", integer=True)
 ZV = sp.IndexedBase("z", real=True)
+# the two halves of a split activation's input (``split: true``: GLU's a * sigmoid(b))
+# (finite=True sets them apart from a parameter of the same name, Symbol(name, real=True), so that
+# the rules that treat inputs specially never mistake a parameter for one)
+HALF_A = sp.Symbol("a", real=True, finite=True)
+HALF_B = sp.Symbol("b", real=True, finite=True)
 YV = sp.IndexedBase("y", real=True)
 Y_HATV = sp.IndexedBase("y_hat", real=True)
 INDICES = {"i": I, "j": J, "k": KK, "l": L, "K": K}
 
 SECTIONS = ("activations", "losses", "tasks", "identities")
-ACTIVATION_KEYS = ("expr", "params", "title", "use", "pros", "cons", "layer", "aliases", "learnable", "domain")
+ACTIVATION_KEYS = ("expr", "params", "title", "use", "pros", "cons", "layer", "aliases", "learnable", "domain", "split")
 LOSS_KEYS = ("expr", "params", "title", "use", "pros", "cons", "domain")
 TASK_KEYS = ("title", "output", "loss", "hidden", "note")
 IDENTITY_KEYS = ("claim", "assume", "explain", "conjecture", "title")
@@ -109,6 +114,7 @@ class Activation:
     location: Location
     learnable: tuple[str, ...] = ()  # parameters that framework modules hold as trainable weights
     domain: str = "real"  # one of ACTIVATION_DOMAINS; outside it the generated functions return NaN
+    split: bool = False  # f(a, b) of the two halves of the input along an axis (GLU), elementwise in a and b
 
     @property
     def var(self):
@@ -300,11 +306,15 @@ class _Builder:
         if not self._name_ok(name, node.location, "activations") or not isinstance(node.value, dict):
             return None
         self._check_keys(body, ACTIVATION_KEYS, name, node.location)
-        vector = _uses_subscripts(body["expr"].value) if "expr" in body else False
-        params = self._params(body, name, {"z", "i", "j", "k", "l", "K"})
+        split = self._split(body, name)
+        vector = _uses_subscripts(body["expr"].value) if "expr" in body and not split else False
+        params = self._params(body, name, {"a", "b"} if split else {"z", "i", "j", "k", "l", "K"})
         variables = {p: sp.Symbol(p, real=True) for p in self.rejected_params}
         variables.update({p.name: p.symbol for p in params})
-        variables.update({"z": ZV, **INDICES} if vector else {"z": Z})
+        if split:
+            variables.update({"a": HALF_A, "b": HALF_B})
+        else:
+            variables.update({"z": ZV, **INDICES} if vector else {"z": Z})
         expr = self._expr(body, name, node.location, E.Scope(variables))
         layer = self._text(body, "layer", name, "hidden")
         if layer not in LAYERS:
@@ -330,6 +340,15 @@ class _Builder:
                 learnable = tuple(a.value for a in raw if a.value in names)
         if expr is None:
             return None
+        if split:
+            missing = [v for v in ("a", "b") if variables[v] not in expr.free_symbols]
+            if missing or "domain" in body:
+                self.problems.add(body["expr"].location if missing else body["domain"].location, name, "expr" if missing else "domain",
+                                  f"the expression does not use {' or '.join(missing)}; a split activation is a function of both halves a and b, e.g. a * sigmoid(b)"
+                                  if missing else "a split activation is defined for all real a and b; remove 'domain'")
+                return None
+            prose = Prose(self._text(body, "title", name, name.replace("_", " ").title()), self._text(body, "use", name), self._text(body, "pros", name), self._text(body, "cons", name))
+            return Activation(name, expr, params, prose, layer, aliases, False, node.location, learnable, "real", True)
         if vector:
             fixed = sorted({str(t) for t in expr.atoms(sp.Indexed) if t.indices[0].is_number})
             if fixed:
@@ -349,6 +368,15 @@ class _Builder:
             return None
         prose = Prose(self._text(body, "title", name, name.replace("_", " ").title()), self._text(body, "use", name), self._text(body, "pros", name), self._text(body, "cons", name))
         return Activation(name, expr, params, prose, layer, aliases, vector, node.location, learnable, domain)
+
+    def _split(self, body, name) -> bool:
+        if "split" not in body:
+            return False
+        node = body["split"]
+        if not isinstance(node.value, bool):
+            self.problems.add(node.location, name, "split", f"expected true or false, got {E._kind(node.value)}; write split: true to apply f(a, b) to the two halves of the input")
+            return False
+        return node.value
 
     def _activation_domain(self, body, name, vector):
         if "domain" not in body:

@@ -9,7 +9,7 @@ import pickle
 
 from . import cache, parallel
 from . import model as M
-from .derive import Derivation, derive_elementwise, derive_head, derive_loss, derive_vector, head_pairs
+from .derive import Derivation, derive_elementwise, derive_head, derive_loss, derive_split, derive_vector, head_pairs
 from .errors import Collector, EntryFailure, SpecError
 from .properties import Property, derive_properties
 from .symbolic import TimeBudgetExceeded, time_budget
@@ -73,7 +73,7 @@ def _attempt(seconds, fn, args):
 
 
 def derive_activation(act: M.Activation) -> Entry:
-    ds = derive_vector(act) if act.vector else derive_elementwise(act)
+    ds = derive_split(act) if act.split else derive_vector(act) if act.vector else derive_elementwise(act)
     props = derive_properties(act, ds)
     return Entry(act.name, "activation", tuple(ds), props)
 

@@ -1242,6 +1242,8 @@ def derive_properties(act: M.Activation, derivations=None) -> tuple[Property, ..
     """Every property of an activation, in the order of :data:`NAMES` (vector functions:
     :data:`VECTOR_NAMES`). ``derivations`` (from :mod:`actgen.derive`) supplies f in stable
     primitives; without it the spec expression is used."""
+    if act.split:
+        return ()  # a function of two halves: the properties below are of functions of one input
     if act.reduces:
         return reduction_properties(act)
     if act.vector:

@@ -428,13 +428,22 @@ def _range_text(entry: Entry):
     return prop.value.text()
 
 
+def split_derivative_latex(entry: Entry, render=None) -> str:
+    """Both partial derivatives of a split activation f(a, b), as one line of LaTeX."""
+    render = render or latex
+    return r",\quad ".join(r"\frac{\partial f}{\partial %s} = %s" % (d.wrt, render(d.expr)) for d in entry.derivations if d.kind == "grad_half")
+
+
 def render_cheatsheet(derived: Derived, package: str) -> str:
     spec = derived.spec
     acts = []
     for entry in derived.activations:
         act = spec.activation(entry.name)
         of = entry.get("grad_from_output")
-        if act.reduces:
+        if act.split:
+            deriv = split_derivative_latex(entry)
+            rng = "(of a and b)"
+        elif act.reduces:
             deriv = latex(entry.get("jacobian").expr)
             rng = _range_text(entry) + " (one value per row)"
         elif act.vector:
@@ -476,6 +485,8 @@ def render_properties(derived: Derived) -> str:
     rows, vector, undecided = [], [], []
     for entry in derived.activations:
         act = spec.activation(entry.name)
+        if act.split:
+            continue  # a function of two halves: the properties are those of functions of one input
         names = PROPERTY_VECTOR_NAMES if act.vector else PROPERTY_NAMES
         by_name = {p.name: p for p in entry.properties}
         props = [by_name[n] for n in names if n in by_name]
@@ -532,7 +543,7 @@ def catalog(derived: Derived, packages: dict[str, str], proofs) -> dict:
     def functions(entry):
         # the mixed and parameter second derivatives and the class-axis JVP serve the frameworks'
         # derivative rules only
-        return {d.kind if d.kind not in ("grad_param", "loss_grad_param") else f"grad_{d.wrt}": dict(name=d.name, latex=latex(d.expr), sympy=sp.sstr(d.expr), rules=list(d.rules))
+        return {d.kind if d.kind not in ("grad_param", "loss_grad_param", "grad_half") else f"grad_{d.wrt}": dict(name=d.name, latex=latex(d.expr), sympy=sp.sstr(d.expr), rules=list(d.rules))
                 for d in entry.derivations if d.kind not in ("hessian", "jvp")}
 
     def props(entry):
@@ -544,7 +555,7 @@ def catalog(derived: Derived, packages: dict[str, str], proofs) -> dict:
     acts = []
     for entry in derived.activations:
         a = spec.activation(entry.name)
-        acts.append(dict(name=a.name, title=a.prose.title, vector=a.vector, reduces=a.reduces, domain=a.domain, layer=a.layer, aliases=list(a.aliases), params=params(a),
+        acts.append(dict(name=a.name, title=a.prose.title, vector=a.vector, reduces=a.reduces, split=a.split, domain=a.domain, layer=a.layer, aliases=list(a.aliases), params=params(a),
                          source=f"{a.location}", use=a.prose.use, pros=a.prose.pros, cons=a.prose.cons,
                          functions=functions(entry), properties=props(entry)))
     losses = []
@@ -582,7 +593,7 @@ def _catalog_records(derived: Derived, exported, aliases) -> list[dict]:
         for d in entry.derivations:
             if d.name not in exported or d.kind == "hessian":
                 continue
-            computes = f"grad_{d.wrt}" if d.kind in ("grad_param", "loss_grad_param") else d.kind
+            computes = f"grad_{d.wrt}" if d.kind in ("grad_param", "loss_grad_param", "grad_half") else d.kind
             records[d.name] = dict(name=d.name, kind=entry.kind, entry=entry.name, computes=computes,
                                    params=params, properties=dict(sorted(props.items())), latex=latex(d.expr), same_as=None)
     for alias, target in sorted(aliases.items()):

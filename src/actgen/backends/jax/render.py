@@ -29,6 +29,7 @@ from ..torch.render import _body as _torch_body
 from ..torch.render import _class_axis_emit as _torch_class_axis_emit
 from ..torch.render import _printer as _torch_printer
 from ..torch.render import reduction_group as _torch_reduction_group
+from ..torch.render import split_parts as _torch_split_parts
 from .printer import ActgenJaxPrinter, emit
 
 
@@ -102,6 +103,19 @@ Z_DOC = ("    z: array of inputs (any shape and floating dtype; float16/bfloat16
 # -- elementwise activations -----------------------------------------------------------------------
 
 
+def split_group(entry: Entry, act: M.Activation) -> Group:
+    """A split activation: a custom_jvp of the two halves whose rule is the sum of the derived
+    partial derivatives times the halves' tangents (see the torch renderer's split_parts)."""
+    bodies, publics = _torch_split_parts(entry, act, axis="axis", array="array", body=_body)
+    pn = tuple(p.name for p in act.params)
+    rule = Rule(f"_{act.name}_fn", ("a", "b") + pn, bodies[0].name, tuple(b.name for b in bodies[1:]) + ("None",) * len(pn),
+                f"{act.name} of the two halves, with its derived partial derivatives as its JVP rule")
+    first = publics[0]
+    doc = first.doc_lines + ("", "A ``jax.custom_jvp`` function of the halves: its rule is the derived partial derivatives times the",
+                             "halves' tangents; second derivatives differentiate the derived partial derivatives.")
+    return Group(bodies, [rule], [dataclasses.replace(first, doc_lines=doc)] + publics[1:])
+
+
 def reduction_group(entry: Entry, act: M.Activation) -> Group:
     """A row reduction: a custom_jvp whose rule is the derived JVP (the gradient contracted with
     the tangent over each row), NAME_grad and NAME_vjp (see the torch renderer's reduction_group)."""
@@ -121,6 +135,8 @@ def reduction_group(entry: Entry, act: M.Activation) -> Group:
 
 
 def activation_group(entry: Entry, act: M.Activation) -> Group:
+    if act.split:
+        return split_group(entry, act)
     if act.reduces:
         return reduction_group(entry, act)
     if act.vector:

@@ -55,6 +55,8 @@ def _unary_body(expr, arg, params, fn, check_sign, printer):
 
 
 def activation_views(entry: Entry, act: M.Activation) -> list[FunctionView]:
+    if act.split:
+        return split_views(entry, act)
     if act.reduces:
         return reduction_views(entry, act)
     if act.vector:
@@ -205,6 +207,50 @@ def vector_views(entry: Entry, act: M.Activation) -> list[FunctionView]:
     return views
 
 
+def split_views(entry: Entry, act: M.Activation) -> list[FunctionView]:
+    """A split activation f(a, b) of the two halves of its input along ``axis``: NAME (the
+    halves' shape), NAME_grad_a and NAME_grad_b (the partial derivatives, of the same shape) and
+    NAME_vjp (g times each, joined along the axis: the gradient with respect to the input)."""
+    n = act.name
+    kw = _param_sig(act.params)
+    sig = "z, axis=-1" + ((", *" + kw) if kw else "")
+    call = "".join(f", {p.name}={p.name}" for p in act.params)
+    param_doc = tuple(f"    {p.name}: parameter (default {p.default_float!r})." for p in act.params)
+    prologue = (f"a, b, _dtype = _split_working(z, axis, {n!r})", *param_prologue(act.params, "", False))
+    args_doc = ("", "Args:", "    z: array of inputs; ``axis`` (default: the last) has even length and is split into the halves a and b.") + param_doc
+    printer = ActgenNumPyPrinter(axis="-1")
+    fwd = entry.get("forward")
+    example = "np.array([1.0, -2.0, 0.5, 3.0])"
+    value = [round(float(_exact(fwd.expr, {M.HALF_A: sp.Float(x), M.HALF_B: sp.Float(y), **_defaults(act.params)})), 6) + 0.0 for x, y in ((1.0, 0.5), (-2.0, 3.0))]
+    views = [FunctionView(
+        n, sig, f"{act.prose.title}: f(a, b) of the two halves a, b of z along ``axis``.",
+        _math("f(a, b)", act.expr) + _computed_as(fwd.rules) + args_doc
+        + ("", "Returns:", "    f(a, b), elementwise: z's shape with ``axis`` halved, in z's dtype.",
+           "", "Example:", f"    >>> np.round({n}({example}), 6) + 0.0", f"    {_fmt_array(value)}"),
+        prologue, emit_inplace(fwd.expr, [M.HALF_A, M.HALF_B], printer, workspace=True), "out", ("return _result(out, a, _dtype)",),
+    )]
+    for d in entry.derivations:
+        if d.kind == "grad_half":
+            views.append(FunctionView(
+                d.name, sig, f"Partial derivative of {n} with respect to its half {d.wrt}, elementwise (of the halves' shape).",
+                _math(r"\frac{\partial f}{\partial %s}" % d.wrt, d.expr) + _computed_as(d.rules) + args_doc
+                + ("", "Example:", f"    >>> {d.name}({example}).shape", "    (2,)"),
+                prologue, emit_inplace(d.expr, [M.HALF_A, M.HALF_B], printer, workspace=True), "grad", ("return _result(grad, a, _dtype)",),
+            ))
+    vjp = entry.get("vjp")
+    views.append(FunctionView(
+        vjp.name, "z, g, axis=-1" + ((", *" + kw) if kw else ""),
+        f"Vector-Jacobian product of {n}: the gradient with respect to z given g, the gradient with respect to its output.",
+        _math(r"\left(g \frac{\partial f}{\partial a}, g \frac{\partial f}{\partial b}\right)", vjp.expr)
+        + ("", "Args:", "    z: array of inputs, split along ``axis`` into the halves a and b.", f"    g: gradient with respect to {n}(z), broadcastable to its shape.") + param_doc
+        + ("", "Returns:", "    An array of z's shape and dtype: g df/da and g df/db, joined along ``axis``.",
+           "", "Example:", f"    >>> z = {example}", f"    >>> bool(np.allclose({vjp.name}(z, 1.0)[:2], {n}_grad_a(z)))", "    True"),
+        ("_like, _dtype = _working(z)", "g = np.asarray(g, dtype=np.float64)"),
+        Emitted((), f"_split_join(g * {n}_grad_a(z, axis{call}), g * {n}_grad_b(z, axis{call}), axis)", ()), "out", ("return _result(out, _like, _dtype)",),
+    ))
+    return views
+
+
 def reduction_views(entry: Entry, act: M.Activation) -> list[FunctionView]:
     """A row reduction f(z_1, ..., z_K): NAME (one value per row), NAME_grad (its gradient over
     the row, shaped like z) and NAME_vjp (g times the gradient, g one number per row)."""
@@ -232,7 +278,7 @@ def reduction_views(entry: Entry, act: M.Activation) -> list[FunctionView]:
         f"Gradient of {act.name} over each row: d f / d z_k, shaped like z.",
         _math(r"\frac{\partial f}{\partial z_k}", grad.expr) + _computed_as(tuple(gfired))
         + ("", "Args:", "    z: array of inputs; the rows lie along ``axis``.") + axis_doc + param_doc
-        + ("", "Example:", f"    >>> z = np.array([2.0, 1.0, 0.5])", f"    >>> bool(np.allclose({grad.name}(z), {act.name}_vjp(z, 1.0)))", "    True"),
+        + ("", "Example:", "    >>> z = np.array([2.0, 1.0, 0.5])", f"    >>> bool(np.allclose({grad.name}(z), {act.name}_vjp(z, 1.0)))", "    True"),
         (*rows, "z, axis = _rows(z, axis)", *params), _class_axis_body(gexpr, {M.KK: None}, printer), "out", ("return _row_full(out, z, _like, _dtype)",),
     ))
     vexpr, vfired = _class_axis_stable(vjp.expr)

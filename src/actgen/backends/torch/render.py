@@ -87,7 +87,7 @@ class ModuleView:
     @property
     def module(self):
         """The package module that defines the functional form."""
-        return {"activation": "activations", "vector": "activations", "reduction": "activations", "loss": "losses", "class_loss": "losses"}.get(self.kind, "heads")
+        return {"activation": "activations", "vector": "activations", "reduction": "activations", "split": "activations", "loss": "losses", "class_loss": "losses"}.get(self.kind, "heads")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,6 +188,8 @@ def _exact_output_form(of, params) -> bool:
 
 
 def activation_group(entry: Entry, act: M.Activation) -> Group:
+    if act.split:
+        return torch_split_group(entry, act)
     if act.reduces:
         return torch_reduction_group(entry, act)
     if act.vector:
@@ -310,6 +312,51 @@ def vector_group(entry: Entry, act: M.Activation) -> Group:
     ]
     jbody = dataclasses.replace(jbody, args=("z", "_eye") + pn, like="(z[..., None] * _eye)")
     return Group([value, vbody, jbody], classes, publics, [])
+
+
+def split_parts(entry: Entry, act: M.Activation, axis="dim", array="tensor", body=_body):
+    """A split activation f(a, b) of the two halves of its input: the bodies of f and of its
+    partial derivatives, and the public functions (NAME calling ``_NAME_fn``, the caller's
+    differentiable function of the halves; NAME_grad_a, NAME_grad_b; NAME_vjp)."""
+    n = act.name
+    P = act.params
+    pn = tuple(p.name for p in P)
+    fwd, vjp = entry.get("forward"), entry.get("vjp")
+    halves = [d for d in entry.derivations if d.kind == "grad_half"]
+    value = body(f"_{n}_value", ["a", "b"], fwd.expr, P, f"{n}(a, b) elementwise")
+    dbodies = [body(f"_{n}_d_{d.wrt}", ["a", "b"], d.expr, P, f"d {n} / d {d.wrt}") for d in halves]
+    kw = _kw_only(P)
+    call = "".join(f", _param({p}, a)" for p in pn)
+    pass_on = "".join(f", {p}={p}" for p in pn)
+    param_doc = tuple(f"    {p.name}: parameter (default {p.default_float!r}); not differentiated." for p in P)
+    args_doc = ("", "Args:", f"    z: {array} of inputs; ``{axis}`` (default: the last) has even length and is split into the halves a and b.") + param_doc
+    split = ("z, _dtype = _working(z)", f"a, b = _halves(z, {axis}, {n!r})")
+    publics = [Public(n, f"z, {axis}=-1" + kw, f"{act.prose.title}: f(a, b) of the two halves a, b of z along ``{axis}``.",
+                      _math("f(a, b)", act.expr) + _rules(fwd.rules, body=value) + args_doc,
+                      (*split, f"return _result(_{n}_fn(a, b{call}), _dtype)"))]
+    for d, db in zip(halves, dbodies):
+        publics.append(Public(d.name, f"z, {axis}=-1" + kw, f"Partial derivative of {n} with respect to its half {d.wrt}, elementwise (of the halves' shape).",
+                              _math(r"\frac{\partial f}{\partial %s}" % d.wrt, d.expr) + _rules(d.rules, body=db) + args_doc,
+                              (*split, f"return _result({db.name}(a, b{call}), _dtype)")))
+    publics.append(Public(vjp.name, f"z, g, {axis}=-1" + kw, f"Vector-Jacobian product of {n}: the gradient with respect to z given g, the gradient with respect to its output.",
+                          _math(r"\left(g \frac{\partial f}{\partial a}, g \frac{\partial f}{\partial b}\right)", vjp.expr)
+                          + ("", "Args:", f"    z: {array} of inputs, split along ``{axis}`` into the halves a and b.", f"    g: gradient with respect to {n}(z), broadcastable to its shape.") + param_doc,
+                          ("z, _dtype = _working(z)", "g = _like(g, z)",
+                           f"return _result(_split_join(g * {halves[0].name}(z, {axis}{pass_on}), g * {halves[1].name}(z, {axis}{pass_on}), {axis}), _dtype)")))
+    return [value, *dbodies], publics
+
+
+def torch_split_group(entry: Entry, act: M.Activation) -> Group:
+    bodies, publics = split_parts(entry, act)
+    n = act.name
+    pn = tuple(p.name for p in act.params)
+    cls = FunctionClass(f"_{n}_fn", ("a", "b") + pn, bodies[0].name, tuple(Gradient("body", b.name) for b in bodies[1:]) + tuple(Gradient("none") for _ in pn),
+                        f"{n} of the two halves, with its derived partial derivatives as its backward")
+    first = publics[0]
+    lines = tuple(line.replace(f"_{n}_fn(", f"_{n}_fn.apply(") for line in first.lines)
+    doc = first.doc_lines + ("", "The halves are views of z (torch.chunk); the backward is g times the derived partial derivatives, printed",
+                             "as differentiable torch operations, so double backward differentiates them.")
+    return Group(bodies, [cls], [dataclasses.replace(first, lines=lines, doc_lines=doc)] + publics[1:], [])
 
 
 def reduction_group(entry: Entry, act: M.Activation, axis="dim", keep="keepdim", array="tensor", emit_class=_class_axis_emit):
@@ -442,7 +489,7 @@ def module_views(derived: Derived) -> list[ModuleView]:
     for a in acts:
         params = tuple((p.name, p.default_float) for p in a.params)
         out.append(ModuleView(act_names[a.name], a.name, f"{a.prose.title} as a module (calls ``{a.name}``).", params,
-                              a.learnable, "reduction" if a.reduces else "vector" if a.vector else "activation", tuple(camel(al) for al in a.aliases)))
+                              a.learnable, "split" if a.split else "reduction" if a.reduces else "vector" if a.vector else "activation", tuple(camel(al) for al in a.aliases)))
     for l in losses:
         name = loss_names[l.name]
         name = name if name.endswith("Loss") else name + "Loss"
