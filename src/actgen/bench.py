@@ -154,6 +154,16 @@ def rows(ag, spec, n=1_000_000, seed=0):
         "scipy.special.softmax": lambda: ss.softmax(X, axis=-1),
         "torch.softmax": (lambda: torch.softmax(Xt, dim=-1)) if torch else None,
     })
+    if hasattr(ag, "logsumexp"):
+        row("logsumexp (10000x100 float64)", lambda: ag.logsumexp(X), {
+            "scipy.special.logsumexp": lambda: ss.logsumexp(X, axis=-1),
+            "torch.logsumexp": (lambda: torch.logsumexp(Xt, dim=-1)) if torch else None,
+        })
+    if hasattr(ag, "glu"):
+        row("glu (10000x100 float64)", lambda: ag.glu(X), {
+            "hand-written NumPy a * expit(b)": lambda: X[:, :50] * ss.expit(X[:, 50:]),
+            "torch.nn.functional.glu": (lambda: torch.nn.functional.glu(Xt, dim=-1)) if torch else None,
+        })
     Y = np.eye(100)[rng.integers(0, 100, 10_000)]
     Yt = torch.from_numpy(Y) if torch else None
 

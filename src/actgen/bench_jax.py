@@ -86,7 +86,7 @@ def run(n=1_000_000, only=(), repeat=11):
     rows = []
     for entry in catalog["activations"]:
         name = entry["name"]
-        if entry["vector"] or (only and name not in only):
+        if entry["vector"] or entry["split"] or (only and name not in only):  # elementwise only
             continue
         act = spec.activation(name)
         peers = {"actgen": getattr(package, name), "naive": naive(act)}

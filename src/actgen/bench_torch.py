@@ -84,7 +84,7 @@ def rows(tt, spec, n=1_000_000, dtype="float32", device="cpu", compiled=COMPILED
 
     out = []
     for act in spec.activations:
-        if act.vector or not hasattr(tt, act.name):
+        if act.vector or act.split or not hasattr(tt, act.name):  # class-axis and split functions: not elementwise
             continue
         ours = getattr(tt, act.name)
         peers = {}
