@@ -25,11 +25,18 @@ Y_HAT = sp.Symbol("y_hat", real=True)
 K = sp.Symbol("K", integer=True, positive=True)
 I, J, KK, L = sp.symbols("i j k l", integer=True)
 ZV = sp.IndexedBase("z", real=True)
+
+
+class Input(sp.Symbol):
+    """An array input other than z, y and y_hat: a half of a split activation's input, or a loss's
+    further prediction input. A class of its own, so that it is never equal to a parameter of the
+    same name (a plain Symbol), which the rules that treat inputs specially must not mistake for one;
+    printers reach it through Symbol's methods."""
+
+
 # the two halves of a split activation's input (``split: true``: GLU's a * sigmoid(b))
-# (finite=True sets them apart from a parameter of the same name, Symbol(name, real=True), so that
-# the rules that treat inputs specially never mistake a parameter for one)
-HALF_A = sp.Symbol("a", real=True, finite=True)
-HALF_B = sp.Symbol("b", real=True, finite=True)
+HALF_A = Input("a", real=True)
+HALF_B = Input("b", real=True)
 YV = sp.IndexedBase("y", real=True)
 Y_HATV = sp.IndexedBase("y_hat", real=True)
 INDICES = {"i": I, "j": J, "k": KK, "l": L, "K": K}

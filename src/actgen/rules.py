@@ -22,10 +22,13 @@ from typing import Callable
 import sympy as sp
 from sympy.codegen import cfunctions
 
-from .model import HALF_A, HALF_B, Z
+from .model import Input, Z
 
-# the array inputs of elementwise expressions: z, and the halves a, b of a split activation
-INPUTS = (Z, HALF_A, HALF_B)
+
+def is_input(s) -> bool:
+    """s is an array input of an elementwise expression: z, or an Input (the halves a, b of a
+    split activation, a loss's further prediction input)."""
+    return s == Z or isinstance(s, Input)
 from . import series
 from .primitives import add_exact_constant, erfcx, exp_dd, exp_square, format_max, format_tiny, logistic, mul_exp, mul_exp_dd, mul_exp_shared, mul_exp_square, normal_cdf, polynomial, ratio, sign_select, softplus, xlog1py, xlogy
 from .symbolic import prove_equal
@@ -691,7 +694,7 @@ def _decays(t):
     return t.is_nonpositive is True and bool(t.free_symbols)
 
 
-def _grows(f, inputs=INPUTS):
+def _grows(f, inputs=None):
     """f depends on the input z outside of any exponential (z, 1 + z/(1 + exp(-|z|)), ...), so it
     can be large enough to lift a subnormal exponential back into the normal range (targets such
     as y in a loss are not inputs that grow); ``inputs``: the symbols that count as growing."""
@@ -700,7 +703,8 @@ def _grows(f, inputs=INPUTS):
     bounded.update({x: sp.Integer(1) for x in f.atoms(sp.tanh, sp.erf, sp.sin, sp.cos, sp.sech, sp.sign, logistic)})
     # an indicator (a Piecewise of constants) is bounded too
     bounded.update({p: sp.Integer(1) for p in f.atoms(sp.Piecewise) if all(v.is_number for v, _ in p.args)})
-    return bool(set(inputs) & f.xreplace(bounded).free_symbols)
+    free = f.xreplace(bounded).free_symbols
+    return bool(set(inputs) & free) if inputs is not None else any(is_input(x) for x in free)
 
 
 def _decaying_factor(v):
@@ -766,7 +770,7 @@ _DD_NODES = (sp.Add, sp.Mul, sp.Abs, sp.Min, sp.Max)
 def _dd_evaluable(t):
     """t is built from the input z, numbers, +, *, integer powers, |.|, min and max: the operations
     the double-double runtime (_dd_add, _dd_mul, ...) provides."""
-    if t in INPUTS or t.is_number:
+    if is_input(t) or t.is_number:
         return t.is_real is not False
     if t.is_Pow:
         return t.exp.is_Integer and t.exp > 0 and _dd_evaluable(t.base)
@@ -812,7 +816,7 @@ def wants_double_double(t):
     z = -0.7. (A parameter's product, beta z, rounds too; it is not compensated yet: the rules that
     rewrite cosh(t) into exponentials would then meet exp(|w z| - log 2), which SymPy folds into
     exp(|w z|)/2, overflowing before cosh does.)"""
-    return len(t.free_symbols) == 1 and t.free_symbols <= set(INPUTS) and _dd_evaluable(t) and _rounds(t)
+    return len(t.free_symbols) == 1 and is_input(next(iter(t.free_symbols))) and _dd_evaluable(t) and _rounds(t)
 
 
 def _compensated_exponent(e):
@@ -1364,7 +1368,7 @@ def _ordered_only(cond):
 
 
 def _inputs(e):
-    return {s for s in e.free_symbols if s.name in _INPUT_NAMES or s in INPUTS}
+    return {s for s in e.free_symbols if s.name in _INPUT_NAMES or is_input(s)}
 
 
 def _nan_otherwise(e):
@@ -2004,7 +2008,7 @@ def _exact_constant_sum(e):
     if not (c_.is_Rational and c_ != 0) or sp.Rational(float(c_)) == c_:
         return None
     k, s_ = rest.as_coeff_Mul()
-    if not (s_.is_Symbol and (s_.name in _INPUT_NAMES or s_ in INPUTS)) or not (k.is_Rational and sp.Rational(float(k)) == k):
+    if not (s_.is_Symbol and (s_.name in _INPUT_NAMES or is_input(s_))) or not (k.is_Rational and sp.Rational(float(k)) == k):
         return None
     return add_exact_constant(rest, c_)
 
