@@ -158,7 +158,8 @@ def test_a_nan_input_gives_nan(packages, catalog):
                 continue
             y = np.array([1.0, 0.0, 1.0])
             y_hat = np.array([np.nan, 0.25, 0.75])
-            got = back(getattr(pkg, loss["name"])(to(y), to(y_hat), reduction="none"))
+            others = [to(np.full(3, 1.0)) for _ in loss["inputs"]]  # further inputs (a variance): 1 is in every domain
+            got = back(getattr(pkg, loss["name"])(to(y), to(y_hat), *others, reduction="none"))
             if not np.isnan(got[0]):
                 wrong.append((pkg.__name__, loss["name"], got.tolist()))
     assert not wrong

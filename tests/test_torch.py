@@ -31,7 +31,7 @@ CATALOG = load_catalog()
 ACTIVATIONS = {a["name"]: a for a in CATALOG["activations"]}
 ELEMENTWISE = sorted(n for n, a in ACTIVATIONS.items() if not a["vector"] and not a["split"])  # split activations: tests/test_split.py
 VECTOR = sorted(n for n, a in ACTIVATIONS.items() if a["vector"] and not a["reduces"])  # row reductions: tests/test_reductions.py
-LOSSES = {l["name"]: l for l in CATALOG["losses"]}
+LOSSES = {l["name"]: l for l in CATALOG["losses"] if not l["inputs"]}  # losses with further inputs: tests/test_multi_input.py
 HEADS = {h["name"]: h for h in CATALOG["heads"]}
 Z = sp.Symbol("z", real=True)
 TARGET = A.TARGET_ULP

@@ -26,6 +26,7 @@ import sympy as sp
 from . import model as M
 from .primitives import elementary
 from .derive import Y_OUT
+from .render import input_examples
 
 PREC_START = 1200
 PREC_MAX = 40000
@@ -497,17 +498,21 @@ def _loss_targets(entry, loss, package, wrap, backend):
     y_hat_domain = y_hat_domain if y_hat_domain in M.ACTIVATION_DOMAINS else "real"
     out = []
     for d in entry.derivations:
-        if d.kind not in ("loss", "loss_grad") or (backend != "numpy" and d.kind != "loss") or not hasattr(package, d.name):
+        if d.kind not in ("loss", "loss_grad", "loss_grad_input") or (backend != "numpy" and d.kind != "loss") or not hasattr(package, d.name):
             continue  # the frameworks' loss gradients are their autograd backward, tested against these
         fn = wrap(getattr(package, d.name))
         ref = loss.expr if d.kind == "loss" else d.raw
+        # further inputs (a variance) held at a representative value of their domain
+        extra = {x: input_examples(loss)[n][1] for n, x in zip(loss.inputs, loss.input_symbols)}
+        fixed = {x: _exact(v) for x, v in extra.items()}
+        shown = "".join(f", {x}={v:g}" for x, v in extra.items())
         for y in SAMPLE_TARGETS.get(doms.get("y", "real"), (0.0, 1.5)):
             if backend == "numpy":
-                call = (lambda f, y: lambda x: f(np.full_like(x, y), x, reduction="none"))(fn, y)
+                call = (lambda f, y: lambda x: f(np.full_like(x, y), x, *(np.full_like(x, v) for v in extra.values()), reduction="none"))(fn, y)
             else:
-                call = (lambda f, y: lambda x: f(x, np.full_like(x, y), reduction="none"))(fn, y)
-            out.append(Target(d.name, f"{d.name}(y={y:g})", ref.xreplace({M.Y: _exact(y)}), M.Y_HAT, loss.params,
-                              d.expr.xreplace({M.Y: _exact(y)}), call, y_hat_domain))
+                call = (lambda f, y: lambda x: f(x, np.full_like(x, y), *(np.full_like(x, v) for v in extra.values()), reduction="none"))(fn, y)
+            out.append(Target(d.name, f"{d.name}(y={y:g}{shown})", ref.xreplace({M.Y: _exact(y), **fixed}), M.Y_HAT, loss.params,
+                              d.expr.xreplace({M.Y: _exact(y), **fixed}), call, y_hat_domain))
     return out
 
 

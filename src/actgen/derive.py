@@ -426,6 +426,10 @@ def derive_loss(loss: M.Loss):
     gfired: list[str] = []
     grad = simplest(sp.diff(base, M.Y_HAT), gfired)
     out.append(Derivation(f"{loss.name}_grad", "loss_grad", loss.name, "y_hat", sp.diff(_piecewise_form(loss.expr), M.Y_HAT), grad, tuple(gfired)))
+    for name, x in zip(loss.inputs, loss.input_symbols):
+        xf: list[str] = []
+        gx = simplest(sp.diff(base, x), xf)
+        out.append(Derivation(f"{loss.name}_grad_{name}", "loss_grad_input", loss.name, name, sp.diff(_piecewise_form(loss.expr), x), gx, tuple(xf)))
     for p in loss.params:
         pf: list[str] = []
         gp = simplest(sp.diff(base, p.symbol), pf)

@@ -39,7 +39,7 @@ from . import render
 from .derive import Y_OUT, is_identity_map
 from .pipeline import Derived, Entry
 from .backends.numpy import render_package
-from .render import split_derivative_latex, _conventions, loss_examples, proof_view
+from .render import split_derivative_latex, _conventions, input_examples, loss_examples, proof_view
 
 DOCS_ROOT = "docs"
 NAV_FILE = "mkdocs_nav.yml"
@@ -233,9 +233,12 @@ def plot_loss(pkg: Package, loss: M.Loss) -> str:
             return plot_svg(p, ((f"{loss.name}(y, ŷ)", value), ("∂L/∂ŷ₁", grad)), "ŷ₁ (with y = [1, 0], ŷ = [ŷ₁, 1 − ŷ₁])", loss.prose.title)
         y, hat = loss_plot_setup(loss)
         y_true = np.full_like(hat, y)
-        value = getattr(pkg, loss.name)(y_true, hat, reduction="none")
-        grad = getattr(pkg, f"{loss.name}_grad")(y_true, hat, reduction="none")
-    return plot_svg(hat, ((f"{loss.name}(y, ŷ)", value), ("∂L/∂ŷ", grad)), f"ŷ (with y = {y:g})", loss.prose.title)
+        extra = {n: v[1] for n, v in input_examples(loss).items()}
+        others = [np.full_like(hat, v) for v in extra.values()]
+        value = getattr(pkg, loss.name)(y_true, hat, *others, reduction="none")
+        grad = getattr(pkg, f"{loss.name}_grad")(y_true, hat, *others, reduction="none")
+    fixed = ", ".join([f"y = {y:g}"] + [f"{n} = {v:g}" for n, v in extra.items()])
+    return plot_svg(hat, ((f"{loss.name}(y, ŷ)", value), ("∂L/∂ŷ", grad)), f"ŷ (with {fixed})", loss.prose.title)
 
 
 # -- views --------------------------------------------------------------------------------------------
@@ -336,6 +339,10 @@ def loss_page(entry: Entry, loss: M.Loss, pkg: Package, spec: M.Spec, heads) -> 
     formulas.append(dict(label=r"\frac{\partial L}{\partial \hat{y}_k}" if loss.class_axis else r"\frac{\partial L}{\partial \hat{y}}", latex=latex(grad.expr)))
     functions = [loss.name, grad.name]
     for d in entry.derivations:
+        if d.kind == "loss_grad_input":
+            formulas.append(dict(label=r"\frac{\partial L}{\partial %s}" % latex(sp.Symbol(d.wrt)), latex=latex(d.expr)))
+            functions.append(d.name)
+    for d in entry.derivations:
         if d.kind == "loss_grad_param":
             p = next(p for p in loss.params if p.name == d.wrt)
             formulas.append(dict(label=r"\frac{\partial L}{\partial %s}" % latex(p.symbol), latex=latex(d.expr)))
@@ -347,11 +354,15 @@ def loss_page(entry: Entry, loss: M.Loss, pkg: Package, spec: M.Spec, heads) -> 
             body += f"print(ag.{loss.name}(np.array([1, 0]), y_pred))  # the same targets as class indices\n"
     else:
         ys, hats = loss_examples(loss)
+        extra = input_examples(loss)
+        args = "y_true, y_pred" + "".join(f", {n}" for n in extra)
         body = (f"y_true = np.array([{ys[0]!r}, {ys[1]!r}])\ny_pred = np.array([{hats[0]!r}, {hats[1]!r}])\n"
-                f"print(ag.{loss.name}(y_true, y_pred))\nprint(ag.{loss.name}(y_true, y_pred, reduction=\"none\"))\nprint(ag.{grad.name}(y_true, y_pred))\n")
+                + "".join(f"{n} = np.array([{v[0]!r}, {v[1]!r}])\n" for n, v in extra.items())
+                + f"print(ag.{loss.name}({args}))\nprint(ag.{loss.name}({args}, reduction=\"none\"))\nprint(ag.{grad.name}({args}))\n"
+                + "".join(f"print(ag.{loss.name}_grad_{n}({args}))\n" for n in extra))
     used_by = [dict(name=h.name, activation=h.activation, grad=latex(h.get("head_grad").expr)) for h in heads if h.loss == loss.name]
     return dict(
-        kind="loss", name=loss.name, title=loss.prose.title, source=str(loss.location), class_axis=loss.class_axis, class_indices=loss.class_indices,
+        kind="loss", name=loss.name, title=loss.prose.title, source=str(loss.location), class_axis=loss.class_axis, class_indices=loss.class_indices, inputs=list(loss.inputs),
         domain=[dict(var=v, dom=d) for v, d in loss.domain],
         params=[dict(name=p.name, default=p.default_float, latex=latex(p.symbol)) for p in loss.params],
         formulas=formulas, properties=_property_rows(entry), use=loss.prose.use, pros=loss.prose.pros, cons=loss.prose.cons,

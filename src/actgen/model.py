@@ -43,7 +43,7 @@ INDICES = {"i": I, "j": J, "k": KK, "l": L, "K": K}
 
 SECTIONS = ("activations", "losses", "tasks", "identities")
 ACTIVATION_KEYS = ("expr", "params", "title", "use", "pros", "cons", "layer", "aliases", "learnable", "domain", "split")
-LOSS_KEYS = ("expr", "params", "title", "use", "pros", "cons", "domain")
+LOSS_KEYS = ("expr", "params", "title", "use", "pros", "cons", "domain", "inputs")
 TASK_KEYS = ("title", "output", "loss", "hidden", "note")
 IDENTITY_KEYS = ("claim", "assume", "explain", "conjecture", "title")
 LAYERS = ("hidden", "output", "both")
@@ -145,6 +145,11 @@ class Loss:
     domain: tuple[tuple[str, str], ...]  # (variable, domain) pairs
     class_axis: bool
     location: Location
+    inputs: tuple[str, ...] = ()  # further prediction inputs besides y_hat (a variance), each with its gradient
+
+    @property
+    def input_symbols(self) -> tuple[sp.Symbol, ...]:
+        return tuple(Input(n, real=True) for n in self.inputs)
 
     @property
     def class_indices(self) -> bool:
@@ -449,16 +454,18 @@ class _Builder:
             return None
         self._check_keys(body, LOSS_KEYS, name, node.location)
         class_axis = _uses_subscripts(body["expr"].value) if "expr" in body else False
-        params = self._params(body, name, {"y", "y_hat", "i", "j", "k", "l", "K"})
+        inputs = self._loss_inputs(body, name, class_axis)
+        params = self._params(body, name, {"y", "y_hat", "i", "j", "k", "l", "K", *inputs})
         variables = {p: sp.Symbol(p, real=True) for p in self.rejected_params}
         variables.update({p.name: p.symbol for p in params})
         variables.update({"y": YV, "y_hat": Y_HATV, **INDICES} if class_axis else {"y": Y, "y_hat": Y_HAT})
+        variables.update({n: Input(n, real=True) for n in inputs})
         expr = self._expr(body, name, node.location, E.Scope(variables))
         domain = []
         if "domain" in body:
             for var, dnode in self._mapping(body["domain"], name, "domain", "y / y_hat to domains").items():
-                if var not in ("y", "y_hat"):
-                    self.problems.add(dnode.location, name, "domain", f"unknown variable '{var}'; a loss's variables are y and y_hat")
+                if var not in ("y", "y_hat", *inputs):
+                    self.problems.add(dnode.location, name, "domain", f"unknown variable '{var}'; a loss's variables are {', '.join(('y', 'y_hat', *inputs))}")
                 elif str(dnode.value) not in DOMAINS:
                     self.problems.add(dnode.location, name, f"domain.{var}", f"unknown domain '{dnode.value}'; use one of {', '.join(DOMAINS)}")
                 else:
@@ -469,11 +476,36 @@ class _Builder:
         if "y_hat" not in used:
             self.problems.add(body["expr"].location, name, "expr", "the expression does not use y_hat; a loss compares the prediction y_hat with the target y")
             return None
+        unused = [n for n in inputs if n not in used]
+        if unused:
+            self.problems.add(body["expr"].location, name, "expr", f"the expression does not use the input {', '.join(unused)}; use it or remove it from 'inputs'")
+            return None
         if class_axis and {s for s in expr.free_symbols if s in (I, J, KK, L)}:
             self.problems.add(body["expr"].location, name, "expr", "a class-axis loss is one number per sample: sum over the classes, e.g. -Sum(y[i]*log(y_hat[i]), (i, 1, K))")
             return None
         prose = Prose(self._text(body, "title", name, name.replace("_", " ").title()), self._text(body, "use", name), self._text(body, "pros", name), self._text(body, "cons", name))
-        return Loss(name, expr, params, prose, tuple(sorted(domain)), class_axis, node.location)
+        return Loss(name, expr, params, prose, tuple(sorted(domain)), class_axis, node.location, inputs)
+
+    def _loss_inputs(self, body, name, class_axis) -> tuple[str, ...]:
+        """The names under ``inputs:``: further prediction inputs of an elementwise loss."""
+        if "inputs" not in body:
+            return ()
+        node = body["inputs"]
+        raw = node.value
+        if not isinstance(raw, tuple) or not raw or not all(isinstance(a.value, str) for a in raw):
+            self.problems.add(node.location, name, "inputs", "expected a list of names; write it as [var]")
+            return ()
+        if class_axis:
+            self.problems.add(node.location, name, "inputs", "further inputs are supported for elementwise losses only; write the loss without subscripts or drop 'inputs'")
+            return ()
+        out = []
+        for a in raw:
+            n = a.value
+            if not E.valid_identifier(n) or n in ("y", "y_hat", "z") or n in E.CONSTANTS or n in E.BUILTIN_FUNCTIONS or n in GENERATED_NAMES or n in ("loss", "grad") or n in out:
+                self.problems.add(a.location, name, "inputs", f"'{n}' cannot name an input; use a lower-case identifier other than y, y_hat, z and the names generated code uses")
+                continue
+            out.append(n)
+        return tuple(out)
 
     def task(self, name, node: Located):
         body = self._mapping(node, name, None, "fields (output, loss, ...)")

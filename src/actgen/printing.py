@@ -166,6 +166,8 @@ class ActgenLatexPrinter(LatexPrinter):
             return r"\hat{y}"
         if expr.name in ("z_max", "z_min"):
             return r"z_{\%s}" % expr.name[2:]
+        if expr.name.isalpha() and len(expr.name) > 1 and expr.name not in _GREEK:
+            return r"\mathrm{%s}" % expr.name  # a word (a loss's input var): upright, not a product of letters
         return super()._print_Symbol(expr, style)
 
     def _print_Abs(self, expr, exp=None):
@@ -179,6 +181,10 @@ class ActgenLatexPrinter(LatexPrinter):
     def _print_Indexed(self, expr):
         base = self._print(expr.base)
         return f"{base}_{{{','.join(self._print(i) for i in expr.indices)}}}"
+
+
+_GREEK = frozenset({"alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda", "lamda", "mu", "nu", "xi",
+                    "omicron", "pi", "rho", "sigma", "tau", "upsilon", "phi", "chi", "psi", "omega"})
 
 
 def latex(expr) -> str:

@@ -112,6 +112,12 @@ def loss_examples(loss: M.Loss):
     return ys, hats
 
 
+def input_examples(loss: M.Loss) -> dict:
+    """Two sample values of each further input of a loss, in its domain (for examples and plots)."""
+    dom = dict(loss.domain)
+    return {n: DOMAIN_SAMPLES_HAT[dom.get(n, "real")] for n in loss.inputs}
+
+
 # -- function views --------------------------------------------------------------------------------
 
 
@@ -543,7 +549,7 @@ def catalog(derived: Derived, packages: dict[str, str], proofs) -> dict:
     def functions(entry):
         # the mixed and parameter second derivatives and the class-axis JVP serve the frameworks'
         # derivative rules only
-        return {d.kind if d.kind not in ("grad_param", "loss_grad_param", "grad_half") else f"grad_{d.wrt}": dict(name=d.name, latex=latex(d.expr), sympy=sp.sstr(d.expr), rules=list(d.rules))
+        return {d.kind if d.kind not in ("grad_param", "loss_grad_param", "grad_half", "loss_grad_input") else f"grad_{d.wrt}": dict(name=d.name, latex=latex(d.expr), sympy=sp.sstr(d.expr), rules=list(d.rules))
                 for d in entry.derivations if d.kind not in ("hessian", "jvp")}
 
     def props(entry):
@@ -561,7 +567,7 @@ def catalog(derived: Derived, packages: dict[str, str], proofs) -> dict:
     losses = []
     for entry in derived.losses:
         l = spec.loss(entry.name)
-        losses.append(dict(name=l.name, title=l.prose.title, class_axis=l.class_axis, class_indices=l.class_indices, params=params(l), domain=dict(l.domain),
+        losses.append(dict(name=l.name, title=l.prose.title, class_axis=l.class_axis, class_indices=l.class_indices, inputs=list(l.inputs), params=params(l), domain=dict(l.domain),
                            source=f"{l.location}", use=l.prose.use, pros=l.prose.pros, cons=l.prose.cons, functions=functions(entry)))
     heads = [dict(name=h.name, activation=h.activation, loss=h.loss, functions=functions(h)) for h in derived.heads]
     tasks = [dict(name=t.name, title=t.title, output=t.output, losses=list(t.losses), hidden=list(t.hidden), note=t.note) for t in spec.tasks]
@@ -593,7 +599,7 @@ def _catalog_records(derived: Derived, exported, aliases) -> list[dict]:
         for d in entry.derivations:
             if d.name not in exported or d.kind == "hessian":
                 continue
-            computes = f"grad_{d.wrt}" if d.kind in ("grad_param", "loss_grad_param", "grad_half") else d.kind
+            computes = f"grad_{d.wrt}" if d.kind in ("grad_param", "loss_grad_param", "grad_half", "loss_grad_input") else d.kind
             records[d.name] = dict(name=d.name, kind=entry.kind, entry=entry.name, computes=computes,
                                    params=params, properties=dict(sorted(props.items())), latex=latex(d.expr), same_as=None)
     for alias, target in sorted(aliases.items()):

@@ -285,17 +285,24 @@ def loss_group(entry: Entry, loss: M.Loss) -> Group:
                           f"{loss.prose.title} over the class axis ``axis``, reduced over samples, with the derived gradient as its JVP rule.",
                           _math(r"L(y, \hat{y})", loss.expr) + class_doc(loss, "predictions", "targets", "axis", "any floating dtype") + tuple(f"    {p.name}: parameter (default {p.default_float!r})." for p in P) + mapping, lines)]
         return Group([vb, gb] + pbodies, [rule], publics)
-    vb = _body(f"_{n}_value", ["y_hat", "y"], value.expr, P, f"{n} per element")
-    gb = _body(f"_{n}_d_y_hat", ["y_hat", "y"], grad.expr, P, f"d {n} / d y_hat")
-    pbodies = [_body(f"_{n}_d_{p.name}", ["y_hat", "y"], gparams[p.name].expr, P, f"d {n} / d {p.name}") for p in P if p.name in gparams]
-    derivs = (gb.name, "None") + tuple(f"_{n}_d_{p.name}" if p.name in gparams else "None" for p in P)
+    ins = tuple(loss.inputs)
+    arrays = ["y_hat", "y", *ins]
+    args = tuple(arrays) + tuple(p.name for p in P)
+    call = ", ".join(arrays + [f"_param({p.name}, y_hat)" for p in P])
+    prologue = prologue[:3] + tuple(f"{x} = _like({x}, y_hat)" for x in ins) + prologue[3:]
+    vb = _body(f"_{n}_value", arrays, value.expr, P, f"{n} per element")
+    gb = _body(f"_{n}_d_y_hat", arrays, grad.expr, P, f"d {n} / d y_hat")
+    ibodies = [_body(f"_{n}_d_{d.wrt}", arrays, d.expr, P, f"d {n} / d {d.wrt}") for d in entry.derivations if d.kind == "loss_grad_input"]
+    pbodies = [_body(f"_{n}_d_{p.name}", arrays, gparams[p.name].expr, P, f"d {n} / d {p.name}") for p in P if p.name in gparams]
+    derivs = (gb.name, "None") + tuple(b.name for b in ibodies) + tuple(f"_{n}_d_{p.name}" if p.name in gparams else "None" for p in P)
     rule = Rule(f"_{n}_fn", args, vb.name, derivs, f"{n} per element, with the derived gradient as its JVP rule")
     lines = prologue + (f"return _result(_reduce(_{n}_fn({call}), reduction), _dtype)",)
-    publics = [Public(n, 'predictions, targets, reduction="mean"' + _kw_only(P),
+    inputs_doc = tuple(f"    {x}: the further input {x} of the loss, broadcastable to predictions; differentiated with its derived gradient." for x in ins)
+    publics = [Public(n, "predictions, targets, " + "".join(f"{x}, " for x in ins) + 'reduction="mean"' + _kw_only(P),
                       f"{loss.prose.title}, elementwise, then reduced, with the derived gradient as its JVP rule.",
                       _math(r"L(y, \hat{y})", loss.expr) + _rules(value.rules, body=vb) + _math(r"\frac{\partial L}{\partial \hat{y}}", grad.expr)
-                      + _reduction_doc() + tuple(f"    {p.name}: parameter (default {p.default_float!r})." for p in P) + mapping, lines)]
-    return Group([vb, gb] + pbodies, [rule], publics)
+                      + _reduction_doc() + inputs_doc + tuple(f"    {p.name}: parameter (default {p.default_float!r})." for p in P) + mapping, lines)]
+    return Group([vb, gb] + ibodies + pbodies, [rule], publics)
 
 
 def optax_names(act: M.Activation, loss: M.Loss) -> tuple[str, ...]:

@@ -19,7 +19,7 @@ from ...primitives import axis_max, elementary, erfcx_taylor_table, exp_shifted
 from ...printing import COL, ROW, Emitted, latex, to_array
 from ...render import (LOSS_BASES, class_axis_scaled, class_call, class_doc, class_keywords, ARRAYS, MAX_UNSHIFTED_DEGREE, UNSHIFTED_BOUND, _class_axis_stable, always_shifted, shift_exponentials, split_dominant, _computed_as, _conventions,
                        _defaults, _exact, _fmt_array, _kw_sig, _loss_conventions, _math, _param_sig, environment,
-                       example_literal, example_points, exp_degree, header, loss_examples, _fmt_significant, package_files, param_prologue)
+                       example_literal, example_points, exp_degree, header, input_examples, loss_examples, _fmt_significant, package_files, param_prologue)
 from .printer import ActgenNumPyPrinter, emit, emit_inplace
 
 
@@ -344,30 +344,52 @@ def loss_views(entry: Entry, loss: M.Loss) -> list[FunctionView]:
                 ))
         return views
     ys, hats = loss_examples(loss)
-    example = f"np.array([{ys[0]!r}, {ys[1]!r}]), np.array([{hats[0]!r}, {hats[1]!r}])"
-    loss_value = sum(_exact(loss.expr, {M.Y: sp.Float(a), M.Y_HAT: sp.Float(b), **defaults}) for a, b in zip(ys, hats)) / 2
-    grad_values = [_exact(grad.expr, {M.Y: sp.Float(a), M.Y_HAT: sp.Float(b), **defaults}) / 2 for a, b in zip(ys, hats)]
-    conv = _loss_conventions(loss.expr, grad.expr, loss.params)
+    extra = input_examples(loss)
+    syms = dict(zip(loss.inputs, loss.input_symbols))
+    example = f"np.array([{ys[0]!r}, {ys[1]!r}]), np.array([{hats[0]!r}, {hats[1]!r}])" + "".join(f", np.array([{v[0]!r}, {v[1]!r}])" for v in extra.values())
+    if loss.inputs:
+        names = ", ".join(loss.inputs)
+        sig = f'y_true, y_pred, {names}, reduction="mean"{(", *" + kw) if kw else ""}'
+        prologue = ("_check_reduction(reduction)", f"y_hat, y, {names}, _dtype = _working_all(y_pred, y_true, {names})", *param_prologue(loss.params, loss.name, True))
+    arrays = [M.Y, M.Y_HAT, *syms.values()]
+    owned = ", ".join(["y_hat", "y", *loss.inputs])
+
+    def at(expr, k):
+        return _exact(expr, {M.Y: sp.Float(ys[k]), M.Y_HAT: sp.Float(hats[k]), **{syms[n]: sp.Float(v[k]) for n, v in extra.items()}, **defaults})
+
+    vars_doc = _loss_vars_doc() + tuple(f"    {n}: the further input {n} of the loss, broadcastable with y_pred." for n in loss.inputs)
+    loss_value = sum(at(loss.expr, k) for k in (0, 1)) / 2
+    grad_values = [at(grad.expr, k) / 2 for k in (0, 1)]
+    conv = _loss_conventions(loss.expr, grad.expr, loss.params) if not loss.inputs else ()
     views.append(FunctionView(
         loss.name, sig, f"{loss.prose.title}, elementwise, then reduced.",
-        _math("L(y, \\hat{y})", loss.expr) + _computed_as(value.rules) + _loss_vars_doc() + param_doc
+        _math("L(y, \\hat{y})", loss.expr) + _computed_as(value.rules) + vars_doc + param_doc
         + ("", "Example:", f"    >>> print(f\"{{float({loss.name}({example})) + 0.0:.6g}}\")", f"    {_fmt_significant(loss_value)}"),
-        prologue, emit_inplace(value.expr, [M.Y, M.Y_HAT], printer, workspace=True), "loss", ("return _reduce(_result(loss, y_hat), reduction, _dtype)",),
+        prologue, emit_inplace(value.expr, arrays, printer, workspace=True), "loss", ("return _reduce(_result(loss, y_hat), reduction, _dtype)",),
     ))
     views.append(FunctionView(
         grad.name, sig, f"Gradient of {loss.name} with respect to y_pred (divided by N elements for the mean).",
-        _math("\\frac{\\partial L}{\\partial \\hat{y}}", grad.expr) + _computed_as(grad.rules) + conv + _loss_vars_doc() + param_doc
+        _math("\\frac{\\partial L}{\\partial \\hat{y}}", grad.expr) + _computed_as(grad.rules) + conv + vars_doc + param_doc
         + ("", "Example:", f"    >>> np.round({grad.name}({example}), 6) + 0.0", f"    {_fmt_array(grad_values)}"),
-        prologue, emit_inplace(grad.expr, [M.Y, M.Y_HAT], printer, workspace=True), "grad", ("return _scale(_result(grad, y_hat), reduction, y_hat.size, _dtype, (y_hat, y))",),
+        prologue, emit_inplace(grad.expr, arrays, printer, workspace=True), "grad", (f"return _scale(_result(grad, y_hat), reduction, y_hat.size, _dtype, ({owned}))",),
     ))
     for d in entry.derivations:
+        if d.kind == "loss_grad_input":
+            values = [at(d.expr, k) / 2 for k in (0, 1)]
+            views.append(FunctionView(
+                d.name, sig, f"Gradient of {loss.name} with respect to its input {d.wrt} (divided by N elements for the mean).",
+                _math("\\frac{\\partial L}{\\partial %s}" % d.wrt, d.expr) + _computed_as(d.rules) + vars_doc + param_doc
+                + ("", "Example:", f"    >>> np.round({d.name}({example}), 6) + 0.0", f"    {_fmt_array(values)}"),
+                prologue, emit_inplace(d.expr, arrays, printer, workspace=True), "grad", (f"return _scale(_result(grad, y_hat), reduction, y_hat.size, _dtype, ({owned}))",),
+            ))
+    for d in entry.derivations:
         if d.kind == "loss_grad_param":
-            values = sum(_exact(d.expr, {M.Y: sp.Float(a), M.Y_HAT: sp.Float(b), **defaults}) for a, b in zip(ys, hats)) / 2
+            values = sum(at(d.expr, k) for k in (0, 1)) / 2
             views.append(FunctionView(
                 d.name, sig, f"Gradient of {loss.name} with respect to its parameter {d.wrt} (reduced like the loss).",
-                _math("\\frac{\\partial L}{\\partial %s}" % d.wrt, d.expr) + _computed_as(d.rules) + _loss_vars_doc() + param_doc
+                _math("\\frac{\\partial L}{\\partial %s}" % d.wrt, d.expr) + _computed_as(d.rules) + vars_doc + param_doc
                 + ("", "Example:", f"    >>> print(f\"{{float({d.name}({example})) + 0.0:.6g}}\")", f"    {_fmt_significant(values)}"),
-                prologue, emit_inplace(d.expr, [M.Y, M.Y_HAT], printer, workspace=True), "grad", ("return _reduce(_result(grad, y_hat), reduction, _dtype)",),
+                prologue, emit_inplace(d.expr, arrays, printer, workspace=True), "grad", ("return _reduce(_result(grad, y_hat), reduction, _dtype)",),
             ))
     return views
 

@@ -83,6 +83,7 @@ class ModuleView:
     kind: str = "activation"  # activation | vector | reduction | loss | class_loss | head | class_head
     aliases: tuple[str, ...] = ()
     class_indices: bool = False  # a class-axis loss or head that takes integer class indices (M.Loss.class_indices)
+    inputs: tuple[str, ...] = ()  # a loss's further prediction inputs (M.Loss.inputs), after the target
 
     @property
     def module(self):
@@ -437,17 +438,24 @@ def loss_group(entry: Entry, loss: M.Loss) -> Group:
                           _math(r"L(y, \hat{y})", loss.expr) + class_doc(loss, "input", "target", "dim", "any device and floating dtype")
                           + tuple(f"    {p.name}: parameter (default {p.default_float!r}): a Python number or a tensor; with requires_grad it gets the derived gradient." for p in P) + mapping, lines)]
         return Group([vb, gb] + pbodies, [cls], publics, [])
-    vb = _body(f"_{n}_value", ["y_hat", "y"], value.expr, P, f"{n} per element")
-    gb = _body(f"_{n}_d_y_hat", ["y_hat", "y"], grad.expr, P, f"d {n} / d y_hat")
-    pbodies = [_body(f"_{n}_d_{p.name}", ["y_hat", "y"], gparams[p.name].expr, P, f"d {n} / d {p.name}") for p in P if p.name in gparams]
-    grads = (Gradient("body", gb.name), Gradient("none")) + tuple(Gradient("body", f"_{n}_d_{p.name}") if p.name in gparams else Gradient("none") for p in P)
-    cls = FunctionClass(f"_{n}_fn", ("y_hat", "y") + tuple(p.name for p in P), vb.name, grads, f"{n} per element, with the derived gradient as its backward")
+    ins = tuple(loss.inputs)
+    arrays = ["y_hat", "y", *ins]
+    call = ", ".join(arrays + [f"_param({p.name}, y_hat)" for p in P])
+    prologue = prologue[:4] + tuple(f"{x} = _like({x}, y_hat)" for x in ins) + prologue[4:]
+    vb = _body(f"_{n}_value", arrays, value.expr, P, f"{n} per element")
+    gb = _body(f"_{n}_d_y_hat", arrays, grad.expr, P, f"d {n} / d y_hat")
+    ibodies = [_body(f"_{n}_d_{d.wrt}", arrays, d.expr, P, f"d {n} / d {d.wrt}") for d in entry.derivations if d.kind == "loss_grad_input"]
+    pbodies = [_body(f"_{n}_d_{p.name}", arrays, gparams[p.name].expr, P, f"d {n} / d {p.name}") for p in P if p.name in gparams]
+    grads = ((Gradient("body", gb.name), Gradient("none")) + tuple(Gradient("body", b.name) for b in ibodies)
+             + tuple(Gradient("body", f"_{n}_d_{p.name}") if p.name in gparams else Gradient("none") for p in P))
+    cls = FunctionClass(f"_{n}_fn", tuple(arrays) + tuple(p.name for p in P), vb.name, grads, f"{n} per element, with the derived gradient as its backward")
     lines = prologue + (f"return _result(_reduce(_{n}_fn.apply({call}), reduction), _dtype)",)
-    publics = [Public(n, 'input, target, reduction="mean"' + _kw_only(P),
+    inputs_doc = tuple(f"    {x}: the further input {x} of the loss, broadcastable to input; with requires_grad it gets the derived gradient." for x in ins)
+    publics = [Public(n, "input, target, " + "".join(f"{x}, " for x in ins) + 'reduction="mean"' + _kw_only(P),
                       f"{loss.prose.title}, elementwise, then reduced, with the derived gradient as its backward.",
                       _math(r"L(y, \hat{y})", loss.expr) + _rules(value.rules, body=vb) + _math(r"\frac{\partial L}{\partial \hat{y}}", grad.expr)
-                      + _reduction_doc() + tuple(f"    {p.name}: parameter (default {p.default_float!r})." for p in P) + mapping, lines)]
-    return Group([vb, gb] + pbodies, [cls], publics, [])
+                      + _reduction_doc() + inputs_doc + tuple(f"    {p.name}: parameter (default {p.default_float!r})." for p in P) + mapping, lines)]
+    return Group([vb, gb] + ibodies + pbodies, [cls], publics, [])
 
 
 def head_group(entry: Entry, act: M.Activation, loss: M.Loss) -> Group:
@@ -494,7 +502,7 @@ def module_views(derived: Derived) -> list[ModuleView]:
         name = loss_names[l.name]
         name = name if name.endswith("Loss") else name + "Loss"
         out.append(ModuleView(name, l.name, f"{l.prose.title} as a module (calls ``{l.name}``).", tuple((p.name, p.default_float) for p in l.params),
-                              (), "class_loss" if l.class_axis else "loss", class_indices=l.class_indices))
+                              (), "class_loss" if l.class_axis else "loss", class_indices=l.class_indices, inputs=l.inputs))
     for h in derived.heads:
         act, loss = spec.activation(h.activation), spec.loss(h.loss)
         out.append(ModuleView(f"{act_names[act.name]}{loss_names[loss.name].removesuffix('Loss')}Loss", h.name,
