@@ -65,6 +65,8 @@ CASES = [
         EXPR + "unknown name 'a'; the names in scope are E, pi, z",
         "bad.yaml:4: entry 'foo'.split: expected true or false, got a number; write split: true to apply f(a, b) to the two halves of the input",
     ])),
+    ("split_not_real", "activations:\n  foo:\n    expr: a * log(b)\n    split: true\n",
+     EXPR + "f(a, b) is not a finite real number at a = 1, b = -10 (with default parameters); a split activation must be defined for all real a and b: correct the formula"),
     ("split_with_z", "activations:\n  foo:\n    expr: z * b\n    split: true\n", EXPR + "unknown name 'z'; the names in scope are E, a, b, pi"),
     ("subscript_of_scalar", A.format("exp(z)[0]"), EXPR + "'exp(z)' cannot be subscripted; only vectors take [index], e.g. z[i] in a vector activation"),
     ("keyword_argument", A.format("Heaviside(z, h0=0)"), EXPR + "keyword arguments are not allowed in 'Heaviside(z, h0=0)'; pass values by position"),

@@ -359,6 +359,8 @@ class _Builder:
                                   f"the expression does not use {' or '.join(missing)}; a split activation is a function of both halves a and b, e.g. a * sigmoid(b)"
                                   if missing else "a split activation is defined for all real a and b; remove 'domain'")
                 return None
+            if not self._real_everywhere(body["expr"].location, name, expr, params):
+                return None
             prose = Prose(self._text(body, "title", name, name.replace("_", " ").title()), self._text(body, "use", name), self._text(body, "pros", name), self._text(body, "cons", name))
             return Activation(name, expr, params, prose, layer, aliases, False, node.location, learnable, "real", True)
         if vector:
@@ -380,6 +382,25 @@ class _Builder:
             return None
         prose = Prose(self._text(body, "title", name, name.replace("_", " ").title()), self._text(body, "use", name), self._text(body, "pros", name), self._text(body, "cons", name))
         return Activation(name, expr, params, prose, layer, aliases, vector, node.location, learnable, domain)
+
+    def _real_everywhere(self, location, name, expr, params) -> bool:
+        """A split activation must be real and finite for all real a and b: probed at a few points
+        (evidence, not a proof; log(b) or 1/b is refused here instead of failing later)."""
+        defaults = {p.symbol: p.default for p in params}
+        if not expr.free_symbols <= {HALF_A, HALF_B, *defaults}:
+            return True  # a rejected parameter: its own problem is reported
+        for a in (sp.Integer(1), sp.Integer(-2)):
+            for b in PROBE_POINTS:
+                try:
+                    value = sp.N(expr.xreplace({HALF_A: a, HALF_B: b, **defaults}), 15)
+                except (TypeError, ValueError, ZeroDivisionError, RecursionError, ArithmeticError):
+                    value = sp.nan
+                bad = value.has(sp.nan, sp.zoo, sp.oo, -sp.oo) or not value.is_number or abs(value.as_real_imag()[1]) > 1e-12 * max(1, abs(value.as_real_imag()[0]))
+                if bad:
+                    self.problems.add(location, name, "expr", f"f(a, b) is not a finite real number at a = {a}, b = {sp.sstr(b)} (with default parameters); "
+                                      "a split activation must be defined for all real a and b: correct the formula")
+                    return False
+        return True
 
     def _split(self, body, name) -> bool:
         if "split" not in body:

@@ -227,7 +227,7 @@ def split_views(entry: Entry, act: M.Activation) -> list[FunctionView]:
         _math("f(a, b)", act.expr) + _computed_as(fwd.rules) + args_doc
         + ("", "Returns:", "    f(a, b), elementwise: z's shape with ``axis`` halved, in z's dtype.",
            "", "Example:", f"    >>> np.round({n}({example}), 6) + 0.0", f"    {_fmt_array(value)}"),
-        prologue, emit_inplace(fwd.expr, [M.HALF_A, M.HALF_B], printer, workspace=True), "out", ("return _result(out, a, _dtype)",),
+        prologue, emit_inplace(fwd.expr, [M.HALF_A, M.HALF_B], printer, workspace=True), "out", ("return _result(out, a, _dtype)",), act.aliases,
     )]
     for d in entry.derivations:
         if d.kind == "grad_half":
@@ -270,7 +270,7 @@ def reduction_views(entry: Entry, act: M.Activation) -> list[FunctionView]:
         + ("", "Args:", "    z: array of inputs; the rows lie along ``axis``.") + axis_doc + ("    keepdims: keep the reduced axis, with length 1.",) + param_doc
         + ("", "Returns:", "    An array of z's shape without ``axis`` (with it, of length 1, for keepdims), in z's dtype.",
            "", "Example:", f"    >>> print(f\"{{float({act.name}(np.array([2.0, 1.0]))):.6g}}\")", f"    {_fmt_significant(sample)}"),
-        (*rows, "z, axis = _rows(z, axis)", *params), _class_axis_body(expr, {}, printer), "out", ("return _row_result(out, _like, _axis, _dtype, keepdims)",),
+        (*rows, "z, axis = _rows(z, axis)", *params), _class_axis_body(expr, {}, printer), "out", ("return _row_result(out, _like, _axis, _dtype, keepdims)",), act.aliases,
     )]
     gexpr, gfired = _class_axis_stable(grad.expr)
     views.append(FunctionView(

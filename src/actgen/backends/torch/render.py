@@ -334,7 +334,7 @@ def split_parts(entry: Entry, act: M.Activation, axis="dim", array="tensor", bod
     split = ("z, _dtype = _working(z)", f"a, b = _halves(z, {axis}, {n!r})")
     publics = [Public(n, f"z, {axis}=-1" + kw, f"{act.prose.title}: f(a, b) of the two halves a, b of z along ``{axis}``.",
                       _math("f(a, b)", act.expr) + _rules(fwd.rules, body=value) + args_doc,
-                      (*split, f"return _result(_{n}_fn(a, b{call}), _dtype)"))]
+                      (*split, f"return _result(_{n}_fn(a, b{call}), _dtype)"), act.aliases)]
     for d, db in zip(halves, dbodies):
         publics.append(Public(d.name, f"z, {axis}=-1" + kw, f"Partial derivative of {n} with respect to its half {d.wrt}, elementwise (of the halves' shape).",
                               _math(r"\frac{\partial f}{\partial %s}" % d.wrt, d.expr) + _rules(d.rules, body=db) + args_doc,
@@ -383,7 +383,7 @@ def reduction_group(entry: Entry, act: M.Activation, axis="dim", keep="keepdim",
         Public(n, f"z, {axis}=-1, {keep}=False" + kw, f"{act.prose.title}: one value per row of the axis ``{axis}``.",
                _math("f(z)", act.expr) + _computed_as(tuple(fired)) + ("", "Args:", f"    z: {array} of inputs; the rows lie along ``{axis}``.") + axis_doc
                + (f"    {keep}: keep the reduced axis, with length 1.",) + param_doc,
-               (*rows, f"return _result(_row_result(_{n}_fn(zl{call}), z, {axis}, {keep}), _dtype)")),
+               (*rows, f"return _result(_row_result(_{n}_fn(zl{call}), z, {axis}, {keep}), _dtype)"), act.aliases),
         Public(grad.name, f"z, {axis}=-1" + kw, f"Gradient of {n} over each row: d f / d z_k, shaped like z.",
                _math(r"\frac{\partial f}{\partial z_k}", grad.expr) + _computed_as(tuple(gfired)) + ("", "Args:", f"    z: {array} of inputs; the rows lie along ``{axis}``.") + axis_doc + param_doc,
                (*rows, f"return _result(_row_back({gbody.name}(zl{call}), z, {axis}), _dtype)")),
