@@ -202,6 +202,23 @@ class Spec:
 _HTML_TAG = re.compile(r"<\s*[A-Za-z/!?]")
 
 
+def _not_finite_real(expr, subs) -> str:
+    """Why ``expr`` at the point ``subs`` is not a finite real number ("" where it is): the probe
+    of the spec's functions before anything is derived (evidence at a few points, not a proof)."""
+    try:
+        value = sp.N(expr.xreplace(subs), 15)
+    except (TypeError, ValueError, ZeroDivisionError, RecursionError, ArithmeticError):
+        return "cannot be evaluated"
+    if value.has(sp.nan, sp.zoo, sp.oo, -sp.oo):
+        return "is undefined or infinite"
+    if not value.is_number:
+        return "cannot be evaluated"
+    re_im = value.as_real_imag()
+    if abs(re_im[1]) > 1e-12 * max(1, abs(re_im[0])):
+        return f"is complex ({sp.sstr(value, full_prec=False)})"
+    return ""
+
+
 def _uses_subscripts(text) -> bool:
     try:
         tree = ast.parse(str(text).strip(), mode="eval")
@@ -391,12 +408,7 @@ class _Builder:
             return True  # a rejected parameter: its own problem is reported
         for a in (sp.Integer(1), sp.Integer(-2)):
             for b in PROBE_POINTS:
-                try:
-                    value = sp.N(expr.xreplace({HALF_A: a, HALF_B: b, **defaults}), 15)
-                except (TypeError, ValueError, ZeroDivisionError, RecursionError, ArithmeticError):
-                    value = sp.nan
-                bad = value.has(sp.nan, sp.zoo, sp.oo, -sp.oo) or not value.is_number or abs(value.as_real_imag()[1]) > 1e-12 * max(1, abs(value.as_real_imag()[0]))
-                if bad:
+                if _not_finite_real(expr, {HALF_A: a, HALF_B: b, **defaults}):
                     self.problems.add(location, name, "expr", f"f(a, b) is not a finite real number at a = {a}, b = {sp.sstr(b)} (with default parameters); "
                                       "a split activation must be defined for all real a and b: correct the formula")
                     return False
@@ -444,17 +456,9 @@ class _Builder:
 
         def failure(points):
             for point in points:
-                try:
-                    value = sp.N(expr.xreplace({Z: point, **defaults}), 15)
-                except (TypeError, ValueError, ZeroDivisionError, RecursionError, ArithmeticError):
-                    return point, "cannot be evaluated"
-                if value.has(sp.nan, sp.zoo, sp.oo, -sp.oo):
-                    return point, "is undefined or infinite"
-                if not value.is_number:
-                    return point, "cannot be evaluated"
-                re_im = value.as_real_imag()
-                if abs(re_im[1]) > 1e-12 * max(1, abs(re_im[0])):
-                    return point, f"is complex ({sp.sstr(value, full_prec=False)})"
+                why = _not_finite_real(expr, {Z: point, **defaults})
+                if why:
+                    return point, why
             return None
 
         found = failure([p for p in PROBE_POINTS if interval.contains(p) is sp.true])

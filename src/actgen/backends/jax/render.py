@@ -106,7 +106,7 @@ Z_DOC = ("    z: array of inputs (any shape and floating dtype; float16/bfloat16
 def split_group(entry: Entry, act: M.Activation) -> Group:
     """A split activation: a custom_jvp of the two halves whose rule is the sum of the derived
     partial derivatives times the halves' tangents (see the torch renderer's split_parts)."""
-    bodies, publics = _torch_split_parts(entry, act, axis="axis", array="array", body=_body)
+    bodies, publics = _torch_split_parts(entry, act, axis="axis", array="array", body=_body, apply="")
     pn = tuple(p.name for p in act.params)
     rule = Rule(f"_{act.name}_fn", ("a", "b") + pn, bodies[0].name, tuple(b.name for b in bodies[1:]) + ("None",) * len(pn),
                 f"{act.name} of the two halves, with its derived partial derivatives as its JVP rule")
@@ -119,7 +119,7 @@ def split_group(entry: Entry, act: M.Activation) -> Group:
 def reduction_group(entry: Entry, act: M.Activation) -> Group:
     """A row reduction: a custom_jvp whose rule is the derived JVP (the gradient contracted with
     the tangent over each row), NAME_grad and NAME_vjp (see the torch renderer's reduction_group)."""
-    value, gbody, vbody, publics = _torch_reduction_group(entry, act, axis="axis", keep="keepdims", array="array", emit_class=_class_axis_emit)
+    value, gbody, publics = _torch_reduction_group(entry, act, axis="axis", keep="keepdims", array="array", emit_class=_class_axis_emit, apply="")
     pn = tuple(p.name for p in act.params)
     jvp = entry.get("jvp")
     texpr, tfired = _class_axis_stable(jvp.expr)
@@ -131,7 +131,7 @@ def reduction_group(entry: Entry, act: M.Activation) -> Group:
                              "", "printed as jax.numpy operations linear in the tangent, so reverse mode transposes it and second",
                              "derivatives differentiate it.")
     publics = [dataclasses.replace(first, doc_lines=doc)] + publics[1:]
-    return Group([dataclasses.replace(value, reshape="z"), gbody, vbody, tbody], [rule], publics)
+    return Group([dataclasses.replace(value, reshape="z"), gbody, tbody], [rule], publics)
 
 
 def activation_group(entry: Entry, act: M.Activation) -> Group:

@@ -253,7 +253,8 @@ def split_views(entry: Entry, act: M.Activation) -> list[FunctionView]:
 
 def reduction_views(entry: Entry, act: M.Activation) -> list[FunctionView]:
     """A row reduction f(z_1, ..., z_K): NAME (one value per row), NAME_grad (its gradient over
-    the row, shaped like z) and NAME_vjp (g times the gradient, g one number per row)."""
+    the row, shaped like z) and NAME_vjp (g times NAME_grad, g one number per row: the derived
+    VJP is that product)."""
     fwd, vjp, grad = entry.get("forward"), entry.get("vjp"), entry.get("jacobian")
     kw = _kw_sig(act.params)
     params = param_prologue(act.params, "", False)
@@ -281,15 +282,16 @@ def reduction_views(entry: Entry, act: M.Activation) -> list[FunctionView]:
         + ("", "Example:", "    >>> z = np.array([2.0, 1.0, 0.5])", f"    >>> bool(np.allclose({grad.name}(z), {act.name}_vjp(z, 1.0)))", "    True"),
         (*rows, "z, axis = _rows(z, axis)", *params), _class_axis_body(gexpr, {M.KK: None}, printer), "out", ("return _row_full(out, z, _like, _dtype)",),
     ))
-    vexpr, vfired = _class_axis_stable(vjp.expr)
+    pass_on = "".join(f", {p.name}={p.name}" for p in act.params)
     views.append(FunctionView(
         vjp.name, "z, g, axis=-1" + kw,
         f"Vector-Jacobian product of {act.name}: the gradient with respect to z given g, the gradient with respect to its output (one number per row).",
-        _math(r"g \frac{\partial f}{\partial z_k}", vjp.expr) + _computed_as(tuple(vfired))
+        _math(r"g \frac{\partial f}{\partial z_k}", vjp.expr) + _computed_as(tuple(gfired))
         + ("", "Args:", "    z: array of inputs; the rows lie along ``axis``.", f"    g: gradient with respect to {act.name}(z), broadcastable to its shape (with or without keepdims).") + axis_doc + param_doc
         + ("", "Returns:", "    An array of the shape and dtype of z.",
            "", "Example:", "    >>> z = np.array([[2.0, 1.0, 0.5], [0.0, 1.0, -1.0]])", f"    >>> bool(np.allclose({vjp.name}(z, np.array([1.0, 3.0])), np.array([[1.0], [3.0]]) * {grad.name}(z)))", "    True"),
-        (*rows, "g = _row_g(g, z, axis)", "z, axis = _rows(z, axis)", *params), _class_axis_body(vexpr, {M.KK: None}, printer), "out", ("return _row_full(out, z, _like, _dtype)",),
+        # the derived VJP is g times the gradient: computed as that product, not printed again
+        ("z, _dtype = _working(z)", "g = _row_g(g, z, axis)"), Emitted((), f"g * {grad.name}(z, axis{pass_on})", ()), "out", ("return _result(out, z, _dtype)",),
     ))
     return views
 

@@ -315,10 +315,10 @@ def vector_group(entry: Entry, act: M.Activation) -> Group:
     return Group([value, vbody, jbody], classes, publics, [])
 
 
-def split_parts(entry: Entry, act: M.Activation, axis="dim", array="tensor", body=_body):
+def split_parts(entry: Entry, act: M.Activation, axis="dim", array="tensor", body=_body, apply=".apply"):
     """A split activation f(a, b) of the two halves of its input: the bodies of f and of its
-    partial derivatives, and the public functions (NAME calling ``_NAME_fn``, the caller's
-    differentiable function of the halves; NAME_grad_a, NAME_grad_b; NAME_vjp)."""
+    partial derivatives, and the public functions (NAME calling ``_NAME_fn`` + ``apply``, the
+    framework's differentiable function of the halves; NAME_grad_a, NAME_grad_b; NAME_vjp)."""
     n = act.name
     P = act.params
     pn = tuple(p.name for p in P)
@@ -334,7 +334,7 @@ def split_parts(entry: Entry, act: M.Activation, axis="dim", array="tensor", bod
     split = ("z, _dtype = _working(z)", f"a, b = _halves(z, {axis}, {n!r})")
     publics = [Public(n, f"z, {axis}=-1" + kw, f"{act.prose.title}: f(a, b) of the two halves a, b of z along ``{axis}``.",
                       _math("f(a, b)", act.expr) + _rules(fwd.rules, body=value) + args_doc,
-                      (*split, f"return _result(_{n}_fn(a, b{call}), _dtype)"), act.aliases)]
+                      (*split, f"return _result(_{n}_fn{apply}(a, b{call}), _dtype)"), act.aliases)]
     for d, db in zip(halves, dbodies):
         publics.append(Public(d.name, f"z, {axis}=-1" + kw, f"Partial derivative of {n} with respect to its half {d.wrt}, elementwise (of the halves' shape).",
                               _math(r"\frac{\partial f}{\partial %s}" % d.wrt, d.expr) + _rules(d.rules, body=db) + args_doc,
@@ -354,58 +354,55 @@ def torch_split_group(entry: Entry, act: M.Activation) -> Group:
     cls = FunctionClass(f"_{n}_fn", ("a", "b") + pn, bodies[0].name, tuple(Gradient("body", b.name) for b in bodies[1:]) + tuple(Gradient("none") for _ in pn),
                         f"{n} of the two halves, with its derived partial derivatives as its backward")
     first = publics[0]
-    lines = tuple(line.replace(f"_{n}_fn(", f"_{n}_fn.apply(") for line in first.lines)
     doc = first.doc_lines + ("", "The halves are views of z (torch.chunk); the backward is g times the derived partial derivatives, printed",
                              "as differentiable torch operations, so double backward differentiates them.")
-    return Group(bodies, [cls], [dataclasses.replace(first, lines=lines, doc_lines=doc)] + publics[1:], [])
+    return Group(bodies, [cls], [dataclasses.replace(first, doc_lines=doc)] + publics[1:], [])
 
 
-def reduction_group(entry: Entry, act: M.Activation, axis="dim", keep="keepdim", array="tensor", emit_class=_class_axis_emit):
-    """A row reduction (one value per row): the value, its gradient over the row and its VJP as
-    bodies; the public function, NAME_grad and NAME_vjp (``axis``/``keep``: the framework's names
-    for the reduced axis and for keeping it)."""
+def reduction_group(entry: Entry, act: M.Activation, axis="dim", keep="keepdim", array="tensor", emit_class=_class_axis_emit, apply=".apply"):
+    """A row reduction (one value per row): the value and its gradient over the row as bodies; the
+    public function (calling ``_NAME_fn`` + ``apply``), NAME_grad and NAME_vjp, which is g times
+    the gradient (the derived VJP is that product). ``axis``/``keep``: the framework's names for
+    the reduced axis and for keeping it."""
     n = act.name
     P = act.params
     pn = tuple(p.name for p in P)
     fwd, vjp, grad = entry.get("forward"), entry.get("vjp"), entry.get("jacobian")
     expr, fired = _class_axis_stable(fwd.expr)
     gexpr, gfired = _class_axis_stable(grad.expr)
-    vexpr, vfired = _class_axis_stable(vjp.expr)
     value = Body(f"_{n}_value", ("z",) + pn, emit_class(expr, {}, P), f"{n}(z) over the last axis", "z.shape[:-1]")
     gbody = Body(f"_{n}_grad_value", ("z",) + pn, emit_class(gexpr, {M.KK: None}, P), f"the gradient of {n} over the last axis")
-    vbody = Body(f"_{n}_vjp_value", ("z",) + pn + ("g",), emit_class(vexpr, {M.KK: None}, P), f"the VJP of {n} over the last axis (g one number per row)")
     call = "".join(f", _param({p}, zl)" for p in pn)
     axis_doc = (f"    {axis}: the axis reduced (default: the last); None reduces every element as one row.",)
     param_doc = tuple(f"    {p.name}: parameter (default {p.default_float!r}); not differentiated." for p in P)
     kw = _kw_only(P)
-    rows = ("z, _dtype = _working(z)", f"zl = _rows(z, {axis})")
+    rows = ("z, _dtype = _working(z)", f"zl = _class_last(z, {axis})")
     publics = [
         Public(n, f"z, {axis}=-1, {keep}=False" + kw, f"{act.prose.title}: one value per row of the axis ``{axis}``.",
                _math("f(z)", act.expr) + _computed_as(tuple(fired)) + ("", "Args:", f"    z: {array} of inputs; the rows lie along ``{axis}``.") + axis_doc
                + (f"    {keep}: keep the reduced axis, with length 1.",) + param_doc,
-               (*rows, f"return _result(_row_result(_{n}_fn(zl{call}), z, {axis}, {keep}), _dtype)"), act.aliases),
+               (*rows, f"return _result(_row_result(_{n}_fn{apply}(zl{call}), z, {axis}, {keep}), _dtype)"), act.aliases),
         Public(grad.name, f"z, {axis}=-1" + kw, f"Gradient of {n} over each row: d f / d z_k, shaped like z.",
                _math(r"\frac{\partial f}{\partial z_k}", grad.expr) + _computed_as(tuple(gfired)) + ("", "Args:", f"    z: {array} of inputs; the rows lie along ``{axis}``.") + axis_doc + param_doc,
-               (*rows, f"return _result(_row_back({gbody.name}(zl{call}), z, {axis}), _dtype)")),
+               (*rows, f"return _result(_class_back({gbody.name}(zl{call}), z, {axis}), _dtype)")),
         Public(vjp.name, f"z, g, {axis}=-1" + kw, f"Vector-Jacobian product of {n}: the gradient with respect to z given g, the gradient with respect to its output (one number per row).",
-               _math(r"g \frac{\partial f}{\partial z_k}", vjp.expr) + _computed_as(tuple(vfired)) + ("", "Args:", f"    z: {array} of inputs; the rows lie along ``{axis}``.",
+               _math(r"g \frac{\partial f}{\partial z_k}", vjp.expr) + _computed_as(tuple(gfired)) + ("", "Args:", f"    z: {array} of inputs; the rows lie along ``{axis}``.",
                                                                                                      f"    g: gradient with respect to {n}(z), broadcastable to its shape (with or without {keep})." ) + axis_doc + param_doc,
-               (*rows, f"gl = _row_g(_like(g, z), z, {axis})", f"return _result(_row_back({vbody.name}(zl{call}, gl), z, {axis}), _dtype)")),
+               (*rows, f"gl = _row_g(_like(g, z), z, {axis})", f"return _result(_class_back(gl * {gbody.name}(zl{call}), z, {axis}), _dtype)")),
     ]
-    return value, gbody, vbody, publics
+    return value, gbody, publics
 
 
 def torch_reduction_group(entry: Entry, act: M.Activation) -> Group:
-    value, gbody, vbody, publics = reduction_group(entry, act)
+    value, gbody, publics = reduction_group(entry, act)
     pn = tuple(p.name for p in act.params)
     cls = FunctionClass(f"_{act.name}_fn", ("z",) + pn, value.name, (Gradient("body", gbody.name, True),) + tuple(Gradient("none") for _ in pn),
                         f"{act.name} over the last axis, with its derived gradient as its backward")
     first = publics[0]
-    lines = tuple(line.replace(f"_{act.name}_fn(", f"_{act.name}_fn.apply(") for line in first.lines)
     doc = first.doc_lines + ("", "Autograd saves the input; the backward is g times the derived gradient, printed as differentiable torch",
                              "operations, so double backward differentiates the derived gradient.")
-    publics = [dataclasses.replace(first, lines=lines, doc_lines=doc)] + publics[1:]
-    return Group([value, gbody, vbody], [cls], publics, [])
+    publics = [dataclasses.replace(first, doc_lines=doc)] + publics[1:]
+    return Group([value, gbody], [cls], publics, [])
 
 
 # -- losses and heads ------------------------------------------------------------------------------
