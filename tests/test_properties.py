@@ -2,6 +2,7 @@
 and 'unknown' (with a reason) where SymPy cannot decide. Sampling appears only as labelled evidence."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -235,3 +236,63 @@ def test_sampled_evidence_agrees_with_monotonic_and_range():
         assert np.all(ys >= float(r.low) - 1e-12) and np.all(ys <= (math.inf if r.high is sp.oo else float(r.high)) + 1e-12)
         if p["monotonic"].value == "increasing":
             assert np.all(np.diff(ys) >= 0)
+
+
+def domain_props(text, domain):
+    act = dataclasses.replace(activation(text), domain=domain)
+    out = {p.name: p for p in derive_properties(act)}
+    assert tuple(out) == NAMES
+    return out
+
+
+@pytest.mark.parametrize("text, domain, expected", [
+    # a partial function (`domain:` in the spec) is analysed on its domain: limits at its ends
+    ("log(z/(1 - z))", "(0, 1)", {"range": "(-∞, ∞)", "monotonic": "increasing", "derivative_range": "[4, ∞)",
+                                  "convexity": "neither", "saturating": False, "continuity": "C^inf"}),
+    ("log(1 - exp(z))", "negative", {"range": "(-∞, 0)", "monotonic": "decreasing", "derivative_range": "(-∞, 0)",
+                                     "convexity": "strictly concave", "saturating": "z → -∞", "bounded_above": True}),
+    ("sqrt(z)", "nonnegative", {"range": "[0, ∞)", "zero_at_origin": True, "convexity": "strictly concave",
+                                "derivative_range": "(0, ∞)", "saturating": "z → +∞"}),
+    ("asin(z)", "[-1, 1]", {"range": "[-pi/2, pi/2]", "odd": True, "even": False, "identity_near_origin": True,
+                            "derivative_range": "[1, ∞)", "zero_at_origin": True}),
+    ("atanh(z)", "(-1, 1)", {"range": "(-∞, ∞)", "odd": True, "monotonic": "increasing", "convexity": "neither"}),
+    ("1/z", "positive", {"range": "(0, ∞)", "monotonic": "decreasing", "convexity": "strictly convex"}),
+])
+def test_partial_functions_are_analysed_on_their_domain(text, domain, expected):
+    p = domain_props(text, domain)
+    for name, want in expected.items():
+        assert p[name].text() == want if isinstance(want, str) else p[name].value is want, (name, p[name].text(), p[name].reason)
+    # E f(Z) of a standard normal Z does not exist when Z can leave the domain: said, not unknown
+    for name in ("mean", "second_moment", "gain", "zero_centred"):
+        assert p[name].value == "undefined" and "probability" in p[name].reason
+    if domain in ("(0, 1)", "positive", "negative"):
+        assert p["zero_at_origin"].value is False and "outside the domain" in p["zero_at_origin"].reason
+        assert p["identity_near_origin"].value is False and p["odd"].value is False and p["even"].value is False
+    assert all(prop.known for prop in p.values()), [n for n, prop in p.items() if not prop.known]
+
+
+def test_partial_function_properties_agree_with_samples_on_the_domain():
+    """Evidence, not proof: sampled values inside the domain respect the derived range and monotonicity."""
+    zs = -np.logspace(-12, 2, 4001)[::-1]  # the domain (-oo, 0) of log1mexp, increasing
+    ys = np.log1p(-np.exp(zs))
+    p = domain_props("log(1 - exp(z))", "negative")
+    assert np.all(ys < 0) and p["range"].text() == "(-∞, 0)"
+    assert np.all(np.diff(ys) <= 0) and p["monotonic"].value == "decreasing"
+    zs = np.linspace(1e-9, 1 - 1e-9, 4001)
+    slope = 1 / (zs * (1 - zs))
+    assert slope.min() >= 4 - 1e-9 and domain_props("log(z/(1 - z))", "(0, 1)")["derivative_range"].text() == "[4, ∞)"
+
+
+def test_a_closed_end_of_the_domain_counts_as_attained():
+    p = domain_props("sqrt(z) - z", "nonnegative")  # f(0) = 0, maximum 1/4 at z = 1/4
+    assert p["range"].text() == "(-∞, 1/4]" and p["zero_at_origin"].value is True
+
+
+def test_component_range_of_class_axis_functions_whose_term_covers_the_positive_numbers():
+    from actgen.properties import vector_properties
+
+    for text in ("exp(-z[i]) / Sum(exp(-z[j]), (j, 1, K))", "exp(z[i] / 2) / Sum(exp(z[j] / 2), (j, 1, K))"):
+        expr = sp.sympify(text, locals={"z": M.ZV, "i": M.I, "j": M.J, "K": M.K, "Sum": sp.Sum})
+        act = dataclasses.replace(activation("z"), expr=expr, vector=True)
+        rng, sums = vector_properties(act)
+        assert rng.text() == "(0, 1)" and "(0, ∞)" in rng.reason and sums.value is True

@@ -275,25 +275,31 @@ def _lim(g, point, side="+"):
 
 @dataclasses.dataclass(frozen=True)
 class Pieces:
-    """f on (-oo, c1), (c1, c2), ..., (cn, oo) is exprs[0], ..., exprs[n]; f(ci) = values[i-1]."""
+    """f on (lo, c1), (c1, c2), ..., (cn, hi) is exprs[0], ..., exprs[n]; f(ci) = values[i-1].
+    (lo, hi) is the interior of the function's domain, (-oo, oo) for a function of the whole line;
+    ``closed`` holds (end, f(end)) for each finite end the domain includes."""
 
     points: tuple
     exprs: tuple
     values: tuple
+    owners: tuple = ()  # for each point, the index of the piece whose formula holds there
+    lo: object = NOO
+    hi: object = OO
+    closed: tuple = ()
 
     def interval(self, i):
-        return (self.points[i - 1] if i > 0 else NOO, self.points[i] if i < len(self.points) else OO)
+        return (self.points[i - 1] if i > 0 else self.lo, self.points[i] if i < len(self.points) else self.hi)
 
     def derivative(self):
+        """The pieces of f′ on the interior of the domain (a one-sided derivative at a closed end
+        is the limit of f′ there, which the analysis takes from the pieces)."""
         exprs = tuple(sp.diff(g, Z) for g in self.exprs)
         values = []
         for i, c in enumerate(self.points):
             # the convention of the generated code: the branch whose condition holds at c
             owner = self.owners[i]
             values.append(_at(exprs[owner], c))
-        return Pieces(self.points, exprs, tuple(values), self.owners)
-
-    owners: tuple = ()  # for each point, the index of the piece whose formula holds there
+        return Pieces(self.points, exprs, tuple(values), self.owners, self.lo, self.hi)
 
 
 def _at(g, c):
@@ -311,13 +317,17 @@ def _expand_nonsmooth(f):
     return sp.piecewise_fold(f) if f.has(sp.Piecewise) else f
 
 
-def pieces_of(f) -> Pieces:
+def pieces_of(f, domain=sp.S.Reals) -> Pieces:
+    """f cut at its kinks inside ``domain`` (an interval of the line: the function's domain; the
+    branches that hold outside it, such as the NaN of a partial function, are never reached)."""
     f = _expand_nonsmooth(f)
+    lo, hi = domain.inf, domain.sup
+    ends = [e for e in (lo, hi) if e.is_finite and domain.contains(e) is sp.true]
     if not isinstance(f, sp.Piecewise):
         if f.has(sp.Piecewise):
             raise Undecided("a Piecewise inside the expression could not be folded into one")
-        return Pieces((), (f,), (), ())
-    sets, remaining = [], sp.S.Reals
+        return Pieces((), (f,), (), (), lo, hi, tuple((e, _at(f, e)) for e in ends))
+    sets, remaining = [], domain
     for value, cond in f.args:
         if cond.free_symbols - {Z}:
             raise Undecided(f"the condition {sp.sstr(cond)} depends on more than z")
@@ -340,15 +350,15 @@ def pieces_of(f) -> Pieces:
                 points.update(part.args)
             elif part is not sp.S.EmptySet:
                 raise Undecided(f"the branch set {part} is not a union of intervals")
-    points = sorted(points, key=lambda v: float(v))
+    points = sorted((c for c in points if _cmp(c, lo) == 1 and _cmp(hi, c) == 1), key=lambda v: float(v))
 
     def owner(x):
         return next((k for k, (_, s) in enumerate(sets) if s.contains(x) is sp.true), None)
 
     exprs, owners, values = [], [], []
-    bounds = [NOO] + points + [OO]
-    for lo, hi in zip(bounds, bounds[1:]):
-        inside = _point_in(lo, hi)
+    bounds = [lo] + points + [hi]
+    for left, right in zip(bounds, bounds[1:]):
+        inside = _point_in(left, right)
         k = owner(inside)
         if k is None:
             raise Undecided(f"SymPy could not tell which branch holds at z = {inside}")
@@ -364,7 +374,13 @@ def pieces_of(f) -> Pieces:
         values.append(_at(g, c))
     if None in owners:
         raise Undecided("a branch holds at a single point only")
-    return Pieces(tuple(points), tuple(exprs), tuple(values), tuple(owners))
+    closed = []
+    for e in ends:
+        k = owner(e)
+        if k is None:
+            raise Undecided(f"SymPy could not tell which branch holds at the end z = {_show(e)} of the domain")
+        closed.append((e, _at(sets[k][0], e)))
+    return Pieces(tuple(points), tuple(exprs), tuple(values), tuple(owners), lo, hi, tuple(closed))
 
 
 def _point_in(lo, hi):
@@ -389,6 +405,14 @@ def _smooth_on(g, lo, hi):
     for node in sp.preorder_traversal(g):
         if not node.has(Z) or node.is_Symbol or node.is_Add or node.is_Mul or isinstance(node, entire):
             continue
+        if isinstance(node, (sp.asin, sp.acos, sp.atanh)):  # analytic where |u| < 1
+            if _sign_on(1 - node.args[0] ** 2, lo, hi) != 1:
+                return False, f"|{sp.sstr(node.args[0])}| < 1 (the argument of {sp.sstr(node)}) is not proven"
+            continue
+        if isinstance(node, sp.acosh):  # analytic where u > 1
+            if _sign_on(node.args[0] - 1, lo, hi) != 1:
+                return False, f"the argument of {sp.sstr(node)} is not proven greater than 1"
+            continue
         if node.is_Pow:
             base, e = node.args
             if e.has(Z):
@@ -409,8 +433,16 @@ def _smooth_on(g, lo, hi):
     return True, ""
 
 
-def _sign_on(h, lo, hi):
-    """1 / -1 when h > 0 / h < 0 on all of (lo, hi) by SymPy's assumptions; 0 for h == 0; else None."""
+MONOTONE_SIGN_OPS = 40  # the monotone-with-a-limit argument below is tried on expressions this small
+
+
+def _sign_on(h, lo, hi, depth=0):
+    """1 / -1 when h > 0 / h < 0 on all of (lo, hi), proved; 0 for h == 0; else None.
+
+    By SymPy's assumptions on h with z written as a positive variable mapped onto (lo, hi) (as
+    is, as one fraction, and factored), and else by monotonicity: h strictly monotone on (lo, hi)
+    (its derivative of one sign, by this same function) lies strictly beyond its limit at the end
+    it moves away from, so a limit >= 0 there makes it positive (<= 0: negative)."""
     if not h.has(Z):
         return _sign(h)
     t = sp.Dummy("t", positive=True)
@@ -420,8 +452,9 @@ def _sign_on(h, lo, hi):
         sub = hi - t
     else:
         sub = None
+    small = sp.count_ops(h) < 40
     forms = [h, elementary(h)]
-    if sp.count_ops(h) < 40:
+    if small:
         forms.append(sp.factor_terms(sp.together(h)))
     for form in forms:
         e = form if sub is None else form.xreplace({Z: sub})
@@ -429,6 +462,31 @@ def _sign_on(h, lo, hi):
             return 1
         if e.is_negative:
             return -1
+    if small:
+        # one fraction with its numerator expanded (the terms that cancel, cancelled); SymPy's sign
+        # of a polynomial finds the roots of its derivative, quick up to degree 2 and a quartic's
+        # radicals beyond (minutes with long decimal constants), so only up to degree 2
+        x = Z if sub is None else t
+        num, den = sp.fraction(sp.together(elementary(h) if sub is None else elementary(h).xreplace({Z: sub})))
+        e = sp.expand(num) / den
+        if all(not a.is_polynomial(x) or sp.degree(a, x) <= 2 for a in sp.preorder_traversal(e) if a.is_Add and a.has(x)):
+            if e.is_positive:
+                return 1
+            if e.is_negative:
+                return -1
+    if depth == 0 and sp.count_ops(h) <= MONOTONE_SIGN_OPS:
+        slope = _sign_on(sp.diff(h, Z), lo, hi, depth + 1)
+        if slope in (1, -1):
+            try:
+                start, end = _lim(h, lo, "+"), _lim(h, hi, "-")
+            except Undecided:
+                return None
+            low = start if slope == 1 else end  # h lies strictly above its limit at this end
+            high = end if slope == 1 else start  # and strictly below this one
+            if _sign(low) in (0, 1):
+                return 1
+            if _sign(high) in (0, -1):
+                return -1
     return None
 
 
@@ -567,14 +625,26 @@ def _require(s, h):
 class Analysis:
     """Shared, cached facts about f used by several properties."""
 
-    def __init__(self, f, params=(), name="", fprime=None):
+    def __init__(self, f, params=(), name="", fprime=None, domain=sp.S.Reals):
         self.params = params
         self.name = name
+        self.domain = domain  # an interval: the function's domain (the whole line unless declared)
         self.note = _defaults_note(params)
         self.f = _with_defaults(f, params)
         self.fprime = fprime  # f′ as derived (with parameters), for the range of the derivative
-        self.pieces = pieces_of(self.f)
+        self.pieces = pieces_of(self.f, domain)
         self._cache = {}
+
+    @property
+    def whole_line(self):
+        return self.domain == sp.S.Reals
+
+    def contains(self, x):
+        """Whether the exact point x lies in the domain."""
+        return self.domain.contains(x) is sp.true
+
+    def interior(self, x):
+        return _cmp(x, self.pieces.lo) == 1 and _cmp(self.pieces.hi, x) == 1
 
     def cached(fn):  # noqa: N805 - a decorator for the methods below
         @functools.wraps(fn)
@@ -660,6 +730,13 @@ class Analysis:
                 raise Undecided(f"the branches at z = {_show(c)} agree up to f^({MAX_ORDER}) but SymPy could not prove them equal")
             if worst is None or order < worst:
                 worst, where = order, f"at z = {_show(c)} the one-sided {_nth(order + 1)} differ"
+        for c, v in p.closed:
+            i, side = (0, "+") if c == p.lo else (len(p.exprs) - 1, "-")
+            same = _cmp(_lim(p.exprs[i], c, side), v)
+            if same is None:
+                raise Undecided(f"SymPy could not compare f({_show(c)}) with its limit at that end of the domain")
+            if same != 0:
+                worst, where = -1, f"f({_show(c)}) = {_show(v)} at the end of the domain is not the limit of f there"
         return worst, where
 
 
@@ -716,6 +793,15 @@ def _monotonicity(a: Analysis, order):
                 up = f"it jumps up at z = {_show(c)}"
             elif s < 0 and down is None:
                 down = f"it jumps down at z = {_show(c)}"
+    for c, v in p.closed:  # an end of the domain that belongs to it (order 0 only)
+        x, y = (v, limits[0][0]) if c == p.lo else (limits[-1][1], v)
+        s = _cmp(y, x)
+        if s is None:
+            raise Undecided(f"SymPy could not compare f({_show(c)}) with its limit at that end of the domain")
+        if s > 0 and up is None:
+            up = f"it jumps up at the end z = {_show(c)}"
+        elif s < 0 and down is None:
+            down = f"it jumps down at the end z = {_show(c)}"
     if up and down:
         return False, f"{up}, and {down}"
     if not up and not down:
@@ -742,7 +828,7 @@ def _candidates(a: Analysis):
     """(value, attained, note) for every infimum/supremum candidate of f."""
     p = a.pieces
     limits = a.end_limits(0)
-    out = [(v, True, "") for v in p.values]
+    out = [(v, True, "") for v in p.values] + [(v, True, f"f({_show(c)}) at the end of the domain") for c, v in p.closed]
     for i, g in enumerate(p.exprs):
         lo, hi = p.interval(i)
         out.append((limits[i][0], False, ""))
@@ -802,7 +888,8 @@ def prop_range(a: Analysis):
         return Property("range", None, str(exc) + _critical_hint(a) + a.note)
     low, high = _extreme(cands, -1), _extreme(cands, 1)
     notes = [n for _, _, n in (low, high) if n]
-    method = "from the limits at ±∞ and at the kinks, the values at the kinks and at the critical points"
+    method = ("from the limits at ±∞" if a.whole_line else f"from the limits at the ends of the domain {_domain_text(a.domain)}") + \
+        " and at the kinks, the values at the kinks and at the critical points"
     return Property("range", Range(low[0], high[0], bool(low[1] and low[0].is_finite), bool(high[1] and high[0].is_finite)),
                     method + ("; " + "; ".join(notes) if notes else "") + a.note)
 
@@ -820,6 +907,8 @@ def _bounded(a: Analysis, side):
 
 
 def prop_zero_at_origin(a: Analysis):
+    if not a.contains(sp.Integer(0)):
+        return Property("zero_at_origin", False, f"0 is outside the domain {_domain_text(a.domain)}: f(0) is NaN" + a.note)
     v = _value_at(a, sp.Integer(0))
     s = _sign(v)
     if s is None:
@@ -829,8 +918,30 @@ def prop_zero_at_origin(a: Analysis):
     return Property("zero_at_origin", True, "f(0) = 0" + a.note)
 
 
+def _domain_text(domain):
+    """An interval as the docs write it: (0, 1), [0, ∞), (-∞, 0)."""
+    lo, hi = domain.inf, domain.sup
+    return f"{'(' if domain.left_open or lo.is_infinite else '['}{_show(lo)}, {_show(hi)}{')' if domain.right_open or hi.is_infinite else ']'}"
+
+
+def _normal_outside(a: Analysis, name):
+    """For a partial function: the Gaussian expectations do not exist (f(Z) is NaN with positive
+    probability); the Property that says so, with that probability, or None on the whole line."""
+    if a.whole_line:
+        return None
+    lo, hi = a.domain.inf, a.domain.sup
+    outside = sp.simplify(_Phi(lo) + 1 - _Phi(hi))
+    text = sp.sstr(outside) if outside.is_Rational else _show(sp.Float(outside.evalf(20), 15))
+    return Property(name, "undefined", f"f is defined on {_domain_text(a.domain)} only, and a standard normal Z falls outside it with "
+                    f"probability {text}, where f(Z) is NaN: E f(Z) and E f(Z)² do not exist" + a.note)
+
+
 def _value_at(a: Analysis, x, order=0):
     p = a.derivative(order)
+    if not a.contains(x):
+        raise Undecided(f"z = {_show(x)} is outside the domain {_domain_text(a.domain)}")
+    if order == 0 and x in dict(p.closed):
+        return dict(p.closed)[x]
     if x in p.points:
         return p.values[p.points.index(x)]
     i = sum(1 for c in p.points if _cmp(c, x) == -1)
@@ -840,8 +951,13 @@ def _value_at(a: Analysis, x, order=0):
 def prop_saturating(a: Analysis):
     limits = a.end_limits(1)
     left, right = limits[0][0], limits[-1][1]
-    sides = [s for s, v in (("z → -∞", left), ("z → +∞", right)) if v == 0]
-    reason = f"lim f′ = {_show(left)} as z → -∞ and {_show(right)} as z → +∞" + a.note
+    p = a.pieces
+    ends = [(s, v, e) for s, v, e in (("z → -∞", left, p.lo), ("z → +∞", right, p.hi)) if e.is_infinite]
+    if not ends:
+        return Property("saturating", False, f"the domain {_domain_text(a.domain)} has no infinite end to saturate towards "
+                        f"(lim f′ = {_show(left)} as z → {_show(p.lo)}+ and {_show(right)} as z → {_show(p.hi)}-)" + a.note)
+    sides = [s for s, v, _ in ends if v == 0]
+    reason = " and ".join(f"lim f′ = {_show(v)} as {s}" for s, v, _ in ends) + a.note
     if not sides:
         return Property("saturating", False, reason)
     return Property("saturating", "both sides" if len(sides) == 2 else sides[0], reason)
@@ -850,7 +966,8 @@ def prop_saturating(a: Analysis):
 def prop_continuity(a: Analysis):
     order, where = a.continuity()
     if order is None:
-        how = "smooth on every piece and the branches agree at the kinks" if a.pieces.points else "built from functions smooth on the reals"
+        how = ("smooth on every piece and the branches agree at the kinks" if a.pieces.points
+               else "built from functions smooth on the reals" if a.whole_line else f"smooth on the interior of the domain {_domain_text(a.domain)}")
         return Property("continuity", "C^inf", how + a.note)
     if order < 0:
         return Property("continuity", "discontinuous", where + a.note)
@@ -859,6 +976,8 @@ def prop_continuity(a: Analysis):
 
 def prop_identity_near_origin(a: Analysis):
     zero = sp.Integer(0)
+    if not a.interior(zero):
+        return Property("identity_near_origin", False, f"0 is not inside the domain {_domain_text(a.domain)}, so f is not defined on both sides of it" + a.note)
     f0 = _value_at(a, zero)
     if _sign(f0) != 0:
         return Property("identity_near_origin", False, f"f(0) = {_show(f0)} ≠ 0" + a.note)
@@ -886,8 +1005,13 @@ def prop_identity_near_origin(a: Analysis):
 def _symmetry(a: Analysis, name, parity):
     """odd (parity -1): f(-z) = -f(z); even (parity 1): f(-z) = f(z)."""
     what = "f(-z) = -f(z)" if parity < 0 else "f(-z) = f(z)"
+    reflected = sp.Interval(-a.domain.sup, -a.domain.inf, a.domain.right_open, a.domain.left_open)
+    if a.domain != reflected:
+        return Property(name, False, f"the domain {_domain_text(a.domain)} is not symmetric about 0: f(-z) is NaN where f(z) is defined" + a.note)
     # a counterexample at exact points proves the property false
     for x in (sp.Integer(1), sp.Integer(2), sp.Rational(1, 2)):
+        if not a.interior(x):
+            continue
         d = _value_at(a, -x) - parity * _value_at(a, x)
         s = _sign(d)
         if s not in (0, None):
@@ -1100,6 +1224,9 @@ def _moment(a: Analysis, power):
 
 
 def prop_mean(a: Analysis):
+    partial = _normal_outside(a, "mean")
+    if partial is not None:
+        return partial
     try:
         odd = a.symmetry("odd", -1).value is True
     except Undecided:
@@ -1111,6 +1238,9 @@ def prop_mean(a: Analysis):
 
 
 def prop_second_moment(a: Analysis):
+    partial = _normal_outside(a, "second_moment")
+    if partial is not None:
+        return partial
     m, how = a.moment(2)
     return Property("second_moment", m, f"E[f(Z)²] for a standard normal Z; {how}" + a.note)
 
@@ -1137,6 +1267,9 @@ class Gain:
 
 
 def prop_gain(a: Analysis):
+    partial = _normal_outside(a, "gain")
+    if partial is not None:
+        return partial
     m, how = a.moment(2)
     if m.value <= 0:
         raise Undecided("E[f(Z)²] is 0: no gain preserves the variance")
@@ -1168,6 +1301,9 @@ def _decimal_digits(f):
 
 def prop_zero_centred(a: Analysis):
     """E[f(Z)] = 0 (what 'zero-centred' means in the literature), not f(0) = 0."""
+    partial = _normal_outside(a, "zero_centred")
+    if partial is not None:
+        return partial
     m, how = a.moment(1)
     decimals = _decimal_digits(a.f)
     if m.exact is not None and decimals is not None:
@@ -1194,10 +1330,11 @@ def prop_derivative_range(a: Analysis):
     d = a.fprime
     if d is None:
         raise Undecided("no derivative")
-    r = output_range(d, None, a.params)
+    r = output_range(d, None, a.params, a.domain.interior if not a.whole_line else a.domain)
     if not r.known:
         raise Undecided(r.reason)
-    return Property("derivative_range", r.value, "the range of f′ (at kinks the branch value of the generated code), " + r.reason)
+    where = "" if a.whole_line else f" on the interior of the domain {_domain_text(a.domain)}"
+    return Property("derivative_range", r.value, f"the range of f′{where} (at kinks the branch value of the generated code), " + r.reason)
 
 
 def prop_convexity(a: Analysis):
@@ -1248,16 +1385,12 @@ def derive_properties(act: M.Activation, derivations=None) -> tuple[Property, ..
         return reduction_properties(act)
     if act.vector:
         return vector_properties(act)
-    if act.domain != "real":
-        why = (f"f is defined on {act.domain} only (NaN elsewhere); the analysis covers functions of the whole real line, "
-               "and E f(Z) for a standard normal Z does not exist")
-        return tuple(Property(n, None, why) for n in NAMES)
     f = derivations[0].expr if derivations else act.expr
     grads = [d.expr for d in derivations or () if d.kind == "grad"]
     fprime = grads[0] if grads else sp.diff(act.expr, Z)
     try:
         with _effort("analysis", f):
-            a = Analysis(f, act.params, act.name, fprime)
+            a = Analysis(f, act.params, act.name, fprime, M.domain_interval(act.domain))
     except (Undecided, *_ERRORS) as exc:
         why = str(exc) if isinstance(exc, (Undecided, TooLarge)) else f"SymPy failed to split f at its kinks ({type(exc).__name__})"
         return tuple(Property(n, None, why) for n in NAMES)
@@ -1267,10 +1400,11 @@ def derive_properties(act: M.Activation, derivations=None) -> tuple[Property, ..
     return tuple(done[n] for n in NAMES)
 
 
-def output_range(f, fprime=None, params=()) -> Property:
-    """The range of f over the reals (``fprime`` is accepted for compatibility and not needed)."""
+def output_range(f, fprime=None, params=(), domain=sp.S.Reals) -> Property:
+    """The range of f over ``domain`` (the reals; ``fprime`` is accepted for compatibility and not
+    needed)."""
     try:
-        a = Analysis(f, params)
+        a = Analysis(f, params, domain=domain)
     except (Undecided, *_ERRORS) as exc:
         return Property("range", None, str(exc))
     return _undecided("range", prop_range)(a)
@@ -1312,20 +1446,32 @@ def vector_properties(act: M.Activation) -> tuple[Property, ...]:
     f = _with_defaults(act.expr, act.params)
     sums = list(f.atoms(sp.Sum))
     note = " (for K ≥ 2 classes)"
-    rng = Property("range", None, "the component is not a function of z_i and Sum(exp(z_j), (j, 1, K)) only")
+    rng = Property("range", None, "the component is not a function of z_i and one Sum(T(z_j), (j, 1, K)) whose term T takes every positive value")
     if len(sums) == 1 and len(sums[0].limits) == 1:
         total = sums[0]
         j = total.limits[0][0]
-        term = total.function
-        if term == sp.exp(M.ZV[j]):
+        term = total.function.xreplace({M.ZV[j]: Z})
+        # the other K - 1 >= 1 classes contribute s = the sum of T over them, any positive number
+        # when T takes every positive value (exp(z), exp(-z), exp(z / T), ...): proved as T's range
+        onto_positive = False
+        if term.free_symbols <= {Z} and term.has(Z):
+            try:
+                with _effort("analysis", term):
+                    t_range = output_range(term, None, ())
+                onto_positive = t_range.known and t_range.value.low == 0 and t_range.value.high is OO and not t_range.value.low_closed
+            except (Undecided, *_ERRORS):
+                onto_positive = False
+        if onto_positive:
             s = sp.Symbol("s", positive=True)
-            g = f.xreplace({total: sp.exp(Z) + s}).xreplace({M.ZV[M.I]: Z})
+            g = f.xreplace({total: term + s}).xreplace({M.ZV[M.I]: Z})
+            shown = sp.sstr(term.xreplace({Z: M.ZV[j]}))
             if g.free_symbols <= {Z, s}:
                 try:
                     with _effort("analysis", g):
                         r = output_range(g, None, ())
                         if r.known and not r.value.low.has(s) and not r.value.high.has(s):
-                            rng = Property("range", r.value, "component i with Sum(exp(z_j)) = exp(z_i) + s, s > 0 the other classes; " + r.reason + " (the same for every s > 0)" + note)
+                            rng = Property("range", r.value, f"component i with the sum of {shown} over the classes = {sp.sstr(term.xreplace({Z: M.ZV[M.I]}))} + s, "
+                                           f"s > 0 the other classes (any positive number: the term's range is (0, ∞)); " + r.reason + " (the same for every s > 0)" + note)
                         elif r.known:
                             rng = Property("range", None, "the range over z_i depends on the other classes" + note)
                         else:
