@@ -296,3 +296,35 @@ def test_component_range_of_class_axis_functions_whose_term_covers_the_positive_
         act = dataclasses.replace(activation("z"), expr=expr, vector=True)
         rng, sums = vector_properties(act)
         assert rng.text() == "(0, 1)" and "(0, ∞)" in rng.reason and sums.value is True
+
+
+def test_properties_for_every_parameter_value():
+    """Derived with the parameters as symbols (positive where the default is): stated for every
+    value, and agreeing with the analysis at other defaults (each a separate proof)."""
+    elu = "Piecewise((z, z > 0), (alpha*(exp(z) - 1), True))"
+    p = props(elu, alpha=1)
+    assert p["range"].general == "(-alpha, ∞) for every alpha > 0"
+    assert p["monotonic"].general == "increasing for every alpha > 0"
+    assert p["continuity"].general == "C^0 for every alpha > 0 other than 1; C^1 at alpha = 1"
+    for alpha, rng, smooth in ((2, "(-2, ∞)", "C^0"), (sp.Rational(1, 2), "(-1/2, ∞)", "C^0"), (1, "(-1, ∞)", "C^1")):
+        q = props(elu, alpha=alpha)
+        assert q["range"].text() == rng and q["continuity"].value == smooth
+    leaky = props("Piecewise((z, z > 0), (alpha*z, True))", alpha=0.01)
+    assert leaky["continuity"].general == "C^0 for every alpha > 0 other than 1; C^inf at alpha = 1"
+    assert leaky["saturating"].general == "no for every alpha > 0"
+    # a property that SymPy does not decide with symbols is left at the defaults, never guessed
+    assert leaky["convexity"].general == ""
+    # no parameters: nothing general to say
+    assert props("tanh(z)")["range"].general == ""
+
+
+def test_parameter_general_properties_reach_the_catalog_and_the_pages(tmp_path):
+    import json
+
+    from actgen.cli import main
+
+    assert main(["build", "--quiet", "--out", str(tmp_path), "--target", "numpy"]) == 0
+    catalog = json.loads((tmp_path / "catalog.json").read_text())
+    elu = next(a for a in catalog["activations"] if a["name"] == "elu")
+    assert elu["properties"]["range"]["general"] == "(-alpha, ∞) for every alpha > 0"
+    assert "(-alpha, ∞) for every alpha > 0" in (tmp_path / "properties.md").read_text()

@@ -255,7 +255,10 @@ def _property_rows(entry: Entry):
             value, reason = ("yes" if p.value else "no"), p.reason
         else:
             value, reason = str(p.value), p.reason
-        rows.append(dict(name=p.name.replace("_", " "), value=value, reason=reason or ""))
+        # the reason for other values, where it is not the one at the defaults already given
+        general_reason = "" if (reason or "").startswith(p.general_reason) else p.general_reason
+        rows.append(dict(name=p.name.replace("_", " "), value=value, reason=reason or "", general=p.general.replace("|", "\\|"),
+                         general_reason=general_reason))
     return rows
 
 

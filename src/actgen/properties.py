@@ -109,6 +109,10 @@ class Property:
     name: str
     value: object  # True / False / a string such as "C^1" / a Range; None when unknown
     reason: str = ""  # how it was decided, or why it could not be
+    # for a function with parameters: the property derived with them as symbols ("(-alpha, ∞) for
+    # every alpha > 0", "C^0 for alpha > 0 (C^1 at alpha = 1)"), where SymPy decides it; "" if not
+    general: str = ""
+    general_reason: str = ""
 
     @property
     def known(self):
@@ -209,8 +213,10 @@ def _sign(v):
     if v is NOO:
         return -1
     v = elementary(v)
-    if v.has(sp.nan, sp.zoo, sp.AccumBounds) or v.free_symbols:
+    if v.has(sp.nan, sp.zoo, sp.AccumBounds) or Z in v.free_symbols:
         return None
+    if v.free_symbols:  # an expression in the parameters: by their assumptions only
+        return 0 if v.is_zero else 1 if v.is_positive else -1 if v.is_negative else None
     if v.is_zero:
         return 0
     if v.is_positive:
@@ -240,7 +246,12 @@ def _cmp(a, b):
 
 
 def _finite_real(v):
-    return v.is_number and not v.has(sp.nan, sp.zoo, sp.AccumBounds, sp.oo, sp.S.NegativeInfinity) and v.is_real is not False
+    if v.has(sp.nan, sp.zoo, sp.AccumBounds, sp.oo, sp.S.NegativeInfinity):
+        return False
+    if v.is_number:
+        return v.is_real is not False
+    # an expression in the parameters (the general analysis): finite and real by their assumptions
+    return not v.has(Z) and v.is_finite is True and v.is_real is True
 
 
 # -- limits ----------------------------------------------------------------------------------------
@@ -707,6 +718,12 @@ class Analysis:
     @cached
     def continuity(self):
         """(order, reason): the largest k with f in C^k (-1: discontinuous; None: C^inf)."""
+        return self.continuity_except(None)
+
+    def continuity_except(self, exceptions):
+        """As :meth:`continuity`; with a list ``exceptions``, a comparison at a kink that depends on
+        one parameter (alpha against 1) is taken as unequal, and the parameter values where it is
+        equal (its complete solution set, by solveset) are appended to the list instead."""
         self.smooth()
         p = self.pieces
         worst, where = None, ""
@@ -719,6 +736,11 @@ class Analysis:
                 dl = _lim(sp.diff(left, Z, m), c, "-")
                 dr = _lim(sp.diff(right, Z, m), c, "+")
                 same = _cmp(dl, dr)
+                if same is None and exceptions is not None:
+                    values = _parameter_zeros(dl - dr)
+                    if values is not None:
+                        exceptions.extend(values)
+                        same = 1
                 if same is None:
                     raise Undecided(f"SymPy could not compare the one-sided limits of f^({m}) at z = {_show(c)}")
                 if m == 0 and same == 0:
@@ -738,6 +760,24 @@ class Analysis:
             if same != 0:
                 worst, where = -1, f"f({_show(c)}) = {_show(v)} at the end of the domain is not the limit of f there"
         return worst, where
+
+
+def _parameter_zeros(e):
+    """[(parameter, value), ...]: every zero of e, an expression in one parameter, on the values its
+    assumptions allow (solveset's complete finite solution set); None when there is no such set."""
+    syms = e.free_symbols
+    if len(syms) != 1 or Z in syms:
+        return None
+    (sym,) = syms
+    domain = sp.Interval.open(0, OO) if sym.is_positive else sp.S.Reals
+    try:
+        with _effort("solveset", e):
+            sol = sp.solveset(e, sym, domain)
+    except (*_ERRORS, TooLarge):
+        return None
+    if not isinstance(sol, sp.FiniteSet) and sol is not sp.S.EmptySet:
+        return None
+    return [(sym, v) for v in sol.args] if isinstance(sol, sp.FiniteSet) else []
 
 
 def _nth(m):
@@ -1375,6 +1415,82 @@ COST_ORDER = ("zero_at_origin", "odd", "even", "continuity", "identity_near_orig
               "mean", "second_moment", "gain", "zero_centred")
 
 
+# the properties that are also derived with the parameters kept as symbols (Property.general)
+GENERAL_NAMES = ("range", "bounded_below", "bounded_above", "monotonic", "derivative_monotonic", "convexity",
+                 "zero_at_origin", "saturating", "continuity", "identity_near_origin", "odd", "even")
+
+
+def _parameters_text(params):
+    """'alpha > 0, real beta': what the parameters' assumptions allow (a positive default makes a
+    parameter positive, as in the derivation)."""
+    return ", ".join(f"{p.name} > 0" if p.symbol.is_positive else f"real {p.name}" for p in params)
+
+
+def _same_at_defaults(general, default, params):
+    """Whether the general value, its parameters at their defaults, is the default analysis's."""
+    at = {p.symbol: p.default for p in params}
+    if isinstance(general, Range) and isinstance(default, Range):
+        return (general.low_closed, general.high_closed) == (default.low_closed, default.high_closed) and all(
+            _cmp(g.xreplace(at), d) == 0 for g, d in ((general.low, default.low), (general.high, default.high)))
+    return general == default
+
+
+def _general_continuity(a: Analysis, cond, defaults):
+    """(text, reason, value at the defaults): smoothness for every parameter value, the generic order and the order at
+    each parameter value where the branches at a kink agree further (elu: C^0 for alpha > 0 other
+    than 1; C^1 at alpha = 1)."""
+    exceptions = []
+    order, where = a.continuity_except(exceptions)
+    reason = prop_continuity(a).reason if not exceptions else where
+    if not exceptions:
+        return f"{_order_text(order)} for every {cond}", reason, _order_text(order)
+    special, values, at_defaults = [], sorted(set(exceptions), key=lambda e: (e[0].name, float(e[1]))), _order_text(order)
+    for sym, v in values:
+        b = Analysis(a.f.xreplace({sym: v}), (), a.name, None, a.domain)
+        text = _order_text(b.continuity()[0])
+        special.append(f"{text} at {sym.name} = {sp.sstr(v)}")
+        if defaults.get(sym) == v:
+            at_defaults = text
+    other = " other than " + ", ".join(sp.sstr(v) for _, v in values)
+    return (f"{_order_text(order)} for every {cond}{other}; " + "; ".join(special),
+            f"{where} unless the parameter solves the equation that makes them agree (solved by solveset, whose solution set is complete); "
+            "at those values the analysis is repeated", at_defaults)
+
+
+def _order_text(order):
+    return "C^inf" if order is None else "discontinuous" if order < 0 else f"C^{order}"
+
+
+def general_properties(f, params, name, domain, defaults):
+    """{name: text}: each property of :data:`GENERAL_NAMES` derived with the parameters as symbols
+    (positive where the default is, else real), where SymPy decides it and it agrees with the
+    default analysis at the defaults; the text says for which values it holds."""
+    try:
+        with _effort("analysis", f):
+            a = Analysis(f, (), name, None, domain)
+    except (Undecided, *_ERRORS):
+        return {}
+    cond = _parameters_text(params)
+    out = {}
+    for n in GENERAL_NAMES:
+        d = defaults.get(n)
+        if d is None or not d.known:
+            continue
+        if n == "continuity":
+            try:
+                text, reason, at_defaults = _general_continuity(a, cond, {p.symbol: p.default for p in params})
+            except (Undecided, TooLarge, *_ERRORS):
+                continue
+            if at_defaults == d.value:
+                out[n] = (text, reason)
+            continue
+        g = _undecided(n, _PROPERTIES[n])(a)
+        if not g.known or not _same_at_defaults(g.value, d.value, params):
+            continue
+        out[n] = (f"{g.text()} for every {cond}", g.reason)
+    return out
+
+
 def derive_properties(act: M.Activation, derivations=None) -> tuple[Property, ...]:
     """Every property of an activation, in the order of :data:`NAMES` (vector functions:
     :data:`VECTOR_NAMES`). ``derivations`` (from :mod:`actgen.derive`) supplies f in stable
@@ -1397,6 +1513,9 @@ def derive_properties(act: M.Activation, derivations=None) -> tuple[Property, ..
     done = {}
     for n in COST_ORDER:
         done[n] = _undecided(n, _PROPERTIES[n])(a)
+    if act.params:
+        for n, (text, reason) in general_properties(f, act.params, act.name, a.domain, done).items():
+            done[n] = dataclasses.replace(done[n], general=text, general_reason=reason)
     return tuple(done[n] for n in NAMES)
 
 

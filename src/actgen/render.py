@@ -488,7 +488,7 @@ def render_cheatsheet(derived: Derived, package: str) -> str:
 def render_properties(derived: Derived) -> str:
     """The activation × property table, with the reason for every value (and every unknown)."""
     spec = derived.spec
-    rows, vector, undecided = [], [], []
+    rows, vector, undecided, general = [], [], [], []
     for entry in derived.activations:
         act = spec.activation(entry.name)
         if act.split:
@@ -496,13 +496,14 @@ def render_properties(derived: Derived) -> str:
         names = PROPERTY_VECTOR_NAMES if act.vector else PROPERTY_NAMES
         by_name = {p.name: p for p in entry.properties}
         props = [by_name[n] for n in names if n in by_name]
-        notes = [dict(title=PROPERTY_TITLES[p.name], value=p.text(), reason=p.reason) for p in props]
+        notes = [dict(title=PROPERTY_TITLES[p.name], value=p.text(), reason=p.reason, general=p.general) for p in props]
         row = dict(name=act.name, title=act.prose.title, cells=[p.text() for p in props], notes=notes)
         (vector if act.vector else rows).append(row)
         undecided += [dict(name=act.name, property=PROPERTY_TITLES[p.name], reason=p.reason) for p in props if not p.known]
+        general += [dict(name=act.name, property=PROPERTY_TITLES[p.name], text=p.general) for p in props if p.general]
     return environment().get_template("properties.md.j2").render(
         header=header("<!--", spec.sources), sources=spec.sources, columns=[PROPERTY_TITLES[n] for n in PROPERTY_NAMES],
-        rows=rows, vector=vector, undecided=undecided,
+        rows=rows, vector=vector, undecided=undecided, general=general,
     )
 
 
@@ -556,6 +557,8 @@ def catalog(derived: Derived, packages: dict[str, str], proofs) -> dict:
         out = {}
         for p in entry.properties:
             out[p.name] = dict(value=(p.value.text() if hasattr(p.value, "text") else p.value), reason=p.reason) if p.known else dict(value="unknown", reason=p.reason)
+            if p.general:
+                out[p.name].update(general=p.general, general_reason=p.general_reason)
         return out
 
     acts = []
