@@ -693,3 +693,23 @@ def test_scale_free_needs_proved_homogeneity_and_a_sum_of_squares():
     before = (Y_HATV[KK] / norm**3).xreplace(at).doit().xreplace(values)
     after = new.xreplace(at).doit().xreplace(values).xreplace({S: 7}).replace(lambda e: isinstance(e, ratio), lambda e: e.args[0] / e.args[1])
     assert sp.simplify(before - after) == 0
+
+
+def test_mean_inside_moves_a_mean_into_its_sum_and_leaves_exponential_sums_alone():
+    yb, hb = sp.IndexedBase("y"), sp.IndexedBase("y_hat")
+    i = sp.Symbol("i", integer=True)
+    K = sp.Symbol("K", integer=True, positive=True)
+    m = sp.Symbol("margin", positive=True)
+    term = (1 - yb[i]) * sp.Max(0, m + hb[i])
+    new, ok = rules.mean_inside(sp.Sum(term, (i, 1, K)) / K, K)
+    assert ok and new == sp.Sum(term / K, (i, 1, K))
+    assert sp.simplify(new - sp.Sum(term, (i, 1, K)) / K) == 0
+    # a sum scaled without 1/K, and log-mean-exp (max_shift and logsumexp own it), are left alone
+    assert rules.mean_inside(2 * sp.Sum(term, (i, 1, K)), K) == (2 * sp.Sum(term, (i, 1, K)), False)
+    lme = sp.log(sp.Sum(sp.exp(hb[i]), (i, 1, K)) / K)
+    assert rules.mean_inside(lme, K) == (lme, False)
+    # numerically: K - 1 terms near the largest float have a finite mean and an infinite sum
+    import numpy as np
+    import actgen_numpy as ag
+    x = np.array([[-1.7976931348623157e308, 0.5, -1.0]])
+    assert np.isfinite(ag.multi_margin(np.array([0]), x)) and not np.isfinite(np.sum(1 - x[0, 0] + x[0, 1:]))

@@ -367,6 +367,8 @@ TORCH_LOSSES = {
     "soft_margin": (lambda x, y, r: _F.soft_margin_loss(x, y, reduction=r), "signs"),
     # a class-axis loss: one value per sample (reduction "none" is per row, as PyTorch's)
     "multilabel_soft_margin": (lambda x, y, r: _F.multilabel_soft_margin_loss(x, y, reduction=r), "bits"),
+    # integer class labels, the class axis left out (actgen's sparse form of the one-hot loss)
+    "multi_margin": (lambda x, y, r: _F.multi_margin_loss(x, y, reduction=r), "labels"),
 }
 
 
@@ -379,7 +381,8 @@ def test_losses_match_torch_nn_functional(tt, name, reduction):
     y = {"counts": torch.poisson(torch.full((5, 4), 3.0, dtype=torch.float64), generator=g),
          "logs": torch.log_softmax(torch.randn(5, 4, generator=g, dtype=torch.float64), -1),
          "signs": torch.randint(0, 2, (5, 4), generator=g).to(torch.float64) * 2 - 1,
-         "bits": torch.randint(0, 2, (5, 4), generator=g).to(torch.float64)}[targets]
+         "bits": torch.randint(0, 2, (5, 4), generator=g).to(torch.float64),
+         "labels": torch.randint(0, 4, (5,), generator=g)}[targets]
     ours, theirs = getattr(tt, name)(x, y, reduction=reduction), fn(x, y, reduction)
     torch.testing.assert_close(ours, theirs, rtol=1e-13, atol=1e-300)
     (g1,) = torch.autograd.grad(ours.sum(), x)
@@ -527,3 +530,22 @@ def test_the_gains_shown_beside_pytorchs_are_pytorchs():
         nonlinearity = "linear" if name == "identity" else name
         assert float(gain({})) == pytest.approx(torch.nn.init.calculate_gain(nonlinearity), rel=1e-15), name
     assert float(TORCH_GAINS["leaky_relu"]({"alpha": sp.Rational(1, 5)})) == pytest.approx(torch.nn.init.calculate_gain("leaky_relu", 0.2), rel=1e-15)
+
+
+def test_multi_margin_with_a_margin_and_near_the_largest_float(tt):
+    """torch.nn.MultiMarginLoss(p=1, margin) from the spec's one line; a true-class score near
+    -1.8e308 puts every other term near the largest float: the mean stays finite (rule mean_inside)."""
+    g = torch.Generator().manual_seed(8)
+    x = (torch.randn(6, 5, generator=g, dtype=torch.float64) * 3).requires_grad_()
+    labels = torch.randint(0, 5, (6,), generator=g)
+    for margin in (0.5, 2.0):
+        ours = tt.multi_margin(x, labels, margin=margin)
+        theirs = _F.multi_margin_loss(x, labels, margin=margin)
+        torch.testing.assert_close(ours, theirs, rtol=1e-13, atol=1e-300)
+        (g1,) = torch.autograd.grad(ours, x)
+        (g2,) = torch.autograd.grad(theirs, x)
+        torch.testing.assert_close(g1, g2, rtol=1e-12, atol=1e-300)
+    assert torch.autograd.gradcheck(lambda a: tt.multi_margin(a, labels), (x,))
+    huge = torch.tensor([[-1.7976931348623157e308, 0.5, -1.0]], dtype=torch.float64)
+    value = tt.multi_margin(huge, torch.tensor([0]))
+    assert torch.isfinite(value) and abs(value.item() / 1.1984620899082105e308 - 1) < 1e-15

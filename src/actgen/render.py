@@ -26,7 +26,7 @@ from .properties import NAMES as PROPERTY_NAMES
 from .properties import TITLES as PROPERTY_TITLES
 from .properties import VECTOR_NAMES as PROPERTY_VECTOR_NAMES
 from .properties import kinks
-from .rules import ALL_RULES, logsumexp, max_shift, scale_free
+from .rules import ALL_RULES, logsumexp, max_shift, mean_inside, scale_free
 
 
 RULE_TEXT = {r.name: r.identity for r in ALL_RULES}
@@ -36,6 +36,8 @@ RULE_TEXT["max_shift"] = ("exp(z_k)/sum_j exp(z_j) = exp(z_k - M)/sum_j exp(z_j 
                           "or M = 0 when every |z| <= 64 (no exponential can overflow or underflow; no max, and z - M needs no rounding)")
 RULE_TEXT["scale_free"] = ("f(x) = S**d f(x/S) for f homogeneous of degree d in the class vector x, S = max |x| over the class "
                            "axis: a sum of squares of x (a norm) never overflows or underflows (proved by homogeneity)")
+RULE_TEXT["mean_inside"] = ("sum_j t_j / K = sum_j (t_j / K) (linearity, proved by simplification): a mean of finite terms is finite "
+                            "where their sum can overflow")
 RULE_TEXT["logsumexp"] = "log sum_j exp(z_j) = M + log sum_j exp(z_j - M), with M as for max_shift"
 RULE_TEXT["dominant_term"] = ("sum_j e_j x_j = e_m x_m + sum_{j != m} e_j x_j, m the largest e_j (e_m = 1 after the shift): "
                               "log sum_j e_j = log1p(sum_{j != m} e_j), and sum_j e_j x_j - x_k sum_j e_j = e_m (x_m - x_k) + "
@@ -258,6 +260,9 @@ def class_axis_scaled(expr, bases):
         expr, did = scale_free(expr, base, scale_of(base))
         if did and "scale_free" not in fired:
             fired += ("scale_free",)
+    expr, did = mean_inside(expr, M.K)
+    if did:
+        fired += ("mean_inside",)
     return expr, fired
 
 

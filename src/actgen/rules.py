@@ -2202,6 +2202,37 @@ def scale_free(expr, base, S):
     return S**d * scaled, True
 
 
+def mean_inside(expr, K):
+    """c Sum(t, (i, 1, K)) -> Sum(c t, (i, 1, K)) for a factor c free of the class index and of every
+    vector (a mean's 1/K, a constant, a parameter): the mean of finite terms is finite where their
+    sum can overflow (multi-class margins: every term holds -y_hat[true class], so K - 1 terms near
+    the largest float overflow their sum). Applied only where c holds 1/K (a mean; a sum scaled by
+    c > 1 would overflow term by term instead), and each application is proved by simplification
+    (linearity of the sum)."""
+
+    def plain(f):
+        return not f.has(sp.Sum) and not f.atoms(sp.Indexed)
+
+    def is_mean(e):
+        if not e.is_Mul:
+            return False
+        sums = [f for f in e.args if isinstance(f, sp.Sum)]
+        rest = [f for f in e.args if not isinstance(f, sp.Sum)]
+        # sums of exponentials are left to max_shift and logsumexp (log(Sum(exp)/K) is theirs)
+        return len(sums) == 1 and not isinstance(sums[0].function, sp.exp) and all(plain(f) for f in rest) and sp.Pow(K, -1) in rest
+
+    def inside(e):
+        (total,) = [f for f in e.args if isinstance(f, sp.Sum)]
+        c = e / total
+        if c.has(*(lim[0] for lim in total.limits)):
+            return e
+        new = sp.Sum(c * total.function, *total.limits)
+        return new if sp.simplify(new - e) == 0 else e
+
+    new = expr.replace(is_mean, inside)
+    return new, new != expr
+
+
 def logsumexp(expr, base, M, M_low=None):
     """log(Sum(exp(c z[j]))) -> S + log(Sum(exp(c z[j] - S))), S = c M: the max-shifted
     log-sum-exp (S = c M_low, the min, for a negative c)."""
