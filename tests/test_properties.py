@@ -306,6 +306,8 @@ def test_properties_for_every_parameter_value():
     assert p["range"].general == "(-alpha, ∞) for every alpha > 0"
     assert p["monotonic"].general == "increasing for every alpha > 0"
     assert p["continuity"].general == "C^0 for every alpha > 0 other than 1; C^1 at alpha = 1"
+    assert p["identity_near_origin"].general == "no for every alpha > 0 other than 1; yes at alpha = 1"
+    assert props(elu, alpha=2)["identity_near_origin"].value is False
     for alpha, rng, smooth in ((2, "(-2, ∞)", "C^0"), (sp.Rational(1, 2), "(-1/2, ∞)", "C^0"), (1, "(-1, ∞)", "C^1")):
         q = props(elu, alpha=alpha)
         assert q["range"].text() == rng and q["continuity"].value == smooth

@@ -1014,12 +1014,15 @@ def prop_continuity(a: Analysis):
     return Property("continuity", f"C^{order}", f"smooth on every piece; {where}" + a.note)
 
 
-def prop_identity_near_origin(a: Analysis):
+def prop_identity_near_origin(a: Analysis, exceptions=None):
+    """f(0) = 0, f′(0) = 1 and f′ continuous at 0. With a list ``exceptions`` (the analysis with
+    parameters as symbols), f′(0) = 1 undecided as an equation in one parameter is taken as false
+    and its solutions are appended to the list (see Analysis.continuity_except)."""
     zero = sp.Integer(0)
     if not a.interior(zero):
         return Property("identity_near_origin", False, f"0 is not inside the domain {_domain_text(a.domain)}, so f is not defined on both sides of it" + a.note)
     f0 = _value_at(a, zero)
-    if _sign(f0) != 0:
+    if _require(_sign(f0), f0) != 0:
         return Property("identity_near_origin", False, f"f(0) = {_show(f0)} ≠ 0" + a.note)
     d = a.derivative(1)
     i = sum(1 for c in d.points if _cmp(c, zero) == -1)
@@ -1029,12 +1032,17 @@ def prop_identity_near_origin(a: Analysis):
         right = _lim(d.exprs[k + 1], zero, "+")
         f_left = _lim(a.pieces.exprs[k], zero, "-")
         f_right = _lim(a.pieces.exprs[k + 1], zero, "+")
-        if _sign(f_left) != 0 or _sign(f_right) != 0:
+        if _require(_sign(f_left), f_left) != 0 or _require(_sign(f_right), f_right) != 0:
             return Property("identity_near_origin", False, "f is not continuous at 0" + a.note)
     else:
         left = right = _at(d.exprs[i], zero)
     for side, v in (("left", left), ("right", right)):
         s = _sign(v - 1)
+        if s is None and exceptions is not None:
+            values = _parameter_zeros(v - 1)
+            if values is not None:
+                exceptions.extend(values)
+                s = 1
         if s is None:
             raise Undecided(f"SymPy could not decide whether f′(0) from the {side} = {_show(v)} is 1")
         if s != 0:
@@ -1484,11 +1492,42 @@ def general_properties(f, params, name, domain, defaults):
             if at_defaults == d.value:
                 out[n] = (text, reason)
             continue
+        if n == "identity_near_origin":
+            found = _general_identity(a, cond, {p.symbol: p.default for p in params})
+            if found is not None and found[2] == d.value:
+                out[n] = found[:2]
+            continue
         g = _undecided(n, _PROPERTIES[n])(a)
         if not g.known or not _same_at_defaults(g.value, d.value, params):
             continue
         out[n] = (f"{g.text()} for every {cond}", g.reason)
     return out
+
+
+def _general_identity(a: Analysis, cond, defaults):
+    """(text, reason, value at the defaults) of 'identity near 0' for every parameter value, or
+    None: generically, and at the parameter values where f′(0) = 1 (elu: at alpha = 1 only)."""
+    exceptions = []
+    try:
+        g = prop_identity_near_origin(a, exceptions)
+    except (Undecided, TooLarge, *_ERRORS):
+        return None
+    if not exceptions:
+        return f"{g.text()} for every {cond}", g.reason, g.value
+    values = sorted(set(exceptions), key=lambda e: (e[0].name, float(e[1])))
+    special, at_defaults = [], g.value
+    for sym, v in values:
+        try:
+            h = prop_identity_near_origin(Analysis(a.f.xreplace({sym: v}), (), a.name, None, a.domain))
+        except (Undecided, TooLarge, *_ERRORS):
+            return None
+        special.append(f"{h.text()} at {sym.name} = {sp.sstr(v)}")
+        if defaults.get(sym) == v:
+            at_defaults = h.value
+    other = " other than " + ", ".join(sp.sstr(v) for _, v in values)
+    return (f"{g.text()} for every {cond}{other}; " + "; ".join(special),
+            "f′(0) = 1 is an equation in the parameter, solved by solveset (its solution set is complete); at its solutions the analysis is repeated",
+            at_defaults)
 
 
 def derive_properties(act: M.Activation, derivations=None) -> tuple[Property, ...]:
