@@ -19,13 +19,14 @@ z = sp.Symbol("z", real=True)
 w = sp.Symbol("w", real=True)
 y = sp.Symbol("y", real=True)
 p = sp.Symbol("p", positive=True)
+_VAR = __import__("actgen.model", fromlist=["Input"]).Input("var", positive=True)  # a loss's further input
 
 
 def _numeric_equal(a, b, points=(-2.5, -0.7, 0.3, 1.9)):
     """a == b at sample points (after rewriting primitives back to elementary functions)."""
     a, b = elementary(sp.sympify(a)), elementary(sp.sympify(b))
     for v in points:
-        subs = {z: v, w: v / 3 + 0.1, y: 0.25, p: abs(v) + 0.2}
+        subs = {z: v, w: v / 3 + 0.1, y: 0.25, p: abs(v) + 0.2, _VAR: abs(v) + 0.7}
         av, bv = complex(sp.N(a.subs(subs), 30)), complex(sp.N(b.subs(subs), 30))
         assert math.isclose(av.real, bv.real, rel_tol=1e-12, abs_tol=1e-12), (a, b, v, av, bv)
 
@@ -277,6 +278,9 @@ FIRES = {
                                                       (sp.log(sp.Abs(z)) - sp.log(sp.Abs(z + 1)), sp.Or(ratio(z, z + 1) >= format_max(), sp.And(ratio(z, z + 1) >= 0, ratio(z, z + 1) < format_tiny()))),
                                                       (sp.log(ratio(z, z + 1)), True)))],
     # a parameter exponent: the factors alone overflow and vanish at a subnormal base
+    # a square over a further input (a variance): divided before it is squared
+    "square_over": [((z - y) ** 2 / _VAR, (z - y) * ratio(z - y, _VAR)),
+                    ((z - y) ** 2 / (2 * _VAR) + sp.log(_VAR), (z - y) * ratio(ratio(z - y, _VAR), 2) + sp.log(_VAR))],
     "merge_powers": [(w * sp.Mul(z**w, 1 / z, evaluate=False), w * z ** (w - 1)),
                      (sp.Mul((1 - z) ** w, 1 / (1 - z), z, evaluate=False), z * (1 - z) ** (w - 1))],
     # a constant that makes the argument overflow (or, under a logarithm, subnormal) on its own
@@ -387,6 +391,8 @@ LEFT_ALONE = {
     "exact_constant_sum": [z + 3, z + sp.Rational(1, 2), z / 3 + sp.Rational(1, 3), w + sp.Rational(1, 3), z + w + sp.Rational(1, 3)],
     "scaled_argument": [sp.log(z), sp.asinh(z / 3), sp.log(w * z), sp.log(-2 * z), sp.asinh(2 * w)],
     # (unevaluated products: SymPy itself would merge exp(z) exp(w z) and z**2 / z on construction)
+    # over a constant or a parameter (no variable to be large), a coefficient above 1, or a sum
+    "square_over": [z**2 / 2, z**2 / p, 3 * z**2 / _VAR, z**2 / (1 + _VAR), (z**2 + 1) / _VAR],
     "merge_powers": [z**w / (1 + z), sp.Mul(w**z, 1 / w, evaluate=False), sp.Mul(sp.exp(z), sp.exp(w * z), evaluate=False),
                      sp.Mul(z**2, 1 / z, evaluate=False)],
     "log_ratio": [sp.log(z / 3), sp.log(1 + z**2), sp.log(w / (1 + w)), xlogy(w, z)],

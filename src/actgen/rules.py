@@ -2023,7 +2023,39 @@ EXACT_CONSTANT_SUM = Rule(
 )
 
 
-LOWER = (MERGE_POWERS, XLOGY, LOG_RATIO, SCALED_ARGUMENT, PIECEWISE_MAX, NAN_OTHERWISE, NAN_DEFAULT, CLAMP_BRANCHES, LOG_COSH, LINEAR_ROOT, SQRT_COMPLEMENT, ROOT_CONJUGATE, LOGISTIC_DIFFERENCE, LOGISTIC_COMPLEMENT_DIFFERENCE, CANCELLATION_POLYNOMIAL, HYPOT, RATIO_FIRST, RATIONAL_ROOTS, LOG_TAIL, RATIONAL_TAIL, EXP_SUM_POWER, SCALED_POWER, HYPERBOLIC_SOFTPLUS, SOFTPLUS_LOG1P, NORMAL_CDF_ERFCX, EXP_SQUARE, HYPERBOLIC_RATIO, HYPERBOLIC_QUOTIENT, SECH_SQUARED_COSH, HYPERBOLIC_EXP, LOGISTIC_PRODUCT, LOGISTIC_PAIR_SUM, LOGISTIC_RECIPROCAL, STABLE_LOGISTIC, SPLIT_EXP, COMPENSATED_EXPONENT, SHARED_EXPONENTIAL, EXACT_CONSTANT_SUM)
+def _square_over(e):
+    # c u**2 / v -> u ratio(c u, v) for an input variable v (a variance) and a number 0 < |c| <= 1:
+    # u**2 overflows past 1.3e154 (1.8e19 in float32) where the quotient is finite whenever v is
+    # large; c u / v first never overflows where the result does not, and c u cannot (|c| <= 1)
+    if not e.is_Mul:
+        return None
+    coeff, rest = e.as_coeff_Mul()
+    factors = sp.Mul.make_args(rest)
+    squares = [f for f in factors if f.is_Pow and f.exp == 2 and _inputs(f.base)]
+    over = [f for f in factors if f.is_Pow and f.exp == -1 and f.base.is_Symbol and _inputs(f.base)]
+    if len(squares) != 1 or len(over) != 1 or not (0 < abs(coeff) <= 1):
+        return None
+    u, v = squares[0].base, over[0].base
+    others = [f for f in factors if f is not squares[0] and f is not over[0]]
+    if any(_inputs(f) for f in others):
+        return None  # only a square over a variable, times numbers and parameters
+    # (u / v) / (1/c) as nested divisions: SymPy would distribute c over a sum u, and the order
+    # (u / v first) is the one that cannot overflow
+    if abs(coeff) == 1:
+        return coeff * sp.Mul(*others) * u * ratio(u, v)
+    return sp.Mul(*others) * u * ratio(ratio(u, v), 1 / coeff)
+
+
+SQUARE_OVER = Rule(
+    "square_over",
+    "c u**2 / v = u ((u / v) / (1/c)) for a variable v and a number 0 < |c| <= 1: no overflow of u**2 where the quotient is finite",
+    _square_over,
+    ((a**2 / b, a * ratio(a, b)), (-(a - b) ** 2 / (2 * u), (a - b) * ratio(ratio(a - b, u), -2))),
+    "lower",
+)
+
+
+LOWER = (MERGE_POWERS, XLOGY, LOG_RATIO, SCALED_ARGUMENT, PIECEWISE_MAX, NAN_OTHERWISE, NAN_DEFAULT, CLAMP_BRANCHES, LOG_COSH, LINEAR_ROOT, SQRT_COMPLEMENT, ROOT_CONJUGATE, LOGISTIC_DIFFERENCE, LOGISTIC_COMPLEMENT_DIFFERENCE, CANCELLATION_POLYNOMIAL, HYPOT, RATIO_FIRST, RATIONAL_ROOTS, LOG_TAIL, RATIONAL_TAIL, EXP_SUM_POWER, SCALED_POWER, HYPERBOLIC_SOFTPLUS, SOFTPLUS_LOG1P, NORMAL_CDF_ERFCX, EXP_SQUARE, HYPERBOLIC_RATIO, HYPERBOLIC_QUOTIENT, SECH_SQUARED_COSH, HYPERBOLIC_EXP, LOGISTIC_PRODUCT, LOGISTIC_PAIR_SUM, LOGISTIC_RECIPROCAL, STABLE_LOGISTIC, SPLIT_EXP, COMPENSATED_EXPONENT, SHARED_EXPONENTIAL, SQUARE_OVER, EXACT_CONSTANT_SUM)
 
 
 def lower(expr, fired=None):
@@ -2052,6 +2084,7 @@ def lower(expr, fired=None):
     expr = expr.replace(lambda e: isinstance(e, ratio) and e.args[1] == sp.Abs(e.args[0]), lambda e: sp.sign(e.args[0]))
     expr = apply_rules(expr, (EXP_SUM_POWER,), fired)
     expr = apply_rules(expr, (SCALED_POWER,), fired)
+    expr = apply_rules(expr, (SQUARE_OVER,), fired)
     expr = apply_rules(expr, (HYPERBOLIC_SOFTPLUS,), fired)
     expr = apply_rules(expr, (LOG_COSH,), fired)
     expr = apply_rules(expr, (SOFTPLUS_LOG1P,), fired)
