@@ -314,8 +314,18 @@ def test_properties_for_every_parameter_value():
     leaky = props("Piecewise((z, z > 0), (alpha*z, True))", alpha=0.01)
     assert leaky["continuity"].general == "C^0 for every alpha > 0 other than 1; C^inf at alpha = 1"
     assert leaky["saturating"].general == "no for every alpha > 0"
-    # a property that SymPy does not decide with symbols is left at the defaults, never guessed
-    assert leaky["convexity"].general == ""
+    # undecided for every value at once: decided on each side of the parameter value where the
+    # undecided sign changes (alpha - 1), the parameter written as a positive symbol on each region
+    assert leaky["convexity"].general == "convex for 0 < alpha < 1; affine (convex and concave) for alpha = 1; concave for alpha > 1"
+    assert p["convexity"].general == "convex for 0 < alpha < 1 or alpha = 1; neither for alpha > 1"
+    for alpha, want in ((sp.Rational(1, 2), "convex"), (3, "concave")):  # the analysis at other defaults agrees
+        assert props("Piecewise((z, z > 0), (alpha*z, True))", alpha=alpha)["convexity"].value == want
+    assert props(elu, alpha=2)["convexity"].value == "neither"
+    # a property that SymPy does not decide with symbols, nor region by region (the sign of alpha -
+    # beta: an equation in two parameters), is left at the defaults, never guessed
+    two = props("Piecewise((beta*z, z > 0), (alpha*z, True))", alpha=0.5, beta=2)
+    assert two["convexity"].value == "convex" and two["convexity"].general == ""
+    assert two["monotonic"].general == "increasing for every alpha > 0, beta > 0"
     # no parameters: nothing general to say
     assert props("tanh(z)")["range"].general == ""
 

@@ -216,7 +216,10 @@ def _sign(v):
     if v.has(sp.nan, sp.zoo, sp.AccumBounds) or Z in v.free_symbols:
         return None
     if v.free_symbols:  # an expression in the parameters: by their assumptions only
-        return 0 if v.is_zero else 1 if v.is_positive else -1 if v.is_negative else None
+        s = 0 if v.is_zero else 1 if v.is_positive else -1 if v.is_negative else None
+        if s is None and _UNDECIDED_SIGNS is not None:
+            _UNDECIDED_SIGNS.append(v)  # for the case split of general_properties
+        return s
     if v.is_zero:
         return 0
     if v.is_positive:
@@ -1469,6 +1472,97 @@ def _order_text(order):
     return "C^inf" if order is None else "discontinuous" if order < 0 else f"C^{order}"
 
 
+# the parameter expressions whose sign _sign could not decide, while general_properties listens
+_UNDECIDED_SIGNS = None
+
+
+def _regions(e):
+    """For an expression e in one parameter p: [(description, substitution for p), ...] covering
+    p's allowed values (p > 0 where it is positive, else the line) by the zeros c1 < ... < cn of
+    e (solveset's complete finite set): each open interval between them as p = a + (b - a)/(1 + s)
+    or a + s with s > 0 (a symbol), and each zero itself; None where e is not of that kind."""
+    zeros = _parameter_zeros(e)
+    if not zeros:
+        return None
+    (sym,) = e.free_symbols
+    s = sp.Symbol("s", positive=True)
+    values = sorted({v for _, v in zeros}, key=float)
+    lo = sp.Integer(0) if sym.is_positive else NOO
+    bounds = [lo] + values + [OO]
+    out = []
+    for k, (a, b) in enumerate(zip(bounds, bounds[1:])):
+        if a is NOO:
+            sub, text = b - s, f"{sym.name} < {sp.sstr(b)}"
+        elif b is OO:
+            sub, text = a + s, f"{sym.name} > {sp.sstr(a)}"
+        else:
+            sub, text = a + (b - a) / (1 + s), f"{sp.sstr(a)} < {sym.name} < {sp.sstr(b)}"
+        out.append((text, {sym: sub}))
+        if k < len(values):
+            out.append((f"{sym.name} = {sp.sstr(b)}", {sym: b}))
+    return out
+
+
+def _listening(fn):
+    """(fn(), the parameter expressions whose sign _sign left undecided while it ran)."""
+    global _UNDECIDED_SIGNS
+    _UNDECIDED_SIGNS = []
+    try:
+        return fn(), list(_UNDECIDED_SIGNS)
+    finally:
+        _UNDECIDED_SIGNS = None
+
+
+def _split_on_a_parameter(a: Analysis, n, d, params, pending):
+    """(text, reason) of property n, undecided with the parameters as symbols, decided region by
+    region: the sign SymPy could not decide is an expression in one parameter; between its zeros
+    the parameter is written as a positive symbol mapped onto the region (a proof for the whole
+    region), and at each zero the analysis is repeated. None where any region stays undecided or
+    the value at the defaults disagrees with the default analysis."""
+    if not pending:
+        return None
+    regions = _regions(pending[0])
+    if regions is None:
+        return None
+    defaults = {p.symbol: p.default for p in params}
+    parts, at_defaults = [], None
+    for text, sub in regions:
+        try:
+            with _effort("analysis", a.f):
+                b = Analysis(a.f.xreplace(sub), (), a.name, None, a.domain)
+        except (Undecided, *_ERRORS):
+            return None
+        h = _undecided(n, _PROPERTIES[n])(b)
+        if not h.known:
+            return None
+        ((sym, value),) = sub.items()
+        here = _cmp(defaults[sym], value) == 0 if value.is_number else _in_region(defaults[sym], text, sym)
+        if here:
+            at_defaults = h.value
+        if parts and parts[-1][1] == h.text():
+            parts[-1] = (parts[-1][0] + [text], h.text())
+        else:
+            parts.append(([text], h.text()))
+    if at_defaults is None or not _same_at_defaults(at_defaults, d.value, params):
+        return None
+    shown = "; ".join(f"{value} for {' or '.join(texts)}" for texts, value in parts)
+    return shown, (f"undecided for every value at once (the sign of {sp.sstr(pending[0])}); decided on each side of its zeros, "
+                   "with the parameter written as a positive symbol mapped onto the region, and at each zero")
+
+
+def _in_region(value, text, sym):
+    """Whether the number ``value`` satisfies the region ``text`` written by _regions."""
+    name = sym.name
+    if text.startswith(f"{name} < "):
+        return _cmp(value, sp.sympify(text.split(" < ")[1])) == -1
+    if text.startswith(f"{name} > "):
+        return _cmp(value, sp.sympify(text.split(" > ")[1])) == 1
+    if " < " in text:
+        a, _, b = text.split(" < ")
+        return _cmp(value, sp.sympify(a)) == 1 and _cmp(value, sp.sympify(b)) == -1
+    return False
+
+
 def general_properties(f, params, name, domain, defaults):
     """{name: text}: each property of :data:`GENERAL_NAMES` derived with the parameters as symbols
     (positive where the default is, else real), where SymPy decides it and it agrees with the
@@ -1497,8 +1591,13 @@ def general_properties(f, params, name, domain, defaults):
             if found is not None and found[2] == d.value:
                 out[n] = found[:2]
             continue
-        g = _undecided(n, _PROPERTIES[n])(a)
-        if not g.known or not _same_at_defaults(g.value, d.value, params):
+        g, pending = _listening(lambda: _undecided(n, _PROPERTIES[n])(a))
+        if not g.known:
+            split = _split_on_a_parameter(a, n, d, params, pending)
+            if split is not None:
+                out[n] = split
+            continue
+        if not _same_at_defaults(g.value, d.value, params):
             continue
         out[n] = (f"{g.text()} for every {cond}", g.reason)
     return out
