@@ -110,7 +110,8 @@ class Property:
     value: object  # True / False / a string such as "C^1" / a Range; None when unknown
     reason: str = ""  # how it was decided, or why it could not be
     # for a function with parameters: the property derived with them as symbols ("(-alpha, ∞) for
-    # every alpha > 0", "C^0 for alpha > 0 (C^1 at alpha = 1)"), where SymPy decides it; "" if not
+    # every alpha > 0", "C^0 for every alpha > 0 other than 1; C^1 at alpha = 1", "convex for
+    # 0 < alpha < 1 or alpha = 1; neither for alpha > 1"), where SymPy decides it; "" if not
     general: str = ""
     general_reason: str = ""
 
@@ -454,7 +455,7 @@ def _sign_on(h, lo, hi, depth=0):
     """1 / -1 when h > 0 / h < 0 on all of (lo, hi), proved; 0 for h == 0; else None.
 
     By SymPy's assumptions on h with z written as a positive variable mapped onto (lo, hi) (as
-    is, as one fraction, and factored), and else by monotonicity: h strictly monotone on (lo, hi)
+    is, as one fraction, and as one fraction with its numerator expanded), and else by monotonicity: h strictly monotone on (lo, hi)
     (its derivative of one sign, by this same function) lies strictly beyond its limit at the end
     it moves away from, so a limit >= 0 there makes it positive (<= 0: negative)."""
     if not h.has(Z):
