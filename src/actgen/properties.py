@@ -1473,6 +1473,10 @@ def _order_text(order):
     return "C^inf" if order is None else "discontinuous" if order < 0 else f"C^{order}"
 
 
+# the analysis with the parameters as symbols is tried on expressions of at most this many
+# operations (the bundled ones have at most 7; a bound on the work, not a clock)
+GENERAL_OPS = 40
+
 # the parameter expressions whose sign _sign could not decide, while general_properties listens
 _UNDECIDED_SIGNS = None
 
@@ -1568,6 +1572,8 @@ def general_properties(f, params, name, domain, defaults):
     """{name: text}: each property of :data:`GENERAL_NAMES` derived with the parameters as symbols
     (positive where the default is, else real), where SymPy decides it and it agrees with the
     default analysis at the defaults; the text says for which values it holds."""
+    if sp.count_ops(f) > GENERAL_OPS:
+        return {}  # SymPy's limits and solvers with symbols cost much more than with numbers
     try:
         with _effort("analysis", f):
             a = Analysis(f, (), name, None, domain)
