@@ -179,6 +179,11 @@ FIRES = {
         # two decaying exponentials are split as their product
         (z * sp.exp(sp.Min(z, 0)) * sp.exp(-2 * sp.Max(z, 0)), mul_exp(z, sp.Min(z, 0) - 2 * sp.Max(z, 0))),
     ],
+    # the sum damps the rounding of t (t <= 0, c >= k > 0): the exponential stays plain
+    "damped_exponent": [
+        (1 + sp.exp(-sp.sqrt(2) * sp.Abs(z) ** 3), 1 + primitives.exp_damped(-sp.sqrt(2) * sp.Abs(z) ** 3)),
+        (3 + 2 * sp.exp(-sp.Abs(sp.Rational(17, 10) * z)), 3 + 2 * primitives.exp_damped(-sp.Abs(sp.Rational(17, 10) * z))),
+    ],
     "compensated_exponent": [
         (sp.exp(sp.sqrt(2) * z**3), primitives.exp_dd(sp.sqrt(2) * z**3)),
         (mul_exp(z, sp.Min(0, sp.Rational(17, 10) * z)), primitives.mul_exp_dd(z, sp.Min(0, sp.Rational(17, 10) * z))),
@@ -421,7 +426,12 @@ LEFT_ALONE = {
     # unbounded hyperbolic functions, other arguments
     # exact exponents (min, |.|, a power-of-two scale), another variable, a sum of exact terms
     "compensated_exponent": [sp.exp(-sp.Abs(z)), sp.exp(sp.Min(z, 0)), sp.exp(z / 2), sp.exp(sp.pi * w), mul_exp(z, -2 * sp.Max(z, 0)),
-                             mul_exp(z, sp.Min(z, 0) - 2 * sp.Max(z, 0))],
+                             mul_exp(z, sp.Min(z, 0) - 2 * sp.Max(z, 0)), primitives.exp_damped(-sp.sqrt(2) * sp.Abs(z) ** 3)],
+    # an exact exponent (nothing to compensate), t not provably <= 0, k > c, a difference, a
+    # constant that is not a number, two exponential terms
+    "damped_exponent": [1 + sp.exp(-sp.Abs(z)), 1 + sp.exp(sp.Rational(17, 10) * z), sp.Rational(1, 2) + sp.exp(-sp.Abs(sp.Rational(17, 10) * z)),
+                        1 - sp.exp(-sp.Abs(sp.Rational(17, 10) * z)), w + sp.exp(-sp.Abs(sp.Rational(17, 10) * z)),
+                        1 + sp.exp(-sp.Abs(sp.Rational(17, 10) * z)) + sp.exp(-sp.Abs(sp.sqrt(2) * z))],
     # same signs (no cancellation), no constant term, a cube root
     # no constant conjugate product (w), a coefficient that does not cancel the linear term
     "root_conjugate": [z + sp.sqrt(z**2 + w), 2 * z - sp.sqrt(z**2 + 1), z - sp.sqrt(z + 1)],

@@ -319,6 +319,35 @@ class exp_dd(sp.Function):  # noqa: N801
         return body if exp is None else r"\left(%s\right)^{%s}" % (body, exp)
 
 
+class exp_damped(sp.Function):  # noqa: N801
+    r"""exp(t) for t <= 0 that enters only a sum c + k exp(t) with numbers c >= k > 0 (the
+    denominator 1 + exp(-|t|) of a stable logistic): evaluated as a plain exp, never in
+    double-double, because the sum damps the rounding of t. A relative error d of t changes the
+    sum by a relative k exp(t) |t| d / (c + k exp(t)) <= x exp(-x) / (1 + exp(-x)) |d| <= 0.279 |d|
+    (x = |t|, largest at x = 1.28), where exp(t) alone would carry |t| d (rules.DAMPED_EXPONENT).
+    Its own node (not a subclass of exp, which SymPy's products fold back into exp): printed as exp."""
+
+    nargs = 1
+
+    def _eval_rewrite_as_exp(self, t, **kwargs):
+        return sp.exp(t)
+
+    _eval_rewrite_as_elementary = _eval_rewrite_as_exp
+
+    def _eval_is_extended_real(self):
+        return self.args[0].is_extended_real
+
+    def _eval_is_positive(self):
+        return self.args[0].is_extended_real
+
+    def _eval_is_finite(self):
+        return True if self.args[0].is_extended_nonpositive else None
+
+    def _latex(self, printer, exp=None):
+        body = r"e^{%s}" % printer._print(self.args[0])
+        return body if exp is None else r"\left(%s\right)^{%s}" % (body, exp)
+
+
 class mul_exp_dd(_TimesExp):  # noqa: N801
     r"""u exp(t) for t <= 0 (as :class:`mul_exp`) with t evaluated in double-double arithmetic (as
     :class:`exp_dd`)."""
@@ -477,7 +506,7 @@ class polynomial(sp.Function):  # noqa: N801
     _eval_rewrite_as_elementary = _eval_rewrite_as_exp
 
 
-PRIMITIVES = (logistic, softplus, normal_cdf, xlogy, xlog1py, erfcx, exp_square, mul_exp, mul_exp_shared, mul_exp_square, exp_dd, mul_exp_dd, sign_select, ratio, polynomial, add_exact_constant)
+PRIMITIVES = (logistic, softplus, normal_cdf, xlogy, xlog1py, erfcx, exp_square, mul_exp, mul_exp_shared, mul_exp_square, exp_dd, mul_exp_dd, exp_damped, sign_select, ratio, polynomial, add_exact_constant)
 
 
 def elementary(expr):

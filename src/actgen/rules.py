@@ -30,7 +30,7 @@ def is_input(s) -> bool:
     split activation, a loss's further prediction input)."""
     return s == Z or isinstance(s, Input)
 from . import series
-from .primitives import add_exact_constant, erfcx, exp_dd, exp_square, format_max, format_tiny, logistic, mul_exp, mul_exp_dd, mul_exp_shared, mul_exp_square, normal_cdf, polynomial, ratio, sign_select, softplus, xlog1py, xlogy
+from .primitives import add_exact_constant, erfcx, exp_damped, exp_dd, exp_square, format_max, format_tiny, logistic, mul_exp, mul_exp_dd, mul_exp_shared, mul_exp_square, normal_cdf, polynomial, ratio, sign_select, softplus, xlog1py, xlogy
 from .symbolic import prove_equal
 
 a = sp.Symbol("a", real=True)
@@ -819,10 +819,29 @@ def wants_double_double(t):
     return len(t.free_symbols) == 1 and is_input(next(iter(t.free_symbols))) and _dd_evaluable(t) and _rounds(t)
 
 
+def _damped_exponent(e):
+    # c + k exp(t) -> c + k exp_damped(t) for numbers c >= k > 0 and t <= 0 whose evaluation
+    # rounds: the sum damps the rounding of t to at most 0.279 of it (see exp_damped), so the
+    # exponential needs no double-double; the denominator 1 + exp(-|t|) of a stable logistic of a
+    # rounded t (gelu_tanh, z logistic(1.702 z)) is a plain exp instead of a compensated one
+    if not e.is_Add:
+        return None
+    c, rest = e.as_coeff_Add()
+    if not (c.is_Number and c.is_positive) or rest.is_Add:
+        return None
+    k, f = rest.as_coeff_Mul()
+    if type(f) is not sp.exp or not (k.is_Number and k.is_positive) or k > c:
+        return None
+    t = f.args[0]
+    if t.is_nonpositive is not True or not wants_double_double(t):
+        return None
+    return c + k * exp_damped(t)
+
+
 def _compensated_exponent(e):
     # exp(t) -> exp_dd(t), u exp(t) -> mul_exp_dd(u, t) where t is a function of z alone whose
     # float evaluation rounds: a relative error d of t becomes a relative error |t| d of exp(t)
-    # (gelu_tanh: 12 ulp at z = -2, ~1000 at z = -20); in double-double t is exact to ~1e-32
+    # (gelu_tanh: 12 ulp at z = -2, ~1000 at z = -20); in double-double t is exact to ~1e-32.
     if isinstance(e, sp.exp):
         t, make = e.args[0], exp_dd
     elif isinstance(e, mul_exp):
@@ -1457,6 +1476,14 @@ LINEAR_ROOT = Rule(
     ((x / 6 + sp.Rational(1, 2), sp.Mul(sp.Rational(1, 6), x + 3, evaluate=False)), (3 * x / 5 - 3, sp.Mul(sp.Rational(3, 5), x - 5, evaluate=False))),
     "lower",
 )
+DAMPED_EXPONENT = Rule(
+    "damped_exponent",
+    "c + k exp(t) for numbers c >= k > 0 and t <= 0 is evaluated with a plain exp (no double-double): a relative error d of t changes the sum by at most 0.279 |d|",
+    _damped_exponent,
+    ((1 + sp.exp(-sp.sqrt(2) * sp.Abs(Z) ** 3), 1 + exp_damped(-sp.sqrt(2) * sp.Abs(Z) ** 3)),
+     (3 + 2 * sp.exp(-sp.pi * sp.Abs(Z)), 3 + 2 * exp_damped(-sp.pi * sp.Abs(Z)))),
+    "lower",
+)
 COMPENSATED_EXPONENT = Rule(
     "compensated_exponent",
     "exp(t) = exp(hi) exp(lo) with t = hi + lo evaluated in double-double, where rounding t would be amplified by |t|",
@@ -2055,7 +2082,7 @@ SQUARE_OVER = Rule(
 )
 
 
-LOWER = (MERGE_POWERS, XLOGY, LOG_RATIO, SCALED_ARGUMENT, PIECEWISE_MAX, NAN_OTHERWISE, NAN_DEFAULT, CLAMP_BRANCHES, LOG_COSH, LINEAR_ROOT, SQRT_COMPLEMENT, ROOT_CONJUGATE, LOGISTIC_DIFFERENCE, LOGISTIC_COMPLEMENT_DIFFERENCE, CANCELLATION_POLYNOMIAL, HYPOT, RATIO_FIRST, RATIONAL_ROOTS, LOG_TAIL, RATIONAL_TAIL, EXP_SUM_POWER, SCALED_POWER, HYPERBOLIC_SOFTPLUS, SOFTPLUS_LOG1P, NORMAL_CDF_ERFCX, EXP_SQUARE, HYPERBOLIC_RATIO, HYPERBOLIC_QUOTIENT, SECH_SQUARED_COSH, HYPERBOLIC_EXP, LOGISTIC_PRODUCT, LOGISTIC_PAIR_SUM, LOGISTIC_RECIPROCAL, STABLE_LOGISTIC, SPLIT_EXP, COMPENSATED_EXPONENT, SHARED_EXPONENTIAL, SQUARE_OVER, EXACT_CONSTANT_SUM)
+LOWER = (MERGE_POWERS, XLOGY, LOG_RATIO, SCALED_ARGUMENT, PIECEWISE_MAX, NAN_OTHERWISE, NAN_DEFAULT, CLAMP_BRANCHES, LOG_COSH, LINEAR_ROOT, SQRT_COMPLEMENT, ROOT_CONJUGATE, LOGISTIC_DIFFERENCE, LOGISTIC_COMPLEMENT_DIFFERENCE, CANCELLATION_POLYNOMIAL, HYPOT, RATIO_FIRST, RATIONAL_ROOTS, LOG_TAIL, RATIONAL_TAIL, EXP_SUM_POWER, SCALED_POWER, HYPERBOLIC_SOFTPLUS, SOFTPLUS_LOG1P, NORMAL_CDF_ERFCX, EXP_SQUARE, HYPERBOLIC_RATIO, HYPERBOLIC_QUOTIENT, SECH_SQUARED_COSH, HYPERBOLIC_EXP, LOGISTIC_PRODUCT, LOGISTIC_PAIR_SUM, LOGISTIC_RECIPROCAL, STABLE_LOGISTIC, SPLIT_EXP, DAMPED_EXPONENT, COMPENSATED_EXPONENT, SHARED_EXPONENTIAL, SQUARE_OVER, EXACT_CONSTANT_SUM)
 
 
 def lower(expr, fired=None):
@@ -2102,6 +2129,7 @@ def lower(expr, fired=None):
         fired.append(LOGISTIC_RECIPROCAL.name)
     expr = apply_rules(expr, (STABLE_LOGISTIC,), fired)
     expr = apply_rules(expr, (SPLIT_EXP,), fired)
+    expr = apply_rules(expr, (DAMPED_EXPONENT,), fired)
     expr = apply_rules(expr, (COMPENSATED_EXPONENT,), fired)
     expr = apply_rules(expr, (EXPM1, LOG1P), fired)
     expr = apply_rules(expr, (LOG1MEXP,), fired)

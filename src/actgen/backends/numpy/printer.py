@@ -12,7 +12,7 @@ from sympy.codegen.cfunctions import log1p
 from sympy.printing.numpy import NumPyPrinter
 from sympy.printing.precedence import PRECEDENCE
 
-from ...primitives import at_max, axis_max, axis_sum, drop_max, erfcx, exp_shifted, exp_dd, mul_exp, mul_exp_dd, mul_exp_shared, sign_select
+from ...primitives import at_max, axis_max, axis_sum, drop_max, erfcx, exp_damped, exp_shifted, exp_dd, mul_exp, mul_exp_dd, mul_exp_shared, sign_select
 from ...printing import COL, ROW, TOP, Emitted, _bounded, _indicator, _indicator_parts, _late, _lowered_cse, _unit_interval
 from ...printing import emit as _emit
 from ...rules import wants_double_double
@@ -211,6 +211,9 @@ class ActgenNumPyPrinter(NumPyPrinter):
     def _print_mul_exp_square(self, expr):
         return f"_mul_exp_square({', '.join(self._print(a) for a in expr.args)})"
 
+    def _print_exp_damped(self, expr):
+        return self._print(sp.exp(expr.args[0]))
+
     def _print_exp_dd(self, expr):
         return f"_exp_dd({self._dd(expr.args[0])})"
 
@@ -344,7 +347,7 @@ class ActgenNumPyPrinter(NumPyPrinter):
 # that contains one directly is evaluated only on the elements that take it
 SPARSE = (erfcx, exp_dd, mul_exp_dd, sp.erf, sp.erfc)
 
-_UNARY = {sp.exp: "exp", sp.log: "log", sp.tanh: "tanh", sp.cosh: "cosh", sp.sinh: "sinh", sp.Abs: "absolute", sp.sign: "sign", sp.atan: "arctan", sp.sin: "sin", sp.cos: "cos"}
+_UNARY = {sp.exp: "exp", exp_damped: "exp", sp.log: "log", sp.tanh: "tanh", sp.cosh: "cosh", sp.sinh: "sinh", sp.Abs: "absolute", sp.sign: "sign", sp.atan: "arctan", sp.sin: "sin", sp.cos: "cos"}
 
 
 def _is_shift(full):
