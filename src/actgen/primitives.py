@@ -20,6 +20,12 @@ def _latex_call(printer, name, arg, exp=None):
     return body if exp is None else r"%s^{%s}" % (body, exp)
 
 
+def _latex_exp(printer, t, exp=None):
+    """e^{t}, raised to ``exp`` when given (the exponentials printed as exp: exp_dd, exp_damped)."""
+    body = r"e^{%s}" % printer._print(t)
+    return body if exp is None else r"\left(%s\right)^{%s}" % (body, exp)
+
+
 def _latex_product(printer, factor, rest, exp=None):
     """factor * rest (rest already LaTeX), raised to ``exp`` when given."""
     body = r"%s %s" % (printer.parenthesize(factor, 50), rest)
@@ -315,8 +321,7 @@ class exp_dd(sp.Function):  # noqa: N801
     _eval_rewrite_as_elementary = _eval_rewrite_as_exp
 
     def _latex(self, printer, exp=None):
-        body = r"e^{%s}" % printer._print(self.args[0])
-        return body if exp is None else r"\left(%s\right)^{%s}" % (body, exp)
+        return _latex_exp(printer, self.args[0], exp)
 
 
 class exp_damped(sp.Function):  # noqa: N801
@@ -338,14 +343,13 @@ class exp_damped(sp.Function):  # noqa: N801
         return self.args[0].is_extended_real
 
     def _eval_is_positive(self):
-        return self.args[0].is_extended_real
+        return self.args[0].is_real  # a finite real t (exp(-oo) = 0)
 
     def _eval_is_finite(self):
         return True if self.args[0].is_extended_nonpositive else None
 
     def _latex(self, printer, exp=None):
-        body = r"e^{%s}" % printer._print(self.args[0])
-        return body if exp is None else r"\left(%s\right)^{%s}" % (body, exp)
+        return _latex_exp(printer, self.args[0], exp)
 
 
 class mul_exp_dd(_TimesExp):  # noqa: N801
