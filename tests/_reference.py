@@ -132,3 +132,44 @@ def domain_mask(domain: str, z, margin: float = 0.0) -> np.ndarray:
     above = (z > lo + margin) | ((z == lo) & (not interval.left_open) & (margin == 0))
     below = (z < hi - margin) | ((z == hi) & (not interval.right_open) & (margin == 0))
     return above & below
+
+
+def accuracy_names(spec, backend: str = "numpy") -> list[str]:
+    """The label of every measurement ``actgen.accuracy.targets`` makes for ``spec`` beyond the
+    elementwise activations (whose names the tests take from the catalog): split activations and
+    their partial derivatives, losses along y_hat at representative targets, class-axis losses,
+    class-axis functions and their VJPs, row reductions and their gradients. Built from the spec
+    alone, so that tests can be parametrized before anything is derived. The frameworks' loss
+    gradients are their autograd backward (tested against the NumPy package's), so ``backend``
+    "torch" or "jax" leaves them out."""
+    from actgen import accuracy as A
+
+    numpy = backend == "numpy"
+    names = []
+    for act in spec.activations:
+        if act.split:
+            names += [f"{fn}({'a' if var == 'b' else 'b'}={c:g})" for fn in (act.name, f"{act.name}_grad_a", f"{act.name}_grad_b") for var, c in A.SPLIT_FIXED]
+    for loss in spec.losses:
+        if loss.class_axis:
+            continue
+        extra = "".join(f", {n}={v[1]:g}" for n, v in A.input_examples(loss).items())  # further inputs, held fixed
+        for y in A.SAMPLE_TARGETS[dict(loss.domain).get("y", "real")]:
+            names.append(f"{loss.name}(y={y:g}{extra})")
+            if numpy:
+                names += [f"{loss.name}_grad(y={y:g}{extra})"] + [f"{loss.name}_grad_{n}(y={y:g}{extra})" for n in loss.inputs]
+    for loss in spec.losses:
+        if loss.class_axis:
+            doms = dict(loss.domain)
+            a, b = A.CLASS_LOSS_OTHERS[doms.get("y_hat", "real")]
+            y = ", ".join(f"{v:g}" for v in A.CLASS_LOSS_Y[doms.get("y", "real")])
+            names.append(f"{loss.name}(y_hat, {a:g}, {b:g}; y={y})")
+            if numpy:
+                names += [f"{loss.name}_grad[{c}](y_hat, {a:g}, {b:g}; y={y})" for c in (0, 1)]
+    for act in spec.activations:
+        if act.reduces:
+            names += [f"{act.name}(z, {a:g}, {b:g})" for a, b in A.CLASS_OTHERS]
+            names += [f"{act.name}_grad[{c}](z, {a:g}, {b:g})" for a, b in A.CLASS_OTHERS for c in (0, 1)]
+        elif act.vector:
+            for fn in (act.name, f"{act.name}_vjp"):
+                names += [f"{fn}[{c}](z, {a:g}, {b:g})" for a, b in A.CLASS_OTHERS for c in (0, 1)]
+    return names

@@ -24,7 +24,7 @@ import jax.numpy as jnp  # noqa: E402
 from jax.test_util import check_grads  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _reference import GENERATED, domain_mask, into_domain, kinks_of, load_catalog, parse  # noqa: E402
+from _reference import GENERATED, accuracy_names, domain_mask, into_domain, kinks_of, load_catalog, parse  # noqa: E402
 
 from actgen import accuracy as A  # noqa: E402
 from actgen.model import load_spec  # noqa: E402
@@ -70,6 +70,18 @@ KNOWN: dict = {
     ("squareplus_grad", "float32"): _FTZ.format("z = 3.4e38 (1/hypot(z, 2) is subnormal: 4.19e6 ulp)"),
     ("squareplus_grad2", "float64"): _FTZ.format("z = 4.26e102 (1/hypot(z, 2)**3 is subnormal where b/2 times it is normal: 5.25e15 ulp)"),
     ("softsign_grad2", "float32"): "4.19 ulp at z = -31.9 (measured, as in the torch package): -2 sign(z)/(1 + |z|)**3 in float32 triples the rounding of 1 + |z|",
+    # losses at a subnormal prediction: log(y_hat) of a y_hat read as 0 is -inf (the NumPy and torch packages are within 4 ulp there)
+    **{(f"{n}(y={y})", d): _DAZ + "; log(0) = -inf is an infinite loss" for n, ys in (("bce", ("0.3", "1")), ("focal", ("0.3", "1")), ("focal_balanced", ("0.3", "1")),
+                                                                                   ("kl_div", ("0.5", "2")), ("poisson_nll", ("2",)))
+       for y in ys for d in ("float64", "float32")},
+    **{("cce(y_hat, 0.25, 0.5; y=1, 0, 0)", d): _DAZ + "; log(0) = -inf is an infinite loss" for d in ("float64", "float32")},
+    ("mape(y=0)", "float64"): _DAZ + " (measured: 4.8e15 ulp at y_hat = -1e-310)",
+    ("poisson_nll_log(y=2)", "float32"): "NaN at y_hat = 5.6e37 (measured, as in the NumPy and torch packages): exp(y_hat) and y y_hat both overflow (inf - inf), where the true value is beyond the format's range",
+    # class-axis functions next to the underflow threshold: exp(-708.5) = 2.0e-308 is subnormal and flushed
+    ("log_softmax[0](z, 0, 0)", "float64"): _FTZ.format("log1p(2 exp(-708.5)) with exp(-708.5) subnormal (measured: 8.1e15 ulp at z = 708.5)"),
+    **{(f"{fn}_vjp[{c}](z, {a})", "float64"): _FTZ.format("a subnormal exponential of the class sum (measured: 5.5e15 to 6.1e15 ulp at |z| = 706.5 to 709)")
+       for fn, c, a in (("softmax", 0, "0, 0"), ("softmax", 1, "0, 0"), ("softmax", 0, "2, -10000"), ("softmax", 1, "2, -10000"), ("softmin", 0, "0, 0"), ("softmin", 1, "0, 0"))},
+    ("softmax_vjp[0](z, 2, -10000)", "float32"): _FTZ.format("a subnormal exponential of the class sum (measured: 2.9e6 ulp at z = 89.03)"),
 }
 
 
@@ -221,6 +233,8 @@ def _accuracy_cases():
     for h, entry in HEADS.items():
         if "Sum(" not in entry["functions"]["head"]["sympy"]:
             names += [f"{h}(y=0)", f"{h}(y=1)"]
+    # split activations, losses, class-axis losses and functions, their VJPs and row reductions
+    names += accuracy_names(load_spec(str(Path(__file__).resolve().parents[1] / "spec")), "jax")
     return [(n, d) for n in names for d in ("float64", "float32")]
 
 

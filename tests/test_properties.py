@@ -340,3 +340,16 @@ def test_parameter_general_properties_reach_the_catalog_and_the_pages(tmp_path):
     elu = next(a for a in catalog["activations"] if a["name"] == "elu")
     assert elu["properties"]["range"]["general"] == "(-alpha, ∞) for every alpha > 0"
     assert "(-alpha, ∞) for every alpha > 0" in (tmp_path / "properties.md").read_text()
+
+
+def test_a_periodic_function_of_a_huge_number_leaves_a_moment_unanswered():
+    """cos(sinh(z**2)) at the Gaussian quadrature's far nodes asks mpmath for pi to as many bits as
+    sinh(z**2) has digits (480 s of a build, profiled, then a RecursionError): the work is bounded
+    (no periodic function of a number beyond 2**4096) and the moment is undecided, not an error;
+    a periodic function of a moderate argument is still integrated (E cos(Z) = exp(-1/2))."""
+    from actgen.properties import Undecided, _numerical_gaussian_integral
+
+    with pytest.raises(Undecided, match="far nodes"):
+        _numerical_gaussian_integral(sp.cos(sp.sinh(M.Z**2)), -sp.oo, sp.oo)
+    value, bound = _numerical_gaussian_integral(sp.cos(M.Z), -sp.oo, sp.oo)
+    assert abs(float(value) - math.exp(-0.5)) < 1e-15 and bound < 1e-15

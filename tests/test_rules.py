@@ -292,7 +292,9 @@ FIRES = {
     "scaled_argument": [(sp.log(3 * z), sp.Piecewise((sp.log(3 * z), sp.Abs(z) < 2.0**28), (sp.log(3) + sp.log(z), True))),
                         (sp.log(z / 5), sp.Piecewise((sp.log(z / 5), sp.Abs(z) > 2.0**-28), (sp.log(z) - sp.log(5), True))),
                         (sp.asinh(3 * z), sp.Piecewise((sp.asinh(3 * z), sp.Abs(z) < 2.0**28),
-                                                       (sp.sign(z) * (sp.log(sp.Abs(z)) + sp.log(3 + sp.sqrt(9 + z**-2))), True)))],
+                                                       (sp.sign(z) * (sp.log(sp.Abs(z)) + sp.log(3 + sp.sqrt(9 + z**-2))), True))),
+                        # a power that overflows on its own (asinh(z**2) was inf at z = 1.8e308, found by actgen accuracy --fuzz)
+                        (sp.asinh(z**2), sp.Piecewise((sp.asinh(z**2), sp.Abs(z) < 2.0**14), (2 * sp.log(sp.Abs(z)) + sp.log(1 + sp.sqrt(1 + z**-4)), True)))],
     # a decimal (or 1/3) added to an input: its low part comes last
     "exact_constant_sum": [(z + sp.Rational(2351, 500), primitives.add_exact_constant(z, sp.Rational(2351, 500))),
                            (2 * z - sp.Rational(1, 3), primitives.add_exact_constant(2 * z, -sp.Rational(1, 3)))],
@@ -729,3 +731,29 @@ def test_mean_inside_moves_a_mean_into_its_sum_and_leaves_exponential_sums_alone
     import actgen_numpy as ag
     x = np.array([[-1.7976931348623157e308, 0.5, -1.0]])
     assert np.isfinite(ag.multi_margin(np.array([0]), x)) and not np.isfinite(np.sum(1 - x[0, 0] + x[0, 1:]))
+
+
+def test_simplification_keeps_trigonometric_terms_apart():
+    """The second derivative of tanh(sin(z)) - z/(1 + z**2) (drawn by actgen accuracy --fuzz) took
+    290 s in sp.simplify as one sum (trigsimp factoring the rational terms with the trigonometric
+    ones over Q(i)): simplify_apart simplifies the two groups apart, to the same value."""
+    from actgen.derive import simplify_apart
+
+    t = sp.Symbol("t", real=True)
+    d2 = sp.diff(sp.tanh(sp.sin(t)) - t / (1 + t**2), t, 2)
+    got = simplify_apart(d2)
+    expected = -(sp.sin(t) + 2 * sp.cos(t) ** 2 * sp.tanh(sp.sin(t))) / sp.cosh(sp.sin(t)) ** 2 + 2 * t * (3 - t**2) / (t**2 + 1) ** 3
+    assert sp.expand(got - expected) == 0
+    assert sp.count_ops(got) < sp.count_ops(d2)
+    assert all(abs(float((got - d2).subs(t, v))) < 1e-13 for v in (0.3, 1.7, -2.2))  # and it is the same value
+
+
+def test_an_even_fit_never_evaluates_below_zero():
+    """series.fit in w = t**2 samples g(w) = h(sqrt(w)) at Chebyshev nodes that can round below 0:
+    a complex coefficient was an internal error (float() of an mpc) in a fuzzed build; such a node
+    is w = 0."""
+    from actgen import series
+
+    t = sp.Symbol("t", real=True)
+    f = series.fit(sp.tanh(sp.sin(t)) - t, t)
+    assert f is None or all(isinstance(c, float) for c in f.coeffs)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 
 import sympy as sp
+from sympy.functions.elementary.trigonometric import TrigonometricFunction
 
 from . import model as M
 from .errors import EntryFailure
@@ -63,10 +64,25 @@ def _fold(expr):
         return expr
 
 
+def simplify_apart(expr):
+    """sp.simplify, with the terms of a sum that hold circular trigonometric functions simplified
+    apart from the others (the same value). As one sum, SymPy's trigsimp factors the other terms'
+    polynomials together with the trigonometric ones over Q(i): the second derivative of
+    tanh(sin(z)) - z/(1 + z**2) took 290 s of a build (profiled), apart 0.4 s. The value is the
+    same; a cancellation between the groups (cos(2 atan(z)) against (1 - z**2)/(1 + z**2)) is
+    missed, and the expression kept as it is then, exact but not shortened."""
+    if expr.is_Add:
+        trig = [t for t in expr.args if t.has(TrigonometricFunction)]
+        rest = [t for t in expr.args if not t.has(TrigonometricFunction)]
+        if trig and rest:
+            return sp.simplify(sp.Add(*trig)) + sp.simplify(sp.Add(*rest))
+    return sp.simplify(expr)
+
+
 def simplest(expr, fired):
     """The simplest of a few exact rearrangements of ``expr``, re-raised into stable primitives."""
     candidates = [raise_primitives(jumps_as_zero(expr), fired)]
-    for transform in (sp.factor_terms, sp.simplify, sp.expand):
+    for transform in (sp.factor_terms, simplify_apart, sp.expand):
         try:
             candidates.append(raise_primitives(transform(candidates[0]), fired))
         except (StopIteration, TypeError, ValueError, NotImplementedError, AttributeError, RecursionError):

@@ -54,7 +54,7 @@ def expression(rng: random.Random, depth: int = 3) -> str:
 @dataclasses.dataclass(frozen=True)
 class Sample:
     expr: str
-    outcome: str  # ok | spec_error | internal_error | constant
+    outcome: str  # ok | spec_error | internal_error | constant | measurement_error
     message: str = ""
     worst_ulp: float = 0.0  # the worst term-relative error of f, f' in float64
     worst_function: str = ""
@@ -102,7 +102,10 @@ def run(n: int, seed: int = 0, depth: int = 3, measure: bool = True, entry_timeo
                 outcome = "constant" if "does not use z" in text else "spec_error"
                 samples.append(Sample(expr, outcome, text.splitlines()[0] if text else f"exit {rc}"))
                 continue
-            samples.append(_measure(expr, work, f"fuzz_{seed}_{k}") if measure else Sample(expr, "ok"))
+            try:
+                samples.append(_measure(expr, work, f"fuzz_{seed}_{k}") if measure else Sample(expr, "ok"))
+            except Exception as exc:  # the measurement (mpmath's reference), not the build: recorded, the run goes on
+                samples.append(Sample(expr, "measurement_error", f"{type(exc).__name__}: {exc}"[:200]))
     return samples
 
 
@@ -155,7 +158,8 @@ def report(samples: list[Sample], seed: int) -> str:
              "Sampling is evidence, not proof.", "",
              f"- built: {len(built)}; refused with a located spec error: {sum(s.outcome == 'spec_error' for s in samples)};"
              f" constant (no z after simplification): {sum(s.outcome == 'constant' for s in samples)};"
-             f" internal errors: {sum(s.outcome == 'internal_error' for s in samples)}",
+             f" internal errors: {sum(s.outcome == 'internal_error' for s in samples)};"
+             f" measurements mpmath could not complete: {sum(s.outcome == 'measurement_error' for s in samples)}",
              f"- within 4 ulp: {len(good)} of {len(built)} built ({100.0 * len(good) / max(len(built), 1):.0f}%)", ""]
     groups: dict[str, list[Sample]] = {}
     for s in samples:

@@ -16,7 +16,7 @@ import sympy as sp
 from sympy.printing.latex import LatexPrinter
 
 from .model import K
-from .primitives import axis_max, axis_sum, class_count
+from .primitives import axis_max, axis_sum, class_count, format_max
 from .rules import lower
 
 TOP = "top"  # a class-axis reduction used outside any sum of a Jacobian
@@ -64,9 +64,12 @@ def to_array(expr, free=None, count_of="z"):
             return count
         if isinstance(e, sp.Symbol) and e.name.endswith(SCALE_SUFFIX) and e.name[: -len(SCALE_SUFFIX)] in bases:
             # the identity holds for every S > 0: S = 1 where max |x| = 0, an all-zero vector, whose
-            # value is then computed as written (a norm's 0, not 0 * (0/0))
+            # value is then computed as written (a norm's 0, not 0 * (0/0)); S = max |x| / 4 where
+            # max |x| is above a quarter of the largest number, so that 1/S is a normal number
+            # (XLA rewrites x / S, S one value per row, into x * (1/S), and on CPU flushes a
+            # subnormal 1/S to 0: the cosine loss at y_hat = 1e308 was 0/0)
             top = axis_max(sp.Abs(sp.Symbol(e.name[: -len(SCALE_SUFFIX)], real=True)))
-            return sp.Piecewise((top, top > 0), (sp.Integer(1), True))
+            return sp.Piecewise((top / 4, top > format_max() / 4), (top, top > 0), (sp.Integer(1), True))
         if not e.args:
             return e
         return e.func(*[convert(a, bound) for a in e.args])

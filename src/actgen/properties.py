@@ -1192,13 +1192,34 @@ MOMENT_DIGITS = 30  # working precision of the numerical quadrature
 MOMENT_TOLERANCE = 1e-15  # relative (absolute below 1) agreement the two quadratures must reach
 
 
+_PERIODIC = ("sin", "cos", "tan", "sec", "csc", "cot")
+PERIODIC_MAG = 4096  # beyond 2**4096 a periodic function's value needs pi to that many bits
+
+
+def _periodic_guard(name):
+    """mpmath's ``name`` refusing an argument beyond 2**PERIODIC_MAG with an OverflowError: its
+    reduction modulo pi needs pi to as many bits as the argument has before its binary point, which
+    took 480 s of a cos(sinh(z**2)) build at the quadrature's far nodes (profiled: mpmath's binary
+    splitting for pi), and then a RecursionError. A bound on the work, not a clock."""
+    import mpmath
+
+    base = getattr(mpmath, name)
+
+    def guarded(x):
+        if mpmath.isfinite(x) and x != 0 and mpmath.mag(x) > PERIODIC_MAG:
+            raise OverflowError(f"{name} of a number beyond 2**{PERIODIC_MAG}")
+        return base(x)
+
+    return guarded
+
+
 def _numerical_gaussian_integral(g, lo, hi):
     """(value, error bound) of the integral of g phi over (lo, hi) by mpmath's tanh-sinh quadrature,
     at two working precisions and degrees; the bound is the larger of the difference and the
     error estimates."""
     import mpmath
 
-    fn = sp.lambdify(Z, elementary(g), modules="mpmath")
+    fn = sp.lambdify(Z, elementary(g), modules=[{name: _periodic_guard(name) for name in _PERIODIC}, "mpmath"])
     results = []
     for extra in (0, 15):
         with mpmath.workdps(MOMENT_DIGITS + extra):
@@ -1210,7 +1231,8 @@ def _numerical_gaussian_integral(g, lo, hi):
                 value, err = mpmath.quad(f, ends, error=True, maxdegree=8 + extra // 5)
             except (MemoryError, OverflowError) as exc:
                 # tanh(cosh(z) - z) at the far quadrature nodes (|z| ~ 1e20): cosh's exponent alone
-                # needs more memory than there is; the moment is then not answered, not an error
+                # needs more memory than there is, and cos(sinh(z**2)) there needs pi to more bits
+                # than sinh(z**2) has digits (_periodic_guard); the moment is then not answered
                 raise Undecided(f"the integrand {_short(g)} φ cannot be evaluated at the quadrature's far nodes over "
                                 f"({_show(lo)}, {_show(hi)}) ({type(exc).__name__})") from None
             results.append((value, err))

@@ -1559,6 +1559,13 @@ def _scaled_argument(e):
     if not isinstance(e, (sp.log, sp.asinh)):
         return None
     c_, x_ = e.args[0].as_coeff_Mul()
+    if isinstance(e, sp.asinh) and c_.is_Number and abs(c_) >= 1 and x_.is_Pow and x_.exp.is_Integer and x_.exp >= 2 and _inputs(x_.base):
+        # asinh(c x**n) = sign(c x**n) (n log|x| + log(|c| + sqrt(c**2 + x**(-2 n)))) where x**n alone
+        # overflows (asinh(z**2) is 1419 at z = 1.8e308, not inf); split at |x| >= 2**(28 // n),
+        # where |c x**n| >= 2**(28 - n) >= 1 keeps both logarithms non-negative (no cancellation)
+        n, base = x_.exp, x_.base
+        far = sp.sign(c_) * (sp.sign(base) if n % 2 else 1) * (n * sp.log(sp.Abs(base)) + sp.log(abs(c_) + sp.sqrt(c_**2 + base ** (-2 * n))))
+        return sp.Piecewise((e, sp.Abs(base) < sp.Float(2.0 ** (28 // int(n)))), (far, True))
     if not c_.is_Number or c_ in (1, -1) or c_ == 0 or not _inputs(x_) or isinstance(x_, sp.Piecewise):
         return None
     if isinstance(e, sp.log):
@@ -1577,11 +1584,14 @@ SCALED_ARGUMENT = Rule(
     "scaled_argument",
     "log(c x) = log(c) + log(x) (c > 0, x > 0) and asinh(c x) = sign(c x) (log|x| + log(|c| + sqrt(c**2 + 1/x**2))) "
     "for a number c, used where c x alone would overflow (|c| > 1, |x| >= 2**28) or be subnormal (log, |c| < 1, |x| <= 2**-28); "
-    "no cancellation there: both logarithms have the result's sign",
+    "asinh(c x**n) = sign(c x**n) (n log|x| + log(|c| + sqrt(c**2 + x**(-2 n)))) for an integer n >= 2 and |c| >= 1, used for "
+    "|x| >= 2**(28 // n), where x**n alone can overflow; no cancellation there: both logarithms have the result's sign",
     _scaled_argument,
     ((sp.log(3 * u), sp.log(3) + sp.log(u)), (sp.log(u / 7), sp.log(u) - sp.log(7)),
      (sp.asinh(3 * u), sp.log(u) + sp.log(3 + sp.sqrt(9 + u**-2))),
-     (sp.asinh(-3 * u), -(sp.log(u) + sp.log(3 + sp.sqrt(9 + u**-2))))),
+     (sp.asinh(-3 * u), -(sp.log(u) + sp.log(3 + sp.sqrt(9 + u**-2)))),
+     (sp.asinh(u**2), 2 * sp.log(u) + sp.log(1 + sp.sqrt(1 + u**-4))),
+     (sp.asinh(-2 * u**3), -(3 * sp.log(u) + sp.log(2 + sp.sqrt(4 + u**-6))))),
     "lower",
     once=True,
 )

@@ -108,6 +108,9 @@ def _radius(f, terms, sign):
     return None
 
 
+SHRINK_STEPS = 4  # halvings of the fit's interval tried before giving up (a bound on the work)
+
+
 def _ulp(value):
     """The spacing of float64 numbers at |value| (a normal number)."""
     return mpmath.mpf(2) ** (int(mpmath.floor(mpmath.log(abs(value), 2))) - 52)
@@ -132,6 +135,8 @@ def _chebyshev(g, lo, hi, degrees):
         return None  # no relative fit
     for degree in degrees:
         poly = mpmath.chebyfit(lambda s: g(s + centre), [-half, half], degree + 1)
+        if any(isinstance(c, mpmath.mpc) for c in poly):
+            return None  # g left the reals inside the interval: no real polynomial to fit
         coeffs = tuple(float(c) for c in reversed(poly))
         rounded = [mpmath.mpf(c) for c in reversed(coeffs)]
         worst = max(abs(mpmath.polyval(rounded, s - centre) - value) / _ulp(value) for s, value in exact)
@@ -171,18 +176,21 @@ def fit(expr, v, side=0):
             return h0 if x == 0 else f(x) / x**m
 
         if even:
-            radius = _dyadic_up(max(left, right))
-            left = right = radius
-            lo, hi = mpmath.mpf(0), mpmath.mpf(radius) ** 2
-            g = lambda w: h(mpmath.sqrt(w))  # noqa: E731
+            left = right = _dyadic_up(max(left, right))
+            g = lambda w: h(mpmath.sqrt(w) if w > 0 else mpmath.mpf(0))  # noqa: E731 (a node rounded below 0 is 0)
         else:
             left, right = _dyadic_up(left), _dyadic_up(right)
-            lo, hi = -mpmath.mpf(left), mpmath.mpf(right)
             g = h
-        found = _chebyshev(g, lo, hi, range(4, MAX_DEGREE + 1, 2))
-        if found is not None:
-            centre, coeffs, worst = found
-            return Fit(m, even, left, right, centre, coeffs, worst)
+        # where h changes sign on the interval (another zero of the sum, tanh(sin(t)) - t/(1 + t**2)
+        # at t = 1.9) or no polynomial fits it, a smaller one: the zero at the origin is what the
+        # fit is for (a zero elsewhere is an irrational crossing, which the term ulp measures)
+        for _ in range(SHRINK_STEPS + 1):
+            lo, hi = (mpmath.mpf(0), mpmath.mpf(right) ** 2) if even else (-mpmath.mpf(left), mpmath.mpf(right))
+            found = _chebyshev(g, lo, hi, range(4, MAX_DEGREE + 1, 2))
+            if found is not None:
+                centre, coeffs, worst = found
+                return Fit(m, even, left, right, centre, coeffs, worst)
+            left, right = _dyadic_up(left / 2), _dyadic_up(right / 2)
     return None
 
 

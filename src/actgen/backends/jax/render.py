@@ -66,15 +66,16 @@ _class_axis_emit = functools.partial(_torch_class_axis_emit, printer_class=Actge
 
 
 TANH_SMALL_RADIUS = 0.55  # below it the runtime's tanh is a fitted odd polynomial
+SINH_SMALL_RADIUS = 1.0  # and its sinh (above, exp(|x| - ln 2) - exp(-|x|)/2 cancels by less than a bit)
 
 
-def _tanh_small():
-    """The runtime tanh's polynomial near 0: radius, centre and coefficients as exact float
-    literals (the first one less 1: the runtime adds x itself)."""
+def _odd_small(name, radius):
+    """A runtime function's polynomial near 0 (tanh, sinh): radius, centre and coefficients as exact
+    float literals (the first one less 1: the runtime adds x itself)."""
     from ...series import odd_fit
 
-    centre, coeffs = odd_fit("tanh", TANH_SMALL_RADIUS)
-    return {"radius": repr(TANH_SMALL_RADIUS), "centre": repr(centre), "coeffs": [repr(coeffs[0] - 1)] + [repr(c) for c in coeffs[1:]]}
+    centre, coeffs = odd_fit(name, radius)
+    return {"radius": repr(radius), "centre": repr(centre), "coeffs": [repr(coeffs[0] - 1)] + [repr(c) for c in coeffs[1:]]}
 
 
 def _decimals(values, places=6, spread=1e-6):
@@ -414,7 +415,7 @@ def render_package(derived: Derived, package: str) -> dict[str, str]:
         for name in optax_names(spec.activation(e.activation), spec.loss(e.loss)):
             aliases.setdefault(name, e.name)
     files.update(package_files(derived, "jax", package, names, aliases))
-    files[f"{package}/_runtime.py"] = env.get_template("runtime.py.j2").render(header=h, erfcx=_table_view(erfcx_taylor_table()), tanh_small=_tanh_small())
+    files[f"{package}/_runtime.py"] = env.get_template("runtime.py.j2").render(header=h, erfcx=_table_view(erfcx_taylor_table()), tanh_small=_odd_small("tanh", TANH_SMALL_RADIUS), sinh_small=_odd_small("sinh", SINH_SMALL_RADIUS))
     files[f"{package}/__init__.py"] = env.get_template("init.py.j2").render(
         header=h, package=package, sources=spec.sources, modules=sorted(modules.items()), all_names=sorted(names))
     return files
