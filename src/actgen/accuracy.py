@@ -159,9 +159,10 @@ def _eval(e, env):
             # machine's memory)
             return _SATURATING[e.func](x)
         if e.func in (sp.sin, sp.cos) and mpmath.isfinite(x) and mpmath.mag(x) > _SATURATION_MAG:
-            # sin of a number beyond 2**4096 (sin(sinh(z)) at z = 1e5) needs pi to as many bits as
-            # the number has before its binary point: minutes, memory, then a RecursionError in mpmath's binary splitting
-            # (found by actgen accuracy --fuzz). No float is that large; the point is skipped
+            # sin of a number beyond 2**4096 (sin(sinh(z)) for z > 2840) needs pi to as many bits
+            # as the number has before its binary point: minutes, memory, then a RecursionError in
+            # mpmath's binary splitting (found by actgen accuracy --fuzz). No float is that large;
+            # the point is skipped
             raise ReferenceError_("a periodic function of a number beyond 2**4096: its value is not resolved")
         return fn(x)
     raise ReferenceError_(f"no mpmath evaluation for {e.func}")
@@ -197,7 +198,7 @@ def reference(expr, values: dict):
             hit = _REFERENCES[key] = _reference(expr, values)
         except (ReferenceError_, ZeroDivisionError, ValueError, OverflowError, MemoryError, RecursionError) as exc:
             # OverflowError, MemoryError, RecursionError: mpmath's own limits (an integer of too many
-            # digits; sin(sinh(z)) at z = 700 asks for pi to 1e300 bits, whose binary splitting
+            # digits; sin of a huge number asks for pi to as many bits, whose binary splitting
             # recursed beyond Python's limit in an actgen accuracy --fuzz run); the point is skipped
             hit = _REFERENCES[key] = ReferenceError_(f"mpmath could not evaluate the reference ({type(exc).__name__})") if isinstance(exc, (OverflowError, MemoryError, RecursionError)) else exc
     if isinstance(hit, Exception):
