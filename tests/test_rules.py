@@ -750,10 +750,21 @@ def test_simplification_keeps_trigonometric_terms_apart():
 
 def test_an_even_fit_never_evaluates_below_zero():
     """series.fit in w = t**2 samples g(w) = h(sqrt(w)) at Chebyshev nodes that can round below 0:
-    a complex coefficient was an internal error (float() of an mpc) in a fuzzed build; such a node
-    is w = 0."""
+    on this sum (the lowered derivative of a fuzzed tanh(sin(z)) - z/(1 + z**2)) a complex
+    coefficient was an internal error (float() of an mpc); such a node is now w = 0."""
     from actgen import series
 
     t = sp.Symbol("t", real=True)
-    f = series.fit(sp.tanh(sp.sin(t)) - t, t)
+    f = series.fit((t**2 - 1) / (t**2 + 1) ** 2 + sp.cos(t) * sp.sech(sp.sin(t)) ** 2, t)  # raised TypeError before
     assert f is None or all(isinstance(c, float) for c in f.coeffs)
+
+
+def test_a_fit_shrinks_its_interval_past_another_zero():
+    """tanh(sin(t)) - t/(1 + t**2) has its zero of order 3 at 0 and another near 1.9, inside the
+    interval where the sum loses two bits (|t| <= 3.125): h = f/t**3 changes sign there, so the fit
+    is made on a halved interval (no fit at all before)."""
+    from actgen import series
+
+    t = sp.Symbol("t", real=True)
+    f = series.fit(sp.tanh(sp.sin(t)) - t / (1 + t**2), t)
+    assert f is not None and f.order == 3 and f.even and f.left == f.right < 1.9

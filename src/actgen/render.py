@@ -345,7 +345,8 @@ def split_dominant(arr):
     - sum_j E_j = E_m + sum_j R_j where the sum is squared (a VJP's 1/(sum_j E_j)**2) or divides
       a term of a difference (log_softmax's VJP g - E sum(g)/sum_j E_j): the small terms are added
       to each other before E_m, one rounding near E_m instead of K - 1, which the square doubles
-      and the difference amplifies (measured: softmax's VJP 6.1 -> 3.3 ulp).
+      and the difference amplifies (measured by actgen accuracy's grid: NumPy float64 softmax_vjp
+      5.8 -> 3.5 ulp, log_softmax_vjp 4.6 -> 2.7).
     """
     def e_max(E):
         return sp.Integer(1) if _largest_is_one(E) else at_max(E, E)
