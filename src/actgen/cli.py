@@ -455,7 +455,7 @@ def parser():
         p.add_argument("--out", default="generated", help="output folder (default: generated/)")
         p.add_argument("--package", default="actgen_numpy", help="name of the generated NumPy package; another target's package is NAME with _numpy replaced by _TARGET, or NAME_TARGET (default: actgen_numpy, so actgen_torch)")
         p.add_argument("--target", action="append", choices=TARGET_NAMES, metavar="TARGET", help=f"a target to generate a package for, repeatable ({', '.join(TARGET_NAMES)}; default: all)")
-        p.add_argument("--entry-timeout", type=_seconds, default=_default_timeout(), metavar="SECONDS", help="time budget for deriving each entry; an entry that takes longer stops the build with a message naming it (default: $ACTGEN_ENTRY_TIMEOUT or 60)")
+        p.add_argument("--entry-timeout", type=_seconds, default=_default_timeout(), metavar="SECONDS", help="budget of CPU seconds for deriving each entry (the process's own time, so other load on the machine does not count); an entry that takes longer stops the build with a message naming it (default: $ACTGEN_ENTRY_TIMEOUT or 60)")
         p.add_argument("--jobs", type=_jobs, default=os.cpu_count() or 1, metavar="N", help="worker processes deriving entries and proving identities in parallel; 1 derives in this process (default: the number of cores)")
 
     b = sub.add_parser("build", help="derive, prove and generate the package and docs", description="Derive every function of the spec, prove its identities, and write the NumPy package and Markdown sheets into the output folder. Only files that actgen generated are ever overwritten or removed.")

@@ -1,4 +1,4 @@
-"""The build driver's middle: derive every entry (each within a time budget) and collect failures.
+"""The build driver's middle: derive every entry (each within a budget of CPU time) and collect failures.
 
 Results are plain records; rendering happens in :mod:`actgen.render`.
 """
@@ -65,7 +65,7 @@ def _attempt(seconds, fn, args):
         with time_budget(seconds):
             return cache.cached(fn.__name__, lambda: fn(*args), *args), ()
     except TimeBudgetExceeded:
-        return None, (("expr", f"deriving and simplifying took longer than {seconds:g} s (the time budget per entry); simplify the expression, or raise the budget with --entry-timeout"),)
+        return None, (("expr", f"deriving and simplifying took more than {seconds:g} s of CPU time (the time budget per entry); simplify the expression, or raise the budget with --entry-timeout"),)
     except EntryFailure as exc:
         return None, ((exc.field or "expr", exc.message),)
     except RecursionError:

@@ -1763,7 +1763,7 @@ def vector_properties(act: M.Activation) -> tuple[Property, ...]:
                         else:
                             rng = Property("range", None, r.reason + note)
                 except _ERRORS:
-                    rng = Property("range", None, "SymPy did not decide the component range within the time budget")
+                    rng = Property("range", None, "SymPy did not decide the component range (a step failed or exceeded its operation-count bound)")
     total = sp.Sum(f, (M.I, 1, M.K))
     s1 = Property("sums_to_one", None, "SymPy could not reduce Sum(f_i, (i, 1, K)) - 1 to 0")
     try:

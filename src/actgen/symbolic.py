@@ -91,24 +91,30 @@ class TimeBudgetExceeded(Exception):
     pass
 
 
-_budgets: list[float] = []  # deadlines of the enclosing budgets, innermost last
-_REFIRE = 0.5  # seconds between repeated alarms once a budget has run out
+_budgets: list[float] = []  # deadlines of the enclosing budgets (process CPU seconds), innermost last
+_REFIRE = 0.5  # CPU seconds between repeated alarms once a budget has run out
+# Budgets count the CPU time of this process (ITIMER_PROF: user and system time of all its
+# threads), not the wall clock: other processes on the machine (a test suite's, a parallel build's
+# workers, a loaded CI runner) do not shorten a derivation's budget, so what a budget decides (an
+# output form found, a proof completed, an entry within --entry-timeout) does not depend on the load.
+_TIMER, _SIGNAL = (getattr(signal, "ITIMER_PROF", None), getattr(signal, "SIGPROF", None))
 
 
 @contextmanager
 def time_budget(seconds: float):
-    """Raise :class:`TimeBudgetExceeded` in a computation that runs past ``seconds``.
+    """Raise :class:`TimeBudgetExceeded` in a computation that uses more than ``seconds`` of this
+    process's CPU time.
 
-    Budgets nest: an inner budget never outlives the enclosing one. Uses SIGALRM, so it only acts
+    Budgets nest: an inner budget never outlives the enclosing one. Uses SIGPROF, so it only acts
     in the main thread on POSIX; elsewhere the computation simply runs unbounded.
     """
     import threading
     import time
 
-    if seconds <= 0 or not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
+    if seconds <= 0 or _TIMER is None or _SIGNAL is None or threading.current_thread() is not threading.main_thread():
         yield
         return
-    now = time.monotonic()
+    now = time.process_time()
     deadline = now + seconds
     if _budgets:
         deadline = min(deadline, _budgets[-1])
@@ -116,18 +122,18 @@ def time_budget(seconds: float):
     def handler(signum, frame):
         raise TimeBudgetExceeded()
 
-    previous = signal.signal(signal.SIGALRM, handler)
+    previous = signal.signal(_SIGNAL, handler)
     _budgets.append(deadline)
     # the alarm repeats every _REFIRE seconds past the deadline: an exception raised where Python
     # ignores it (in a __del__ or a weakref callback that SymPy's caches run) is raised again at the
     # next one, instead of leaving the computation unbounded (a CI run sat 15 minutes in SymPy's
     # solve after its 10 s budget had fired)
-    signal.setitimer(signal.ITIMER_REAL, max(deadline - now, 1e-3), _REFIRE)
+    signal.setitimer(_TIMER, max(deadline - now, 1e-3), _REFIRE)
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.setitimer(_TIMER, 0)
         _budgets.pop()
-        signal.signal(signal.SIGALRM, previous)
+        signal.signal(_SIGNAL, previous)
         if _budgets:  # re-arm the enclosing budget
-            signal.setitimer(signal.ITIMER_REAL, max(_budgets[-1] - time.monotonic(), 1e-3), _REFIRE)
+            signal.setitimer(_TIMER, max(_budgets[-1] - time.process_time(), 1e-3), _REFIRE)
