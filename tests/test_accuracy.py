@@ -149,7 +149,7 @@ def test_fused_heads_at_large_logits(ag):
 
 
 def test_runtime_erfcx_is_within_an_ulp(ag):
-    """The generated package's erfcx (Taylor table from actgen.primitives.erfcx_taylor_table on
+    """The generated package's erfcx (economized Taylor polynomials from actgen.primitives.erfcx_table on
     [0.25, 32), SciPy elsewhere) against mpmath: SciPy's own is 3-5.5 ulp off on [0.3, 1.2]."""
     import importlib
 

@@ -427,19 +427,23 @@ def test_blockwise_evaluation_is_bitwise_the_whole_array_evaluation(ag):
     z = (rng.normal(size=(70, 301)) * 8).T  # not contiguous, 21070 elements
     blocked = [n for n in dir(importlib.import_module("actgen_numpy.activations")) if n.startswith("_") and n.endswith("_block")]
     assert {"_silu_grad_block", "_mish_grad_block", "_gelu_tanh_grad_block"} <= set(blocked)
-    saved = rt._BLOCK
+    acts = importlib.import_module("actgen_numpy.activations")
+    saved = rt._BLOCK, acts._HELPER_BLOCK
     try:
-        rt._BLOCK = 10**9
-        whole = {name: getattr(ag, name)(z) for name in ("silu_grad", "mish_grad", "gelu", "gelu_tanh_grad")}
-        rt._BLOCK = 1000
+        # the bodies with runtime helpers (double-double arithmetic, the erfcx table) run on the
+        # smaller _HELPER_BLOCK, the others on _BLOCK
+        import inspect
+
+        assert "_HELPER_BLOCK)" in inspect.getsource(ag.gelu) and "_HELPER_BLOCK)" in inspect.getsource(ag.gelu_tanh_grad)
+        assert "_HELPER_BLOCK" not in inspect.getsource(ag.silu_grad)
+        rt._BLOCK = acts._HELPER_BLOCK = 10**9
+        whole = {name: getattr(ag, name)(z) for name in ("silu_grad", "mish_grad", "gelu", "gelu_grad", "gelu_tanh_grad")}
+        rt._BLOCK = acts._HELPER_BLOCK = 1000
         for name, value in whole.items():
             got = getattr(ag, name)(z)
             assert got.shape == z.shape and np.array_equal(got, value), name
         # the kernel writing its result straight into the output's block, or into a workspace
         # buffer copied there: the same bits
-        import inspect
-
-        acts = importlib.import_module("actgen_numpy.activations")
         flat = np.ascontiguousarray(z).reshape(-1)
         call = re.search(r"_blockwise\(_silu_grad_block, \(z,\), \(\), (\d+), (\d+)\)", inspect.getsource(ag.silu_grad))
         slots = int(call.group(1))
@@ -453,7 +457,58 @@ def test_blockwise_evaluation_is_bitwise_the_whole_array_evaluation(ag):
         alpha = np.linspace(0.5, 2.0, 70)  # one alpha per column: not a scalar, so no blocks
         np.testing.assert_array_equal(ag.celu_grad_alpha(z, alpha=alpha), np.stack([ag.celu_grad_alpha(z[:, j], alpha=a) for j, a in enumerate(alpha)], axis=1))
     finally:
-        rt._BLOCK = saved
+        rt._BLOCK, acts._HELPER_BLOCK = saved
+
+
+def test_double_double_operations_in_place_give_the_bits_of_the_plain_formulas(ag):
+    """The runtime's double-double products, sums and splits reuse their own temporaries (out=):
+    against the plain formulas (Dekker's product, Knuth's two-sum, the renormalisation dropping an
+    error term that overflowed), the same bits, on arrays with signed zeros, subnormals, huge and
+    non-finite values, against constants, 0-d arrays and broadcast shapes."""
+    import importlib
+
+    rt = importlib.import_module("actgen_numpy._runtime")
+
+    def split(a):
+        scaled = 134217729.0 * a
+        high = scaled - (scaled - a)
+        return high, a - high
+
+    def norm(s, e):
+        e = np.where(np.isfinite(e), e, 0.0)
+        high = s + e
+        low = e - (high - s)
+        return high, np.where(np.isfinite(low), low, 0.0)
+
+    def mul(x, y):
+        p = x[0] * y[0]
+        ah, al = split(x[0])
+        bh, bl = split(y[0])
+        e = ((ah * bh - p) + ah * bl + al * bh) + al * bl
+        return norm(p, e + (x[0] * y[1] + x[1] * y[0]))
+
+    def add(x, y):
+        s = x[0] + y[0]
+        v = s - x[0]
+        e = (x[0] - (s - v)) + (y[0] - v)
+        return norm(s, e + (x[1] + y[1]))
+
+    def same(got, want):
+        return all(np.array_equal(np.asarray(g), np.asarray(w), equal_nan=True) and np.array_equal(np.signbit(g), np.signbit(w)) for g, w in zip(got, want))
+
+    rng = np.random.default_rng(11)
+    a = np.concatenate([rng.normal(size=300) * 10.0 ** rng.integers(-300, 300, 300), [0.0, -0.0, 5e-324, -2e-308, 1e308, -1e300, np.inf, -np.inf, np.nan]])
+    b = rng.permutation(a)
+    low = a * 1e-17
+    pairs = [((a, 0.0), (b, 0.0)), ((a, low), (b, 0.0)), ((a, 0.0), (b, b * 1e-17)), ((a, low), (b, low)),
+             ((0.7071067811865476, 4.833646656726457e-17), (b, 0.0)), ((a, low), (-1.5957691216057308, 9.96930880911092e-17)),
+             ((np.asarray(2.5), 0.0), (np.asarray(-3.0), 0.0)), ((a[:, None], 0.0), (b[None, :40], 0.0))]
+    with np.errstate(all="ignore"):  # as in the generated bodies
+        for x, y in pairs:
+            assert same(rt._dd_mul(x, y), mul(x, y)), (x, y)
+            assert same(rt._dd_add(x, y), add(x, y)), (x, y)
+        assert same(rt._dd_split(a), split(a))
+        assert same(rt._dd_pow((a, low), 3), mul(mul((a, low), (a, low)), (a, low)))
 
 
 def test_filled_constants_are_shared_read_only_and_fall_back_to_the_scalar(ag):

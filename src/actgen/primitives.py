@@ -10,6 +10,7 @@ logistic(u) logistic(-u)).
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import sympy as sp
 
@@ -179,44 +180,76 @@ class erfcx(sp.Function):  # noqa: N801
 
 
 @dataclasses.dataclass(frozen=True)
-class TaylorTable:
-    """Taylor expansions of a function about evenly spaced nodes, for the generated runtime: on
-    segment i, nodes start + (k + 1/2) step; ``coeffs[n][j]`` is the n-th coefficient at node j,
-    ``low`` the rounding error of the 0-th (so the value at a node is exact to ~1e-32)."""
+class PolynomialTable:
+    """A function as polynomials in h = x - node about evenly spaced nodes, for the generated
+    runtime: on segment i, nodes start + (k + 1/2) step; ``coeffs[n][j]`` is the coefficient of
+    h**n at node j, ``low`` the rounding error of the 0-th (so the value at a node is exact to
+    ~1e-32)."""
 
     segments: tuple  # ((start, stop, step), ...), every number an exact float
     nodes: tuple
-    coeffs: tuple  # (degree + 1) rows, zero-padded
+    coeffs: tuple  # (degree + 1) rows
     low: tuple
 
 
-def erfcx_taylor_table(segments=((0.25, 2.0, 1 / 16), (2.0, 8.0, 1 / 8), (8.0, 32.0, 1 / 2)), digits=60):
+# erfcx on [0.25, 32): the steps keep every polynomial at degree 9 (ten coefficient rows, each
+# one gather and one multiply-add per element in the runtimes); SciPy's, torch's or JAX's own erfcx
+# outside, where it is accurate
+ERFCX_SEGMENTS = ((0.25, 2.0, 1 / 16), (2.0, 8.0, 1 / 8), (8.0, 32.0, 1 / 2))
+ERFCX_DEGREE = 9
+TAYLOR_TERMS = 40  # the Taylor expansion economized at each node (its last term: below 2**-120 of the value)
+FIT_ERROR = 2.0 ** -56  # largest sampled relative error of a node's rounded polynomial accepted
+
+
+@functools.lru_cache(maxsize=4)
+def erfcx_table(segments=ERFCX_SEGMENTS, degree=ERFCX_DEGREE) -> PolynomialTable:
+    """The erfcx table the runtimes evaluate (computed once per actgen version: cached)."""
+    from . import cache
+
+    return cache.cached("erfcx_table", lambda: _erfcx_table(segments, degree), segments, degree)
+
+
+def _erfcx_table(segments, degree, digits=40):
     """erfcx about each node, from its exact derivatives: y' = 2x y - 2/sqrt(pi) and
-    y^(n+1) = 2x y^(n) + 2n y^(n-1) (n >= 1), at ``digits`` decimal digits with mpmath; each
-    expansion is cut where its terms fall below 2**-64 of the value on the half-step radius.
-    SciPy's erfcx is 3-5.5 ulp off on [0.3, 1.2] (measured against mpmath); this is about 1."""
+    y^(n+1) = 2x y^(n) + 2n y^(n-1) (n >= 1), at ``digits`` decimal digits with mpmath: the Taylor
+    expansion to TAYLOR_TERMS terms (its remainder bounded by its last term on the half-step
+    radius, checked), economized to ``degree`` by interpolation at the Chebyshev points of the
+    radius, which spreads the error over the interval where truncating the Taylor series puts it
+    at the ends: degree 9 where the Taylor polynomial needed 14 for the same 2**-58. Each node's
+    polynomial, with its coefficients rounded to float64, is sampled against the Taylor expansion
+    (evidence, not proof: FIT_ERROR). SciPy's erfcx is 3-5.5 ulp off on [0.3, 1.2] (measured
+    against mpmath); the runtimes' is within about an ulp (tests/test_accuracy.py)."""
     import mpmath
 
     with mpmath.workdps(digits):
         two_over_sqrt_pi = 2 / mpmath.sqrt(mpmath.pi)
-        nodes, rows = [], []
+        points = [mpmath.cos(mpmath.pi * (k + mpmath.mpf(1) / 2) / (degree + 1)) for k in range(degree + 1)]
+        vandermonde = mpmath.matrix([[p**n for n in range(degree + 1)] for p in points])
+        nodes, rows, low = [], [], []
         for start, stop, step in segments:
             radius = mpmath.mpf(step) / 2
             for k in range(int(round((stop - start) / step))):
                 x0 = mpmath.mpf(start) + (k + mpmath.mpf(1) / 2) * mpmath.mpf(step)
                 y = [mpmath.exp(x0**2) * mpmath.erfc(x0)]
                 y.append(2 * x0 * y[0] - two_over_sqrt_pi)
-                c = [y[0], y[1]]
-                while len(c) < 6 or any(abs(c[j]) * radius**j >= abs(c[0]) * mpmath.mpf(2) ** -64 for j in (len(c) - 1, len(c) - 2)):
-                    m = len(y) - 1
+                for m in range(1, TAYLOR_TERMS):
                     y.append(2 * x0 * y[m] + 2 * m * y[m - 1])
-                    c.append(y[m + 1] / mpmath.factorial(m + 1))
+                taylor = [y[n] / mpmath.factorial(n) * radius**n for n in range(TAYLOR_TERMS + 1)]  # in u = h / radius
+                if abs(taylor[-1]) > abs(y[0]) * mpmath.mpf(2) ** -120:
+                    raise ValueError(f"the Taylor expansion of erfcx about {x0} has not converged at the radius {radius}")
+                values = mpmath.matrix([mpmath.polyval(taylor[::-1], p) for p in points])
+                scaled = mpmath.lu_solve(vandermonde, values)
+                c = [scaled[n] / radius**n for n in range(degree + 1)]  # in h
+                rounded = [c[0]] + [mpmath.mpf(float(v)) for v in c[1:]]
+                worst = max(abs(mpmath.polyval(rounded[::-1], u * radius) - mpmath.polyval(taylor[::-1], u)) / abs(y[0])
+                            for u in mpmath.linspace(-1.01, 1.01, 41))
+                if worst > FIT_ERROR:
+                    raise ValueError(f"erfcx about {x0}: degree {degree} is {mpmath.nstr(worst, 3)} off; lower the step or raise the degree")
                 nodes.append(float(x0))
                 rows.append(c)
-        degree = max(len(c) for c in rows) - 1
-        coeffs = tuple(tuple(float(c[n]) if n < len(c) else 0.0 for c in rows) for n in range(degree + 1))
-        low = tuple(float(c[0] - mpmath.mpf(float(c[0]))) for c in rows)
-    return TaylorTable(tuple(segments), tuple(nodes), coeffs, low)
+                low.append(float(c[0] - mpmath.mpf(float(c[0]))))
+        coeffs = tuple(tuple(float(c[n]) for c in rows) for n in range(degree + 1))
+    return PolynomialTable(tuple(segments), tuple(nodes), coeffs, tuple(low))
 
 
 class exp_square(sp.Function):  # noqa: N801

@@ -78,7 +78,31 @@ def _effort(step, expr):
         degree = _exp_degree(expr)
         if degree > MAX_EXP_DEGREE:
             raise TooLarge(f"{_short(expr, 60)} is a polynomial of degree {degree} in an exponential, more than the {MAX_EXP_DEGREE} allowed for SymPy's {step}")
+        constant = _transcendental_constant(expr)
+        if constant is not None:
+            raise TooLarge(f"{_short(expr, 60)} written in exponentials has the transcendental coefficient {sp.sstr(constant)}, "
+                           f"with which SymPy's {step} has no bound on its work")
     yield
+
+
+def _transcendental_constant(expr):
+    """A transcendental number that ``expr``, written in exponentials, carries as a coefficient
+    (sin(1/2), exp(2) from cosh(z - 2), exp(I) from sin(z + 1)), or None. SymPy's solvers turn such
+    an equation into a polynomial in exp(z) (or clear its radicals) whose roots they then seek in
+    radicals of that constant: two fuzzed activations, sin(1/2)/(1 + z**2) + sqrt(1 + z**2) and
+    sinh(2 - z)/(1 + tanh(z)**2), each spent minutes in solveset (profiled: _solve_radical and
+    _solve_trig expanding and evaluating radicals of sin(1/2) and exp(2)). A rule on the input,
+    not a clock: the step is refused and the property is decided another way or reported unknown."""
+    e = elementary(expr)
+    for form in (e, e.rewrite(sp.exp)):  # the constant as written first, then those of shifts
+        for f in sorted(form.atoms(sp.Function), key=sp.default_sort_key):
+            if f.is_number:
+                return f
+            if isinstance(f, sp.exp):
+                shift = sp.expand(f.args[0]).as_independent(Z, as_Add=True)[0]
+                if shift != 0 and not (isinstance(shift, sp.log) and shift.args[0].is_Rational):
+                    return sp.exp(shift, evaluate=False)
+    return None
 
 
 _EFFORT_LOG = {} if __import__("os").environ.get("ACTGEN_EFFORT_LOG") else None
@@ -1193,14 +1217,19 @@ MOMENT_TOLERANCE = 1e-15  # relative (absolute below 1) agreement the two quadra
 
 
 _PERIODIC = ("sin", "cos", "tan", "sec", "csc", "cot")
+# exponential growth: exp(x) needs x modulo log 2 to as many bits as x has before its binary point
+_EXPONENTIAL = ("exp", "sinh", "cosh")
 PERIODIC_MAG = 4096  # beyond 2**4096 a periodic function's value needs pi to that many bits
+_GUARDED = _PERIODIC + _EXPONENTIAL
 
 
 def _periodic_guard(name):
     """mpmath's ``name`` refusing an argument beyond 2**PERIODIC_MAG with an OverflowError: its
-    reduction modulo pi needs pi to as many bits as the argument has before its binary point, which
-    took 480 s of a cos(sinh(z**2)) build at the quadrature's far nodes (profiled: mpmath's binary
-    splitting for pi), and then a RecursionError. A bound on the work, not a clock."""
+    reduction modulo pi (log 2 for the exponentials) needs that constant to as many bits as the
+    argument has before its binary point, which took 480 s of a cos(sinh(z**2)) build at the
+    quadrature's far nodes (profiled: mpmath's binary splitting for pi), and then a RecursionError;
+    log(1 + exp(sqrt(1 + exp(3 - z)))) there asks for exp of e**(5e39), which ran past any budget.
+    A bound on the work, not a clock (exp(2**4096) takes a millisecond)."""
     import mpmath
 
     base = getattr(mpmath, name)
@@ -1219,7 +1248,7 @@ def _numerical_gaussian_integral(g, lo, hi):
     error estimates."""
     import mpmath
 
-    fn = sp.lambdify(Z, elementary(g), modules=[{name: _periodic_guard(name) for name in _PERIODIC}, "mpmath"])
+    fn = sp.lambdify(Z, elementary(g), modules=[{name: _periodic_guard(name) for name in _GUARDED}, "mpmath"])
     results = []
     for extra in (0, 15):
         with mpmath.workdps(MOMENT_DIGITS + extra):

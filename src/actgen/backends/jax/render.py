@@ -20,7 +20,7 @@ import sympy as sp
 
 from ... import model as M
 from ...pipeline import Derived, Entry
-from ...primitives import erfcx_taylor_table
+from ...primitives import erfcx_table
 from ...printing import COL, ROW, latex, to_array
 from ...render import LOSS_BASES, class_axis_scaled, class_call, class_doc, class_keywords, example_literal, example_points, _class_axis_stable, _computed_as, _conventions, _defaults, _exact, _math, environment, header, package_files, sign_checks
 from ..numpy.render import _table_view
@@ -415,7 +415,7 @@ def render_package(derived: Derived, package: str) -> dict[str, str]:
         for name in optax_names(spec.activation(e.activation), spec.loss(e.loss)):
             aliases.setdefault(name, e.name)
     files.update(package_files(derived, "jax", package, names, aliases))
-    files[f"{package}/_runtime.py"] = env.get_template("runtime.py.j2").render(header=h, erfcx=_table_view(erfcx_taylor_table()), tanh_small=_odd_small("tanh", TANH_SMALL_RADIUS), sinh_small=_odd_small("sinh", SINH_SMALL_RADIUS))
+    files[f"{package}/_runtime.py"] = env.get_template("runtime.py.j2").render(header=h, erfcx=_table_view(erfcx_table()), tanh_small=_odd_small("tanh", TANH_SMALL_RADIUS), sinh_small=_odd_small("sinh", SINH_SMALL_RADIUS))
     files[f"{package}/__init__.py"] = env.get_template("init.py.j2").render(
         header=h, package=package, sources=spec.sources, modules=sorted(modules.items()), all_names=sorted(names))
     return files

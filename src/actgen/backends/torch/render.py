@@ -20,7 +20,7 @@ import sympy as sp
 from ... import model as M
 from ...derive import Y_OUT
 from ...pipeline import Derived, Entry
-from ...primitives import axis_max, erfcx_taylor_table
+from ...primitives import axis_max, erfcx_table
 from ...printing import COL, ROW, Emitted, latex, to_array
 from ...render import (LOSS_BASES, class_axis_scaled, class_call, class_doc, class_keywords, example_literal, example_points, always_shifted, shift_exponentials, split_dominant, _class_axis_stable, _computed_as, _conventions, _defaults, _exact, _math,
                        environment, header, package_files, sign_checks)
@@ -538,7 +538,7 @@ def render_package(derived: Derived, package: str) -> dict[str, str]:
     mods = module_views(derived)
     files[f"{package}/nn.py"] = env.get_template("nn.py.j2").render(header=h, modules=mods, imports=sorted({m.module for m in mods}))
     files.update(package_files(derived, "torch", package, names, aliases))
-    files[f"{package}/_runtime.py"] = env.get_template("runtime.py.j2").render(header=h, erfcx=_table_view(erfcx_taylor_table()))
+    files[f"{package}/_runtime.py"] = env.get_template("runtime.py.j2").render(header=h, erfcx=_table_view(erfcx_table()))
     files[f"{package}/__init__.py"] = env.get_template("init.py.j2").render(
         header=h, package=package, sources=spec.sources, modules=sorted(modules.items()), all_names=sorted(names + ["nn"]))
     return files
