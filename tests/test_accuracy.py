@@ -185,3 +185,15 @@ def test_reference_skips_a_periodic_function_of_a_huge_number():
     with pytest.raises(A.ReferenceError_):
         A.reference(sp.sin(sp.sinh(Z)), {Z: 1e5})
     assert A.reference(sp.sin(sp.sinh(Z)), {Z: 2.0}) == pytest.approx(math.sin(math.sinh(2.0)), rel=1e-15)
+
+
+def test_reference_does_not_refine_a_saturated_exponential():
+    """A value built on an exponential of a number beyond 2**4096 (saturated: beyond every format)
+    is final: more bits change nothing, and each refinement recomputed the exponentials below it at
+    twice the bits (a fuzzed log(1 + exp(sqrt(1 + exp(3 - z)))) spent minutes per point). Its
+    derivative there is inf/inf: skipped as unresolved, quickly."""
+    f = sp.log(1 + sp.exp(sp.sqrt(1 + sp.exp(3 - Z))))
+    assert A.reference(sp.exp(sp.exp(sp.exp(Z))), {Z: 10.0}) == mpmath.inf
+    with pytest.raises(A.ReferenceError_, match="not resolved"):
+        A.reference(sp.diff(f, Z), {Z: -1e308})
+    assert float(A.reference(sp.diff(f, Z), {Z: 5.0})) == pytest.approx(-0.0472326791458277, rel=1e-14)

@@ -89,6 +89,7 @@ class ReferenceError_(Exception):
 
 
 _SATURATION_MAG = 4096
+_SATURATED = "saturated"  # set in _eval's env where a saturated value was used (keys are otherwise symbols)
 _SATURATING = {
     sp.exp: lambda x: mpmath.inf if x > 0 else mpmath.mpf(0),
     sp.tanh: lambda x: mpmath.mpf(mpmath.sign(x)),
@@ -157,6 +158,7 @@ def _eval(e, env):
             # 2**1024): exp(x) is beyond every format by far, and mpmath would compute it exactly
             # (tanh(exp(z)) at z = 1e10 asks for an integer of 4e9 digits: a MemoryError, or the
             # machine's memory)
+            env[_SATURATED] = True
             return _SATURATING[e.func](x)
         if e.func in (sp.sin, sp.cos) and mpmath.isfinite(x) and mpmath.mag(x) > _SATURATION_MAG:
             # sin of a number beyond 2**4096 (sin(sinh(z)) for z > 2840) needs pi to as many bits
@@ -219,6 +221,14 @@ def _reference(expr, values):
         with mpmath.workprec(2 * prec):
             env = {s: mpmath.mpf(v) for s, v in values.items()}
             b = _eval(expr, env)
+        if env.get(_SATURATED) and (mpmath.isinf(b) or mpmath.isnan(b)):
+            # an exponential of a number beyond 2**4096 (saturated): more bits change nothing, and
+            # each step recomputes the exponentials below it at more bits (a fuzzed
+            # log(1 + exp(sqrt(1 + exp(3 - z)))) sat there for minutes): inf is the value, beyond
+            # every format; NaN (inf - inf of two such terms) is not resolved
+            if mpmath.isnan(b):
+                raise ReferenceError_("a difference of two exponentials beyond 2**4096: the value is not resolved; the point is skipped")
+            return b
         if not (mpmath.isinf(b) or mpmath.isnan(b)) and (abs(b) < mpmath.mpf(2) ** -1100 or abs(a - b) <= abs(b) * mpmath.mpf(2) ** -70):
             return b
         # an infinity or NaN at finite inputs is a cancellation the precision has not resolved
