@@ -62,7 +62,7 @@ def test_failures_in_workers_are_located_and_all_reported(tmp_path, monkeypatch,
     monkeypatch.chdir(tmp_path)
     code = main(["build", "--spec", "slow.yaml", "--out", "out", "--entry-timeout", "2", "--jobs", "2"])
     assert code == 2
-    budget = "deriving and simplifying took longer than 2 s (the time budget per entry); simplify the expression, or raise the budget with --entry-timeout\n"
+    budget = "deriving and simplifying took more than 2 s of CPU time (the time budget per entry); simplify the expression, or raise the budget with --entry-timeout\n"
     assert capsys.readouterr().err == (
         f"slow.yaml:2: entry 'slow'.expr: {budget}"
         f"slow.yaml:6: entry 'slower'.expr: {budget}"
