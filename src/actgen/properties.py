@@ -1216,15 +1216,14 @@ MOMENT_DIGITS = 30  # working precision of the numerical quadrature
 MOMENT_TOLERANCE = 1e-15  # relative (absolute below 1) agreement the two quadratures must reach
 
 
-_PERIODIC = ("sin", "cos", "tan", "sec", "csc", "cot")
-# exponential growth: exp(x) needs x modulo log 2 to as many bits as x has before its binary point
-_EXPONENTIAL = ("exp", "sinh", "cosh")
-PERIODIC_MAG = 4096  # beyond 2**4096 a periodic function's value needs pi to that many bits
-_GUARDED = _PERIODIC + _EXPONENTIAL
+# functions whose mpmath value at x needs a constant (pi; log 2 for the exponentials) to as many
+# bits as x has before its binary point
+_GUARDED = ("sin", "cos", "tan", "sec", "csc", "cot", "exp", "sinh", "cosh")
+HUGE_MAG = 4096  # arguments beyond 2**4096 are refused (no float is above 2**1024)
 
 
-def _periodic_guard(name):
-    """mpmath's ``name`` refusing an argument beyond 2**PERIODIC_MAG with an OverflowError: its
+def _magnitude_guard(name):
+    """mpmath's ``name`` refusing an argument beyond 2**HUGE_MAG with an OverflowError: its
     reduction modulo pi (log 2 for the exponentials) needs that constant to as many bits as the
     argument has before its binary point, which took 480 s of a cos(sinh(z**2)) build at the
     quadrature's far nodes (profiled: mpmath's binary splitting for pi), and then a RecursionError;
@@ -1235,8 +1234,8 @@ def _periodic_guard(name):
     base = getattr(mpmath, name)
 
     def guarded(x):
-        if mpmath.isfinite(x) and x != 0 and mpmath.mag(x) > PERIODIC_MAG:
-            raise OverflowError(f"{name} of a number beyond 2**{PERIODIC_MAG}")
+        if mpmath.isfinite(x) and x != 0 and mpmath.mag(x) > HUGE_MAG:
+            raise OverflowError(f"{name} of a number beyond 2**{HUGE_MAG}")
         return base(x)
 
     return guarded
@@ -1248,7 +1247,7 @@ def _numerical_gaussian_integral(g, lo, hi):
     error estimates."""
     import mpmath
 
-    fn = sp.lambdify(Z, elementary(g), modules=[{name: _periodic_guard(name) for name in _GUARDED}, "mpmath"])
+    fn = sp.lambdify(Z, elementary(g), modules=[{name: _magnitude_guard(name) for name in _GUARDED}, "mpmath"])
     results = []
     for extra in (0, 15):
         with mpmath.workdps(MOMENT_DIGITS + extra):
@@ -1261,7 +1260,7 @@ def _numerical_gaussian_integral(g, lo, hi):
             except (MemoryError, OverflowError) as exc:
                 # tanh(cosh(z) - z) at the far quadrature nodes (|z| ~ 1e20): cosh's exponent alone
                 # needs more memory than there is, and cos(sinh(z**2)) there needs pi to more bits
-                # than sinh(z**2) has digits (_periodic_guard); the moment is then not answered
+                # than sinh(z**2) has digits (_magnitude_guard); the moment is then not answered
                 raise Undecided(f"the integrand {_short(g)} φ cannot be evaluated at the quadrature's far nodes over "
                                 f"({_show(lo)}, {_show(hi)}) ({type(exc).__name__})") from None
             results.append((value, err))
