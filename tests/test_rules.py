@@ -184,6 +184,14 @@ FIRES = {
         (1 + sp.exp(-sp.sqrt(2) * sp.Abs(z) ** 3), 1 + primitives.exp_damped(-sp.sqrt(2) * sp.Abs(z) ** 3)),
         (3 + 2 * sp.exp(-sp.Abs(sp.Rational(17, 10) * z)), 3 + 2 * primitives.exp_damped(-sp.Abs(sp.Rational(17, 10) * z))),
     ],
+    "exponent_gate": [
+        # a polynomial with one float-exact real root (0): the double-double only where t < 0
+        (primitives.mul_exp_dd(z, sp.Min(0, sp.Rational(17, 10) * z * (1 + z**2))),
+         sp.Piecewise((z, z >= 0), (primitives.mul_exp_dd(z, sp.Rational(17, 10) * z * (1 + z**2)), True))),
+        # t >= 0 on an interval (two roots), inside a quotient
+        (primitives.exp_dd(sp.Min(0, sp.Rational(3, 2) * (1 - z**2))) / (1 + z**2),
+         sp.Piecewise((1, (z >= -1) & (z <= 1)), (primitives.exp_dd(sp.Rational(3, 2) * (1 - z**2)), True)) / (1 + z**2)),
+    ],
     "compensated_exponent": [
         (sp.exp(sp.sqrt(2) * z**3), primitives.exp_dd(sp.sqrt(2) * z**3)),
         (mul_exp(z, sp.Min(0, sp.Rational(17, 10) * z)), primitives.mul_exp_dd(z, sp.Min(0, sp.Rational(17, 10) * z))),
@@ -427,6 +435,12 @@ LEFT_ALONE = {
     "softplus_log1p": [sp.log(1 + sp.exp(z)), logistic(z)],
     # unbounded hyperbolic functions, other arguments
     # exact exponents (min, |.|, a power-of-two scale), another variable, a sum of exact terms
+    # irrational roots (+-sqrt(2)), a root float32 cannot hold (1/10), no polynomial, no min with 0,
+    # a factor with a double-double exponent of its own, a gate inside another function's argument
+    "exponent_gate": [primitives.exp_dd(sp.Min(0, 2 - z**2)), primitives.exp_dd(sp.Min(0, z - sp.Rational(1, 10))),
+                      primitives.exp_dd(sp.Min(0, sp.Abs(z) - 1)), primitives.exp_dd(sp.Rational(3, 2) * z),
+                      primitives.mul_exp_dd(1 + primitives.exp_dd(sp.Min(0, -3 * z)), sp.Min(0, 3 * z)),
+                      sp.log(1 + primitives.exp_dd(sp.Min(0, 3 * z)))],
     "compensated_exponent": [sp.exp(-sp.Abs(z)), sp.exp(sp.Min(z, 0)), sp.exp(z / 2), sp.exp(sp.pi * w), mul_exp(z, -2 * sp.Max(z, 0)),
                              mul_exp(z, sp.Min(z, 0) - 2 * sp.Max(z, 0)), primitives.exp_damped(-sp.sqrt(2) * sp.Abs(z) ** 3)],
     # an exact exponent (nothing to compensate), t not provably <= 0, k > c, a difference, a

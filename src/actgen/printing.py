@@ -17,7 +17,7 @@ from sympy.printing.latex import LatexPrinter
 
 from .model import K
 from .primitives import axis_max, axis_sum, class_count, format_max
-from .rules import lower
+from .rules import apply_rules, lower
 
 TOP = "top"  # a class-axis reduction used outside any sum of a Jacobian
 ROW = "row"  # index roles in Jacobians: the output component (rows) and the input one (columns)
@@ -129,10 +129,15 @@ def _protect_dd(expr, printer):
     return expr
 
 
-def _lowered_cse(expr, printer, fired):
+def _lowered_cse(expr, printer, fired, after=()):
     """The steps every body shares: lower, hide double-double arguments from CSE, eliminate common
-    subexpressions, and tell the printer which temporaries hold exponentials and what each is."""
-    lowered = _protect_dd(lower(expr, fired), printer)
+    subexpressions, and tell the printer which temporaries hold exponentials and what each is.
+    ``after``: rules a backend applies to the lowered expression (forms only its printer profits
+    from)."""
+    lowered = lower(expr, fired)
+    if after:
+        lowered = apply_rules(lowered, after, fired)
+    lowered = _protect_dd(lowered, printer)
     replacements, (reduced,) = sp.cse([lowered], symbols=sp.numbered_symbols("_t"), order="canonical")
     # a hidden argument used by two double-double calls is no float value to compute: inline it
     hidden = {sym: value for sym, value in replacements if value in printer.definitions}

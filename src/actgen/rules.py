@@ -1490,6 +1490,98 @@ COMPENSATED_EXPONENT = Rule(
     ((sp.exp(sp.sqrt(2) * Z**3), exp_dd(sp.sqrt(2) * Z**3)), (mul_exp(Z, sp.Min(0, sp.pi * Z)), mul_exp_dd(Z, sp.Min(0, sp.pi * Z)))),
     "lower",
 )
+# -- exponent_gate (NumPy): the double-double exponent only where it is not 1 --------------------
+
+_GATE_DEGREE = 4  # polynomials of higher degree are left alone (SymPy's root isolation stays cheap)
+
+
+def _float32_exact(r):
+    """r is a rational that float32 represents exactly, so a comparison of a float32 or float64
+    input with it is exact (NumPy compares a float32 array with a Python float in float32)."""
+    return r.is_Rational and r.q & (r.q - 1) == 0 and abs(r.p) < 2**24 and r.q <= 2**126
+
+
+def _nonnegative_set(t):
+    """The real z where the polynomial t(z) >= 0, as a union of intervals, when every real root of t
+    is float-exact (in float32 too), so that comparing a float input with the roots decides the sign
+    of t at that input exactly; None otherwise (or for a t that is no polynomial of low degree)."""
+    if not t.is_polynomial(Z):
+        return None
+    poly = sp.Poly(t, Z)
+    if not 1 <= poly.degree() <= _GATE_DEGREE or not all(c.is_number and c.is_real for c in poly.coeffs()):
+        return None
+    # the monic part: a positive constant (sqrt(2/pi)) changes no sign, and the remaining
+    # coefficients are rational for every function printed through here (0.044715 is exact)
+    lead = poly.LC()
+    monic = sp.Poly(sp.expand(t / lead), Z)
+    if not all(c.is_Rational for c in monic.coeffs()):
+        return None
+    roots = monic.real_roots()
+    if not all(_float32_exact(r) for r in roots):
+        return None
+    return sp.solve_univariate_inequality(sp.expand(t / abs(lead)) >= 0, Z, relational=False)
+
+
+def _set_condition(s):
+    """The condition z in s for a union of intervals, with infinite endpoints left out: +-inf are
+    in the set when it is unbounded that way (the limit of the rule's left side there)."""
+    if isinstance(s, sp.Union):
+        return sp.Or(*(_set_condition(part) for part in s.args))
+    if isinstance(s, sp.FiniteSet):
+        return sp.Or(*(sp.Eq(Z, p) for p in s.args))
+    parts = []
+    if s.start.is_finite:
+        parts.append(Z > s.start if s.left_open else Z >= s.start)
+    if s.end.is_finite:
+        parts.append(Z < s.end if s.right_open else Z <= s.end)
+    return sp.And(*parts)
+
+
+def _gate_parts(e):
+    """(u, t) for u exp(min(t, 0)) in double-double (u = 1 for exp_dd), else None."""
+    if isinstance(e, mul_exp_dd):
+        u, arg = e.args
+    elif isinstance(e, exp_dd):
+        u, arg = sp.Integer(1), e.args[0]
+    else:
+        return None
+    if isinstance(arg, sp.Min) and len(arg.args) == 2 and 0 in arg.args:
+        return u, next(a for a in arg.args if a != 0)
+    return None
+
+
+def _exponent_gate(e):
+    """Each u exp(min(t, 0)) in double-double (t a polynomial with float-exact real roots, see
+    _nonnegative_set) reached from the top through sums, products and powers, whose factor u needs
+    no double-double itself, as Piecewise((u, t >= 0), (u exp(t), True)): the NumPy in-place writer
+    evaluates such a branch only on the elements that take it, so where t >= 0 (half the line for
+    gelu_tanh's exp(min(t, 0))) no double-double is computed. A gate inside another node's argument
+    would be printed as a where() of both branches (slower than no gate), and one whose u holds a
+    double-double exponent itself saves nothing where t >= 0, so both are left alone."""
+    if isinstance(e, (sp.Add, sp.Mul, sp.Pow)):
+        args = [_exponent_gate(a) or a for a in e.args]
+        return e.func(*args) if any(a is not b for a, b in zip(args, e.args)) else None
+    parts = _gate_parts(e)
+    if parts is None:
+        return None
+    u, t = parts
+    if u.has(exp_dd, mul_exp_dd, erfcx):
+        return None
+    nonnegative = _nonnegative_set(t)
+    if nonnegative is None:
+        return None
+    return sp.Piecewise((u, _set_condition(nonnegative)), (exp_dd(t) if u == 1 else mul_exp_dd(u, t), True))
+
+
+EXPONENT_GATE = Rule(
+    "exponent_gate",
+    "u exp(min(t, 0)) = Piecewise((u, t >= 0), (u exp(t), True)), the sign of a polynomial t read from its float-exact real roots (NumPy: the double-double exponent is computed only where t < 0)",
+    _exponent_gate,
+    ((mul_exp_dd(a, sp.Min(0, x)), sp.Piecewise((a, x >= 0), (mul_exp_dd(a, x), True))),
+     (exp_dd(sp.Min(0, x)), sp.Piecewise((1, x >= 0), (exp_dd(x), True)))),
+    "lower",
+    whole=True,
+)
 SQRT_COMPLEMENT = Rule(
     "sqrt_complement",
     "k sqrt(A) - k c = k (A - c**2) / (sqrt(A) + c) for c > 0: no cancellation where sqrt(A) is near c",
@@ -2337,4 +2429,4 @@ def logsumexp(expr, base, M, M_low=None):
     return new, new != expr
 
 
-ALL_RULES = RAISE + LOWER + (EXPM1, LOG1P, LOG1MEXP)
+ALL_RULES = RAISE + LOWER + (EXPM1, LOG1P, LOG1MEXP, EXPONENT_GATE)

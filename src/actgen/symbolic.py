@@ -37,6 +37,20 @@ def _transforms():
     )
 
 
+def _signed(value, cond):
+    """``value`` with its symbol x replaced by one with the sign that ``cond`` states, where
+    ``cond`` is x >= 0, x > 0, x <= 0 or x < 0 for a real symbol x (else ``value`` unchanged)."""
+    if not isinstance(cond, sp.core.relational.Relational) or cond.rhs != 0 or not isinstance(cond.lhs, sp.Symbol):
+        return value
+    x = cond.lhs
+    if x.is_real is not True:
+        return value
+    sign = {">=": "nonnegative", ">": "positive", "<=": "nonpositive", "<": "negative"}.get(cond.rel_op)
+    if sign is None:
+        return value
+    return value.xreplace({x: sp.Dummy(x.name, real=True, **{sign: True})})
+
+
 def reduce_to_zero(difference: sp.Expr, steps: list[Step]) -> bool:
     """Try exact transformations until ``difference`` is the literal 0.
 
@@ -52,8 +66,16 @@ def reduce_to_zero(difference: sp.Expr, steps: list[Step]) -> bool:
     if isinstance(folded, sp.Piecewise):
         branch_steps: list[Step] = []
         ok = True
+        earlier = []
         for value, cond in folded.args:
             branch_steps.append(Step(f"branch where {sp.sstr(cond)}", value))
+            # the branch holds where its condition does and no earlier one: a sign of a symbol
+            # that this states becomes an assumption (min(0, x) is 0 where x >= 0)
+            signed = _signed(value, sp.And(cond, *(sp.Not(c) for c in earlier)))
+            earlier.append(cond)
+            if signed != value:
+                branch_steps.append(Step("assume the branch's condition", signed))
+                value = signed
             ok = reduce_to_zero(value, branch_steps) and ok
             if not ok:
                 break

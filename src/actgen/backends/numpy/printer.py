@@ -15,7 +15,7 @@ from sympy.printing.precedence import PRECEDENCE
 from ...primitives import at_max, axis_max, axis_sum, drop_max, erfcx, exp_damped, exp_shifted, exp_dd, mul_exp, mul_exp_dd, mul_exp_shared, sign_select
 from ...printing import COL, ROW, TOP, Emitted, _bounded, _indicator, _indicator_parts, _late, _lowered_cse, _unit_interval
 from ...printing import emit as _emit
-from ...rules import wants_double_double
+from ...rules import EXPONENT_GATE, wants_double_double
 
 
 class ActgenNumPyPrinter(NumPyPrinter):
@@ -629,7 +629,15 @@ class _InPlace:
                 self._sparse_branch(e.args[k], masks[k], code)
             return code, True
         last = e.args[cheap[-1]][0]  # the value in the buffer before any selection
-        if self.is_array(last):
+        # a body computed in float32 keeps a double-double branch's float64 values in a float64
+        # buffer: rounded to float32 there and again by the operations after it, the result would
+        # round twice (1 float32 ulp more in gelu_tanh)
+        wide = self.float_dtype != "np.float64" and any(e.args[k][0].has(exp_dd, mul_exp_dd) for k in sparse)
+        if wide and self.is_array(last):
+            v_code, _v_owned = self.gen(last)
+            self._consume((v_code,))
+            code = self.assign(f"np.array({v_code}, dtype=np.float64)")
+        elif self.is_array(last):
             code = self._own(*self.gen(last))
         else:
             constant = self.printer.doprint(last)
@@ -896,17 +904,19 @@ class _InPlace:
         return acc, owned
 
 
-def emit_inplace(expr, inputs, printer=None, fired=None, workspace=False, float_dtype="np.float64") -> Emitted:
+def emit_inplace(expr, inputs, printer=None, fired=None, workspace=False, float_dtype="np.float64", gate=True) -> Emitted:
     """Like :func:`emit`, with ufunc calls that write into buffers no longer needed (see
     :class:`_InPlace`). ``expr`` is elementwise in the array ``inputs``, possibly
     with class reductions (from :func:`to_array`). With ``workspace``, new full-shape buffers
     are not allocated by the ufuncs but taken from a list ``_w`` the caller provides (allocated
     once per call, or once per call of a blockwise evaluation for all its blocks). ``float_dtype``:
     the code of the dtype new float buffers take (``"z.dtype"`` for a body that computes in its
-    input's precision, float32 included)."""
+    input's precision, float32 included). ``gate``: apply rules.EXPONENT_GATE (see below)."""
     printer = printer or ActgenNumPyPrinter()
     fired = [] if fired is None else fired
-    replacements, reduced = _lowered_cse(expr, printer, fired)
+    # the in-place writer evaluates a Piecewise branch built on double-double arithmetic only on the
+    # elements that take it: exponent_gate makes exp(min(t, 0)) such a branch
+    replacements, reduced = _lowered_cse(expr, printer, fired, after=(EXPONENT_GATE,) if gate else ())
     later = [value for _, value in replacements] + [reduced]
     uses = {str(sym): sum(v.count(sym) for v in later) for sym, _ in replacements}
     writer = _InPlace(printer, inputs, uses)
