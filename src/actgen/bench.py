@@ -186,21 +186,28 @@ def rows(ag, spec, n=1_000_000, seed=0):
     return out
 
 
+def obvious_formulas(x):
+    """name -> (label, call) of the obvious NumPy/SciPy evaluation of a bundled function on ``x``,
+    in ``x``'s dtype (the peers of issue 18's goals)."""
+    import scipy.special as ss
+
+    t = x.dtype.type
+    c = t(np.sqrt(2.0 / np.pi))
+    return {
+        "sigmoid": ("scipy.special.expit", lambda: ss.expit(x)),
+        "gelu": ("z * scipy.special.ndtr(z)", lambda: x * ss.ndtr(x)),
+        "gelu_tanh": ("NumPy tanh formula", lambda: t(0.5) * x * (1 + np.tanh(c * (x + t(0.044715) * x * x * x)))),
+        "softplus": ("np.logaddexp(0, z)", lambda: np.logaddexp(t(0), x)),
+    }
+
+
 def float32_rows(ag, spec, row, z, torch):
     """The forward functions and first derivatives on the same values in float32, against the
     generated float64 call (float32 should be the faster: it computes in float32, its double-double
     terms in float64) and the obvious float32 alternatives."""
-    import scipy.special as ss
-
     z32 = z.astype(np.float32)
     zt32 = torch.from_numpy(z32) if torch else None
-    c = np.float32(np.sqrt(2.0 / np.pi))
-    obvious = {
-        "sigmoid": ("scipy.special.expit", lambda: ss.expit(z32)),
-        "gelu": ("z * scipy.special.ndtr(z)", lambda: z32 * ss.ndtr(z32)),
-        "gelu_tanh": ("NumPy tanh formula", lambda: 0.5 * z32 * (1 + np.tanh(c * (z32 + np.float32(0.044715) * z32 * z32 * z32)))),
-        "softplus": ("np.logaddexp(0, z)", lambda: np.logaddexp(np.float32(0), z32)),
-    }
+    obvious = obvious_formulas(z32)
     for name in ("sigmoid", "tanh", "softplus", "silu", "gelu", "gelu_tanh", "elu", "relu", "mish", "softsign"):
         for fname in (name, f"{name}_grad"):
             fn = getattr(ag, fname, None)
