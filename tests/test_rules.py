@@ -191,6 +191,9 @@ FIRES = {
         # t >= 0 on an interval (two roots), inside a quotient
         (primitives.exp_dd(sp.Min(0, sp.Rational(3, 2) * (1 - z**2))) / (1 + z**2),
          sp.Piecewise((1, (z >= -1) & (z <= 1)), (primitives.exp_dd(sp.Rational(3, 2) * (1 - z**2)), True)) / (1 + z**2)),
+        # a gate in the factor of another, resolved on each branch: where 3 z < 0, exp(min(-3 z, 0)) = 1
+        (primitives.mul_exp_dd(1 + primitives.exp_dd(sp.Min(0, -3 * z)), sp.Min(0, 3 * z)),
+         sp.Piecewise((1 + primitives.exp_dd(-3 * z), z >= 0), (primitives.mul_exp_dd(2, 3 * z), True))),
     ],
     "compensated_exponent": [
         (sp.exp(sp.sqrt(2) * z**3), primitives.exp_dd(sp.sqrt(2) * z**3)),
@@ -436,10 +439,9 @@ LEFT_ALONE = {
     # unbounded hyperbolic functions, other arguments
     # exact exponents (min, |.|, a power-of-two scale), another variable, a sum of exact terms
     # irrational roots (+-sqrt(2)), a root float32 cannot hold (1/10), no polynomial, no min with 0,
-    # a factor with a double-double exponent of its own, a gate inside another function's argument
+    # a gate inside another function's argument
     "exponent_gate": [primitives.exp_dd(sp.Min(0, 2 - z**2)), primitives.exp_dd(sp.Min(0, z - sp.Rational(1, 10))),
                       primitives.exp_dd(sp.Min(0, sp.Abs(z) - 1)), primitives.exp_dd(sp.Rational(3, 2) * z),
-                      primitives.mul_exp_dd(1 + primitives.exp_dd(sp.Min(0, -3 * z)), sp.Min(0, 3 * z)),
                       sp.log(1 + primitives.exp_dd(sp.Min(0, 3 * z)))],
     "compensated_exponent": [sp.exp(-sp.Abs(z)), sp.exp(sp.Min(z, 0)), sp.exp(z / 2), sp.exp(sp.pi * w), mul_exp(z, -2 * sp.Max(z, 0)),
                              mul_exp(z, sp.Min(z, 0) - 2 * sp.Max(z, 0)), primitives.exp_damped(-sp.sqrt(2) * sp.Abs(z) ** 3)],

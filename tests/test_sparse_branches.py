@@ -77,10 +77,11 @@ def test_the_gate_reads_the_sign_of_t_from_its_float_exact_roots():
     # irrational roots (+-sqrt(2)) or one that float32 cannot hold (0.1): the sign cannot be read exactly
     assert _gate(exp_dd(sp.Min(0, 2 - Z**2))) is None
     assert _gate(exp_dd(sp.Min(0, Z - sp.Rational(1, 10)))) is None
-    # a factor that is itself a double-double exponent saves nothing where t >= 0; a gate inside
-    # another node's argument would be a where() of both branches
+    # a gate in the factor of another is resolved on each branch (gelu_tanh's derivative): one
+    # double-double exponent per element instead of two
     inner = mul_exp_dd(Z, sp.Min(0, -t))
-    assert _gate(mul_exp_dd(1 + inner, sp.Min(0, t))) is None
+    assert _gate(mul_exp_dd(1 + inner, sp.Min(0, t))) == sp.Piecewise((1 + mul_exp_dd(Z, -t), Z >= 0), (mul_exp_dd(1 + Z, t), True))
+    # a gate inside another node's argument would be a where() of both branches
     assert _gate(sp.log(1 + exp_dd(sp.Min(0, t)))) is None
     assert _gate(2 * mul_exp_dd(Z, sp.Min(0, t)) + 1) == 2 * sp.Piecewise((Z, Z >= 0), (mul_exp_dd(Z, t), True)) + 1
 

@@ -1550,27 +1550,39 @@ def _gate_parts(e):
     return None
 
 
-def _exponent_gate(e):
-    """Each u exp(min(t, 0)) in double-double (t a polynomial with float-exact real roots, see
-    _nonnegative_set) reached from the top through sums, products and powers, whose factor u needs
-    no double-double itself, as Piecewise((u, t >= 0), (u exp(t), True)): the NumPy in-place writer
-    evaluates such a branch only on the elements that take it, so where t >= 0 (half the line for
-    gelu_tanh's exp(min(t, 0))) no double-double is computed. A gate inside another node's argument
-    would be printed as a where() of both branches (slower than no gate), and one whose u holds a
-    double-double exponent itself saves nothing where t >= 0, so both are left alone."""
+def _gate_on(e, domain):
+    """``e`` on the inputs in ``domain``, each gate reached through sums, products and powers
+    resolved there (see _exponent_gate)."""
     if isinstance(e, (sp.Add, sp.Mul, sp.Pow)):
-        args = [_exponent_gate(a) or a for a in e.args]
-        return e.func(*args) if any(a is not b for a, b in zip(args, e.args)) else None
+        args = [_gate_on(a, domain) for a in e.args]
+        return e.func(*args) if any(a is not b for a, b in zip(args, e.args)) else e
     parts = _gate_parts(e)
     if parts is None:
-        return None
+        return e
     u, t = parts
-    if u.has(exp_dd, mul_exp_dd, erfcx):
-        return None
     nonnegative = _nonnegative_set(t)
     if nonnegative is None:
-        return None
-    return sp.Piecewise((u, _set_condition(nonnegative)), (exp_dd(t) if u == 1 else mul_exp_dd(u, t), True))
+        return e
+    make = (lambda v: exp_dd(t) if v == 1 else mul_exp_dd(v, t))
+    if domain.is_subset(nonnegative):
+        return _gate_on(u, domain)
+    inside = sp.Intersection(domain, nonnegative)
+    if inside.is_empty or (isinstance(inside, sp.FiniteSet) and all(t.subs(Z, p) == 0 for p in inside)):
+        return make(_gate_on(u, domain))  # t <= 0 on the domain: min(t, 0) = t
+    return sp.Piecewise((_gate_on(u, inside), _set_condition(nonnegative)), (make(_gate_on(u, sp.Complement(domain, nonnegative))), True))
+
+
+def _exponent_gate(e):
+    """Each u exp(min(t, 0)) in double-double (t a polynomial with float-exact real roots, see
+    _nonnegative_set) reached from the top through sums, products and powers, as
+    Piecewise((u, t >= 0), (u exp(t), True)): the NumPy in-place writer evaluates such a branch only
+    on the elements that take it, so where t >= 0 (half the line for gelu_tanh's exp(min(t, 0))) no
+    double-double is computed. A gate in u is resolved on each branch's part of the line
+    (gelu_tanh's derivative has exp(min(-t, 0)) in the factor of exp(min(t, 0)): where t < 0 it is
+    1), so that every element computes one exponent instead of two. A gate inside another node's
+    argument is left alone: it would be printed as a where() of both branches."""
+    new = _gate_on(e, sp.S.Reals)
+    return None if new == e else new
 
 
 EXPONENT_GATE = Rule(

@@ -676,28 +676,47 @@ class _InPlace:
         return f"np.shape({self.printer.doprint(sorted(e.free_symbols & self.arrays, key=str)[0])})"
 
     def _sparse_branch(self, branch, index, code):
-        """``code`` at the flat ``index`` set to the branch's value, computed from its inputs
-        gathered there (common subexpressions expanded back to the inputs: their full arrays are
-        not needed)."""
+        """``code`` at the flat ``index`` set to the branch's value, computed from the arrays it
+        reads gathered there: the inputs, and the common subexpressions already computed (a take
+        costs ~1 ns per element, less than computing one again; and the value keeps the bits of
+        the full-array evaluation: gelu_tanh's derivative reads its polynomial factor as a float,
+        where written out in the inputs the printer would evaluate it in double-double). Only the
+        arrays the printed code reads are gathered: a double-double argument is printed from the
+        inputs whatever common subexpressions it shares."""
         value, cond = branch
         self._read(value)
         self._read(cond)
-        full = value.xreplace(self.expanded)
         printer = self.printer
-        gathered = {}
-        for sym in sorted(full.free_symbols & self.arrays, key=str):
-            gathered[sym] = self.assign(f"np.broadcast_to({printer.doprint(sym)}, np.shape({code})).take({index})", buffer=False)
+        candidates = sorted(value.free_symbols & self.arrays, key=str)
+        for sym in list(candidates):  # the inputs of double-double arguments (written out)
+            if sym in self.expanded:
+                candidates += [s for s in self.expanded[sym].free_symbols & self.arrays if s not in candidates]
+        placeholder = {sym: f"__gathered_{k}__" for k, sym in enumerate(candidates)}
         # printed in terms of the same symbols (the printer's rules look at them), which print as
         # the gathered arrays; double-double values of the full arrays do not apply here
-        saved = printer.dd_names, printer.dd_prefix
-        printer.dd_names, printer.dd_prefix, printer.renamed = {}, f"_d{index.lstrip('_b')}_", gathered
+        saved = printer.dd_names, printer.dd_prefix, printer.pending
+        printer.dd_names, printer.dd_prefix, printer.renamed, printer.pending = {}, f"_d{index.lstrip('_b')}_", placeholder, []
         try:
-            printed = printer.doprint(full)
+            printed = printer.doprint(value)
+            pending = printer.pending
         finally:
-            printer.dd_names, printer.dd_prefix = saved
+            printer.dd_names, printer.dd_prefix, printer.pending = saved
             printer.renamed = {}
+        self.flush()  # what was pending before this branch
+        text = printed + " ".join(line for _, line in pending)
+        names = {}
+        for sym in candidates:
+            if placeholder[sym] in text:
+                names[placeholder[sym]] = self.assign(f"np.broadcast_to({printer.doprint(sym)}, np.shape({code})).take({index})", buffer=False)
+
+        def named(line):
+            for hole, name in names.items():
+                line = line.replace(hole, name)
+            return line
+
+        printer.pending = [(name, named(line)) for name, line in pending]
         self.flush()
-        self.lines.append(("", f"{code}.put({index}, {printed})"))
+        self.lines.append(("", f"{code}.put({index}, {named(printed)})"))
 
     def _indicator_passes(self, e):
         """A Piecewise of two numbers (see the module's _indicator) as ufunc passes into a spare
