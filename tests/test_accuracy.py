@@ -197,3 +197,14 @@ def test_reference_does_not_refine_a_saturated_exponential():
     with pytest.raises(A.ReferenceError_, match="not resolved"):
         A.reference(sp.diff(f, Z), {Z: -1e308})
     assert float(A.reference(sp.diff(f, Z), {Z: 5.0})) == pytest.approx(-0.0472326791458277, rel=1e-14)
+
+
+def test_reference_erf_of_a_huge_number_is_its_limit_at_once():
+    """erf(cosh(z)**3) at z = 1e3 asks for exp(-x**2) with x**2 beyond 2**4096: below every format,
+    and mpmath computed it to as many bits (a fuzzed activation's measurement sat there for more
+    than ten minutes). The limits are returned instead."""
+    for v in (1e3, 1e5, 1e308):
+        assert A.reference(sp.erf(sp.cosh(Z) ** 3), {Z: v}) == 1
+        assert A.reference(sp.erfc(sp.cosh(Z) ** 3), {Z: v}) == 0
+        assert A.reference(sp.erf(-sp.cosh(Z) ** 3), {Z: v}) == -1
+    assert float(A.reference(sp.erfc(Z), {Z: 3.0})) == pytest.approx(math.erfc(3.0), rel=1e-15)

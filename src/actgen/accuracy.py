@@ -66,6 +66,11 @@ def _erfc(x):
     """mpmath's erfc, with its asymptotic series beyond |x| = 1e6, where mpmath's own check of
     the series overflows a float (exp(-x**2) itself is fine at any size in mpmath)."""
     if x > 10**6:
+        if mpmath.mag(x) > _SATURATION_MAG // 2:
+            # exp(-x**2) with x**2 beyond 2**4096 (erf(cosh(z)**3) at z = 1e3): below every
+            # format by far, where mpmath would compute it to as many bits as x**2 has (a fuzzed
+            # activation's measurement sat there for over ten minutes)
+            return mpmath.mpf(0)
         t = 1 / (2 * x * x)  # the next term, 15 t**3, is below 1e-36 of the value here
         return mpmath.exp(-x * x) / (x * mpmath.sqrt(mpmath.pi)) * (1 - t + 3 * t * t)
     if x < -10**6:
