@@ -502,13 +502,18 @@ def test_double_double_operations_in_place_give_the_bits_of_the_plain_formulas(a
     low = a * 1e-17
     pairs = [((a, 0.0), (b, 0.0)), ((a, low), (b, 0.0)), ((a, 0.0), (b, b * 1e-17)), ((a, low), (b, low)),
              ((0.7071067811865476, 4.833646656726457e-17), (b, 0.0)), ((a, low), (-1.5957691216057308, 9.96930880911092e-17)),
-             ((np.asarray(2.5), 0.0), (np.asarray(-3.0), 0.0)), ((a[:, None], 0.0), (b[None, :40], 0.0))]
+             ((np.asarray(2.5), 0.0), (np.asarray(-3.0), 0.0)), ((a[:, None], 0.0), (b[None, :40], 0.0)),
+             ((a, 0.0), (a, 0.0)), ((a, low), (a, low))]  # squares: the same array twice
     with np.errstate(all="ignore"):  # as in the generated bodies
         for x, y in pairs:
             assert same(rt._dd_mul(x, y), mul(x, y)), (x, y)
             assert same(rt._dd_add(x, y), add(x, y)), (x, y)
         assert same(rt._dd_split(a), split(a))
         assert same(rt._dd_pow((a, low), 3), mul(mul((a, low), (a, low)), (a, low)))
+        assert same(rt._dd_pow((a, 0.0), 2), mul((a, 0.0), (a, 0.0)))
+        # an error term that is not finite, with a low part that is not finite elsewhere
+        s_, e_ = np.array([1.0, -0.0, 1e308, np.inf, 3.0]), np.array([np.inf, np.nan, 1e300, 1.0, -np.inf])
+        assert same(rt._dd_norm(s_.copy(), e_.copy()), norm(s_, e_))
 
 
 def test_filled_constants_are_shared_read_only_and_fall_back_to_the_scalar(ag):
