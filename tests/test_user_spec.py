@@ -306,6 +306,44 @@ def test_what_the_fuzzer_found_is_right(tmp_path):
         assert worst <= 4.0, (name, worst)
 
 
+FUZZ_FOUND_NEXT_SPEC = """\
+activations:
+  erf_scaled:
+    expr: erf(1.5*z)
+  erfc_shifted:
+    expr: erfc(Min(0.044715, z) + z)
+  cos_shifted:
+    expr: cos(1.702 + z)
+"""
+
+
+def test_what_the_fuzzer_found_next_is_right(tmp_path):
+    """What `actgen accuracy --fuzz 20 --seed 23` found: erf(1.5 z)'s derivative exp(-2.25 z**2),
+    473 ulp at z = -15.3 (exp_square rounded c t**2: the runtimes now carry it); erfc(t) of a t that
+    rounds, 465 ulp at 24.7 (erfc_tail); cos(1.702 + z) rounding its argument, 4.6e18 ulp at
+    -4.1e227 and hundreds at |z| = 1000 (periodic_shift). Checked in ulps against mpmath (actgen's
+    reference, which resolves cos of a huge argument)."""
+    import sympy as sp
+
+    from actgen import accuracy as A
+    from actgen.model import Z
+
+    pkg = _numpy_package(tmp_path, FUZZ_FOUND_NEXT_SPEC, "fzn")
+    c = sp.Rational(851, 500)
+    cases = {
+        "erf_scaled_grad": (3 / sp.sqrt(sp.pi) * sp.exp(-sp.Rational(9, 4) * Z**2), [-15.3, -12.1, 0.7, 9.9, 26.4]),
+        "erfc_shifted": (sp.erfc(sp.Min(sp.Rational(44715, 10**6), Z) + Z), [0.3, 2.2, 9.6, 24.7, 26.1, -0.01, -3.0]),
+        "cos_shifted": (sp.cos(c + Z), [-4.14349e227, 1000.3, -1234.5, 1e10, 3e300, 0.2]),
+        "cos_shifted_grad": (-sp.sin(c + Z), [-4.14349e227, 1000.3, -1234.5, 1e10, 3e300, 0.2]),
+    }
+    for name, (expr, points) in cases.items():
+        got = getattr(pkg, name)(np.array(points))
+        for v, g in zip(points, got):
+            want = A.reference(expr, {Z: v})
+            if abs(float(want)) > 1e-3 or name.startswith("erf"):  # away from the zeros of cos and sin (term ulps there)
+                assert A.ulp_error(float(g), want) <= 4.0, (name, v, float(g), float(want))
+
+
 CANCELLING_SPEC = """\
 activations:
   tanh_shrink_like:

@@ -75,7 +75,22 @@ def simplify_apart(expr):
         trig = [t for t in expr.args if t.has(TrigonometricFunction)]
         rest = [t for t in expr.args if not t.has(TrigonometricFunction)]
         if trig and rest:
-            return sp.simplify(sp.Add(*trig)) + sp.simplify(sp.Add(*rest))
+            return _simplify_bounded(sp.Add(*trig)) + sp.simplify(sp.Add(*rest))
+    return _simplify_bounded(expr)
+
+
+# trigsimp (inside sp.simplify) factors polynomials in sin and cos over Q(i), and that grows without
+# bound with the expression: the second derivative of cosh(log(2 + sin(z/(1 + z**2)))), 167
+# operations, ran past the 60 s budget in dmp_zz_i_factor (profiled), where its first derivative, 40,
+# took 0.24 s. Above this many operations an expression with circular functions is not simplified
+# (the other candidates of `simplest`, factor_terms and expand, still are): a rule on the input, no
+# clock, so the result does not depend on the machine
+TRIG_SIMPLIFY_OPS = 100
+
+
+def _simplify_bounded(expr):
+    if expr.has(TrigonometricFunction) and sp.count_ops(expr) > TRIG_SIMPLIFY_OPS:
+        return expr
     return sp.simplify(expr)
 
 

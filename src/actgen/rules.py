@@ -655,12 +655,35 @@ def _logistic_product(e):
 
 
 def _exp_square(e):
-    # exp(c t**2) -> exp_square(t, c), for a constant c
+    # exp(c t**2) -> exp_square(t, c), for a constant c and a t that the float computes exactly
+    # (exp_square squares it exactly); a t that rounds (z + 0.3) is left to compensated_exponent,
+    # which evaluates t**2 in double-double from the input
     if isinstance(e, sp.exp):
         coeff, rest = e.args[0].as_coeff_Mul()
-        if coeff.is_number and coeff != 0 and rest.is_Pow and rest.exp == 2 and rest.base.free_symbols:
+        if coeff.is_number and coeff != 0 and rest.is_Pow and rest.exp == 2 and rest.base.free_symbols and not wants_double_double(rest.base):
             return exp_square(rest.base, coeff)
     return None
+
+
+def _erfc_tail(e):
+    # erfc(t) -> exp(-t**2) erfcx(t) for t >= 1/2 where t rounds (z + 0.044715): erfc multiplies
+    # the absolute error of t by 2 t erfc(t)/erfc(t) ~ 2 t**2 relatively (465 ulp at t = 24.7), where
+    # erfcx varies slowly and takes t's rounding error (its double-double low part), and the
+    # exponential is compensated; below 1/2 erfc is well-conditioned (2 t**2 < 1/2)
+    if isinstance(e, sp.erfc) and wants_double_double(e.args[0]):
+        t = e.args[0]
+        return sp.Piecewise((sp.exp(-t**2) * erfcx(t), t >= sp.Rational(1, 2)), (e, True))
+    return None
+
+
+ERFC_TAIL = Rule(
+    "erfc_tail",
+    "erfc(t) = exp(-t**2) erfcx(t) (for t >= 1/2, where t rounds): the rounding of t is not amplified by 2 t**2",
+    _erfc_tail,
+    ((sp.erfc(2 * x + sp.Rational(1, 3)), sp.exp(-(2 * x + sp.Rational(1, 3)) ** 2) * erfcx(2 * x + sp.Rational(1, 3))),),
+    "lower",
+    once=True,  # the otherwise-branch keeps erfc(t)
+)
 
 
 def _normal_cdf_erfcx(e):
@@ -2138,6 +2161,36 @@ LOG_COSH = Rule(
     "lower",
 )
 
+def _periodic_shift(e):
+    # sin(t + a) -> sin(t) cos(a) + cos(t) sin(a), cos(t + a) -> cos(t) cos(a) - sin(t) sin(a) for a
+    # t that the float computes exactly (z, 2 z) and a shift a free of the inputs: t + a rounds by
+    # up to half an ulp of t + a, which sin and cos keep as an absolute error (|z| ulps of the
+    # result: |cos(z + 1.702)|' was 4.6e18 ulp off at z = -4.1e227, where z + 1.702 is z, and
+    # sin(z + 1.702) about 500 ulp at z = 1000); sin and cos of the float t are within an ulp
+    if not isinstance(e, (sp.sin, sp.cos)) or not e.args[0].is_Add:
+        return None
+    arg = e.args[0]
+    inputs = [s_ for s_ in arg.free_symbols if is_input(s_)]
+    if len(inputs) != 1:
+        return None
+    a_, t = arg.as_independent(*inputs, as_Add=True)
+    if a_ == 0 or t == 0 or not t.free_symbols <= set(inputs) or _rounds(t):
+        return None
+    if isinstance(e, sp.sin):
+        return sp.sin(t) * sp.cos(a_) + sp.cos(t) * sp.sin(a_)
+    return sp.cos(t) * sp.cos(a_) - sp.sin(t) * sp.sin(a_)
+
+
+PERIODIC_SHIFT = Rule(
+    "periodic_shift",
+    "sin(t + a) = sin(t) cos(a) + cos(t) sin(a) and cos(t + a) = cos(t) cos(a) - sin(t) sin(a) for an exact t and a shift a: "
+    "t + a would round by half an ulp of |t + a|, an absolute error that sin and cos keep",
+    _periodic_shift,
+    ((sp.sin(x + a), sp.sin(x) * sp.cos(a) + sp.cos(x) * sp.sin(a)), (sp.cos(2 * x - sp.Rational(1, 3)), sp.cos(2 * x) * sp.cos(sp.Rational(1, 3)) + sp.sin(2 * x) * sp.sin(sp.Rational(1, 3)))),
+    "lower",
+)
+
+
 def _exact_constant_sum(e):
     # k s + c -> add_exact_constant(k s, c) for an input s, a number k and a rational c that float64
     # cannot hold (a decimal such as 4.702 or 1/3): the constant's low part is added last, so that
@@ -2195,13 +2248,15 @@ SQUARE_OVER = Rule(
 )
 
 
-LOWER = (MERGE_POWERS, XLOGY, LOG_RATIO, SCALED_ARGUMENT, PIECEWISE_MAX, NAN_OTHERWISE, NAN_DEFAULT, CLAMP_BRANCHES, LOG_COSH, LINEAR_ROOT, SQRT_COMPLEMENT, ROOT_CONJUGATE, LOGISTIC_DIFFERENCE, LOGISTIC_COMPLEMENT_DIFFERENCE, CANCELLATION_POLYNOMIAL, HYPOT, RATIO_FIRST, RATIONAL_ROOTS, LOG_TAIL, RATIONAL_TAIL, EXP_SUM_POWER, SCALED_POWER, HYPERBOLIC_SOFTPLUS, SOFTPLUS_LOG1P, NORMAL_CDF_ERFCX, EXP_SQUARE, HYPERBOLIC_RATIO, HYPERBOLIC_QUOTIENT, SECH_SQUARED_COSH, HYPERBOLIC_EXP, LOGISTIC_PRODUCT, LOGISTIC_PAIR_SUM, LOGISTIC_RECIPROCAL, STABLE_LOGISTIC, SPLIT_EXP, DAMPED_EXPONENT, COMPENSATED_EXPONENT, SHARED_EXPONENTIAL, SQUARE_OVER, EXACT_CONSTANT_SUM)
+LOWER = (MERGE_POWERS, XLOGY, LOG_RATIO, SCALED_ARGUMENT, PIECEWISE_MAX, NAN_OTHERWISE, NAN_DEFAULT, CLAMP_BRANCHES, LOG_COSH, LINEAR_ROOT, SQRT_COMPLEMENT, ROOT_CONJUGATE, LOGISTIC_DIFFERENCE, LOGISTIC_COMPLEMENT_DIFFERENCE, CANCELLATION_POLYNOMIAL, HYPOT, RATIO_FIRST, RATIONAL_ROOTS, LOG_TAIL, RATIONAL_TAIL, EXP_SUM_POWER, SCALED_POWER, HYPERBOLIC_SOFTPLUS, SOFTPLUS_LOG1P, NORMAL_CDF_ERFCX, EXP_SQUARE, HYPERBOLIC_RATIO, HYPERBOLIC_QUOTIENT, SECH_SQUARED_COSH, HYPERBOLIC_EXP, LOGISTIC_PRODUCT, LOGISTIC_PAIR_SUM, LOGISTIC_RECIPROCAL, STABLE_LOGISTIC, SPLIT_EXP, DAMPED_EXPONENT, COMPENSATED_EXPONENT, SHARED_EXPONENTIAL, SQUARE_OVER, EXACT_CONSTANT_SUM, PERIODIC_SHIFT, ERFC_TAIL)
 
 
 def lower(expr, fired=None):
     """Prepare ``expr`` for a NumPy printer; returns the lowered expression."""
     fired = [] if fired is None else fired
     expr = apply_rules(expr, (MERGE_POWERS,), fired)
+    # before any rule rewrites a sum (linear_root, exact_constant_sum) inside sin or cos
+    expr = apply_rules(expr, (PERIODIC_SHIFT,), fired)
     # branches are clamped before primitives are expanded, so the expansions stay untouched
     expr = apply_rules(expr, (XLOGY, PIECEWISE_MAX, CLAMP_BRANCHES), fired)
     expr = apply_rules(expr, (LOG_RATIO,), fired)
@@ -2229,6 +2284,7 @@ def lower(expr, fired=None):
     expr = apply_rules(expr, (LOG_COSH,), fired)
     expr = apply_rules(expr, (SOFTPLUS_LOG1P,), fired)
     expr = apply_rules(expr, (NORMAL_CDF_ERFCX,), fired)
+    expr = apply_rules(expr, (ERFC_TAIL,), fired)
     expr = apply_rules(expr, (EXP_SQUARE,), fired)
     expr = apply_rules(expr, (HYPERBOLIC_RATIO,), fired)
     expr = apply_rules(expr, (HYPERBOLIC_QUOTIENT,), fired)
