@@ -185,8 +185,10 @@ FIRES = {
         (3 + 2 * sp.exp(-sp.Abs(sp.Rational(17, 10) * z)), 3 + 2 * primitives.exp_damped(-sp.Abs(sp.Rational(17, 10) * z))),
     ],
     "periodic_shift": [
-        (sp.sin(z + sp.Rational(851, 500)), sp.sin(z) * sp.cos(sp.Rational(851, 500)) + sp.cos(z) * sp.sin(sp.Rational(851, 500))),
-        (sp.cos(2 * z - sp.Rational(1, 3)), sp.cos(2 * z) * sp.cos(sp.Rational(1, 3)) + sp.sin(2 * z) * sp.sin(sp.Rational(1, 3))),
+        (sp.sin(z + sp.Rational(851, 500)), primitives.sin_dd(z + sp.Rational(851, 500))),
+        (sp.cos(2 * z - sp.Rational(1, 3)), primitives.cos_dd(2 * z - sp.Rational(1, 3))),
+        # a parameter's shift (not evaluable in double-double): angle addition
+        (sp.sin(z + w), sp.sin(z) * sp.cos(w) + sp.cos(z) * sp.sin(w)),
     ],
     "exponent_gate": [
         # a polynomial with one float-exact real root (0): the double-double only where t < 0

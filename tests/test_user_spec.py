@@ -321,8 +321,8 @@ def test_what_the_fuzzer_found_next_is_right(tmp_path):
     """What `actgen accuracy --fuzz 20 --seed 23` found: erf(1.5 z)'s derivative exp(-2.25 z**2),
     473 ulp at z = -15.3 (exp_square rounded c t**2: the runtimes now carry it); erfc(t) of a t that
     rounds, 465 ulp at 24.7 (erfc_tail); cos(1.702 + z) rounding its argument, 4.6e18 ulp at
-    -4.1e227 and hundreds at |z| = 1000 (periodic_shift). Checked in ulps against mpmath (actgen's
-    reference, which resolves cos of a huge argument)."""
+    -4.1e227, hundreds at |z| = 1000 and without bound next to the zeros (periodic_shift). Checked
+    in ulps against mpmath (actgen's reference, which resolves cos of a huge argument)."""
     import sympy as sp
 
     from actgen import accuracy as A
@@ -333,15 +333,18 @@ def test_what_the_fuzzer_found_next_is_right(tmp_path):
     cases = {
         "erf_scaled_grad": (3 / sp.sqrt(sp.pi) * sp.exp(-sp.Rational(9, 4) * Z**2), [-15.3, -12.1, 0.7, 9.9, 26.4]),
         "erfc_shifted": (sp.erfc(sp.Min(sp.Rational(44715, 10**6), Z) + Z), [0.3, 2.2, 9.6, 24.7, 26.1, -0.01, -3.0]),
-        "cos_shifted": (sp.cos(c + Z), [-4.14349e227, 1000.3, -1234.5, 1e10, 3e300, 0.2]),
-        "cos_shifted_grad": (-sp.sin(c + Z), [-4.14349e227, 1000.3, -1234.5, 1e10, 3e300, 0.2]),
     }
+    # next to the zeros of sin(1.702 + z) (k pi - 1.702) and of cos (k pi + pi/2 - 1.702) too: the
+    # argument in double-double (sin_dd, cos_dd); the rounded sum was 1.8e12 ulp off there
+    near = [k * np.pi - 1.702 + d for k in (-12, 3, 250) for d in (0.0, 1e-9)] + [k * np.pi + np.pi / 2 - 1.702 for k in (-7, 40)]
+    shifted = [-4.14349e227, 1000.3, -1234.5, 1e10, 3e300, 0.2, -39.4] + near
+    cases["cos_shifted"] = (sp.cos(c + Z), shifted)
+    cases["cos_shifted_grad"] = (-sp.sin(c + Z), shifted)
     for name, (expr, points) in cases.items():
         got = getattr(pkg, name)(np.array(points))
         for v, g in zip(points, got):
             want = A.reference(expr, {Z: v})
-            if abs(float(want)) > 1e-3 or name.startswith("erf"):  # away from the zeros of cos and sin (term ulps there)
-                assert A.ulp_error(float(g), want) <= 4.0, (name, v, float(g), float(want))
+            assert A.ulp_error(float(g), want) <= 4.0, (name, v, float(g), float(want))
 
 
 CANCELLING_SPEC = """\

@@ -340,6 +340,37 @@ class mul_exp_square(sp.Function):  # noqa: N801
         return _latex_product(printer, u, r"e^{%s}" % printer._print(c * t**2), exp)
 
 
+class _CircularDD(sp.Function):
+    """sin or cos of t + a (t exact, a a shift) with the argument evaluated in double-double: t + a
+    = high + low, and sin(high + low) = sin(high) cos(low) + cos(high) sin(low) (cos likewise),
+    exact for every low. Rounding t + a to a float is an absolute error that sin and cos keep (|z|
+    ulps of the result, and without bound next to their zeros); with the low part the value is
+    within an ulp, next to the zeros too. A printer tells sin_dd and cos_dd apart by class."""
+
+    nargs = 1
+    _plain = None
+
+    def _eval_rewrite_as_elementary(self, t, **kwargs):
+        return self._plain(t)
+
+    def _latex(self, printer, exp=None):
+        return printer._print(self._plain(self.args[0]) if exp is None else self._plain(self.args[0]) ** exp)
+
+
+class sin_dd(_CircularDD):  # noqa: N801
+    _plain = sp.sin
+
+    def _eval_rewrite_as_sin(self, t, **kwargs):
+        return sp.sin(t)
+
+
+class cos_dd(_CircularDD):  # noqa: N801
+    _plain = sp.cos
+
+    def _eval_rewrite_as_cos(self, t, **kwargs):
+        return sp.cos(t)
+
+
 class exp_dd(sp.Function):  # noqa: N801
     r"""exp(t) with t evaluated in double-double arithmetic (a float and its rounding error): exp
     multiplies the absolute error of its argument into its relative error, so an argument such as
@@ -543,7 +574,7 @@ class polynomial(sp.Function):  # noqa: N801
     _eval_rewrite_as_elementary = _eval_rewrite_as_exp
 
 
-PRIMITIVES = (logistic, softplus, normal_cdf, xlogy, xlog1py, erfcx, exp_square, mul_exp, mul_exp_shared, mul_exp_square, exp_dd, mul_exp_dd, exp_damped, sign_select, ratio, polynomial, add_exact_constant)
+PRIMITIVES = (logistic, softplus, normal_cdf, xlogy, xlog1py, erfcx, exp_square, mul_exp, mul_exp_shared, mul_exp_square, exp_dd, mul_exp_dd, exp_damped, sign_select, ratio, polynomial, add_exact_constant, sin_dd, cos_dd)
 
 
 def elementary(expr):

@@ -112,7 +112,7 @@ def _late_symbols(replacements):
 def _protect_dd(expr, printer):
     """Hide the arguments of double-double exponentials from CSE (their float subexpressions would
     be computed and never used): each becomes an opaque call, expanded again by ``printer._dd``."""
-    from .primitives import exp_dd, mul_exp_dd
+    from .primitives import cos_dd, exp_dd, mul_exp_dd, sin_dd
 
     hidden, keys = {}, {}
 
@@ -122,7 +122,7 @@ def _protect_dd(expr, printer):
             hidden[keys[t]] = t
         return keys[t]
 
-    expr = expr.replace(lambda e: isinstance(e, exp_dd), lambda e: exp_dd(hide(e.args[0])))
+    expr = expr.replace(lambda e: isinstance(e, (exp_dd, sin_dd, cos_dd)), lambda e: type(e)(hide(e.args[0])))
     expr = expr.replace(lambda e: isinstance(e, mul_exp_dd), lambda e: mul_exp_dd(e.args[0], hide(e.args[1])))
     printer.definitions = dict(hidden)
     printer.dd_names, printer.pending = {}, []

@@ -30,7 +30,7 @@ def is_input(s) -> bool:
     split activation, a loss's further prediction input)."""
     return s == Z or isinstance(s, Input)
 from . import series
-from .primitives import add_exact_constant, erfcx, exp_damped, exp_dd, exp_square, format_max, format_tiny, logistic, mul_exp, mul_exp_dd, mul_exp_shared, mul_exp_square, normal_cdf, polynomial, ratio, sign_select, softplus, xlog1py, xlogy
+from .primitives import add_exact_constant, cos_dd, erfcx, exp_damped, exp_dd, exp_square, format_max, format_tiny, logistic, mul_exp, mul_exp_dd, mul_exp_shared, mul_exp_square, normal_cdf, polynomial, ratio, sign_select, sin_dd, softplus, xlog1py, xlogy
 from .symbolic import prove_equal
 
 a = sp.Symbol("a", real=True)
@@ -2162,11 +2162,12 @@ LOG_COSH = Rule(
 )
 
 def _periodic_shift(e):
-    # sin(t + a) -> sin(t) cos(a) + cos(t) sin(a), cos(t + a) -> cos(t) cos(a) - sin(t) sin(a) for a
-    # t that the float computes exactly (z, 2 z) and a shift a free of the inputs: t + a rounds by
-    # up to half an ulp of t + a, which sin and cos keep as an absolute error (|z| ulps of the
-    # result: |cos(z + 1.702)|' was 4.6e18 ulp off at z = -4.1e227, where z + 1.702 is z, and
-    # sin(z + 1.702) about 500 ulp at z = 1000); sin and cos of the float t are within an ulp
+    # sin(t + a) -> sin_dd(t + a) for a t that the float computes exactly (z, 2 z) and a numeric shift
+    # a: t + a rounds by up to half an ulp of |t + a|, an absolute error that sin and cos keep (|z|
+    # ulps of the result, unbounded next to their zeros: |cos(z + 1.702)|' was 4.6e18 ulp off at
+    # z = -4.1e227, where z + 1.702 is z); in double-double, sin(high + low) = sin(high) cos(low) +
+    # cos(high) sin(low) is within an ulp everywhere. A shift with a parameter (not evaluable in
+    # double-double) is written by angle addition: sin(t) cos(a) + cos(t) sin(a), exact for large t
     if not isinstance(e, (sp.sin, sp.cos)) or not e.args[0].is_Add:
         return None
     arg = e.args[0]
@@ -2176,6 +2177,8 @@ def _periodic_shift(e):
     a_, t = arg.as_independent(*inputs, as_Add=True)
     if a_ == 0 or t == 0 or not t.free_symbols <= set(inputs) or _rounds(t):
         return None
+    if a_.is_number:
+        return (sin_dd if isinstance(e, sp.sin) else cos_dd)(arg)
     if isinstance(e, sp.sin):
         return sp.sin(t) * sp.cos(a_) + sp.cos(t) * sp.sin(a_)
     return sp.cos(t) * sp.cos(a_) - sp.sin(t) * sp.sin(a_)
@@ -2183,10 +2186,11 @@ def _periodic_shift(e):
 
 PERIODIC_SHIFT = Rule(
     "periodic_shift",
-    "sin(t + a) = sin(t) cos(a) + cos(t) sin(a) and cos(t + a) = cos(t) cos(a) - sin(t) sin(a) for an exact t and a shift a: "
-    "t + a would round by half an ulp of |t + a|, an absolute error that sin and cos keep",
+    "sin(t + a) = sin(h) cos(l) + cos(h) sin(l) with t + a = h + l in double-double (cos likewise), for an exact t and a numeric "
+    "shift a (a parameter: sin(t) cos(a) + cos(t) sin(a)): t + a would round by half an ulp of |t + a|, an absolute error that sin and cos keep",
     _periodic_shift,
-    ((sp.sin(x + a), sp.sin(x) * sp.cos(a) + sp.cos(x) * sp.sin(a)), (sp.cos(2 * x - sp.Rational(1, 3)), sp.cos(2 * x) * sp.cos(sp.Rational(1, 3)) + sp.sin(2 * x) * sp.sin(sp.Rational(1, 3)))),
+    ((sp.sin(x + sp.Rational(851, 500)), sin_dd(x + sp.Rational(851, 500))), (sp.cos(2 * x - sp.Rational(1, 3)), cos_dd(2 * x - sp.Rational(1, 3))),
+     (sp.sin(x + a), sp.sin(x) * sp.cos(a) + sp.cos(x) * sp.sin(a))),
     "lower",
 )
 

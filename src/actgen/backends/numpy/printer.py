@@ -217,6 +217,12 @@ class ActgenNumPyPrinter(NumPyPrinter):
     def _print_exp_dd(self, expr):
         return f"_exp_dd({self._dd(expr.args[0])})"
 
+    def _print_sin_dd(self, expr):
+        return f"_sin_dd({self._dd(expr.args[0])})"
+
+    def _print_cos_dd(self, expr):
+        return f"_cos_dd({self._dd(expr.args[0])})"
+
     def _print_mul_exp_dd(self, expr):
         u, t = expr.args
         if wants_double_double(u):
