@@ -54,9 +54,13 @@ assert MAX_UNSHIFTED_DEGREE * (UNSHIFTED_BOUND + 40 * math.log(2)) < 709
 
 
 def environment(folder="templates", package="actgen"):
-    """Jinja2 with StrictUndefined over a template folder of actgen (or of a backend's package)."""
+    """Jinja2 with StrictUndefined over a template folder of actgen (or of a backend's package, with
+    actgen's own templates behind it for what the backends share)."""
+    loader = jinja2.PackageLoader(package, folder)
+    if package != "actgen":
+        loader = jinja2.ChoiceLoader([loader, jinja2.PackageLoader("actgen", "templates")])
     return jinja2.Environment(
-        loader=jinja2.PackageLoader(package, folder),
+        loader=loader,
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=False,
