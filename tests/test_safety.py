@@ -96,6 +96,10 @@ def test_full_build_never_evaluates_spec_text(tmp_path, monkeypatch):
                     leaks.append((name, ast.dump(args[0])[:80]))
                 if flags & ast.PyCF_ONLY_AST:  # ast.parse: parsing, not evaluation
                     return original(*args, **kwargs)
+                if sys._getframe(1).f_globals.get("__name__") == "sympy.utilities.lambdify":
+                    # lambdify compiles what SymPy's printer wrote from a parsed tree (the
+                    # properties' mpmath quadrature); lambdify itself is watched for strings below
+                    return original(*args, **kwargs)
             for a in list(args) + list(kwargs.values()):
                 if isinstance(a, str) and (any_string or any(t in a for t in texts)):
                     leaks.append((name, a[:80]))

@@ -15,7 +15,7 @@ from . import model as M
 from .errors import EntryFailure
 from .primitives import elementary, logistic
 from .rules import raise_primitives
-from .symbolic import TimeBudgetExceeded, prove_equal, time_budget
+from .symbolic import prove_equal
 
 Y_OUT = sp.Symbol("y", real=True)  # the output of an activation, in output-form derivatives
 G = sp.IndexedBase("g", real=True)  # the incoming gradient of a vector-Jacobian product
@@ -182,19 +182,23 @@ def second_derivatives(act: M.Activation, first, z=M.Z):
     return out
 
 
-def output_form(f, fprime, raw=None, seconds=30.0):
-    """g with f'(z) = g(f(z)), proved; None when the derivative needs the input (or SymPy cannot
-    find g within ``seconds``)."""
-    try:
-        with time_budget(seconds):
-            return _output_form(f, fprime, raw)
-    except (TimeBudgetExceeded, TypeError, ValueError, NotImplementedError, RecursionError):
+# An output form is looked for only for a function and derivative this small (operations, as
+# sp.count_ops counts them; the bundled functions that have one are at most 5 and 4). The work of
+# finding and proving one is bounded by the size of its input, never by a clock: the same spec
+# gives the same package on any machine (the entry's --entry-timeout is only a safety net, and
+# stops the build with an error when it fires, it never decides what is generated).
+OUTPUT_FORM_OPS = 24
+
+
+def output_form(f, fprime, raw=None):
+    """g with f'(z) = g(f(z)), proved; None when the derivative needs the input, or f or f' is
+    larger than OUTPUT_FORM_OPS, or f is not a chain of invertible steps (see :func:`invert`)."""
+    if sp.count_ops(f) > OUTPUT_FORM_OPS or sp.count_ops(fprime) > OUTPUT_FORM_OPS:
         return None
-
-
-# inverses SymPy's solve writes for z = f^-1(y) that no target evaluates (erf(z) = y gives
-# z = erfinv(y)); an output form built on one would recompute the input from the output anyway
-_SOLVER_INVERSES = (sp.LambertW, sp.erfinv, sp.erfcinv, sp.erf2inv)
+    try:
+        return _output_form(f, fprime, raw)
+    except (TypeError, ValueError, NotImplementedError, RecursionError):
+        return None
 
 
 def _output_form(f, fprime, raw):
@@ -207,10 +211,10 @@ def _output_form(f, fprime, raw):
             direct = _substitute_output(f, form) if form is not None else None
             if direct is not None:
                 candidates.append(direct)
-        with_elementary = _solve_for_z(elementary(f))
-        for sol in with_elementary[:2]:
+        sol = invert(elementary(f))
+        if sol is not None:
             g = sp.simplify(elementary(fprime).xreplace({M.Z: sol}))
-            if not g.has(M.Z) and not g.has(*_SOLVER_INVERSES) and sp.count_ops(g) < 12:
+            if not g.has(M.Z) and sp.count_ops(g) < 12:
                 candidates.append(raise_primitives(g))
     for g in sorted(candidates, key=lambda e: (sp.count_ops(e), sp.srepr(e))):
         if not g.free_symbols <= {Y_OUT} | {s for s in fprime.free_symbols if s != M.Z}:
@@ -243,20 +247,74 @@ def _linear_factors(g):
     return g
 
 
-MAX_SOLVE_OPS = 10  # SymPy's solve on larger expressions can run for minutes (gelu_tanh)
+# functions that are one-to-one on the reals, with their inverses (on the image): exp's is log,
+# and so on. cosh, sin, cos are not one-to-one, erf's inverse is no function a target evaluates.
+_INJECTIVE_INVERSES = {sp.exp: sp.log, sp.log: sp.exp, sp.sinh: sp.asinh, sp.asinh: sp.sinh,
+                       sp.tanh: sp.atanh, sp.atanh: sp.tanh, sp.atan: sp.tan}
 
 
-def _solve_for_z(f, seconds=10.0):
-    """Solutions z of y = f(z), or [] when f is too large to invert (a deterministic size limit)
-    or SymPy finds none. The time budget is only a safety net, far above what solvable cases need,
-    so that the result does not depend on the machine's speed."""
-    if sp.count_ops(f) > MAX_SOLVE_OPS or len(f.atoms(sp.Function)) > 2 or f.has(sp.Abs, sp.sign, sp.Max, sp.Min, sp.Heaviside, sp.Piecewise):
-        return []
-    try:
-        with time_budget(seconds):
-            return sp.solve(sp.Eq(Y_OUT, f), M.Z)
-    except (NotImplementedError, TypeError, ValueError, TimeBudgetExceeded):
-        return []
+def invert(f, y=Y_OUT):
+    """z with f(z) = y, where z occurs once in f (in elementary functions) and each step from z
+    outwards is one-to-one: adding or multiplying by a constant, a reciprocal, a root 1/q, a power
+    of a positive constant, or one of _INJECTIVE_INVERSES; None otherwise. Peeling the steps off
+    from the outside costs one step per node (SymPy's solve was used before: on
+    sinh(z**2/3.896804) it ran for more than 30 s, and only a clock stopped it)."""
+    e, target = f, y
+    while e != M.Z:
+        if e.is_Add or e.is_Mul:
+            inner = [a for a in e.args if a.has(M.Z)]
+            if len(inner) != 1:
+                step = _mobius_step(e, target)
+                if step is None:
+                    return None
+                e, target = step
+                continue
+            rest = e.func(*(a for a in e.args if not a.has(M.Z)))
+            if e.is_Mul and rest == 0:
+                return None
+            target = target - rest if e.is_Add else target / rest
+            e = inner[0]
+        elif e.is_Pow:
+            base, exponent = e.args
+            if base.has(M.Z) and exponent.has(M.Z):
+                return None
+            if exponent.has(M.Z):
+                if base.is_positive is not True or base == 1:
+                    return None
+                target, e = sp.log(target) / sp.log(base), exponent
+            elif exponent == -1:
+                target, e = 1 / target, base
+            elif exponent.is_Rational and exponent.p == 1 and exponent.q > 1:
+                target, e = target ** exponent.q, base  # a root's image is >= 0, where this inverts it
+            else:
+                return None
+        elif type(e) in _INJECTIVE_INVERSES and len(e.args) == 1:
+            target, e = _INJECTIVE_INVERSES[type(e)](target), e.args[0]
+        else:
+            return None
+    return target
+
+
+def _mobius_step(e, y):
+    """(inner, x) where e = (a u + b)/(c u + d) for a subexpression u of e, with ad - bc != 0,
+    and x = (d y - b)/(a - c y) the u at which e = y (z/(1 - z), exp(z)/(1 + exp(z))); None when
+    no subexpression makes e such a quotient. Tried from the largest subexpression down."""
+    x = sp.Dummy("u")
+    for u in sp.preorder_traversal(e):
+        if u is e or not u.has(M.Z):
+            continue
+        quotient = sp.together(e.xreplace({u: x}))
+        if quotient.has(M.Z):
+            continue
+        num, den = sp.fraction(quotient)
+        if not (num.is_polynomial(x) and den.is_polynomial(x)) or sp.degree(num, x) > 1 or sp.degree(den, x) > 1:
+            continue
+        (a, b), (c, d) = (sp.Poly(num, x).all_coeffs()[-2:] if sp.degree(num, x) == 1 else (0, num),
+                          sp.Poly(den, x).all_coeffs()[-2:] if sp.degree(den, x) == 1 else (0, den))
+        if sp.expand(a * d - b * c) == 0:
+            continue
+        return u, (d * y - b) / (a - c * y)
+    return None
 
 
 def _substitute_output(f, fprime):
@@ -289,10 +347,10 @@ def _piecewise_output_form(f, fprime):
             continue
         sub = _substitute_output(fb, gb)
         if sub is None:
-            sols = _solve_for_z(elementary(fb))
-            if not sols:
+            sol = invert(elementary(fb))
+            if sol is None:
                 return None
-            sub = sp.simplify(gb.xreplace({M.Z: sols[0]}))
+            sub = sp.simplify(gb.xreplace({M.Z: sol}))
             if sub.has(M.Z):
                 return None
         pieces.append((sub, image_cond))
@@ -343,9 +401,10 @@ def _select_branch(pw, domain):
         if c is sp.true:
             return value
         try:
-            with time_budget(10.0):
-                holds = sp.solveset(_without_constant_factor(c), M.Z, domain=sp.S.Reals)
-        except (TimeBudgetExceeded, NotImplementedError, TypeError, ValueError):
+            # no clock: this is only reached inside output_form, for a function of at most
+            # OUTPUT_FORM_OPS operations, whose branch conditions are as small
+            holds = sp.solveset(_without_constant_factor(c), M.Z, domain=sp.S.Reals)
+        except (NotImplementedError, TypeError, ValueError):
             return None
         if not isinstance(holds, sp.Set) or isinstance(holds, sp.ConditionSet):
             return None

@@ -20,13 +20,16 @@ from .errors import Collector
 from .primitives import elementary
 from .symbolic import Step, TimeBudgetExceeded, prove_equal, time_budget
 
+# A safety net, not a decision: a proof that runs past this many CPU seconds stops the build with
+# an error (status "stopped", never cached), so no clock turns a claim into "unproved" or a
+# conjecture's page into a different one on a slower machine.
 PROOF_BUDGET_S = 30.0
 
 
 @dataclasses.dataclass(frozen=True)
 class Proof:
     identity: M.Identity
-    status: str  # proved | false | unproved | conjecture
+    status: str  # proved | false | unproved | conjecture | stopped (ran past PROOF_BUDGET_S: an error)
     steps: tuple[Step, ...]
     counterexample: tuple[tuple[str, float], ...] = ()
     sides: tuple[sp.Expr, sp.Expr] = (sp.Integer(0), sp.Integer(0))  # after differentiation and assumptions
@@ -70,7 +73,8 @@ def _prepare(side, steps, label, assumptions):
     return expr
 
 
-def prove(identity: M.Identity, seconds=PROOF_BUDGET_S) -> Proof:
+def prove(identity: M.Identity, seconds=None) -> Proof:
+    seconds = PROOF_BUDGET_S if seconds is None else seconds
     steps: list[Step] = []
     try:
         with time_budget(seconds):
@@ -84,8 +88,8 @@ def prove(identity: M.Identity, seconds=PROOF_BUDGET_S) -> Proof:
             ok, more = prove_equal(lhs, rhs)
             steps.extend(more)
     except TimeBudgetExceeded:
-        steps.append(Step(f"stopped after {seconds:.0f} s", sp.Integer(0)))
-        ok, lhs, rhs = False, identity.lhs, identity.rhs
+        steps.append(Step(f"stopped after {seconds:g} s of CPU time", sp.Integer(0)))
+        return Proof(identity, "stopped", tuple(steps), (), (identity.lhs, identity.rhs))
     if ok:
         return Proof(identity, "proved", tuple(steps), (), (lhs, rhs))
     counter, values = _refute(lhs, rhs)
@@ -164,7 +168,11 @@ def _refute(lhs, rhs, tries=40, seed=0):
 def _cached_proof(identity):
     """A proof depends only on the claim's expressions (the spec's functions are already
     substituted into them), not on where the identity is declared or how it is explained."""
-    result = cache.cached("proof", lambda: dataclasses.replace(prove(identity), identity=None), *_claim(identity))
+    result = cache.lookup("proof", *_claim(identity))
+    if result is cache.MISS:
+        result = dataclasses.replace(prove(identity), identity=None)
+        if result.status != "stopped":  # what the clock stopped is not an answer to keep
+            cache.put(cache.key("proof", *_claim(identity)), (result, cache.digest(result)))
     return dataclasses.replace(result, identity=identity)
 
 
@@ -199,6 +207,8 @@ def check_identities(spec: M.Spec, names=None, raise_on_failure=True, jobs=1) ->
         for p in proofs:
             if p.status == "false":
                 problems.add(p.identity.location, p.identity.name, "claim", f"the claim is false: {_refutation(p)}; correct the claim")
+            elif p.status == "stopped":
+                problems.add(p.identity.location, p.identity.name, "claim", f"proving the claim took more than {PROOF_BUDGET_S:g} s of CPU time (a safety limit, not a verdict); simplify the claim or split it into smaller identities")
             elif p.status == "unproved":
                 problems.add(p.identity.location, p.identity.name, "claim", "SymPy could neither prove nor refute the claim; simplify it, add an assumption, or mark it 'conjecture: true'")
         problems.raise_if_any()

@@ -115,10 +115,12 @@ class TimeBudgetExceeded(Exception):
 
 _budgets: list[float] = []  # deadlines of the enclosing budgets (process CPU seconds), innermost last
 _REFIRE = 0.5  # CPU seconds between repeated alarms once a budget has run out
-# Budgets count the CPU time of this process (ITIMER_PROF: user and system time of all its
-# threads), not the wall clock: other processes on the machine (a test suite's, a parallel build's
-# workers, a loaded CI runner) do not shorten a derivation's budget, so what a budget decides (an
-# output form found, a proof completed, an entry within --entry-timeout) does not depend on the load.
+# Budgets are safety nets, never decisions: the two left (an entry's --entry-timeout, an identity's
+# PROOF_BUDGET_S) stop the build with an error when they fire; what the generated code, the catalog
+# and the pages contain is bounded by the size of the expressions (operation counts), so the same
+# spec gives the same output on any machine. They count the CPU time of this process (ITIMER_PROF:
+# user and system time of all its threads), not the wall clock: other processes on the machine (a
+# test suite's, a parallel build's workers, a loaded CI runner) do not bring the error closer.
 _TIMER, _SIGNAL = (getattr(signal, "ITIMER_PROF", None), getattr(signal, "SIGPROF", None))
 
 
