@@ -209,7 +209,17 @@ class ActgenNumPyPrinter(NumPyPrinter):
         return self._print(expr.rewrite(sp.Piecewise))
 
     def _print_mul_exp_square(self, expr):
-        return f"_mul_exp_square({', '.join(self._print(a) for a in expr.args)})"
+        u, t, c = expr.args
+        return f"_mul_exp_square({self._print(u)}, {self._print(t)}, {self._square_constant(c)})"
+
+    def _square_constant(self, c):
+        """exp_square's constant: as a float when one holds it exactly, else as the pair (float,
+        remainder), whose remainder the runtime's _scale_parts carries (exp(c t**2) amplifies the
+        rounding of c by |c| t**2: 279 ulp for c = -(1.702/1.002)**2 at t = 15.6)."""
+        if not c.is_number or (c.is_Rational and sp.Rational(float(c)) == c):
+            return self._print(c)
+        high = float(sp.N(c, 40))
+        return f"({high!r}, {float(sp.N(c - sp.Rational(high), 20))!r})"
 
     def _print_exp_damped(self, expr):
         return self._print(sp.exp(expr.args[0]))
@@ -286,7 +296,7 @@ class ActgenNumPyPrinter(NumPyPrinter):
         return f"_erfcx({self._print(u)})"
 
     def _print_exp_square(self, expr):
-        return f"_exp_square({self._print(expr.args[0])}, {self._print(expr.args[1])})"
+        return f"_exp_square({self._print(expr.args[0])}, {self._square_constant(expr.args[1])})"
 
     def _print_erf(self, expr):
         return f"_special().erf({self._print(expr.args[0])})"
