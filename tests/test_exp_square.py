@@ -119,3 +119,17 @@ def test_the_printer_writes_a_constant_no_float_holds_as_a_pair():
     high, low = eval(printer._square_constant(c))  # noqa: S307 - a literal pair printed here
     assert sp.Rational(high) + sp.Rational(low) - c < sp.Rational(1, 10**30) * abs(c)
     assert printer._square_constant(sp.Rational(-9, 4)) == printer._print(sp.Rational(-9, 4))
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch", "jax"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("c", [1.0, 0.3])
+def test_exp_square_that_overflows_is_inf_not_nan(backend, dtype, c):
+    """exp(c t**2) with c > 0 past the overflow: exp(product) is inf, and inf times a correction of
+    0 (t**2 exact, c a power of two) was NaN: 1 + exp(z**2) was NaN for |z| >= 26.7 (fuzz seed 29)."""
+    rt, to_array, to_numpy = _runtime(backend)
+    t = np.array([27.0 / c ** 0.5, -30.0 / c ** 0.5, 1e10, -1e200, 3.0], dtype=dtype)
+    with np.errstate(all="ignore"):
+        got = to_numpy(rt._exp_square(to_array(t), c))
+    assert np.isposinf(got[:4]).all()
+    assert got[4] == pytest.approx(np.exp(c * 9.0), rel=1e-6)
