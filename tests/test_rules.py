@@ -814,3 +814,15 @@ def test_a_fit_shrinks_its_interval_past_another_zero():
     t = sp.Symbol("t", real=True)
     f = series.fit(sp.tanh(sp.sin(t)) - t / (1 + t**2), t)
     assert f is not None and f.order == 3 and f.even and f.left == f.right < 1.9
+
+
+def test_exp_sum_power_takes_the_coefficient_of_an_exponential_of_a_sum_as_it_is():
+    """1 + exp(2 - z): b is 1, not exp(2 - z) / exp(2 - z), which SymPy leaves as the product
+    exp(2 - z) exp(z - 2): the far branch of sqrt(1 + exp(1.702 - z)) was NaN past z = -707
+    (inf * 0; fuzz seed 29, sinh(sqrt(1 + exp(1.702 - z))))."""
+    assert rules._exp_sum(1 + sp.exp(2 - z)) == (1, 1, 2 - z)
+    assert rules._exp_sum(1 + 3 * sp.exp(sp.Rational(851, 500) - z)) == (1, 3, sp.Rational(851, 500) - z)
+    lowered = rules._exp_sum_power(sp.sqrt(1 + sp.exp(2 - z)))
+    far = lowered.args[-1][0]
+    x = 2 - z
+    assert far == sp.exp(x / 2) * sp.sqrt(1 + sp.exp(-x))

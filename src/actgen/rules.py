@@ -1222,7 +1222,9 @@ def _exp_sum(base):
         dependent = [f for f in sp.Mul.make_args(term) if not _inputs_free(f)]
         if b_ is not None or len(dependent) != 1 or not isinstance(dependent[0], sp.exp):
             return None
-        b_, u_ = term / dependent[0], dependent[0].args[0]
+        # the other factors, not term / exp(u): SymPy leaves exp(2 - z) / exp(2 - z) as a product
+        # exp(2 - z) exp(z - 2), which is inf * 0 where the exponent overflows
+        b_, u_ = sp.Mul(*(f for f in sp.Mul.make_args(term) if f is not dependent[0])), dependent[0].args[0]
     return (sp.Add(*a_), b_, u_) if b_ is not None and a_ else None
 
 
