@@ -71,3 +71,24 @@ def test_the_reference_of_an_exponential_of_an_exponential_fits_in_memory():
     assert tiny < 0 and abs(tiny) < mpmath.mpf(10) ** -1000
     big = reference(sp.exp(Z) - 2 * Z, {Z: 1e308})
     assert mpmath.isfinite(big) and big > mpmath.mpf(10) ** 400
+
+
+def test_an_intermediate_beyond_the_float_range_is_named_at_the_worst_input():
+    """cos(cosh(z)) at z = -1000 (cosh(1000) ~ 1e434: no float evaluation can get it) and
+    0.044715 exp(z) - z**2 at 710 (finite, but exp(710) overflows: a rewrite must scale it)."""
+    import sympy as sp
+
+    from actgen import model as M
+
+    z = M.Z
+    assert fuzz.beyond_range(sp.log(1 + sp.cos(sp.cosh(z)) ** 2), z, -1000.0) == "cosh(z) = 9.9e+433"
+    assert fuzz.beyond_range(sp.Rational(44715, 10**6) * sp.exp(z) - z**2, z, 710.0) == "exp(z) = 2.2e+308"
+    assert fuzz.beyond_range(sp.tanh(z) + sp.exp(z), z, 700.0) == ""  # every intermediate representable
+
+
+def test_the_report_groups_samples_whose_intermediate_is_beyond_the_range():
+    samples = [fuzz.Sample("log(1 + (cos(cosh(z)))**2)", "ok", "", float("inf"), "fuzzed", -1000.0, 1, "cosh(z) = 9.9e+433"),
+               fuzz.Sample("tanh(z)", "ok", "", 0.5, "fuzzed", 1.0, 0)]
+    text = fuzz.report(samples, seed=0)
+    assert "## an intermediate beyond float64's range at the worst input (a rewrite must avoid it) (1)" in text
+    assert "`cosh(z) = 9.9e+433`" in text and "tanh(z)" not in text.split("## ")[-1]

@@ -60,6 +60,7 @@ class Sample:
     worst_function: str = ""
     worst_input: float = float("nan")
     nonfinite: int = 0
+    beyond_range: str = ""  # an intermediate beyond float64's range at the worst input ("exp(z) = 2.2e+308")
 
     @property
     def within_target(self) -> bool:
@@ -122,7 +123,7 @@ def _measure(expr, work, package_name):
     finally:
         sys.path.pop(0)
     derived = derive_all(load_spec(str(work / "f.yaml")), jobs=1)
-    worst = (0.0, "", float("nan"))
+    worst = (0.0, "", float("nan"), None)
     nonfinite = 0
     for t in A.targets(derived, package):
         if t.function not in ("fuzzed", "fuzzed_grad"):
@@ -130,16 +131,58 @@ def _measure(expr, work, package_name):
         m = A.measure(t.label, t.call, t.reference, t.var, t.params, dtype=np.float64, inputs=t.inputs, terms_expr=t.terms, domain=t.domain)
         nonfinite += m.nonfinite
         if m.max_term_ulp > worst[0] or math.isnan(worst[2]):
-            worst = (m.max_term_ulp, m.name, m.worst_term_input)
+            worst = (m.max_term_ulp, m.name, m.worst_term_input, (t.reference, t.var))
     sys.modules.pop(package_name, None)
     for mod in [m for m in sys.modules if m.startswith(package_name + ".")]:
         sys.modules.pop(mod, None)
-    return Sample(expr, "ok", "", worst[0], worst[1], worst[2], nonfinite)
+    beyond = ""
+    if worst[3] is not None and math.isfinite(worst[2]) and (worst[0] > 4.0 or nonfinite):
+        beyond = beyond_range(*worst[3], worst[2])
+    return Sample(expr, "ok", "", worst[0], worst[1], worst[2], nonfinite, beyond)
+
+
+FLOAT64_MAX = 1.7976931348623157e308
+
+
+def beyond_range(expr, var, x) -> str:
+    """The innermost subexpression of ``expr`` whose true value at ``var`` = x lies beyond float64's
+    range, with that value ("exp(z) = 2.2e+308"), or "" when every intermediate is representable.
+    Where the result is finite but an intermediate is not, the formula as written cannot be
+    evaluated in float64: a rewrite must avoid that intermediate (scaling it, or working in
+    logarithms), and a periodic function of it (cos(cosh(z)) at z = -1000) is beyond any float
+    evaluation. Evaluated with the accuracy module's mpmath reference (evidence at one point)."""
+    import mpmath
+    import sympy as sp
+
+    from . import accuracy as A
+    from .primitives import elementary
+
+    found = []
+    for sub in sp.postorder_traversal(elementary(expr)):
+        if sub.is_Atom or not sub.free_symbols:
+            continue
+        try:
+            value = A.reference(sub, {var: x})
+        except Exception:  # noqa: BLE001 - mpmath's limits at one point: that subexpression is not judged
+            continue
+        if mpmath.isnan(value) or abs(value) <= FLOAT64_MAX:
+            continue
+        if any(sub.has(f) for f, _v in found):
+            continue  # an outer expression of one already found
+        found.append((sub, value))
+    if not found:
+        return ""
+    sub, value = min(found, key=lambda fv: len(str(fv[0])))
+    shown = "inf" if mpmath.isinf(value) else mpmath.nstr(value, 2)
+    text = str(sub)
+    return f"{text if len(text) <= 40 else text[:37] + '...'} = {shown}"
 
 
 def _cause(s: Sample) -> str:
     if s.outcome != "ok":
         return s.outcome
+    if s.beyond_range:
+        return "an intermediate beyond float64's range at the worst input (a rewrite must avoid it)"
     if s.nonfinite:
         return "non-finite where the true value is finite"
     if s.worst_input != s.worst_input:  # NaN: no failing point
@@ -168,6 +211,7 @@ def report(samples: list[Sample], seed: int) -> str:
     for cause, members in sorted(groups.items()):
         lines += [f"## {cause} ({len(members)})", "", "| expression | worst | ulp | at input | message |", "| --- | --- | ---: | ---: | --- |"]
         for s in members:
-            lines.append(f"| `{s.expr}` | {s.worst_function} | {s.worst_ulp:.3g} | {s.worst_input:.6g} | {s.message.replace('|', '/')} |")
+            message = s.message or (f"`{s.beyond_range}`" if s.beyond_range else "")
+            lines.append(f"| `{s.expr}` | {s.worst_function} | {s.worst_ulp:.3g} | {s.worst_input:.6g} | {message.replace('|', '/')} |")
         lines.append("")
     return "\n".join(lines)
