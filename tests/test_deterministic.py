@@ -5,6 +5,8 @@ build with an error when they fire, never turning an answer into a different one
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import sympy as sp
 
 from actgen import cache
@@ -17,6 +19,7 @@ from actgen.render import _switching_points
 from actgen.rules import raise_primitives
 
 z, y = M.Z, Y_OUT
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _expr(text):
@@ -72,7 +75,7 @@ def test_output_forms_are_looked_for_only_on_small_functions():
 
 
 def test_bundled_output_forms_are_the_ones_documented():
-    spec = load_spec("spec")
+    spec = load_spec(ROOT / "spec")
     found = set()
     for act in spec.activations:
         if act.vector or act.split:
@@ -94,7 +97,7 @@ def test_loss_switching_points_are_closed_form_roots():
 def test_a_proof_stopped_by_the_clock_is_an_error_and_is_not_cached(monkeypatch, tmp_path):
     monkeypatch.setenv("ACTGEN_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(P, "PROOF_BUDGET_S", 1e-9)
-    spec = load_spec("spec")
+    spec = load_spec(ROOT / "spec")
     identity = next(i for i in spec.identities if i.name == "softmax_cce_gradient")
     proof = P._cached_proof(identity)
     assert proof.status == "stopped"
